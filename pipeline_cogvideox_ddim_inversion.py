@@ -1,0 +1,715 @@
+# Copyright 2026 The CogVideoX DDIM Inversion authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""DDIM inversion and reference-guided editing of real videos with CogVideoX."""
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import CogVideoXPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import retrieve_timesteps
+from diffusers.pipelines.cogvideo.pipeline_output import CogVideoXPipelineOutput
+from diffusers.schedulers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DDIMScheduler
+from diffusers.utils import BaseOutput, logging, replace_example_docstring
+
+from .processors.reference_attention import CogVideoXRefAttnProcessor
+from .video_io import MIN_NUM_FRAMES, read_video
+
+
+logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
+
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```python
+        >>> import torch
+        >>> from diffusers import DiffusionPipeline
+        >>> from diffusers.utils import export_to_video
+
+        >>> pipe = DiffusionPipeline.from_pretrained(
+        ...     "THUDM/CogVideoX-5b",
+        ...     custom_pipeline="pipeline_cogvideox_ddim_inversion.py",
+        ...     trust_remote_code=True,
+        ...     torch_dtype=torch.bfloat16,
+        ... ).to("cuda")
+
+        >>> # 1. Invert the source video (49 frames at 720x480); the trajectory is kept as latents.
+        >>> inv = pipe.invert(video="horse.mp4", prompt="", num_inference_steps=50)
+
+        >>> # 2. Regenerate under a new prompt; attention to the inverted trajectory keeps structure and motion.
+        >>> video = pipe(
+        ...     prompt="a zebra running across a field",
+        ...     latents=inv.trajectory[0],
+        ...     reference_latents=inv.trajectory,
+        ...     num_inference_steps=50,
+        ...     guidance_scale=6,
+        ... ).frames[0]
+        >>> export_to_video(video, "edit.mp4", fps=8)
+        ```
+"""
+
+
+@dataclass
+class CogVideoXDDIMInversionOutput(BaseOutput):
+    r"""
+    Output of [`CogVideoXDDIMInversionPipeline.invert`].
+
+    Args:
+        latents (`torch.Tensor` of shape `[B, F, C, H, W]`):
+            Clean video latents (VAE latents times the scaling factor), laid out as the transformer consumes them.
+        trajectory (`torch.Tensor` of shape `[T, B, F, C, H, W]`):
+            The inverted latents in denoising order: `trajectory[i]` is at the noise level of `timesteps[i]`, so
+            `trajectory[0]` is the noisiest. Pass it as `reference_latents`, and `trajectory[0]` as `latents`.
+        timesteps (`torch.Tensor` of shape `[T]`):
+            The denoising timesteps the trajectory is aligned with (the pipeline scheduler's own grid).
+        fps (`float`, *optional*):
+            Frame rate of the source when `video` was a file path, for writing results at the source's speed.
+    """
+
+    latents: torch.Tensor
+    trajectory: torch.Tensor
+    timesteps: torch.Tensor
+    fps: float | None = None
+
+
+class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
+    r"""
+    DDIM inversion and reference-guided regeneration of real videos with CogVideoX.
+
+    It has the components of [`CogVideoXPipeline`] (and inherits its prompt encoding, decoding and RoPE helpers), so
+    any CogVideoX text-to-video checkpoint loads into it, and `__call__` with `reference_latents=None` is
+    `CogVideoXPipeline.__call__`. Two things are added:
+
+    - [`~CogVideoXDDIMInversionPipeline.invert`] runs the pipeline's own deterministic DDIM sampler backwards from a
+      video's latents to noise, with the scheduler's `alphas_cumprod` (SNR shift and zero-terminal-SNR rescaling
+      included) and timestep grid, and returns the whole trajectory.
+    - `__call__(..., reference_latents=trajectory)` runs, at every step, the reference latent at that step's noise
+      level through the transformer beside the sample; with [`CogVideoXRefAttnProcessor`] the sample's attention
+      also reads the reference's keys and values, which keeps the source's structure and motion.
+
+    Args:
+        vae ([`AutoencoderKLCogVideoX`]):
+            Variational Auto-Encoder (VAE) Model to encode and decode videos to and from latent representations.
+        text_encoder ([`T5EncoderModel`]):
+            Frozen text-encoder (T5 v1.1 XXL for the public checkpoints).
+        tokenizer (`T5Tokenizer`):
+            Tokenizer of the text encoder.
+        transformer ([`CogVideoXTransformer3DModel`]):
+            A text conditioned `CogVideoXTransformer3DModel` to denoise the encoded video latents.
+        scheduler ([`SchedulerMixin`]):
+            The checkpoint's scheduler; inversion uses its noise schedule and timestep grid.
+    """
+
+    def prepare_video_latents(
+        self,
+        video: torch.Tensor,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        sample_posterior: bool = False,
+    ) -> torch.Tensor:
+        """Encode a preprocessed video `[B, C, F, H, W]` in [-1, 1] to scaled latents `[B, F, C, H, W]`."""
+        video = video.to(device=device, dtype=self.vae.dtype)
+        if isinstance(generator, list) and len(generator) != video.shape[0]:
+            raise ValueError(
+                f"You have passed a list of {len(generator)} generators for {video.shape[0]} videos; pass one per video."
+            )
+        latents = []
+        for index in range(video.shape[0]):
+            posterior = self.vae.encode(video[index : index + 1]).latent_dist
+            if sample_posterior:
+                row_generator = generator[index] if isinstance(generator, list) else generator
+                latents.append(posterior.sample(row_generator))
+            else:
+                latents.append(posterior.mode())
+        latents = torch.cat(latents) * self.vae_scaling_factor_image
+        return latents.permute(0, 2, 1, 3, 4).to(dtype=dtype)  # [B, F, C, H, W]
+
+    def preprocess_source_video(self, video, height: int, width: int, num_frames: int | None) -> tuple[torch.Tensor, float | None]:
+        """Read and resize the source video to `[B, C, F, H, W]` in [-1, 1]; returns it and the source fps."""
+        fps = None
+        if isinstance(video, (str, os.PathLike)):
+            max_num_frames = num_frames or self.transformer.config.sample_frames
+            video, fps = read_video(video, max_num_frames=max_num_frames, temporal_compression=self.vae_scale_factor_temporal)
+        elif isinstance(video, np.ndarray) and video.dtype == np.uint8:
+            video = video.astype(np.float32) / 255.0
+        elif isinstance(video, torch.Tensor) and video.dtype == torch.uint8:
+            video = video.float() / 255.0
+        elif not isinstance(video, (list, np.ndarray, torch.Tensor)):
+            raise TypeError(
+                f"`video` must be a file path, a list of PIL images, a numpy array or a torch tensor, got {type(video)}."
+            )
+        if isinstance(video, list) and len(video) > 0 and not isinstance(video[0], (PIL.Image.Image, list, np.ndarray, torch.Tensor)):
+            raise TypeError(f"`video` as a list must hold PIL images (frames), got {type(video[0])}.")
+        video = self.video_processor.preprocess_video(video, height=height, width=width)
+        frames = video.shape[2]
+        if frames < MIN_NUM_FRAMES or (frames - 1) % self.vae_scale_factor_temporal != 0:
+            valid = (frames - 1) // self.vae_scale_factor_temporal * self.vae_scale_factor_temporal + 1
+            raise ValueError(
+                f"The video has {frames} frames; CogVideoX's VAE needs 4k + 1 frames and at least {MIN_NUM_FRAMES}. "
+                + (f"Pass its first {valid} frames (e.g. `video[:{valid}]`)." if valid >= MIN_NUM_FRAMES else "Pass a longer video.")
+            )
+        return video, fps
+
+    def _ddim_alphas(self, timestep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha_cumprod at `timestep`, alpha_cumprod where the forward DDIM step from `timestep` lands).
+
+        Mirrors `CogVideoXDDIMScheduler.step` / `DDIMScheduler.step`, so the inverse step uses exactly the pair the
+        forward step uses: the scheduler's own `alphas_cumprod` (SNR shift and zero-SNR rescaling already applied),
+        its `final_alpha_cumprod`, and its previous-timestep rule.
+        """
+        scheduler = self.scheduler
+        step_ratio = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+        timestep = int(timestep)
+        prev_timestep = timestep - step_ratio
+        alpha_prod_t = scheduler.alphas_cumprod[timestep]
+        alpha_prod_prev = scheduler.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else scheduler.final_alpha_cumprod
+        return alpha_prod_t.double(), torch.as_tensor(alpha_prod_prev).double()
+
+    def _predicted_noise(self, model_output: torch.Tensor, sample: torch.Tensor, alpha_prod: torch.Tensor) -> torch.Tensor:
+        """The noise implied by `model_output` for `sample` read at noise level `alpha_prod`."""
+        prediction_type = self.scheduler.config.prediction_type
+        if prediction_type == "v_prediction":
+            return (1 - alpha_prod) ** 0.5 * sample + alpha_prod**0.5 * model_output
+        if prediction_type == "epsilon":
+            return model_output
+        if prediction_type == "sample":
+            return (sample - alpha_prod**0.5 * model_output) / (1 - alpha_prod) ** 0.5
+        raise ValueError(f"Unsupported prediction_type {prediction_type!r}.")
+
+    def inverse_step(self, model_output: torch.Tensor, timestep: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+        r"""
+        One deterministic DDIM step backwards: from `sample` at the level where the forward step from `timestep` lands
+        to the level of `timestep`.
+
+        The noise comes from the model evaluated at (`sample`, `timestep`), as in DDIM inversion; the clean estimate
+        comes from `sample` at its own level. Written in the (x0, noise) form, so the zero-terminal-SNR end
+        (alpha_cumprod = 0 at the last timestep) needs no division by it.
+        """
+        alpha_prod_t, alpha_prod_s = self._ddim_alphas(timestep)
+        model_output, sample_64 = model_output.double(), sample.double()
+        noise = self._predicted_noise(model_output, sample_64, alpha_prod_t)
+        original = (sample_64 - (1 - alpha_prod_s) ** 0.5 * noise) / alpha_prod_s**0.5
+        return (alpha_prod_t**0.5 * original + (1 - alpha_prod_t) ** 0.5 * noise).to(sample.dtype)
+
+    def _check_scheduler_for_inversion(self):
+        if not isinstance(self.scheduler, (CogVideoXDDIMScheduler, DDIMScheduler)):
+            logger.warning(
+                f"{self.scheduler.__class__.__name__} is not a DDIM scheduler: `invert` uses a deterministic DDIM step "
+                "over its noise schedule, which regeneration with this scheduler does not invert exactly. For exact "
+                "round trips load `CogVideoXDDIMScheduler.from_config(pipe.scheduler.config)`."
+            )
+
+    def _rotary_embeddings(self, latents: torch.Tensor, device: torch.device):
+        if not self.transformer.config.use_rotary_positional_embeddings:
+            return None
+        return self._prepare_rotary_positional_embeddings(
+            height=latents.size(3) * self.vae_scale_factor_spatial,
+            width=latents.size(4) * self.vae_scale_factor_spatial,
+            num_frames=latents.size(1),
+            device=device,
+        )
+
+    @torch.no_grad()
+    def invert(
+        self,
+        video: str | os.PathLike | list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None,
+        latents: torch.Tensor | None = None,
+        prompt: str | list[str] = "",
+        negative_prompt: str | list[str] | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 1.0,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        sample_posterior: bool = False,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+        callback_on_step_end: Callable[[int, int], None] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        max_sequence_length: int = 226,
+        return_dict: bool = True,
+    ) -> CogVideoXDDIMInversionOutput | tuple:
+        r"""
+        DDIM-invert a video: run the pipeline's deterministic sampler backwards from its latents to noise.
+
+        Args:
+            video (`str`, `os.PathLike`, `list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
+                The source video: a file path (decoded with ffmpeg; the first `num_frames` frames, trimmed to 4k + 1),
+                a list of PIL frames, an array `[F, H, W, 3]` (uint8, or float in [0, 1]) or a tensor `[F, 3, H, W]`
+                (uint8, or float in [0, 1]); a leading batch axis is accepted. Frames are resized to `height` x
+                `width`. Pass `video` or `latents`.
+            latents (`torch.Tensor` of shape `[B, F, C, H, W]`, *optional*):
+                Clean, scaled video latents; skips the VAE.
+            prompt (`str` or `list[str]`, defaults to `""`):
+                The prompt the inversion is conditioned on. The published method uses `""`; pass the same text as
+                `reference_prompt` when regenerating.
+            negative_prompt (`str` or `list[str]`, *optional*):
+                Only used with `guidance_scale > 1`.
+            num_inference_steps (`int`, defaults to 50):
+                Number of DDIM steps; regenerate with the same number so the trajectory lines up.
+            guidance_scale (`float`, defaults to 1.0):
+                1.0 runs one transformer row per step. Values above 1 run classifier-free guidance during inversion
+                (two rows per step), as the published recipe does; with an empty prompt that only doubles the cost.
+            height (`int`, *optional*), width (`int`, *optional*):
+                Size the frames are resized to; defaults to the transformer's native size.
+            num_frames (`int`, *optional*):
+                With a file path, the most frames to read; defaults to the transformer's `sample_frames` (49).
+            generator (`torch.Generator`, *optional*):
+                Used only with `sample_posterior=True`.
+            sample_posterior (`bool`, defaults to `False`):
+                Encode with a sample of the VAE posterior instead of its mode.
+            prompt_embeds, negative_prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-computed text embeddings, as in `__call__`.
+            attention_kwargs (`dict`, *optional*):
+                Passed to the attention processors.
+            callback_on_step_end (`Callable`, *optional*):
+                Called after every inverse step as `callback_on_step_end(self, step, timestep, callback_kwargs)`;
+                `step` counts inverse steps from 0 (least noisy first).
+            callback_on_step_end_tensor_inputs (`list`, defaults to `["latents"]`):
+                Tensors passed in `callback_kwargs`.
+            max_sequence_length (`int`, defaults to 226):
+                Text length of the prompt embeddings.
+            return_dict (`bool`, defaults to `True`):
+                Return a [`CogVideoXDDIMInversionOutput`] instead of a tuple `(latents, trajectory, timesteps)`.
+
+        Returns:
+            [`CogVideoXDDIMInversionOutput`] or `tuple`.
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        if (video is None) == (latents is None):
+            raise ValueError("Pass exactly one of `video` (frames or a file path) or `latents` (clean video latents).")
+        if latents is not None and latents.ndim != 5:
+            raise ValueError(f"`latents` must be [B, F, C, H, W] clean video latents, got shape {tuple(latents.shape)}.")
+
+        height = height or self.transformer.config.sample_height * self.vae_scale_factor_spatial
+        width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
+        if prompt_embeds is not None:
+            prompt = None
+        self.check_inputs(
+            prompt, height, width, negative_prompt, callback_on_step_end_tensor_inputs, prompt_embeds, negative_prompt_embeds
+        )
+        self._check_scheduler_for_inversion()
+        self._guidance_scale = guidance_scale
+        self._attention_kwargs = attention_kwargs
+        self._current_timestep = None
+        self._interrupt = False
+        device = self._execution_device
+        do_classifier_free_guidance = guidance_scale > 1.0
+
+        # 1. Encode the prompt (one row per video unless guidance is on)
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt,
+            negative_prompt,
+            do_classifier_free_guidance,
+            num_videos_per_prompt=1,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            max_sequence_length=max_sequence_length,
+            device=device,
+        )
+        dtype = prompt_embeds.dtype
+
+        # 2. Clean latents
+        fps = None
+        if latents is None:
+            video, fps = self.preprocess_source_video(video, height, width, num_frames)
+            latents = self.prepare_video_latents(video, dtype, device, generator, sample_posterior)
+        latents = latents.to(device=device, dtype=dtype)
+        batch_size = latents.shape[0]
+        if prompt_embeds.shape[0] != batch_size:
+            if prompt_embeds.shape[0] != 1:
+                raise ValueError(
+                    f"{prompt_embeds.shape[0]} prompts for {batch_size} videos: pass one prompt, or one per video."
+                )
+            prompt_embeds = prompt_embeds.expand(batch_size, -1, -1)
+            if negative_prompt_embeds is not None:
+                negative_prompt_embeds = negative_prompt_embeds.expand(batch_size, -1, -1)
+        if do_classifier_free_guidance:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
+
+        # 3. The forward sampler's timesteps; inversion walks them from the last to the first.
+        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device)
+        self._num_timesteps = len(timesteps)
+        image_rotary_emb = self._rotary_embeddings(latents, device)
+
+        # 4. Inversion loop: trajectory[i] is the latent at the level of timesteps[i].
+        clean_latents = latents
+        trajectory = [None] * len(timesteps)
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for step, i in enumerate(reversed(range(len(timesteps)))):
+                if self.interrupt:
+                    raise RuntimeError("Inversion was interrupted; the trajectory is incomplete.")
+                t = timesteps[i]
+                self._current_timestep = t
+                latent_model_input = torch.cat([latents] * 2) if do_classifier_free_guidance else latents
+                noise_pred = self.transformer(
+                    hidden_states=latent_model_input,
+                    encoder_hidden_states=prompt_embeds,
+                    timestep=t.expand(latent_model_input.shape[0]),
+                    image_rotary_emb=image_rotary_emb,
+                    attention_kwargs=attention_kwargs,
+                    return_dict=False,
+                )[0]
+                noise_pred = noise_pred.float()
+                if do_classifier_free_guidance:
+                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+                    noise_pred = noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond)
+
+                latents = self.inverse_step(noise_pred, t, latents)
+                trajectory[i] = latents
+
+                if callback_on_step_end is not None:
+                    callback_kwargs = {k: locals()[k] for k in callback_on_step_end_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, step, t, callback_kwargs)
+                    latents = callback_outputs.pop("latents", latents)
+                    trajectory[i] = latents
+                progress_bar.update()
+
+        self._current_timestep = None
+        trajectory = torch.stack(trajectory)
+        self.maybe_free_model_hooks()
+
+        if not return_dict:
+            return (clean_latents, trajectory, timesteps)
+        return CogVideoXDDIMInversionOutput(latents=clean_latents, trajectory=trajectory, timesteps=timesteps, fps=fps)
+
+    def check_reference_inputs(
+        self,
+        reference_latents: torch.Tensor,
+        reference_timesteps: torch.Tensor | None,
+        reference_mode: str,
+        timesteps: torch.Tensor,
+        latents_shape: tuple[int, ...],
+    ):
+        if reference_mode not in ("shared", "paired"):
+            raise ValueError(f"`reference_mode` must be 'shared' or 'paired', got {reference_mode!r}.")
+        if not isinstance(reference_latents, torch.Tensor) or reference_latents.ndim != 6:
+            raise ValueError(
+                "`reference_latents` must be a trajectory tensor [T, B, F, C, H, W] in denoising order, e.g. "
+                "`pipe.invert(...).trajectory`."
+            )
+        if reference_latents.shape[0] != len(timesteps):
+            raise ValueError(
+                f"`reference_latents` has {reference_latents.shape[0]} steps but this call runs {len(timesteps)}: "
+                f"call with `num_inference_steps={reference_latents.shape[0]}`, or invert again with "
+                f"`num_inference_steps={len(timesteps)}`."
+            )
+        if reference_timesteps is not None and not torch.equal(
+            torch.as_tensor(reference_timesteps).cpu().long(), timesteps.cpu().long()
+        ):
+            raise ValueError(
+                f"`reference_timesteps` {torch.as_tensor(reference_timesteps).tolist()} differ from this call's "
+                f"timesteps {timesteps.tolist()}: invert and regenerate with the same scheduler and step count."
+            )
+        if tuple(reference_latents.shape[1:]) != tuple(latents_shape):
+            raise ValueError(
+                f"Each `reference_latents` step has shape {tuple(reference_latents.shape[1:])} but the sample latents "
+                f"are {tuple(latents_shape)} [B, F, C, H, W]: use the same height, width, num_frames and number of "
+                "prompts as the inversion, or leave height/width/num_frames unset to take them from the reference."
+            )
+
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_inference_steps: int = 50,
+        timesteps: list[int] | None = None,
+        guidance_scale: float = 6,
+        use_dynamic_cfg: bool = False,
+        num_videos_per_prompt: int = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.FloatTensor | None = None,
+        prompt_embeds: torch.FloatTensor | None = None,
+        negative_prompt_embeds: torch.FloatTensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        attention_kwargs: dict[str, Any] | None = None,
+        callback_on_step_end: Callable[[int, int], None] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        max_sequence_length: int = 226,
+        reference_latents: torch.Tensor | None = None,
+        reference_timesteps: torch.Tensor | None = None,
+        reference_prompt: str | list[str] = "",
+        reference_prompt_embeds: torch.Tensor | None = None,
+        reference_mode: str = "shared",
+    ) -> CogVideoXPipelineOutput | tuple:
+        r"""
+        Generate a video; with `reference_latents`, regenerate it guided by an inverted source video.
+
+        Takes every argument of [`CogVideoXPipeline.__call__`], with the same meaning and defaults; with
+        `reference_latents=None` the result is the same as `CogVideoXPipeline`'s, bit for bit.
+
+        Args:
+            reference_latents (`torch.Tensor` of shape `[T, B, F, C, H, W]`, *optional*):
+                An inversion trajectory in denoising order (`pipe.invert(...).trajectory`). Step `i` runs
+                `reference_latents[i]` through the transformer beside the sample, and the sample's attention also
+                reads its keys and values. Its length must be the number of steps of this call, and its shape sets
+                `height`, `width` and `num_frames` when they are not given. Start from `latents=trajectory[0]` to
+                follow the source closely, or from fresh noise (`latents=None`) as the published method does.
+            reference_timesteps (`torch.Tensor`, *optional*):
+                The inversion's `timesteps`; when given they must equal this call's timesteps.
+            reference_prompt (`str` or `list[str]`, defaults to `""`):
+                Text of the reference rows: the prompt the video was inverted with.
+            reference_prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-computed embeddings of `reference_prompt`.
+            reference_mode (`str`, defaults to `"shared"`):
+                `"shared"`: one reference row per video and step, read by both guidance branches (3 rows per step
+                with guidance). `"paired"`: the published layout, one reference row per guidance branch carrying that
+                branch's text (4 rows per step); `reference_prompt` is not used.
+
+        Examples:
+
+        Returns:
+            [`~pipelines.cogvideo.pipeline_output.CogVideoXPipelineOutput`] or `tuple`: the generated frames.
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+
+        if reference_latents is not None and reference_latents.ndim == 6:
+            # The reference fixes the latent size: default the pixel size to it.
+            _, _, ref_frames, _, ref_height, ref_width = reference_latents.shape
+            height = height or ref_height * self.vae_scale_factor_spatial
+            width = width or ref_width * self.vae_scale_factor_spatial
+            num_frames = num_frames or (ref_frames - 1) * self.vae_scale_factor_temporal + 1
+        height = height or self.transformer.config.sample_height * self.vae_scale_factor_spatial
+        width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
+        num_frames = num_frames or self.transformer.config.sample_frames
+
+        num_videos_per_prompt = 1
+
+        # 1. Check inputs. Raise error if not correct
+        self.check_inputs(
+            prompt,
+            height,
+            width,
+            negative_prompt,
+            callback_on_step_end_tensor_inputs,
+            prompt_embeds,
+            negative_prompt_embeds,
+        )
+        self._guidance_scale = guidance_scale
+        self._attention_kwargs = attention_kwargs
+        self._current_timestep = None
+        self._interrupt = False
+
+        # 2. Default call parameters
+        if prompt is not None and isinstance(prompt, str):
+            batch_size = 1
+        elif prompt is not None and isinstance(prompt, list):
+            batch_size = len(prompt)
+        else:
+            batch_size = prompt_embeds.shape[0]
+
+        device = self._execution_device
+
+        # here `guidance_scale` is defined analog to the guidance weight `w` of equation (2)
+        # of the Imagen paper: https://huggingface.co/papers/2205.11487 . `guidance_scale = 1`
+        # corresponds to doing no classifier free guidance.
+        do_classifier_free_guidance = guidance_scale > 1.0
+
+        # 3. Encode input prompt
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt,
+            negative_prompt,
+            do_classifier_free_guidance,
+            num_videos_per_prompt=num_videos_per_prompt,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            max_sequence_length=max_sequence_length,
+            device=device,
+        )
+        if do_classifier_free_guidance:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
+
+        # 4. Prepare timesteps
+        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, timesteps)
+        self._num_timesteps = len(timesteps)
+
+        # 5. Prepare latents
+        latent_frames = (num_frames - 1) // self.vae_scale_factor_temporal + 1
+
+        # For CogVideoX 1.5, the latent frames should be padded to make it divisible by patch_size_t
+        patch_size_t = self.transformer.config.patch_size_t
+        additional_frames = 0
+        if patch_size_t is not None and latent_frames % patch_size_t != 0:
+            additional_frames = patch_size_t - latent_frames % patch_size_t
+            num_frames += additional_frames * self.vae_scale_factor_temporal
+
+        latent_channels = self.transformer.config.in_channels
+        latents = self.prepare_latents(
+            batch_size * num_videos_per_prompt,
+            latent_channels,
+            num_frames,
+            height,
+            width,
+            prompt_embeds.dtype,
+            device,
+            generator,
+            latents,
+        )
+
+        # 6. Reference rows: validated against this call, laid out after the sample rows.
+        sample_rows = prompt_embeds.shape[0]
+        reference_kwargs = None
+        if reference_latents is not None:
+            self.check_reference_inputs(
+                reference_latents, reference_timesteps, reference_mode, timesteps, tuple(latents.shape)
+            )
+            if reference_mode == "paired":
+                reference_embeds = prompt_embeds
+            else:
+                if reference_prompt_embeds is None:
+                    reference_prompt_embeds, _ = self.encode_prompt(
+                        reference_prompt,
+                        do_classifier_free_guidance=False,
+                        max_sequence_length=prompt_embeds.shape[1],
+                        device=device,
+                        dtype=prompt_embeds.dtype,
+                    )
+                reference_embeds = reference_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
+                if reference_embeds.shape[0] == 1 and batch_size > 1:
+                    reference_embeds = reference_embeds.expand(batch_size, -1, -1)
+                if reference_embeds.shape[0] != batch_size or reference_embeds.shape[1:] != prompt_embeds.shape[1:]:
+                    raise ValueError(
+                        f"`reference_prompt` gives embeddings of shape {tuple(reference_embeds.shape)}; expected "
+                        f"one prompt, or {batch_size}, encoded like `prompt` {tuple(prompt_embeds.shape[1:])}."
+                    )
+            reference_rows = reference_embeds.shape[0]
+            prompt_embeds_with_reference = torch.cat([prompt_embeds, reference_embeds], dim=0)
+            reference_kwargs = {**(attention_kwargs or {}), "reference_rows": reference_rows}
+
+        # 7. Prepare extra step kwargs. TODO: Logic should ideally just be moved out of the pipeline
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+
+        # 8. Create rotary embeds if required
+        image_rotary_emb = (
+            self._prepare_rotary_positional_embeddings(height, width, latents.size(1), device)
+            if self.transformer.config.use_rotary_positional_embeddings
+            else None
+        )
+
+        # 9. Denoising loop
+        num_warmup_steps = max(len(timesteps) - num_inference_steps * self.scheduler.order, 0)
+
+        user_processors = self.transformer.attn_processors if reference_latents is not None else None
+        if user_processors is not None:
+            self.transformer.set_attn_processor(CogVideoXRefAttnProcessor())
+        try:
+            with self.progress_bar(total=num_inference_steps) as progress_bar:
+                # for DPM-solver++
+                old_pred_original_sample = None
+                for i, t in enumerate(timesteps):
+                    if self.interrupt:
+                        continue
+
+                    self._current_timestep = t
+                    latent_model_input = torch.cat([latents] * 2) if do_classifier_free_guidance else latents
+                    encoder_hidden_states, step_attention_kwargs = prompt_embeds, attention_kwargs
+                    if reference_kwargs is not None:
+                        reference = reference_latents[i].to(device=device, dtype=latent_model_input.dtype)
+                        reference = reference.repeat(reference_rows // reference.shape[0], 1, 1, 1, 1)
+                        latent_model_input = torch.cat([latent_model_input, reference])
+                        encoder_hidden_states, step_attention_kwargs = prompt_embeds_with_reference, reference_kwargs
+                    latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+
+                    # broadcast to batch dimension in a way that's compatible with ONNX/Core ML
+                    timestep = t.expand(latent_model_input.shape[0])
+
+                    # predict noise model_output
+                    with self.transformer.cache_context("cond_uncond"):
+                        noise_pred = self.transformer(
+                            hidden_states=latent_model_input,
+                            encoder_hidden_states=encoder_hidden_states,
+                            timestep=timestep,
+                            image_rotary_emb=image_rotary_emb,
+                            attention_kwargs=step_attention_kwargs,
+                            return_dict=False,
+                        )[0]
+                    # the reference rows' predictions are not used
+                    noise_pred = noise_pred[:sample_rows].float()
+
+                    # perform guidance
+                    if use_dynamic_cfg:
+                        self._guidance_scale = 1 + guidance_scale * (
+                            (1 - math.cos(math.pi * ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0))
+                            / 2
+                        )
+                    if do_classifier_free_guidance:
+                        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+                        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+
+                    # compute the previous noisy sample x_t -> x_t-1
+                    if not isinstance(self.scheduler, CogVideoXDPMScheduler):
+                        latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                    else:
+                        latents, old_pred_original_sample = self.scheduler.step(
+                            noise_pred,
+                            old_pred_original_sample,
+                            t,
+                            timesteps[i - 1] if i > 0 else None,
+                            latents,
+                            **extra_step_kwargs,
+                            return_dict=False,
+                        )
+                    latents = latents.to(prompt_embeds.dtype)
+
+                    # call the callback, if provided
+                    if callback_on_step_end is not None:
+                        callback_kwargs = {}
+                        for k in callback_on_step_end_tensor_inputs:
+                            callback_kwargs[k] = locals()[k]
+                        callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+
+                        latents = callback_outputs.pop("latents", latents)
+                        prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                        negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+
+                    if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                        progress_bar.update()
+        finally:
+            if user_processors is not None:
+                self.transformer.set_attn_processor(user_processors)
+
+        self._current_timestep = None
+
+        if not output_type == "latent":
+            # Discard any padding frames that were added for CogVideoX 1.5
+            latents = latents[:, additional_frames:]
+            video = self.decode_latents(latents)
+            video = self.video_processor.postprocess_video(video=video, output_type=output_type)
+        else:
+            video = latents
+
+        # Offload all models
+        self.maybe_free_model_hooks()
+
+        if not return_dict:
+            return (video,)
+
+        return CogVideoXPipelineOutput(frames=video)

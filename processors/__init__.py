@@ -1,0 +1,3 @@
+from .reference_attention import CogVideoXRefAttnProcessor
+
+__all__ = ["CogVideoXRefAttnProcessor"]
