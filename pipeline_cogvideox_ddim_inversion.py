@@ -88,6 +88,28 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
     fps: float | None = None
 
 
+_COGVIDEOX_TRANSFORMER_KEYS = ("patch_size", "patch_size_t", "use_rotary_positional_embeddings", "sample_frames", "in_channels")
+
+
+def check_cogvideox_components(transformer, vae):
+    """Refuse, with a message naming the fix, components that are not a CogVideoX text-to-video checkpoint's."""
+    transformer_config = getattr(transformer, "config", None) or {}
+    vae_config = getattr(vae, "config", None) or {}
+    missing = [key for key in _COGVIDEOX_TRANSFORMER_KEYS if key not in transformer_config]
+    if missing or "temporal_compression_ratio" not in vae_config:
+        raise ValueError(
+            f"This is not a CogVideoX checkpoint: got a {type(transformer).__name__} transformer and a "
+            f"{type(vae).__name__} VAE (missing CogVideoX settings: {missing or ['temporal_compression_ratio']}). "
+            "Load a CogVideoX checkpoint such as THUDM/CogVideoX-5b or THUDM/CogVideoX-2b."
+        )
+    if transformer_config["in_channels"] != transformer_config.get("out_channels", 16):
+        raise ValueError(
+            f"This CogVideoX transformer takes {transformer_config['in_channels']} input channels: it is an "
+            "image-to-video checkpoint, which this pipeline does not support yet. Load a text-to-video checkpoint "
+            "such as THUDM/CogVideoX-5b."
+        )
+
+
 class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
     r"""
     DDIM inversion and reference-guided regeneration of real videos with CogVideoX.
@@ -115,6 +137,12 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         scheduler ([`SchedulerMixin`]):
             The checkpoint's scheduler; inversion uses its noise schedule and timestep grid.
     """
+
+    def __init__(self, tokenizer, text_encoder, vae, transformer, scheduler):
+        check_cogvideox_components(transformer, vae)
+        super().__init__(
+            tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+        )
 
     def prepare_video_latents(
         self,
@@ -193,6 +221,17 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             return (sample - alpha_prod**0.5 * model_output) / (1 - alpha_prod) ** 0.5
         raise ValueError(f"Unsupported prediction_type {prediction_type!r}.")
 
+    def _predicted_original(self, model_output: torch.Tensor, sample: torch.Tensor, alpha_prod: torch.Tensor) -> torch.Tensor:
+        """The clean sample implied by `model_output` for `sample` read at noise level `alpha_prod`."""
+        prediction_type = self.scheduler.config.prediction_type
+        if prediction_type == "v_prediction":
+            return alpha_prod**0.5 * sample - (1 - alpha_prod) ** 0.5 * model_output
+        if prediction_type == "epsilon":
+            return (sample - (1 - alpha_prod) ** 0.5 * model_output) / alpha_prod**0.5
+        if prediction_type == "sample":
+            return model_output
+        raise ValueError(f"Unsupported prediction_type {prediction_type!r}.")
+
     def inverse_step(self, model_output: torch.Tensor, timestep: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
         r"""
         One deterministic DDIM step backwards: from `sample` at the level where the forward step from `timestep` lands
@@ -204,8 +243,14 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         """
         alpha_prod_t, alpha_prod_s = self._ddim_alphas(timestep)
         model_output, sample_64 = model_output.double(), sample.double()
-        noise = self._predicted_noise(model_output, sample_64, alpha_prod_t)
-        original = (sample_64 - (1 - alpha_prod_s) ** 0.5 * noise) / alpha_prod_s**0.5
+        if alpha_prod_t > 0:
+            noise = self._predicted_noise(model_output, sample_64, alpha_prod_t)
+            original = (sample_64 - (1 - alpha_prod_s) ** 0.5 * noise) / alpha_prod_s**0.5
+        else:
+            # Zero terminal SNR: read at alpha 0 the sample *is* the noise, so the noise form above would return the
+            # sample unchanged. The forward step from here uses only the clean estimate, so invert that instead.
+            original = self._predicted_original(model_output, sample_64, alpha_prod_t)
+            noise = (sample_64 - alpha_prod_s**0.5 * original) / (1 - alpha_prod_s) ** 0.5
         return (alpha_prod_t**0.5 * original + (1 - alpha_prod_t) ** 0.5 * noise).to(sample.dtype)
 
     def _check_scheduler_for_inversion(self):

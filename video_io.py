@@ -98,6 +98,9 @@ def write_video(frames, path: str | os.PathLike, fps: float = 8.0) -> str:
     os.close(handle)
     try:
         export_to_video(list(frames), partial, fps=fps)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):

@@ -1,0 +1,52 @@
+import os
+import tempfile
+from pathlib import Path
+
+
+# Keep Hugging Face caches (and diffusers' dynamic-module copies) out of the user's home. Set before diffusers loads.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="cogvideox-ddim-inversion-hf-home-")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PIPELINE_FILE = REPO_ROOT / "pipeline_cogvideox_ddim_inversion.py"
+SHARED = REPO_ROOT.parent / "shared"
+HORSE = SHARED / "data" / "videos" / "horse.mp4"
+TEXT_LENGTH = 16  # max_text_seq_length of the tiny checkpoints
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """`tiny_checkpoint(variant)` -> path of a saved tiny random checkpoint, written once per session."""
+    from cogvideox_ddim_inversion.tiny_checkpoint import write_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    written = {}
+
+    def get(variant: str = "cogvideox-5b") -> str:
+        if variant not in written:
+            written[variant] = write_tiny_checkpoint(root / variant, variant=variant)
+        return written[variant]
+
+    return get
+
+
+@pytest.fixture
+def load_pipe(tiny_checkpoint):
+    """`load_pipe(variant)` -> CogVideoXDDIMInversionPipeline loaded with from_pretrained, progress bars off."""
+    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+
+    def load(variant: str = "cogvideox-5b"):
+        pipe = CogVideoXDDIMInversionPipeline.from_pretrained(tiny_checkpoint(variant))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    return load
+
+
+@pytest.fixture
+def generator():
+    return torch.Generator().manual_seed(0)
