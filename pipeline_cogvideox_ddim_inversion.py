@@ -21,12 +21,13 @@ from typing import Any, Callable
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import CogVideoXPipeline
+from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import retrieve_timesteps
 from diffusers.pipelines.cogvideo.pipeline_output import CogVideoXPipelineOutput
 from diffusers.schedulers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DDIMScheduler
 from diffusers.utils import BaseOutput, logging, replace_example_docstring
+from transformers import T5EncoderModel, T5Tokenizer
 
 from .processors.reference_attention import CogVideoXRefAttnProcessor
 from .video_io import MIN_NUM_FRAMES, read_video
@@ -138,7 +139,14 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             The checkpoint's scheduler; inversion uses its noise schedule and timestep grid.
     """
 
-    def __init__(self, tokenizer, text_encoder, vae, transformer, scheduler):
+    def __init__(
+        self,
+        tokenizer: T5Tokenizer,
+        text_encoder: T5EncoderModel,
+        vae: AutoencoderKLCogVideoX,
+        transformer: CogVideoXTransformer3DModel,
+        scheduler: CogVideoXDDIMScheduler | CogVideoXDPMScheduler,
+    ):
         check_cogvideox_components(transformer, vae)
         super().__init__(
             tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
@@ -424,7 +432,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 trajectory[i] = latents
 
                 if callback_on_step_end is not None:
-                    callback_kwargs = {k: locals()[k] for k in callback_on_step_end_tensor_inputs}
+                    step_locals = locals()
+                    callback_kwargs = {k: step_locals[k] for k in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, step, t, callback_kwargs)
                     latents = callback_outputs.pop("latents", latents)
                     trajectory[i] = latents

@@ -99,8 +99,8 @@ class CogVideoXRefAttnProcessor:
             # log(weight) on the reference columns scales their softmax mass by `weight` before renormalising.
             seq_length = key_sample.size(2)
             reference_bias = math.log(reference_weight) if reference_weight > 0 else float("-inf")
-            joint_mask = query.new_zeros(2 * seq_length)
-            joint_mask[seq_length:] = reference_bias
+            joint_mask = query.new_zeros(1, 2 * seq_length)
+            joint_mask[:, seq_length:] = reference_bias
 
         out_sample = F.scaled_dot_product_attention(query_sample, key_joint, value_joint, attn_mask=joint_mask)
         out_reference = F.scaled_dot_product_attention(query_reference, key_reference, value_reference)

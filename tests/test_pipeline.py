@@ -1,0 +1,187 @@
+"""CogVideoXDDIMInversionPipeline on tiny random checkpoints: parity, reference rows, processor handling, bad input."""
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from conftest import TEXT_LENGTH
+from diffusers import CogVideoXPipeline
+from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
+
+from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, CogVideoXRefAttnProcessor
+from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import check_cogvideox_components
+from cogvideox_ddim_inversion.video_io import read_video
+from cogvideox_ddim_inversion.sample_clip import sample_clip_frames, write_sample_clip
+
+
+CALL = dict(num_inference_steps=3, max_sequence_length=TEXT_LENGTH)
+
+
+def seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def count_rows(pipe):
+    """Record the batch size of every transformer call."""
+    rows = []
+    pipe.transformer.register_forward_pre_hook(lambda module, args, kwargs: rows.append(kwargs["hidden_states"].shape[0]), with_kwargs=True)
+    return rows
+
+
+@pytest.mark.parametrize("variant", ["cogvideox-5b", "cogvideox-2b"])
+@pytest.mark.parametrize("output_type", ["pt", "latent"])
+def test_without_reference_equals_cogvideox_pipeline(tiny_checkpoint, variant, output_type):
+    reference = CogVideoXPipeline.from_pretrained(tiny_checkpoint(variant))
+    reference.set_progress_bar_config(disable=True)
+    ours = CogVideoXDDIMInversionPipeline.from_pipe(reference)
+    kwargs = dict(prompt="a red circle moving left", guidance_scale=6.0, output_type=output_type, **CALL)
+    expected = reference(generator=seeded(1), **kwargs).frames
+    got = ours(generator=seeded(1), **kwargs).frames
+    assert torch.equal(got, expected)
+    dynamic = dict(kwargs, use_dynamic_cfg=True, negative_prompt="blurry")
+    assert torch.equal(ours(generator=seeded(2), **dynamic).frames, reference(generator=seeded(2), **dynamic).frames)
+
+
+@pytest.fixture
+def inverted(load_pipe):
+    pipe = load_pipe("cogvideox-5b")
+    frames = sample_clip_frames(num_frames=9)
+    inv = pipe.invert(video=np.stack(frames), **CALL)
+    return pipe, inv
+
+
+@pytest.mark.parametrize(
+    "guidance_scale,mode,rows",
+    [(6.0, "shared", 3), (6.0, "paired", 4), (1.0, "shared", 2), (1.0, "paired", 2)],
+)
+def test_rows_per_step(inverted, guidance_scale, mode, rows):
+    pipe, inv = inverted
+    seen = count_rows(pipe)
+    pipe(prompt="a blue circle", reference_latents=inv.trajectory, reference_mode=mode,
+         guidance_scale=guidance_scale, output_type="latent", **CALL)
+    assert seen == [rows] * 3
+
+
+def test_reference_changes_the_sample_and_zero_weight_removes_it(inverted):
+    pipe, inv = inverted
+    kwargs = dict(prompt="a blue circle", latents=inv.trajectory[0], guidance_scale=6.0, output_type="latent", **CALL)
+    plain = pipe(**kwargs).frames
+    guided = pipe(reference_latents=inv.trajectory, **kwargs).frames
+    ignored = pipe(reference_latents=inv.trajectory, attention_kwargs={"reference_weight": 0.0}, **kwargs).frames
+    assert (guided - plain).abs().max() > 1e-3
+    torch.testing.assert_close(ignored, plain, rtol=1e-4, atol=1e-5)
+
+
+def test_shared_and_paired_agree_without_guidance_when_texts_match(inverted):
+    """Without guidance both modes put one reference row beside the sample; with the same text they are equal."""
+    pipe, inv = inverted
+    kwargs = dict(prompt="", latents=inv.trajectory[0], guidance_scale=1.0, output_type="latent",
+                  reference_latents=inv.trajectory, **CALL)
+    shared = pipe(reference_prompt="", reference_mode="shared", **kwargs).frames
+    paired = pipe(reference_mode="paired", **kwargs).frames
+    torch.testing.assert_close(shared, paired, rtol=1e-5, atol=1e-6)
+
+
+def test_user_processors_are_restored_after_a_call_and_after_an_error(inverted):
+    pipe, inv = inverted
+    mine = {name: CogVideoXAttnProcessor2_0() for name in pipe.transformer.attn_processors}
+    pipe.transformer.set_attn_processor(dict(mine))
+    pipe(prompt="x", reference_latents=inv.trajectory, output_type="latent", **CALL)
+    assert pipe.transformer.attn_processors == mine
+
+    def fail(pipe, step, timestep, callback_kwargs):
+        assert all(isinstance(p, CogVideoXRefAttnProcessor) for p in pipe.transformer.attn_processors.values())
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        pipe(prompt="x", reference_latents=inv.trajectory, callback_on_step_end=fail, output_type="latent", **CALL)
+    assert pipe.transformer.attn_processors == mine
+
+
+def test_reference_sets_the_default_size(load_pipe, tiny_checkpoint):
+    pipe = load_pipe("cogvideox-5b")
+    frames = sample_clip_frames(num_frames=9, height=48, width=80)
+    inv = pipe.invert(video=frames, height=32, width=48, **CALL)
+    assert inv.latents.shape == (1, 3, 16, 4, 6)
+    video = pipe(prompt="x", reference_latents=inv.trajectory, output_type="np", **CALL).frames
+    assert video.shape == (1, 9, 32, 48, 3)
+
+
+def test_callbacks_see_every_step(inverted):
+    pipe, inv = inverted
+    seen = []
+
+    def record(pipe, step, timestep, callback_kwargs):
+        seen.append((step, int(timestep), callback_kwargs["latents"].shape))
+        return {}
+
+    pipe(prompt="x", reference_latents=inv.trajectory, callback_on_step_end=record, output_type="latent", **CALL)
+    assert [(s, t) for s, t, _ in seen] == [(0, 999), (1, 666), (2, 332)]  # trailing spacing
+    seen.clear()
+    pipe.invert(latents=inv.latents, callback_on_step_end=record, **CALL)
+    assert [(s, t) for s, t, _ in seen] == [(0, 332), (1, 666), (2, 999)]
+
+
+def test_every_video_type_gives_the_same_latents(load_pipe, tmp_path):
+    pipe = load_pipe("cogvideox-5b")
+    frames = sample_clip_frames(num_frames=9)
+    array = np.stack(frames)
+    from_array = pipe.invert(video=array, **CALL).latents
+    from_pil = pipe.invert(video=[PIL.Image.fromarray(f) for f in frames], **CALL).latents
+    from_tensor = pipe.invert(video=torch.from_numpy(array).permute(0, 3, 1, 2), **CALL).latents
+    from_float = pipe.invert(video=array.astype(np.float32) / 255, **CALL).latents
+    for other in (from_pil, from_tensor, from_float):
+        torch.testing.assert_close(other, from_array, rtol=1e-5, atol=1e-5)
+    # a file path is decoded with read_video (the model's native frame count) and then treated like frames
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=17)
+    inv = pipe.invert(video=clip, **CALL)
+    frames_read, fps = read_video(clip, max_num_frames=9)
+    assert inv.fps == fps == 8.0
+    assert torch.equal(inv.latents, pipe.invert(video=frames_read, **CALL).latents)
+
+
+# Bad input ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda inv: {"reference_latents": inv.trajectory[1:]}, "has 2 steps but this call runs 3"),
+        (lambda inv: {"reference_latents": inv.trajectory[0]}, r"trajectory tensor \[T, B, F, C, H, W\]"),
+        (lambda inv: {"reference_latents": inv.trajectory, "reference_timesteps": inv.timesteps + 1}, "differ from this call's timesteps"),
+        (lambda inv: {"reference_latents": inv.trajectory, "height": 32}, "use the same height, width"),
+        (lambda inv: {"reference_latents": inv.trajectory, "prompt": ["a", "b"]}, "use the same height, width"),
+        (lambda inv: {"reference_latents": inv.trajectory, "reference_mode": "both"}, "'shared' or 'paired'"),
+    ],
+    ids=["length", "ndim", "timesteps", "shape", "batch", "mode"],
+)
+def test_bad_reference_is_refused(inverted, change, message):
+    pipe, inv = inverted
+    kwargs = dict(prompt="x", output_type="latent", **CALL)
+    kwargs.update(change(inv))
+    with pytest.raises(ValueError, match=message):
+        pipe(**kwargs)
+
+
+def test_bad_videos_are_refused(load_pipe, tmp_path):
+    pipe = load_pipe("cogvideox-5b")
+    with pytest.raises(FileNotFoundError, match="Check the path"):
+        pipe.invert(video=str(tmp_path / "missing.mp4"), **CALL)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    with pytest.raises(ValueError, match="Could not decode"):
+        pipe.invert(video=str(broken), **CALL)
+    with pytest.raises(ValueError, match=r"Pass its first 5 frames \(e.g. `video\[:5\]`\)"):
+        pipe.invert(video=np.stack(sample_clip_frames(num_frames=7)), **CALL)
+    with pytest.raises(ValueError, match="at least 5"):
+        pipe.invert(video=np.stack(sample_clip_frames(num_frames=3)), **CALL)
+    with pytest.raises(TypeError, match="file path, a list of PIL images"):
+        pipe.invert(video=12, **CALL)
+
+
+def test_non_cogvideox_components_are_refused(tiny_checkpoint):
+    components = CogVideoXPipeline.from_pretrained(tiny_checkpoint("cogvideox-5b")).components
+    with pytest.raises(ValueError, match="not a CogVideoX checkpoint.*THUDM/CogVideoX-5b"):
+        CogVideoXDDIMInversionPipeline(**{**components, "transformer": torch.nn.Linear(2, 2)})
+    with pytest.raises(ValueError, match="not a CogVideoX checkpoint"):
+        check_cogvideox_components(components["transformer"], torch.nn.Linear(2, 2))
