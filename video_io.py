@@ -41,14 +41,13 @@ def select_frame_indices(
     indices = list(range(skip_frames_start, total_frames - skip_frames_end, frame_stride))
     if max_num_frames is not None:
         indices = indices[:max_num_frames]
-    indices = indices[: frame_count_for_vae(len(indices), temporal_compression)]
     if len(indices) < MIN_NUM_FRAMES:
         raise ValueError(
             f"Only {len(indices)} frame(s) remain of {total_frames} after skipping {skip_frames_start} at the start, "
             f"{skip_frames_end} at the end and taking every {frame_stride}-th; CogVideoX needs at least "
             f"{MIN_NUM_FRAMES}. Lower the skips or the stride, or use a longer video."
         )
-    return indices
+    return indices[: frame_count_for_vae(len(indices), temporal_compression)]
 
 
 def read_video(
@@ -97,7 +96,9 @@ def write_video(frames, path: str | os.PathLike, fps: float = 8.0) -> str:
     handle, partial = tempfile.mkstemp(suffix=".mp4", prefix=".partial-", dir=directory)
     os.close(handle)
     try:
-        export_to_video(list(frames), partial, fps=fps)
+        # export_to_video scales arrays by 255 (it expects floats in [0, 1]): hand it uint8 frames as images
+        frames = [PIL.Image.fromarray(f) if isinstance(f, np.ndarray) and f.dtype == np.uint8 else f for f in frames]
+        export_to_video(frames, partial, fps=fps)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(partial, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
