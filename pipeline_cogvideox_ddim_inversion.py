@@ -81,12 +81,15 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
             The denoising timesteps the trajectory is aligned with (the pipeline scheduler's own grid).
         fps (`float`, *optional*):
             Frame rate of the source when `video` was a file path, for writing results at the source's speed.
+        model_evaluations (`int`):
+            Transformer calls the inversion made (each with 1 row per video, 2 with guidance).
     """
 
     latents: torch.Tensor
     trajectory: torch.Tensor
     timesteps: torch.Tensor
     fps: float | None = None
+    model_evaluations: int = 0
 
 
 _COGVIDEOX_TRANSFORMER_KEYS = ("patch_size", "patch_size_t", "use_rotary_positional_embeddings", "sample_frames", "in_channels")
@@ -203,20 +206,41 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             )
         return video, fps
 
-    def _ddim_alphas(self, timestep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def ddim_scheduler(self) -> CogVideoXDDIMScheduler | DDIMScheduler:
+        """
+        The deterministic DDIM scheduler that inversion and reference-guided regeneration step with.
+
+        It is the pipeline's scheduler when that is a DDIM scheduler. A multistep scheduler such as
+        `CogVideoXDPMScheduler` cannot be inverted step by step, so it is replaced by a `CogVideoXDDIMScheduler` built
+        from the same config: same `alphas_cumprod` (SNR shift, zero-terminal-SNR rescaling) and timestep spacing.
+        """
+        if isinstance(self.scheduler, (CogVideoXDDIMScheduler, DDIMScheduler)):
+            return self.scheduler
+        cached = getattr(self, "_substitute_ddim_scheduler", None)
+        if cached is None or cached[0] is not self.scheduler:
+            logger.warning(
+                f"{self.scheduler.__class__.__name__} is a multistep scheduler and cannot be inverted step by step: "
+                "inversion and reference-guided regeneration use a deterministic CogVideoXDDIMScheduler with the same "
+                "noise schedule and timestep spacing instead."
+            )
+            cached = (self.scheduler, CogVideoXDDIMScheduler.from_config(self.scheduler.config))
+            self._substitute_ddim_scheduler = cached
+        return cached[1]
+
+    @staticmethod
+    def _ddim_alphas(scheduler, timestep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(alpha_cumprod at `timestep`, alpha_cumprod where the forward DDIM step from `timestep` lands).
 
         Mirrors `CogVideoXDDIMScheduler.step` / `DDIMScheduler.step`, so the inverse step uses exactly the pair the
         forward step uses: the scheduler's own `alphas_cumprod` (SNR shift and zero-SNR rescaling already applied),
-        its `final_alpha_cumprod`, and its previous-timestep rule.
+        its `final_alpha_cumprod`, and its previous-timestep rule (also where that rule is off the timestep grid).
         """
-        scheduler = self.scheduler
         step_ratio = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
         timestep = int(timestep)
         prev_timestep = timestep - step_ratio
         alpha_prod_t = scheduler.alphas_cumprod[timestep]
         alpha_prod_prev = scheduler.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else scheduler.final_alpha_cumprod
-        return alpha_prod_t.double(), torch.as_tensor(alpha_prod_prev).double()
+        return torch.as_tensor(alpha_prod_t).double(), torch.as_tensor(alpha_prod_prev).double()
 
     def _predicted_noise(self, model_output: torch.Tensor, sample: torch.Tensor, alpha_prod: torch.Tensor) -> torch.Tensor:
         """The noise implied by `model_output` for `sample` read at noise level `alpha_prod`."""
@@ -240,34 +264,82 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             return model_output
         raise ValueError(f"Unsupported prediction_type {prediction_type!r}.")
 
-    def inverse_step(self, model_output: torch.Tensor, timestep: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+    def inverse_step(
+        self,
+        model_output: torch.Tensor,
+        timestep: torch.Tensor,
+        sample: torch.Tensor,
+        guess: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         r"""
-        One deterministic DDIM step backwards: from `sample` at the level where the forward step from `timestep` lands
-        to the level of `timestep`.
+        One deterministic DDIM step backwards: from `sample` (x_s, at the level where the forward step from `timestep`
+        lands) to the level of `timestep` (x_t).
 
-        The noise comes from the model evaluated at (`sample`, `timestep`), as in DDIM inversion; the clean estimate
-        comes from `sample` at its own level. Written in the (x0, noise) form, so the zero-terminal-SNR end
-        (alpha_cumprod = 0 at the last timestep) needs no division by it.
+        `model_output` is the model evaluated at (`guess`, `timestep`); `guess` defaults to `sample`, which is plain
+        DDIM inversion. The result is the image of `guess` under a fixed-point map whose fixed point is exactly the x_t
+        that the forward step sends to x_s: the forward step's clean estimate and noise at x_t, recombined at the level
+        of x_s, give x_s back.
+
+        Both degenerate ends are written so that nothing divides by zero. Normally the noise is read from the model
+        and the clean estimate from x_s, which also covers a clean x_s (alpha_cumprod = 1). At the zero-terminal-SNR
+        end (alpha_cumprod = 0 at `timestep`) the model input *is* the noise, so the noise form would return its input
+        unchanged; there the clean estimate is read from the model and the noise from x_s.
         """
-        alpha_prod_t, alpha_prod_s = self._ddim_alphas(timestep)
-        model_output, sample_64 = model_output.double(), sample.double()
+        scheduler = self.ddim_scheduler()
+        alpha_prod_t, alpha_prod_s = self._ddim_alphas(scheduler, timestep)
+        guess = sample if guess is None else guess
+        model_output, sample_64, guess_64 = model_output.double(), sample.double(), guess.double()
         if alpha_prod_t > 0:
-            noise = self._predicted_noise(model_output, sample_64, alpha_prod_t)
+            noise = self._predicted_noise(model_output, guess_64, alpha_prod_t)
             original = (sample_64 - (1 - alpha_prod_s) ** 0.5 * noise) / alpha_prod_s**0.5
         else:
-            # Zero terminal SNR: read at alpha 0 the sample *is* the noise, so the noise form above would return the
-            # sample unchanged. The forward step from here uses only the clean estimate, so invert that instead.
-            original = self._predicted_original(model_output, sample_64, alpha_prod_t)
+            original = self._predicted_original(model_output, guess_64, alpha_prod_t)
             noise = (sample_64 - alpha_prod_s**0.5 * original) / (1 - alpha_prod_s) ** 0.5
         return (alpha_prod_t**0.5 * original + (1 - alpha_prod_t) ** 0.5 * noise).to(sample.dtype)
 
-    def _check_scheduler_for_inversion(self):
-        if not isinstance(self.scheduler, (CogVideoXDDIMScheduler, DDIMScheduler)):
-            logger.warning(
-                f"{self.scheduler.__class__.__name__} is not a DDIM scheduler: `invert` uses a deterministic DDIM step "
-                "over its noise schedule, which regeneration with this scheduler does not invert exactly. For exact "
-                "round trips load `CogVideoXDDIMScheduler.from_config(pipe.scheduler.config)`."
+    def _solve_inverse_step(
+        self,
+        predict: Callable[[torch.Tensor], torch.Tensor],
+        timestep: torch.Tensor,
+        sample: torch.Tensor,
+        iterations: int,
+        tolerance: float | None,
+        history: int = 3,
+    ) -> tuple[torch.Tensor, int]:
+        """A plain inverse step, then up to `iterations` Anderson-accelerated fixed-point refinements. Returns the
+        latent and the number of model evaluations; stops early once the relative residual is below `tolerance`."""
+        latents = self.inverse_step(predict(sample), timestep, sample)
+        evaluations = 1
+        past_latents, past_residuals = [], []
+        for _ in range(iterations):
+            mapped = self.inverse_step(predict(latents), timestep, sample, guess=latents).double().flatten(1)
+            evaluations += 1
+            current = latents.double().flatten(1)
+            residual = mapped - current
+            relative = residual.norm(dim=1) / current.norm(dim=1).clamp_min(1e-12)
+            if tolerance is not None and bool((relative <= tolerance).all()):
+                return mapped.view_as(latents).to(sample.dtype), evaluations
+            past_latents, past_residuals = (past_latents + [current])[-history - 1 :], (past_residuals + [residual])[-history - 1 :]
+            if len(past_residuals) > 1:
+                # Anderson mixing (type II): the combination of recent maps whose linearised residual is least squares.
+                d_residuals = torch.stack([b - a for a, b in zip(past_residuals, past_residuals[1:])], dim=2)
+                d_latents = torch.stack([b - a for a, b in zip(past_latents, past_latents[1:])], dim=2)
+                gamma = torch.linalg.lstsq(d_residuals, residual.unsqueeze(2)).solution
+                mapped = mapped - ((d_latents + d_residuals) @ gamma).squeeze(2)
+            latents = mapped.view_as(latents).to(sample.dtype)
+        return latents, evaluations
+
+    @staticmethod
+    def cut_timesteps(timesteps: torch.Tensor, strength: float) -> torch.Tensor:
+        """The last `strength` fraction of `timesteps` (SDEdit / video-to-video style)."""
+        if not 0 < strength <= 1:
+            raise ValueError(f"`strength` must be in (0, 1], got {strength}.")
+        kept = min(int(len(timesteps) * strength), len(timesteps))
+        if kept < 1:
+            raise ValueError(
+                f"`strength={strength}` keeps no step of {len(timesteps)}: raise `strength` or `num_inference_steps`."
             )
+        return timesteps[len(timesteps) - kept :]
 
     def _rotary_embeddings(self, latents: torch.Tensor, device: torch.device):
         if not self.transformer.config.use_rotary_positional_embeddings:
@@ -288,6 +360,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         negative_prompt: str | list[str] | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 1.0,
+        strength: float = 1.0,
+        fixed_point_iterations: int = 0,
+        fixed_point_tolerance: float | None = 1e-5,
         height: int | None = None,
         width: int | None = None,
         num_frames: int | None = None,
@@ -322,6 +397,18 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             guidance_scale (`float`, defaults to 1.0):
                 1.0 runs one transformer row per step. Values above 1 run classifier-free guidance during inversion
                 (two rows per step), as the published recipe does; with an empty prompt that only doubles the cost.
+            strength (`float`, defaults to 1.0):
+                Invert only the first `strength` fraction of the schedule (the last `int(num_inference_steps *
+                strength)` denoising timesteps), for SDEdit-style editing that keeps more of the source. Regenerate
+                with the same `strength` and `num_inference_steps`.
+            fixed_point_iterations (`int`, defaults to 0):
+                Extra model evaluations per step that refine each inverse step towards the exact inverse of the
+                forward step (a fixed point, solved with Anderson mixing). 0 is plain DDIM inversion, whose round trip
+                drifts because it evaluates the model at the wrong end of each step; 2 to 4 make the round trip exact
+                to about 1e-4 with an ideal denoiser (see docs/inversion.md).
+            fixed_point_tolerance (`float`, *optional*, defaults to 1e-5):
+                Stop refining a step once the relative change of the latent is below this; `None` always runs
+                `fixed_point_iterations` refinements.
             height (`int`, *optional*), width (`int`, *optional*):
                 Size the frames are resized to; defaults to the transformer's native size.
             num_frames (`int`, *optional*):
@@ -349,6 +436,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         """
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        if fixed_point_iterations < 0:
+            raise ValueError(f"`fixed_point_iterations` must be >= 0, got {fixed_point_iterations}.")
         if (video is None) == (latents is None):
             raise ValueError("Pass exactly one of `video` (frames or a file path) or `latents` (clean video latents).")
         if latents is not None and latents.ndim != 5:
@@ -361,7 +450,6 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         self.check_inputs(
             prompt, height, width, negative_prompt, callback_on_step_end_tensor_inputs, prompt_embeds, negative_prompt_embeds
         )
-        self._check_scheduler_for_inversion()
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
         self._current_timestep = None
@@ -400,35 +488,43 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if do_classifier_free_guidance:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
 
-        # 3. The forward sampler's timesteps; inversion walks them from the last to the first.
-        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device)
+        # 3. The forward sampler's timesteps (cut to `strength`); inversion walks them from the last to the first.
+        scheduler = self.ddim_scheduler()
+        timesteps, _ = retrieve_timesteps(scheduler, num_inference_steps, device)
+        timesteps = self.cut_timesteps(timesteps, strength)
         self._num_timesteps = len(timesteps)
         image_rotary_emb = self._rotary_embeddings(latents, device)
+
+        def predict(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            latent_model_input = torch.cat([sample] * 2) if do_classifier_free_guidance else sample
+            noise_pred = self.transformer(
+                hidden_states=latent_model_input,
+                encoder_hidden_states=prompt_embeds,
+                timestep=t.expand(latent_model_input.shape[0]),
+                image_rotary_emb=image_rotary_emb,
+                attention_kwargs=attention_kwargs,
+                return_dict=False,
+            )[0]
+            noise_pred = noise_pred.float()
+            if do_classifier_free_guidance:
+                noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+                noise_pred = noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond)
+            return noise_pred
 
         # 4. Inversion loop: trajectory[i] is the latent at the level of timesteps[i].
         clean_latents = latents
         trajectory = [None] * len(timesteps)
+        model_evaluations = 0
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for step, i in enumerate(reversed(range(len(timesteps)))):
                 if self.interrupt:
                     raise RuntimeError("Inversion was interrupted; the trajectory is incomplete.")
                 t = timesteps[i]
                 self._current_timestep = t
-                latent_model_input = torch.cat([latents] * 2) if do_classifier_free_guidance else latents
-                noise_pred = self.transformer(
-                    hidden_states=latent_model_input,
-                    encoder_hidden_states=prompt_embeds,
-                    timestep=t.expand(latent_model_input.shape[0]),
-                    image_rotary_emb=image_rotary_emb,
-                    attention_kwargs=attention_kwargs,
-                    return_dict=False,
-                )[0]
-                noise_pred = noise_pred.float()
-                if do_classifier_free_guidance:
-                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-                    noise_pred = noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond)
-
-                latents = self.inverse_step(noise_pred, t, latents)
+                latents, evaluations = self._solve_inverse_step(
+                    lambda sample: predict(sample, t), t, latents, fixed_point_iterations, fixed_point_tolerance
+                )
+                model_evaluations += evaluations
                 trajectory[i] = latents
 
                 if callback_on_step_end is not None:
@@ -445,7 +541,13 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         if not return_dict:
             return (clean_latents, trajectory, timesteps)
-        return CogVideoXDDIMInversionOutput(latents=clean_latents, trajectory=trajectory, timesteps=timesteps, fps=fps)
+        return CogVideoXDDIMInversionOutput(
+            latents=clean_latents,
+            trajectory=trajectory,
+            timesteps=timesteps,
+            fps=fps,
+            model_evaluations=model_evaluations,
+        )
 
     def check_reference_inputs(
         self,
@@ -512,6 +614,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         reference_prompt: str | list[str] = "",
         reference_prompt_embeds: torch.Tensor | None = None,
         reference_mode: str = "shared",
+        strength: float = 1.0,
     ) -> CogVideoXPipelineOutput | tuple:
         r"""
         Generate a video; with `reference_latents`, regenerate it guided by an inverted source video.
@@ -536,6 +639,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 `"shared"`: one reference row per video and step, read by both guidance branches (3 rows per step
                 with guidance). `"paired"`: the published layout, one reference row per guidance branch carrying that
                 branch's text (4 rows per step); `reference_prompt` is not used.
+            strength (`float`, defaults to 1.0):
+                Run only the last `strength` fraction of the denoising timesteps, starting from `latents` at that
+                level, e.g. `pipe.invert(..., strength=s).trajectory[0]` (SDEdit / video-to-video style editing).
 
         Examples:
 
@@ -601,8 +707,17 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if do_classifier_free_guidance:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
 
-        # 4. Prepare timesteps
-        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, timesteps)
+        # 4. Prepare timesteps. A reference trajectory was made by DDIM inversion: regenerate with the same DDIM step.
+        scheduler = self.ddim_scheduler() if reference_latents is not None else self.scheduler
+        timesteps, num_inference_steps = retrieve_timesteps(scheduler, num_inference_steps, device, timesteps)
+        if strength != 1.0:
+            if latents is None:
+                raise ValueError(
+                    f"`strength={strength}` starts part-way through the schedule: pass `latents` at that noise level, "
+                    "e.g. `latents=pipe.invert(..., strength=strength).trajectory[0]`."
+                )
+            timesteps = self.cut_timesteps(timesteps, strength)
+            num_inference_steps = len(timesteps)
         self._num_timesteps = len(timesteps)
 
         # 5. Prepare latents
@@ -669,7 +784,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         )
 
         # 9. Denoising loop
-        num_warmup_steps = max(len(timesteps) - num_inference_steps * self.scheduler.order, 0)
+        num_warmup_steps = max(len(timesteps) - num_inference_steps * scheduler.order, 0)
 
         user_processors = self.transformer.attn_processors if reference_latents is not None else None
         if user_processors is not None:
@@ -690,7 +805,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         reference = reference.repeat(reference_rows // reference.shape[0], 1, 1, 1, 1)
                         latent_model_input = torch.cat([latent_model_input, reference])
                         encoder_hidden_states, step_attention_kwargs = prompt_embeds_with_reference, reference_kwargs
-                    latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+                    latent_model_input = scheduler.scale_model_input(latent_model_input, t)
 
                     # broadcast to batch dimension in a way that's compatible with ONNX/Core ML
                     timestep = t.expand(latent_model_input.shape[0])
@@ -719,10 +834,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
 
                     # compute the previous noisy sample x_t -> x_t-1
-                    if not isinstance(self.scheduler, CogVideoXDPMScheduler):
-                        latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                    if not isinstance(scheduler, CogVideoXDPMScheduler):
+                        latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
                     else:
-                        latents, old_pred_original_sample = self.scheduler.step(
+                        latents, old_pred_original_sample = scheduler.step(
                             noise_pred,
                             old_pred_original_sample,
                             t,
@@ -744,7 +859,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
                         negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
 
-                    if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                    if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % scheduler.order == 0):
                         progress_bar.update()
         finally:
             if user_processors is not None:

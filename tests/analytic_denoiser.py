@@ -29,6 +29,12 @@ class GaussianVDenoiser(torch.nn.Module):
     def device(self):
         return self.mean.device
 
+    # Attention-processor hooks, so reference-guided calls run (the rows are denoised independently here).
+    attn_processors = {}
+
+    def set_attn_processor(self, processor):
+        pass
+
     def cache_context(self, name):
         return contextlib.nullcontext()
 

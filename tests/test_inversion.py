@@ -55,8 +55,8 @@ def test_unshifted_inverse_schedule_breaks_the_2b_round_trip(monkeypatch):
 
     original = pipe._ddim_alphas
 
-    def unshifted_alphas(timestep):
-        alpha_t, alpha_s = original(timestep)
+    def unshifted_alphas(scheduler, timestep):
+        alpha_t, alpha_s = original(scheduler, timestep)
         t, s = int(timestep), int(timestep) - 1000 // pipe.scheduler.num_inference_steps
         return unshifted[t].double(), (unshifted[s].double() if s >= 0 else alpha_s)
 

@@ -13,7 +13,7 @@ from cogvideox_ddim_inversion.video_io import frame_count_for_vae, read_video, s
 
 def psnr(a, b):
     mse = np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
-    return 10 * np.log10(255.0**2 / mse)
+    return np.inf if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 @pytest.mark.parametrize("count,expected", [(1, 1), (4, 1), (5, 5), (8, 5), (9, 9), (48, 45), (49, 49), (0, 0)])
