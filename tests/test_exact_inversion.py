@@ -4,7 +4,7 @@ import logging
 
 import pytest
 import torch
-from analytic_denoiser import GaussianVDenoiser
+from cogvideox_ddim_inversion.analytic_denoiser import GaussianVDenoiser
 from conftest import TEXT_LENGTH
 from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DDIMScheduler
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from analytic_denoiser import GaussianVDenoiser
+from cogvideox_ddim_inversion.analytic_denoiser import GaussianVDenoiser
 from conftest import TEXT_LENGTH
 from diffusers import DDIMInverseScheduler
 

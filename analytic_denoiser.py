@@ -4,7 +4,8 @@ For data x0 ~ N(mean, std^2) (per latent channel) and x_t = sqrt(a) x0 + sqrt(1 
     E[noise | x_t] = sqrt(1 - a) (x_t - sqrt(a) mean) / (a std^2 + 1 - a)
     E[x0 | x_t]    = mean + sqrt(a) std^2 (x_t - sqrt(a) mean) / (a std^2 + 1 - a)
 and v = sqrt(a) noise - sqrt(1 - a) x0. The deterministic DDIM sampler with this model is the exact probability-flow
-map, so inversion followed by regeneration should return the data up to discretisation error.
+map, so inversion followed by regeneration should return the data up to discretisation error. Tests and
+benchmarks/roundtrip.py put it in place of the transformer to measure inversion error with a known exact answer.
 """
 
 import contextlib
@@ -37,6 +38,15 @@ class GaussianVDenoiser(torch.nn.Module):
 
     def cache_context(self, name):
         return contextlib.nullcontext()
+
+    @classmethod
+    def for_pipeline_components(cls, components: dict, seed: int = 0) -> "GaussianVDenoiser":
+        """A denoiser for per-channel Gaussian latents (means in [-0.5, 0.5), stds in [0.5, 1.5)) matching the
+        transformer config and scheduler in `components`."""
+        generator = torch.Generator().manual_seed(seed)
+        mean = torch.rand(16, generator=generator) - 0.5
+        std = 0.5 + torch.rand(16, generator=generator)
+        return cls(components["transformer"].config, components["scheduler"].alphas_cumprod, mean, std)
 
     def sample_data(self, shape, generator):
         noise = torch.randn(shape, generator=generator, dtype=torch.float64)
