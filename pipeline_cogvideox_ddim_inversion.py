@@ -21,7 +21,12 @@ from typing import Any, Callable
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel
+from diffusers import (
+    AutoencoderKLCogVideoX,
+    CogVideoXImageToVideoPipeline,
+    CogVideoXPipeline,
+    CogVideoXTransformer3DModel,
+)
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import retrieve_timesteps
 from diffusers.pipelines.cogvideo.pipeline_output import CogVideoXPipelineOutput
@@ -83,6 +88,9 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
             Frame rate of the source when `video` was a file path, for writing results at the source's speed.
         model_evaluations (`int`):
             Transformer calls the inversion made (each with 1 row per video, 2 with guidance).
+        image_latents (`torch.Tensor` of shape `[B, F, C, H, W]`, *optional*):
+            Image-to-video checkpoints: the conditioning latents the inversion used; pass them to `__call__` as
+            `image_latents` so that regeneration is conditioned identically.
     """
 
     latents: torch.Tensor
@@ -90,6 +98,7 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
     timesteps: torch.Tensor
     fps: float | None = None
     model_evaluations: int = 0
+    image_latents: torch.Tensor | None = None
 
 
 _COGVIDEOX_TRANSFORMER_KEYS = ("patch_size", "patch_size_t", "use_rotary_positional_embeddings", "sample_frames", "in_channels")
@@ -106,11 +115,11 @@ def check_cogvideox_components(transformer, vae):
             f"{type(vae).__name__} VAE (missing CogVideoX settings: {missing or ['temporal_compression_ratio']}). "
             "Load a CogVideoX checkpoint such as THUDM/CogVideoX-5b or THUDM/CogVideoX-2b."
         )
-    if transformer_config["in_channels"] != transformer_config.get("out_channels", 16):
+    in_channels, out_channels = transformer_config["in_channels"], transformer_config.get("out_channels") or 16
+    if in_channels not in (out_channels, 2 * out_channels):
         raise ValueError(
-            f"This CogVideoX transformer takes {transformer_config['in_channels']} input channels: it is an "
-            "image-to-video checkpoint, which this pipeline does not support yet. Load a text-to-video checkpoint "
-            "such as THUDM/CogVideoX-5b."
+            f"This CogVideoX transformer takes {in_channels} input channels for {out_channels} output channels; "
+            "expected a text-to-video (equal) or image-to-video (twice as many) checkpoint."
         )
 
 
@@ -351,6 +360,62 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             device=device,
         )
 
+    @property
+    def is_image_to_video(self) -> bool:
+        """Image-to-video checkpoints (5B-I2V, 1.5-5B-I2V) take image latents concatenated on the channel axis."""
+        return self.transformer.config.in_channels == 2 * self.transformer.config.out_channels
+
+    def padding_frames(self, latent_frames: int) -> int:
+        """Latent frames CogVideoX 1.5 (temporal patches of `patch_size_t`) needs in front of `latent_frames`."""
+        patch_size_t = self.transformer.config.patch_size_t
+        return 0 if patch_size_t is None else (-latent_frames) % patch_size_t
+
+    @staticmethod
+    def pad_frames(latents: torch.Tensor, padding: int) -> torch.Tensor:
+        """Prepend `padding` copies of the first latent frame, as diffusers' image-to-video pipeline pads 1.5 latents.
+
+        Inversion and reference-guided regeneration re-pad at every step from the current latents, so the padding is
+        the same function of the video's latents in both directions and never appears in an output."""
+        return latents if padding == 0 else torch.cat([latents[:, :1]] * padding + [latents], dim=1)
+
+    def prepare_image_latents(
+        self,
+        image: torch.Tensor,
+        latent_frames: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        sample_posterior: bool = False,
+    ) -> torch.Tensor:
+        """Image-to-video conditioning `[B, F, C, H, W]`: the encoded image, then zeros, as
+        `CogVideoXImageToVideoPipeline` builds it (before the 1.5 padding)."""
+        posterior = self.vae.encode(image.unsqueeze(2).to(device=device, dtype=self.vae.dtype)).latent_dist
+        image_latents = posterior.sample(generator) if sample_posterior else posterior.mode()
+        image_latents = image_latents.to(dtype).permute(0, 2, 1, 3, 4)  # [B, 1, C, H, W]
+        if self.vae.config.get("invert_scale_latents", False):
+            image_latents = image_latents / self.vae_scaling_factor_image  # as diffusers does for 1.5-I2V
+        else:
+            image_latents = image_latents * self.vae_scaling_factor_image
+        padding = image_latents.new_zeros(image_latents.shape[0], latent_frames - 1, *image_latents.shape[2:])
+        return torch.cat([image_latents, padding], dim=1)
+
+    def check_size_for_positional_embeddings(self, height: int, width: int):
+        """Learned positional embeddings (5B-I2V) exist for the native size only."""
+        config = self.transformer.config
+        native = (config.sample_height * self.vae_scale_factor_spatial, config.sample_width * self.vae_scale_factor_spatial)
+        if config.use_learned_positional_embeddings and (height, width) != native:
+            raise ValueError(
+                f"This checkpoint has learned positional embeddings for {native[1]}x{native[0]} (width x height) "
+                f"only, not {width}x{height}: pass height={native[0]}, width={native[1]}, or use a checkpoint with "
+                "RoPE only (e.g. CogVideoX1.5-5B-I2V) for other sizes."
+            )
+
+    def _model_kwargs(self, latents: torch.Tensor) -> dict:
+        """Extra transformer inputs: `ofs` for checkpoints with an ofs embedding (1.5-I2V), as diffusers passes it."""
+        if self.transformer.config.get("ofs_embed_dim", None) is None:
+            return {}
+        return {"ofs": latents.new_full((1,), fill_value=2.0)}
+
     @torch.no_grad()
     def invert(
         self,
@@ -368,6 +433,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         num_frames: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         sample_posterior: bool = False,
+        image: PIL.Image.Image | np.ndarray | torch.Tensor | None = None,
+        image_latents: torch.Tensor | None = None,
         prompt_embeds: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
         attention_kwargs: dict[str, Any] | None = None,
@@ -417,6 +484,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 Used only with `sample_posterior=True`.
             sample_posterior (`bool`, defaults to `False`):
                 Encode with a sample of the VAE posterior instead of its mode.
+            image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`, *optional*):
+                Image-to-video checkpoints only: the conditioning image; defaults to the first source frame.
+            image_latents (`torch.Tensor`, *optional*):
+                Image-to-video checkpoints only: ready conditioning latents (e.g. a previous `inv.image_latents`).
             prompt_embeds, negative_prompt_embeds (`torch.Tensor`, *optional*):
                 Pre-computed text embeddings, as in `__call__`.
             attention_kwargs (`dict`, *optional*):
@@ -470,13 +541,36 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         )
         dtype = prompt_embeds.dtype
 
-        # 2. Clean latents
+        # 2. Clean latents (and image-to-video conditioning)
+        if latents is not None:  # the latents fix the size
+            height, width = (size * self.vae_scale_factor_spatial for size in latents.shape[3:])
+        self.check_size_for_positional_embeddings(height, width)
         fps = None
         if latents is None:
             video, fps = self.preprocess_source_video(video, height, width, num_frames)
             latents = self.prepare_video_latents(video, dtype, device, generator, sample_posterior)
+            if image is None and image_latents is None and self.is_image_to_video:
+                image = video[:, :, 0]  # the first source frame, already resized and in [-1, 1]
         latents = latents.to(device=device, dtype=dtype)
         batch_size = latents.shape[0]
+        if self.is_image_to_video:
+            if image_latents is None:
+                if image is None:
+                    raise ValueError(
+                        "This is an image-to-video checkpoint: with `latents`, also pass `image` (the first frame) or "
+                        "`image_latents`."
+                    )
+                if not isinstance(image, torch.Tensor) or image.ndim != 4:
+                    image = self.video_processor.preprocess(image, height=height, width=width)
+                image_latents = self.prepare_image_latents(image, latents.shape[1], dtype, device, generator, sample_posterior)
+            image_latents = image_latents.to(device=device, dtype=dtype)
+            if image_latents.shape != latents.shape:
+                raise ValueError(
+                    f"`image_latents` has shape {tuple(image_latents.shape)}, the video latents {tuple(latents.shape)}: "
+                    "they must match."
+                )
+        elif image is not None or image_latents is not None:
+            raise ValueError("`image`/`image_latents` are for image-to-video checkpoints; this one is text-to-video.")
         if prompt_embeds.shape[0] != batch_size:
             if prompt_embeds.shape[0] != 1:
                 raise ValueError(
@@ -493,10 +587,16 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         timesteps, _ = retrieve_timesteps(scheduler, num_inference_steps, device)
         timesteps = self.cut_timesteps(timesteps, strength)
         self._num_timesteps = len(timesteps)
-        image_rotary_emb = self._rotary_embeddings(latents, device)
+        padding = self.padding_frames(latents.shape[1])
+        image_rotary_emb = self._rotary_embeddings(self.pad_frames(latents, padding), device)
+        model_kwargs = self._model_kwargs(latents)
+        rows = 2 if do_classifier_free_guidance else 1
+        image_input = None if image_latents is None else torch.cat([self.pad_frames(image_latents, padding)] * rows)
 
         def predict(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            latent_model_input = torch.cat([sample] * 2) if do_classifier_free_guidance else sample
+            latent_model_input = torch.cat([self.pad_frames(sample, padding)] * rows)
+            if image_input is not None:
+                latent_model_input = torch.cat([latent_model_input, image_input], dim=2)
             noise_pred = self.transformer(
                 hidden_states=latent_model_input,
                 encoder_hidden_states=prompt_embeds,
@@ -504,8 +604,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 image_rotary_emb=image_rotary_emb,
                 attention_kwargs=attention_kwargs,
                 return_dict=False,
+                **model_kwargs,
             )[0]
-            noise_pred = noise_pred.float()
+            noise_pred = noise_pred[:, padding:].float()
             if do_classifier_free_guidance:
                 noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
                 noise_pred = noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond)
@@ -547,6 +648,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             timesteps=timesteps,
             fps=fps,
             model_evaluations=model_evaluations,
+            image_latents=image_latents,
         )
 
     def check_reference_inputs(
@@ -615,6 +717,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         reference_prompt_embeds: torch.Tensor | None = None,
         reference_mode: str = "shared",
         strength: float = 1.0,
+        image: PIL.Image.Image | np.ndarray | torch.Tensor | None = None,
+        image_latents: torch.Tensor | None = None,
     ) -> CogVideoXPipelineOutput | tuple:
         r"""
         Generate a video; with `reference_latents`, regenerate it guided by an inverted source video.
@@ -642,6 +746,17 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             strength (`float`, defaults to 1.0):
                 Run only the last `strength` fraction of the denoising timesteps, starting from `latents` at that
                 level, e.g. `pipe.invert(..., strength=s).trajectory[0]` (SDEdit / video-to-video style editing).
+            image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`, *optional*):
+                Image-to-video checkpoints: the conditioning image, as in `CogVideoXImageToVideoPipeline`.
+            image_latents (`torch.Tensor`, *optional*):
+                Image-to-video checkpoints: ready conditioning latents, e.g. `inv.image_latents` (regenerates with
+                exactly the conditioning the inversion used).
+
+        Image-to-video checkpoints (in_channels twice out_channels) are served by the same class: with `image` and
+        `reference_latents=None` the result is `CogVideoXImageToVideoPipeline`'s, bit for bit. For CogVideoX 1.5,
+        the latent frames that temporal patching needs are padded in front as diffusers does and dropped from every
+        output, `output_type="latent"` included (diffusers returns them there), so `invert()` and `__call__`
+        latents always have the video's frame count.
 
         Examples:
 
@@ -721,27 +836,73 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         self._num_timesteps = len(timesteps)
 
         # 5. Prepare latents
+        self.check_size_for_positional_embeddings(height, width)
         latent_frames = (num_frames - 1) // self.vae_scale_factor_temporal + 1
 
-        # For CogVideoX 1.5, the latent frames should be padded to make it divisible by patch_size_t
-        patch_size_t = self.transformer.config.patch_size_t
-        additional_frames = 0
-        if patch_size_t is not None and latent_frames % patch_size_t != 0:
-            additional_frames = patch_size_t - latent_frames % patch_size_t
+        # For CogVideoX 1.5, the latent frames should be padded to make it divisible by patch_size_t. Generating from
+        # scratch, the padding frames are sampled and denoised as diffusers does; following an inversion (a
+        # reference, or unpadded start latents) they are re-made at every step as copies of the first frame, as
+        # `invert()` makes them, so both directions see the same padding.
+        additional_frames = self.padding_frames(latent_frames)
+        stepwise_padding = additional_frames > 0 and (
+            reference_latents is not None or (latents is not None and latents.shape[1] == latent_frames)
+        )
+        if additional_frames > 0 and not stepwise_padding:
             num_frames += additional_frames * self.vae_scale_factor_temporal
 
         latent_channels = self.transformer.config.in_channels
-        latents = self.prepare_latents(
-            batch_size * num_videos_per_prompt,
-            latent_channels,
-            num_frames,
-            height,
-            width,
-            prompt_embeds.dtype,
-            device,
-            generator,
-            latents,
-        )
+        if self.is_image_to_video:
+            latent_channels //= 2
+            if image_latents is None and image is None:
+                raise ValueError(
+                    "This is an image-to-video checkpoint: pass `image` (e.g. the first frame of the video) or "
+                    "`image_latents` (e.g. `inv.image_latents`)."
+                )
+        elif image is not None or image_latents is not None:
+            raise ValueError("`image`/`image_latents` are for image-to-video checkpoints; this one is text-to-video.")
+
+        if self.is_image_to_video and image_latents is None:
+            image = self.video_processor.preprocess(image, height=height, width=width).to(
+                device, dtype=prompt_embeds.dtype
+            )
+            latents, image_latents = CogVideoXImageToVideoPipeline.prepare_latents(
+                self,
+                image,
+                batch_size * num_videos_per_prompt,
+                latent_channels,
+                num_frames,
+                height,
+                width,
+                prompt_embeds.dtype,
+                device,
+                generator,
+                latents,
+            )
+            if stepwise_padding:  # diffusers pads by itself here; the padding is re-made at every step instead
+                latents, image_latents = latents[:, -latent_frames:], image_latents[:, -latent_frames:]
+        else:
+            latents = self.prepare_latents(
+                batch_size * num_videos_per_prompt,
+                latent_channels,
+                num_frames,
+                height,
+                width,
+                prompt_embeds.dtype,
+                device,
+                generator,
+                latents,
+            )
+            if image_latents is not None:
+                image_latents = image_latents.to(device=device, dtype=prompt_embeds.dtype)
+                if not stepwise_padding:
+                    image_latents = self.pad_frames(image_latents, latents.shape[1] - image_latents.shape[1])
+                if image_latents.shape != latents.shape:
+                    raise ValueError(
+                        f"`image_latents` has shape {tuple(image_latents.shape)} but the latents are "
+                        f"{tuple(latents.shape)}: pass the `image_latents` of the inversion these latents come from."
+                    )
+        model_padding = additional_frames if stepwise_padding else 0
+        model_kwargs = self._model_kwargs(latents)
 
         # 6. Reference rows: validated against this call, laid out after the sample rows.
         sample_rows = prompt_embeds.shape[0]
@@ -778,7 +939,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         # 8. Create rotary embeds if required
         image_rotary_emb = (
-            self._prepare_rotary_positional_embeddings(height, width, latents.size(1), device)
+            self._prepare_rotary_positional_embeddings(height, width, latents.size(1) + model_padding, device)
             if self.transformer.config.use_rotary_positional_embeddings
             else None
         )
@@ -798,14 +959,20 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         continue
 
                     self._current_timestep = t
-                    latent_model_input = torch.cat([latents] * 2) if do_classifier_free_guidance else latents
+                    model_latents = self.pad_frames(latents, model_padding)
+                    latent_model_input = torch.cat([model_latents] * 2) if do_classifier_free_guidance else model_latents
                     encoder_hidden_states, step_attention_kwargs = prompt_embeds, attention_kwargs
                     if reference_kwargs is not None:
                         reference = reference_latents[i].to(device=device, dtype=latent_model_input.dtype)
+                        reference = self.pad_frames(reference, model_padding)
                         reference = reference.repeat(reference_rows // reference.shape[0], 1, 1, 1, 1)
                         latent_model_input = torch.cat([latent_model_input, reference])
                         encoder_hidden_states, step_attention_kwargs = prompt_embeds_with_reference, reference_kwargs
                     latent_model_input = scheduler.scale_model_input(latent_model_input, t)
+                    if image_latents is not None:  # image-to-video: the same conditioning for every row
+                        image_rows = self.pad_frames(image_latents, model_padding)
+                        image_rows = image_rows.repeat(latent_model_input.shape[0] // image_rows.shape[0], 1, 1, 1, 1)
+                        latent_model_input = torch.cat([latent_model_input, image_rows], dim=2)
 
                     # broadcast to batch dimension in a way that's compatible with ONNX/Core ML
                     timestep = t.expand(latent_model_input.shape[0])
@@ -819,9 +986,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                             image_rotary_emb=image_rotary_emb,
                             attention_kwargs=step_attention_kwargs,
                             return_dict=False,
+                            **model_kwargs,
                         )[0]
-                    # the reference rows' predictions are not used
-                    noise_pred = noise_pred[:sample_rows].float()
+                    # the reference rows' and the padding frames' predictions are not used
+                    noise_pred = noise_pred[:sample_rows, model_padding:].float()
 
                     # perform guidance
                     if use_dynamic_cfg:
@@ -867,9 +1035,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         self._current_timestep = None
 
+        # Discard any padding frames that were added for CogVideoX 1.5 (also from latent outputs, unlike diffusers)
+        latents = latents[:, latents.shape[1] - latent_frames :]
         if not output_type == "latent":
-            # Discard any padding frames that were added for CogVideoX 1.5
-            latents = latents[:, additional_frames:]
             video = self.decode_latents(latents)
             video = self.video_processor.postprocess_video(video=video, output_type=output_type)
         else:
