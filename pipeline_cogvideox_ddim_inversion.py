@@ -441,6 +441,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         callback_on_step_end: Callable[[int, int], None] | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],
         max_sequence_length: int = 226,
+        trajectory_device: str | torch.device | None = None,
         return_dict: bool = True,
     ) -> CogVideoXDDIMInversionOutput | tuple:
         r"""
@@ -499,6 +500,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 Tensors passed in `callback_kwargs`.
             max_sequence_length (`int`, defaults to 226):
                 Text length of the prompt embeddings.
+            trajectory_device (`str` or `torch.device`, *optional*):
+                Where to keep the trajectory (in the model's dtype). Defaults to the execution device; `"cpu"` keeps
+                it in (pinned, when CUDA is available) host memory, which `__call__` copies to the device one step at
+                a time (49 frames of 720x480 at 50 steps in bf16: 50 x 13 x 16 x 60 x 90 x 2 bytes = 112 MiB).
             return_dict (`bool`, defaults to `True`):
                 Return a [`CogVideoXDDIMInversionOutput`] instead of a tuple `(latents, trajectory, timesteps)`.
 
@@ -626,14 +631,14 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                     lambda sample: predict(sample, t), t, latents, fixed_point_iterations, fixed_point_tolerance
                 )
                 model_evaluations += evaluations
-                trajectory[i] = latents
+                trajectory[i] = self._store(latents, trajectory_device)
 
                 if callback_on_step_end is not None:
                     step_locals = locals()
                     callback_kwargs = {k: step_locals[k] for k in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, step, t, callback_kwargs)
                     latents = callback_outputs.pop("latents", latents)
-                    trajectory[i] = latents
+                    trajectory[i] = self._store(latents, trajectory_device)
                 progress_bar.update()
 
         self._current_timestep = None
@@ -650,6 +655,36 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             model_evaluations=model_evaluations,
             image_latents=image_latents,
         )
+
+    @staticmethod
+    def _store(latents: torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
+        """A trajectory entry on `device` (default: where it is), pinned on the host when CUDA is there to copy to."""
+        if device is None or torch.device(device) == latents.device:
+            return latents
+        stored = latents.to(device)
+        if stored.device.type == "cpu" and torch.cuda.is_available():
+            stored = stored.pin_memory()
+        return stored
+
+    @staticmethod
+    def reference_step_window(reference_steps: float | tuple[float, float], num_steps: int) -> range:
+        """Indices of the denoising steps that run the reference rows."""
+        start, end = (0.0, reference_steps) if isinstance(reference_steps, (int, float)) else reference_steps
+        if not 0 <= start < end <= 1:
+            raise ValueError(
+                f"`reference_steps` must be a fraction in (0, 1] or a window (start, end) with 0 <= start < end <= 1, "
+                f"got {reference_steps!r}."
+            )
+        return range(round(start * num_steps), round(end * num_steps))
+
+    def reference_processors(self, reference_blocks: list[int] | None) -> dict[str, CogVideoXRefAttnProcessor]:
+        """One processor per attention layer; layers outside `reference_blocks` pass the reference rows through."""
+        names = list(self.transformer.attn_processors)
+        blocks = range(len(names)) if reference_blocks is None else reference_blocks
+        unknown = [b for b in blocks if not 0 <= b < len(names)]
+        if unknown:
+            raise ValueError(f"`reference_blocks` {unknown} out of range: the transformer has blocks 0..{len(names) - 1}.")
+        return {name: CogVideoXRefAttnProcessor(attend_to_reference=index in blocks) for index, name in enumerate(names)}
 
     def check_reference_inputs(
         self,
@@ -719,6 +754,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         strength: float = 1.0,
         image: PIL.Image.Image | np.ndarray | torch.Tensor | None = None,
         image_latents: torch.Tensor | None = None,
+        reference_steps: float | tuple[float, float] = 1.0,
+        reference_blocks: list[int] | None = None,
+        reference_weight: float = 1.0,
     ) -> CogVideoXPipelineOutput | tuple:
         r"""
         Generate a video; with `reference_latents`, regenerate it guided by an inverted source video.
@@ -751,6 +789,18 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             image_latents (`torch.Tensor`, *optional*):
                 Image-to-video checkpoints: ready conditioning latents, e.g. `inv.image_latents` (regenerates with
                 exactly the conditioning the inversion used).
+            reference_steps (`float` or `(float, float)`, defaults to 1.0):
+                The step window where the reference is used, as fractions of the steps: `0.5` is the first half (the
+                noisiest steps, which set layout and motion), `(0.2, 0.6)` the steps from 20% to 60%. Outside the
+                window the reference rows are not computed at all, so those steps cost what plain generation costs;
+                a shorter window is cheaper and lets the prompt change more of the details.
+            reference_blocks (`list[int]`, *optional*):
+                Indices of the transformer blocks whose attention reads the reference (default: all). The reference
+                rows still run through every block, so this saves little compute; fewer blocks keep less of the source.
+            reference_weight (`float`, defaults to 1.0):
+                Scales the attention mass sample queries give to the reference keys (1 is plain joint attention).
+                Below 1 the edit follows the prompt more and the source less; above 1 the reverse; 0 ignores the
+                reference (its rows are still computed: use `reference_steps` to save compute).
 
         Image-to-video checkpoints (in_channels twice out_channels) are served by the same class: with `image` and
         `reference_latents=None` the result is `CogVideoXImageToVideoPipeline`'s, bit for bit. For CogVideoX 1.5,
@@ -933,6 +983,12 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             reference_rows = reference_embeds.shape[0]
             prompt_embeds_with_reference = torch.cat([prompt_embeds, reference_embeds], dim=0)
             reference_kwargs = {**(attention_kwargs or {}), "reference_rows": reference_rows}
+            if reference_weight != 1.0:
+                reference_kwargs["reference_weight"] = reference_weight
+            if reference_weight < 0:
+                raise ValueError(f"`reference_weight` must be >= 0, got {reference_weight}.")
+            reference_window = self.reference_step_window(reference_steps, len(timesteps))
+            reference_processors = self.reference_processors(reference_blocks)
 
         # 7. Prepare extra step kwargs. TODO: Logic should ideally just be moved out of the pipeline
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
@@ -949,7 +1005,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         user_processors = self.transformer.attn_processors if reference_latents is not None else None
         if user_processors is not None:
-            self.transformer.set_attn_processor(CogVideoXRefAttnProcessor())
+            self.transformer.set_attn_processor(reference_processors)
         try:
             with self.progress_bar(total=num_inference_steps) as progress_bar:
                 # for DPM-solver++
@@ -962,8 +1018,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                     model_latents = self.pad_frames(latents, model_padding)
                     latent_model_input = torch.cat([model_latents] * 2) if do_classifier_free_guidance else model_latents
                     encoder_hidden_states, step_attention_kwargs = prompt_embeds, attention_kwargs
-                    if reference_kwargs is not None:
-                        reference = reference_latents[i].to(device=device, dtype=latent_model_input.dtype)
+                    if reference_kwargs is not None and i in reference_window:
+                        reference = reference_latents[i].to(device=device, dtype=latent_model_input.dtype, non_blocking=True)
                         reference = self.pad_frames(reference, model_padding)
                         reference = reference.repeat(reference_rows // reference.shape[0], 1, 1, 1, 1)
                         latent_model_input = torch.cat([latent_model_input, reference])

@@ -24,6 +24,12 @@ class CogVideoXRefAttnProcessor:
 
     With `reference_rows=0` (the default) it computes exactly what `CogVideoXAttnProcessor2_0` computes.
 
+    Args:
+        attend_to_reference (`bool`, defaults to `True`):
+            `False` makes this layer ignore the reference: every row, reference rows included, attends only to itself
+            (the reference rows still pass through, so later layers can read them). Used to restrict reference
+            attention to some transformer blocks.
+
     Args passed through `attention_kwargs`:
         reference_rows (`int`, defaults to 0):
             Number of reference rows at the end of the batch.
@@ -33,7 +39,8 @@ class CogVideoXRefAttnProcessor:
             the reference while the reference rows are still computed.
     """
 
-    def __init__(self):
+    def __init__(self, attend_to_reference: bool = True):
+        self.attend_to_reference = attend_to_reference
         self._plain = CogVideoXAttnProcessor2_0()
 
     def __call__(
@@ -46,7 +53,7 @@ class CogVideoXRefAttnProcessor:
         reference_rows: int = 0,
         reference_weight: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not reference_rows:
+        if not reference_rows or not self.attend_to_reference:
             return self._plain(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
 
         batch_size = hidden_states.size(0)
