@@ -39,6 +39,7 @@ class Request:
     path: str  # unquoted path, without the query
     query: dict
     authorization: str | None
+    time: float  # when the server received it (time.time(), comparable with a client process's clock)
     status: int = 0
     repo_id: str | None = None
     revision: str | None = None
@@ -234,10 +235,9 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         # Revisions arrive quoted with safe="" ("refs%2Fpr%2F1"): split first, then unquote each part.
         parts = [unquote(p) for p in split.path.strip("/").split("/")]
-        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
-        auth = self.headers.get("Authorization")
-        self._info = {}
-        handler, status = None, 500
+        self._request = dict(method=method, path=unquote(split.path), authorization=self.headers.get("Authorization"),
+                             query={k: v[-1] for k, v in parse_qs(split.query).items()}, time=time.time())
+        self._info, self._recorded, self._handler = {}, False, None
         try:
             with hub._lock:
                 over_limit = len(hub.requests) >= hub.max_requests
@@ -245,12 +245,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 raise HubError(503, "Request limit of the test server reached")
             body = self._read_body()  # always read it, so a kept-alive connection stays in sync
-            handler = self._route(method, parts)
-            if handler is None:
+            self._handler = self._route(method, parts)
+            if self._handler is None:
                 raise HubError(404, f"Not implemented by the test server: {method} {split.path}")
-            status = handler(parts, query, auth, body)
+            self._handler(parts, self._request["query"], self._request["authorization"], body)
         except HubError as error:
-            status = error.status
             headers = dict(error.headers)
             if error.code:
                 headers["X-Error-Code"] = error.code
@@ -258,14 +257,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(error.status, json.dumps({"error": error.message}).encode(), headers, "application/json")
         except Exception as error:  # a bug here: answer 500 rather than drop the connection
             self._send(500, json.dumps({"error": repr(error)}).encode(), {}, "application/json")
-        finally:
-            self._record(method, split.path, query, auth, status, unhandled=handler is None and status != 503)
 
-    def _record(self, method, path, query, auth, status, unhandled=False) -> None:
-        request = Request(method, unquote(path), query, auth, status, **self._info)
+    def _record(self, status: int) -> None:
+        """Log the request (before its response goes out, so a client never sees a reply the log lacks)."""
+        if self._recorded:
+            return
+        self._recorded = True
+        request = Request(status=status, **self._request, **self._info)
         with self.hub._lock:
             self.hub.requests.append(request)
-            if unhandled:
+            if self._handler is None and status != 503:
                 self.hub.unhandled.append(request)
 
     def _read_body(self) -> bytes:
@@ -279,6 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, body: bytes, headers: dict | None = None, content_type: str | None = None) -> None:
+        self._record(status)
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
@@ -328,16 +330,17 @@ class _Handler(BaseHTTPRequestHandler):
             sha = repo.resolve(revision)
             files = repo.commits[sha]
             siblings = [{"rfilename": path} for path in sorted(files)]
-            if "blobs" in query:
-                for sibling in siblings:
-                    content = files[sibling["rfilename"]]
-                    sibling.update(size=len(content), blobId=git_blob_oid(content))
-            return self._json({
-                "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
-                "author": repo_id.split("/")[0], "sha": sha, "private": repo.private, "gated": False,
-                "disabled": False, "lastModified": repo.created_at, "createdAt": repo.created_at,
-                "tags": [], "library_name": None, "siblings": siblings,
-            })
+            private, created_at = repo.private, repo.created_at
+        if "blobs" in query:
+            for sibling in siblings:
+                content = files[sibling["rfilename"]]
+                sibling.update(size=len(content), blobId=git_blob_oid(content))
+        return self._json({
+            "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
+            "author": repo_id.split("/")[0], "sha": sha, "private": private, "gated": False, "disabled": False,
+            "lastModified": created_at, "createdAt": created_at, "tags": [], "library_name": None,
+            "siblings": siblings,
+        })
 
     def _tree(self, parts, query, auth, body) -> int:
         repo_id = f"{parts[2]}/{parts[3]}"
@@ -362,7 +365,9 @@ class _Handler(BaseHTTPRequestHandler):
             entries.append({"type": "file", "oid": git_blob_oid(content), "size": len(content), "path": path})
         if base and not entries and not folders:
             raise HubError(404, f"{prefix} does not exist on {revision}", "EntryNotFound")
-        entries += [{"type": "directory", "oid": git_blob_oid(f.encode()), "size": 0, "path": f} for f in sorted(folders)]
+        entries += [
+            {"type": "directory", "oid": git_blob_oid(f.encode()), "size": 0, "path": f} for f in sorted(folders)
+        ]
         return self._json(entries)
 
     def _resolve(self, parts, query, auth, body) -> int:
@@ -406,9 +411,11 @@ class _Handler(BaseHTTPRequestHandler):
         url = f"{self.hub.url}/{repo_id}"
         private = payload.get("visibility") == "private" or bool(payload.get("private"))
         with self.hub._lock:
-            if repo_id in self.hub._repos:
-                return self._json({"error": "You already created this model repo", "url": url}, status=409)
-            self.hub._repos[repo_id] = _Repo(repo_id, private, self.hub._new_sha(repo_id))
+            exists = repo_id in self.hub._repos
+            if not exists:
+                self.hub._repos[repo_id] = _Repo(repo_id, private, self.hub._new_sha(repo_id))
+        if exists:  # huggingface_hub's exist_ok=True expects 409, with the url in the body
+            return self._json({"error": "You already created this model repo", "url": url}, status=409)
         return self._json({"url": url, "name": repo_id, "id": repo_id})
 
     def _branch(self, parts, query, auth, body) -> int:
