@@ -35,7 +35,7 @@ from diffusers.utils import BaseOutput, logging, replace_example_docstring
 from transformers import T5EncoderModel, T5Tokenizer
 
 from .processors.reference_attention import CogVideoXRefAttnProcessor
-from .video_io import MIN_NUM_FRAMES, read_video
+from .video_io import MIN_NUM_FRAMES, frame_count_for_vae, read_video
 
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
@@ -101,7 +101,13 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
     image_latents: torch.Tensor | None = None
 
 
-_COGVIDEOX_TRANSFORMER_KEYS = ("patch_size", "patch_size_t", "use_rotary_positional_embeddings", "sample_frames", "in_channels")
+_COGVIDEOX_TRANSFORMER_KEYS = (
+    "patch_size",
+    "patch_size_t",
+    "use_rotary_positional_embeddings",
+    "sample_frames",
+    "in_channels",
+)
 
 
 def check_cogvideox_components(transformer, vae):
@@ -189,12 +195,16 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         latents = torch.cat(latents) * self.vae_scaling_factor_image
         return latents.permute(0, 2, 1, 3, 4).to(dtype=dtype)  # [B, F, C, H, W]
 
-    def preprocess_source_video(self, video, height: int, width: int, num_frames: int | None) -> tuple[torch.Tensor, float | None]:
+    def preprocess_source_video(
+        self, video, height: int, width: int, num_frames: int | None
+    ) -> tuple[torch.Tensor, float | None]:
         """Read and resize the source video to `[B, C, F, H, W]` in [-1, 1]; returns it and the source fps."""
         fps = None
         if isinstance(video, (str, os.PathLike)):
             max_num_frames = num_frames or self.transformer.config.sample_frames
-            video, fps = read_video(video, max_num_frames=max_num_frames, temporal_compression=self.vae_scale_factor_temporal)
+            video, fps = read_video(
+                video, max_num_frames=max_num_frames, temporal_compression=self.vae_scale_factor_temporal
+            )
         elif isinstance(video, np.ndarray) and video.dtype == np.uint8:
             video = video.astype(np.float32) / 255.0
         elif isinstance(video, torch.Tensor) and video.dtype == torch.uint8:
@@ -203,15 +213,23 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             raise TypeError(
                 f"`video` must be a file path, a list of PIL images, a numpy array or a torch tensor, got {type(video)}."
             )
-        if isinstance(video, list) and len(video) > 0 and not isinstance(video[0], (PIL.Image.Image, list, np.ndarray, torch.Tensor)):
+        if (
+            isinstance(video, list)
+            and len(video) > 0
+            and not isinstance(video[0], (PIL.Image.Image, list, np.ndarray, torch.Tensor))
+        ):
             raise TypeError(f"`video` as a list must hold PIL images (frames), got {type(video[0])}.")
         video = self.video_processor.preprocess_video(video, height=height, width=width)
         frames = video.shape[2]
         if frames < MIN_NUM_FRAMES or (frames - 1) % self.vae_scale_factor_temporal != 0:
-            valid = (frames - 1) // self.vae_scale_factor_temporal * self.vae_scale_factor_temporal + 1
+            valid = frame_count_for_vae(frames, self.vae_scale_factor_temporal)
             raise ValueError(
                 f"The video has {frames} frames; CogVideoX's VAE needs 4k + 1 frames and at least {MIN_NUM_FRAMES}. "
-                + (f"Pass its first {valid} frames (e.g. `video[:{valid}]`)." if valid >= MIN_NUM_FRAMES else "Pass a longer video.")
+                + (
+                    f"Pass its first {valid} frames (e.g. `video[:{valid}]`)."
+                    if valid >= MIN_NUM_FRAMES
+                    else "Pass a longer video."
+                )
             )
         return video, fps
 
@@ -248,10 +266,14 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         timestep = int(timestep)
         prev_timestep = timestep - step_ratio
         alpha_prod_t = scheduler.alphas_cumprod[timestep]
-        alpha_prod_prev = scheduler.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else scheduler.final_alpha_cumprod
+        alpha_prod_prev = (
+            scheduler.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else scheduler.final_alpha_cumprod
+        )
         return torch.as_tensor(alpha_prod_t).double(), torch.as_tensor(alpha_prod_prev).double()
 
-    def _predicted_noise(self, model_output: torch.Tensor, sample: torch.Tensor, alpha_prod: torch.Tensor) -> torch.Tensor:
+    def _predicted_noise(
+        self, model_output: torch.Tensor, sample: torch.Tensor, alpha_prod: torch.Tensor
+    ) -> torch.Tensor:
         """The noise implied by `model_output` for `sample` read at noise level `alpha_prod`."""
         prediction_type = self.scheduler.config.prediction_type
         if prediction_type == "v_prediction":
@@ -262,7 +284,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             return (sample - alpha_prod**0.5 * model_output) / (1 - alpha_prod) ** 0.5
         raise ValueError(f"Unsupported prediction_type {prediction_type!r}.")
 
-    def _predicted_original(self, model_output: torch.Tensor, sample: torch.Tensor, alpha_prod: torch.Tensor) -> torch.Tensor:
+    def _predicted_original(
+        self, model_output: torch.Tensor, sample: torch.Tensor, alpha_prod: torch.Tensor
+    ) -> torch.Tensor:
         """The clean sample implied by `model_output` for `sample` read at noise level `alpha_prod`."""
         prediction_type = self.scheduler.config.prediction_type
         if prediction_type == "v_prediction":
@@ -328,7 +352,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             relative = residual.norm(dim=1) / current.norm(dim=1).clamp_min(1e-12)
             if tolerance is not None and bool((relative <= tolerance).all()):
                 return mapped.view_as(latents).to(sample.dtype), evaluations
-            past_latents, past_residuals = (past_latents + [current])[-history - 1 :], (past_residuals + [residual])[-history - 1 :]
+            past_latents, past_residuals = (
+                (past_latents + [current])[-history - 1 :],
+                (past_residuals + [residual])[-history - 1 :],
+            )
             if len(past_residuals) > 1:
                 # Anderson mixing (type II): the combination of recent maps whose linearised residual is least squares.
                 d_residuals = torch.stack([b - a for a, b in zip(past_residuals, past_residuals[1:])], dim=2)
@@ -402,7 +429,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
     def check_size_for_positional_embeddings(self, height: int, width: int):
         """Learned positional embeddings (5B-I2V) exist for the native size only."""
         config = self.transformer.config
-        native = (config.sample_height * self.vae_scale_factor_spatial, config.sample_width * self.vae_scale_factor_spatial)
+        native = (
+            config.sample_height * self.vae_scale_factor_spatial,
+            config.sample_width * self.vae_scale_factor_spatial,
+        )
         if config.use_learned_positional_embeddings and (height, width) != native:
             raise ValueError(
                 f"This checkpoint has learned positional embeddings for {native[1]}x{native[0]} (width x height) "
@@ -517,14 +547,22 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if (video is None) == (latents is None):
             raise ValueError("Pass exactly one of `video` (frames or a file path) or `latents` (clean video latents).")
         if latents is not None and latents.ndim != 5:
-            raise ValueError(f"`latents` must be [B, F, C, H, W] clean video latents, got shape {tuple(latents.shape)}.")
+            raise ValueError(
+                f"`latents` must be [B, F, C, H, W] clean video latents, got shape {tuple(latents.shape)}."
+            )
 
         height = height or self.transformer.config.sample_height * self.vae_scale_factor_spatial
         width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
         if prompt_embeds is not None:
             prompt = None
         self.check_inputs(
-            prompt, height, width, negative_prompt, callback_on_step_end_tensor_inputs, prompt_embeds, negative_prompt_embeds
+            prompt,
+            height,
+            width,
+            negative_prompt,
+            callback_on_step_end_tensor_inputs,
+            prompt_embeds,
+            negative_prompt_embeds,
         )
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
@@ -567,7 +605,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                     )
                 if not isinstance(image, torch.Tensor) or image.ndim != 4:
                     image = self.video_processor.preprocess(image, height=height, width=width)
-                image_latents = self.prepare_image_latents(image, latents.shape[1], dtype, device, generator, sample_posterior)
+                image_latents = self.prepare_image_latents(
+                    image, latents.shape[1], dtype, device, generator, sample_posterior
+                )
             image_latents = image_latents.to(device=device, dtype=dtype)
             if image_latents.shape != latents.shape:
                 raise ValueError(
@@ -683,8 +723,12 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         blocks = range(len(names)) if reference_blocks is None else reference_blocks
         unknown = [b for b in blocks if not 0 <= b < len(names)]
         if unknown:
-            raise ValueError(f"`reference_blocks` {unknown} out of range: the transformer has blocks 0..{len(names) - 1}.")
-        return {name: CogVideoXRefAttnProcessor(attend_to_reference=index in blocks) for index, name in enumerate(names)}
+            raise ValueError(
+                f"`reference_blocks` {unknown} out of range: the transformer has blocks 0..{len(names) - 1}."
+            )
+        return {
+            name: CogVideoXRefAttnProcessor(attend_to_reference=index in blocks) for index, name in enumerate(names)
+        }
 
     def check_reference_inputs(
         self,
@@ -1016,10 +1060,14 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
                     self._current_timestep = t
                     model_latents = self.pad_frames(latents, model_padding)
-                    latent_model_input = torch.cat([model_latents] * 2) if do_classifier_free_guidance else model_latents
+                    latent_model_input = (
+                        torch.cat([model_latents] * 2) if do_classifier_free_guidance else model_latents
+                    )
                     encoder_hidden_states, step_attention_kwargs = prompt_embeds, attention_kwargs
                     if reference_kwargs is not None and i in reference_window:
-                        reference = reference_latents[i].to(device=device, dtype=latent_model_input.dtype, non_blocking=True)
+                        reference = reference_latents[i].to(
+                            device=device, dtype=latent_model_input.dtype, non_blocking=True
+                        )
                         reference = self.pad_frames(reference, model_padding)
                         reference = reference.repeat(reference_rows // reference.shape[0], 1, 1, 1, 1)
                         latent_model_input = torch.cat([latent_model_input, reference])

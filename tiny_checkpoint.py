@@ -24,36 +24,66 @@ from transformers import T5Config, T5EncoderModel, T5Tokenizer
 VARIANTS = {
     "cogvideox-2b": {
         "hub_id": "THUDM/CogVideoX-2b",
-        "transformer": {"in_channels": 16, "patch_size_t": None, "patch_bias": True, "ofs_embed_dim": None,
-                        "use_rotary_positional_embeddings": False, "use_learned_positional_embeddings": False},
+        "transformer": {
+            "in_channels": 16,
+            "patch_size_t": None,
+            "patch_bias": True,
+            "ofs_embed_dim": None,
+            "use_rotary_positional_embeddings": False,
+            "use_learned_positional_embeddings": False,
+        },
         "vae_scaling_factor": 1.15258426,
         "snr_shift_scale": 3.0,
     },
     "cogvideox-5b": {
         "hub_id": "THUDM/CogVideoX-5b",
-        "transformer": {"in_channels": 16, "patch_size_t": None, "patch_bias": True, "ofs_embed_dim": None,
-                        "use_rotary_positional_embeddings": True, "use_learned_positional_embeddings": False},
+        "transformer": {
+            "in_channels": 16,
+            "patch_size_t": None,
+            "patch_bias": True,
+            "ofs_embed_dim": None,
+            "use_rotary_positional_embeddings": True,
+            "use_learned_positional_embeddings": False,
+        },
         "vae_scaling_factor": 0.7,
         "snr_shift_scale": 1.0,
     },
     "cogvideox-5b-i2v": {
         "hub_id": "THUDM/CogVideoX-5b-I2V",
-        "transformer": {"in_channels": 32, "patch_size_t": None, "patch_bias": True, "ofs_embed_dim": None,
-                        "use_rotary_positional_embeddings": True, "use_learned_positional_embeddings": True},
+        "transformer": {
+            "in_channels": 32,
+            "patch_size_t": None,
+            "patch_bias": True,
+            "ofs_embed_dim": None,
+            "use_rotary_positional_embeddings": True,
+            "use_learned_positional_embeddings": True,
+        },
         "vae_scaling_factor": 0.7,
         "snr_shift_scale": 1.0,
     },
     "cogvideox1.5-5b": {
         "hub_id": "THUDM/CogVideoX1.5-5B",
-        "transformer": {"in_channels": 16, "patch_size_t": 2, "patch_bias": False, "ofs_embed_dim": None,
-                        "use_rotary_positional_embeddings": True, "use_learned_positional_embeddings": False},
+        "transformer": {
+            "in_channels": 16,
+            "patch_size_t": 2,
+            "patch_bias": False,
+            "ofs_embed_dim": None,
+            "use_rotary_positional_embeddings": True,
+            "use_learned_positional_embeddings": False,
+        },
         "vae_scaling_factor": 0.7,
         "snr_shift_scale": 1.0,
     },
     "cogvideox1.5-5b-i2v": {
         "hub_id": "THUDM/CogVideoX1.5-5B-I2V",
-        "transformer": {"in_channels": 32, "patch_size_t": 2, "patch_bias": False, "ofs_embed_dim": 16,
-                        "use_rotary_positional_embeddings": True, "use_learned_positional_embeddings": False},
+        "transformer": {
+            "in_channels": 32,
+            "patch_size_t": 2,
+            "patch_bias": False,
+            "ofs_embed_dim": 16,
+            "use_rotary_positional_embeddings": True,
+            "use_learned_positional_embeddings": False,
+        },
         "vae_scaling_factor": 0.7,
         "snr_shift_scale": 1.0,
     },
@@ -89,9 +119,18 @@ def build_components(variant: str = "cogvideox-5b", seed: int = 0) -> dict:
     tokenizer = build_tokenizer()
     text_encoder = T5EncoderModel(
         T5Config(
-            vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-            relative_attention_num_buckets=8, dropout_rate=0.0, feed_forward_proj="gated-gelu",
-            pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            dropout_rate=0.0,
+            feed_forward_proj="gated-gelu",
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
         )
     )
     transformer = CogVideoXTransformer3DModel(
@@ -134,8 +173,13 @@ def build_components(variant: str = "cogvideox-5b", seed: int = 0) -> dict:
         timestep_spacing="trailing",
         snr_shift_scale=spec["snr_shift_scale"],
     )
-    return {"tokenizer": tokenizer, "text_encoder": text_encoder, "vae": vae, "transformer": transformer,
-            "scheduler": scheduler}
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": text_encoder,
+        "vae": vae,
+        "transformer": transformer,
+        "scheduler": scheduler,
+    }
 
 
 def write_tiny_checkpoint(path: str | os.PathLike, variant: str = "cogvideox-5b", seed: int = 0) -> str:
@@ -144,9 +188,17 @@ def write_tiny_checkpoint(path: str | os.PathLike, variant: str = "cogvideox-5b"
     pipeline_class = CogVideoXImageToVideoPipeline if variant.endswith("i2v") else CogVideoXPipeline
     pipeline_class(**components).save_pretrained(path)
     with open(os.path.join(path, "tiny_checkpoint.json"), "w") as f:
-        json.dump({"variant": variant, "seed": seed, "mirrors": VARIANTS[variant]["hub_id"],
-                   "native_size": {"height": TINY_HEIGHT, "width": TINY_WIDTH, "num_frames": TINY_FRAMES},
-                   "max_sequence_length": TINY_TEXT_LENGTH}, f, indent=2)
+        json.dump(
+            {
+                "variant": variant,
+                "seed": seed,
+                "mirrors": VARIANTS[variant]["hub_id"],
+                "native_size": {"height": TINY_HEIGHT, "width": TINY_WIDTH, "num_frames": TINY_FRAMES},
+                "max_sequence_length": TINY_TEXT_LENGTH,
+            },
+            f,
+            indent=2,
+        )
     return str(path)
 
 

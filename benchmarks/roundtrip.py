@@ -41,8 +41,14 @@ def analytic_pipeline(variant):
 
 
 def regenerate(pipe, start, steps):
-    return pipe(prompt="", latents=start, guidance_scale=1.0, num_inference_steps=steps, output_type="latent",
-                max_sequence_length=TEXT_LENGTH).frames
+    return pipe(
+        prompt="",
+        latents=start,
+        guidance_scale=1.0,
+        num_inference_steps=steps,
+        output_type="latent",
+        max_sequence_length=TEXT_LENGTH,
+    ).frames
 
 
 def relative_error(pipe, data, start, steps):
@@ -64,8 +70,13 @@ def our_round_trip(pipe, data, steps, iterations=0, tolerance=None, history=3):
     solve = CogVideoXDDIMInversionPipeline._solve_inverse_step
     pipe._solve_inverse_step = functools.partial(solve, pipe, history=history)
     try:
-        inv = pipe.invert(latents=data, num_inference_steps=steps, fixed_point_iterations=iterations,
-                          fixed_point_tolerance=tolerance, max_sequence_length=TEXT_LENGTH)
+        inv = pipe.invert(
+            latents=data,
+            num_inference_steps=steps,
+            fixed_point_iterations=iterations,
+            fixed_point_tolerance=tolerance,
+            max_sequence_length=TEXT_LENGTH,
+        )
     finally:
         del pipe._solve_inverse_step
     return relative_error(pipe, data, inv.trajectory[0], steps), inv.model_evaluations / steps
@@ -76,33 +87,52 @@ def run(steps_list=(10, 25, 50), iterations=(1, 2, 3, 4, 5)):
     for schedule, variant in SCHEDULES.items():
         pipe, data = analytic_pipeline(variant)
         for steps in steps_list:
-            recipes = {"published": lambda: published_round_trip(pipe, data, steps),
-                       "plain": lambda: our_round_trip(pipe, data, steps)}
+            recipes = {
+                "published": lambda: published_round_trip(pipe, data, steps),
+                "plain": lambda: our_round_trip(pipe, data, steps),
+            }
             for k in iterations:
                 recipes[f"naive-{k}"] = functools.partial(our_round_trip, pipe, data, steps, k, None, 0)
                 recipes[f"anderson-{k}"] = functools.partial(our_round_trip, pipe, data, steps, k, None, 3)
             recipes["default (4, tol 1e-5)"] = functools.partial(our_round_trip, pipe, data, steps, 4, 1e-5, 3)
             for recipe, measure in recipes.items():
                 error, evaluations = measure()
-                rows.append({"schedule": schedule, "steps": steps, "recipe": recipe, "error": error,
-                             "evaluations_per_step": evaluations})
+                rows.append(
+                    {
+                        "schedule": schedule,
+                        "steps": steps,
+                        "recipe": recipe,
+                        "error": error,
+                        "evaluations_per_step": evaluations,
+                    }
+                )
     return rows
 
 
 def print_table(rows, steps_list):
     recipes = list(dict.fromkeys(row["recipe"] for row in rows))
     schedules = list(dict.fromkeys(row["schedule"] for row in rows))
-    header = "| recipe | eval/step | " + " | ".join(f"{s.split(' ')[0]} {n} steps" for s in schedules for n in steps_list) + " |"
+    header = (
+        "| recipe | eval/step | "
+        + " | ".join(f"{s.split(' ')[0]} {n} steps" for s in schedules for n in steps_list)
+        + " |"
+    )
     print(header)
     print("|" + "---|" * (2 + len(schedules) * len(steps_list)))
     for recipe in recipes:
         cells, evaluations = [], []
         for schedule in schedules:
             for steps in steps_list:
-                row = next(r for r in rows if r["recipe"] == recipe and r["schedule"] == schedule and r["steps"] == steps)
+                row = next(
+                    r for r in rows if r["recipe"] == recipe and r["schedule"] == schedule and r["steps"] == steps
+                )
                 cells.append(f"{row['error']:.2e}")
                 evaluations.append(row["evaluations_per_step"])
-        spread = f"{min(evaluations):.2f}" if max(evaluations) - min(evaluations) < 0.005 else f"{min(evaluations):.2f}-{max(evaluations):.2f}"
+        spread = (
+            f"{min(evaluations):.2f}"
+            if max(evaluations) - min(evaluations) < 0.005
+            else f"{min(evaluations):.2f}-{max(evaluations):.2f}"
+        )
         print(f"| {recipe} | {spread} | " + " | ".join(cells) + " |")
 
 
@@ -118,23 +148,35 @@ def plot(rows, path):
         scheduler = CogVideoXDDIMScheduler.from_config(build_components(variant)["scheduler"].config)
         inverse = DDIMInverseScheduler(**scheduler.config)
         line = left.plot(scheduler.alphas_cumprod.numpy(), label=f"{schedule.split(' ')[0]}: pipeline's schedule")
-        left.plot(inverse.alphas_cumprod.numpy(), "--", color=line[0].get_color(),
-                  label=f"{schedule.split(' ')[0]}: DDIMInverseScheduler(**config)")
+        left.plot(
+            inverse.alphas_cumprod.numpy(),
+            "--",
+            color=line[0].get_color(),
+            label=f"{schedule.split(' ')[0]}: DDIMInverseScheduler(**config)",
+        )
     left.set(xlabel="timestep", ylabel="alphas_cumprod", title="Schedule mismatch of the published recipe")
     left.legend(fontsize=8)
 
     for schedule in SCHEDULES:
         for family, style in (("naive", "o--"), ("anderson", "s-")):
             points = sorted(
-                (r["evaluations_per_step"], r["error"]) for r in rows
-                if r["schedule"] == schedule and r["steps"] == 50 and (r["recipe"] == "plain" or r["recipe"].startswith(family + "-"))
+                (r["evaluations_per_step"], r["error"])
+                for r in rows
+                if r["schedule"] == schedule
+                and r["steps"] == 50
+                and (r["recipe"] == "plain" or r["recipe"].startswith(family + "-"))
             )
             right.semilogy(*zip(*points), style, label=f"{schedule.split(' ')[0]} {family}")
-        published = next(r for r in rows if r["schedule"] == schedule and r["steps"] == 50 and r["recipe"] == "published")
+        published = next(
+            r for r in rows if r["schedule"] == schedule and r["steps"] == 50 and r["recipe"] == "published"
+        )
         right.semilogy([1], [published["error"]], "x", markersize=10, label=f"{schedule.split(' ')[0]} published")
     right.axhline(1e-4, color="gray", linewidth=0.8)
-    right.set(xlabel="model evaluations per step", ylabel="relative round-trip error (50 steps)",
-              title="Round trip with a Bayes-optimal denoiser")
+    right.set(
+        xlabel="model evaluations per step",
+        ylabel="relative round-trip error (50 steps)",
+        title="Round trip with a Bayes-optimal denoiser",
+    )
     right.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -150,8 +192,10 @@ def main():
     start = time.perf_counter()
     steps_list = (10, 25, 50)
     rows = run(steps_list)
-    print(f"Relative latent round-trip error, latents {list(LATENT_SHAPE)}, analytic denoiser "
-          f"({time.perf_counter() - start:.0f} s)\n")
+    print(
+        f"Relative latent round-trip error, latents {list(LATENT_SHAPE)}, analytic denoiser "
+        f"({time.perf_counter() - start:.0f} s)\n"
+    )
     print_table(rows, steps_list)
     if args.json:
         with open(args.json, "w") as f:

@@ -36,9 +36,12 @@ CONFIGS = {
 }
 
 SIZES = {
-    "tiny": dict(heads=2, head_dim=16, layers=2, text_dim=32, time_dim=16, text_length=16, frames=3, height=64, width=96),
-    "faithful": dict(heads=8, head_dim=64, layers=2, text_dim=4096, time_dim=512, text_length=226, frames=13,
-                     height=160, width=240),
+    "tiny": dict(
+        heads=2, head_dim=16, layers=2, text_dim=32, time_dim=16, text_length=16, frames=3, height=64, width=96
+    ),
+    "faithful": dict(
+        heads=8, head_dim=64, layers=2, text_dim=4096, time_dim=512, text_length=226, frames=13, height=160, width=240
+    ),
 }
 
 
@@ -52,10 +55,19 @@ def build_pipeline(size):
     components = build_components("cogvideox-5b", seed=0)
     torch.manual_seed(0)
     components["transformer"] = CogVideoXTransformer3DModel(
-        num_attention_heads=spec["heads"], attention_head_dim=spec["head_dim"], in_channels=16, out_channels=16,
-        time_embed_dim=spec["time_dim"], text_embed_dim=spec["text_dim"], num_layers=spec["layers"],
-        sample_width=spec["width"] // 8, sample_height=spec["height"] // 8, sample_frames=(spec["frames"] - 1) * 4 + 1,
-        patch_size=2, max_text_seq_length=spec["text_length"], use_rotary_positional_embeddings=True,
+        num_attention_heads=spec["heads"],
+        attention_head_dim=spec["head_dim"],
+        in_channels=16,
+        out_channels=16,
+        time_embed_dim=spec["time_dim"],
+        text_embed_dim=spec["text_dim"],
+        num_layers=spec["layers"],
+        sample_width=spec["width"] // 8,
+        sample_height=spec["height"] // 8,
+        sample_frames=(spec["frames"] - 1) * 4 + 1,
+        patch_size=2,
+        max_text_seq_length=spec["text_length"],
+        use_rotary_positional_embeddings=True,
     ).eval()
     pipe = CogVideoXDDIMInversionPipeline(**components)
     pipe.set_progress_bar_config(disable=True)
@@ -83,27 +95,56 @@ def run_one(size, name, steps):
 
     def call():
         if config["kind"] == "invert":
-            pipe.invert(latents=latents, prompt_embeds=empty, negative_prompt_embeds=empty,
-                        guidance_scale=config["guidance_scale"], num_inference_steps=steps)
+            pipe.invert(
+                latents=latents,
+                prompt_embeds=empty,
+                negative_prompt_embeds=empty,
+                guidance_scale=config["guidance_scale"],
+                num_inference_steps=steps,
+            )
         else:
             extra = {}
             if config["kind"] == "edit":
-                extra = dict(reference_latents=trajectory, reference_prompt_embeds=empty,
-                             reference_mode=config["reference_mode"],
-                             reference_steps=config.get("reference_steps", 1.0))
-            pipe(prompt_embeds=text, negative_prompt_embeds=empty, latents=latents[:, :],
-                 guidance_scale=config["guidance_scale"], num_inference_steps=steps, output_type="latent", **extra)
+                extra = dict(
+                    reference_latents=trajectory,
+                    reference_prompt_embeds=empty,
+                    reference_mode=config["reference_mode"],
+                    reference_steps=config.get("reference_steps", 1.0),
+                )
+            pipe(
+                prompt_embeds=text,
+                negative_prompt_embeds=empty,
+                latents=latents[:, :],
+                guidance_scale=config["guidance_scale"],
+                num_inference_steps=steps,
+                output_type="latent",
+                **extra,
+            )
 
     with torch.no_grad():
-        pipe.transformer(hidden_states=latents, encoder_hidden_states=text, timestep=torch.tensor([1]),
-                         image_rotary_emb=pipe._rotary_embeddings(latents, torch.device("cpu")), return_dict=False)
+        pipe.transformer(
+            hidden_states=latents,
+            encoder_hidden_states=text,
+            timestep=torch.tensor([1]),
+            image_rotary_emb=pipe._rotary_embeddings(latents, torch.device("cpu")),
+            return_dict=False,
+        )
         rows.clear()
         start = time.perf_counter()
         call()
         elapsed = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"size": size, "config": name, "rows_per_step": sum(rows) / steps,
-                      "seconds_per_step": elapsed / steps, "peak_rss_mib": peak_mib}))
+    print(
+        json.dumps(
+            {
+                "size": size,
+                "config": name,
+                "rows_per_step": sum(rows) / steps,
+                "seconds_per_step": elapsed / steps,
+                "peak_rss_mib": peak_mib,
+            }
+        )
+    )
 
 
 def measure(size, steps):
@@ -111,7 +152,9 @@ def measure(size, steps):
     for name in CONFIGS:
         output = subprocess.run(
             [sys.executable, __file__, "--one", size, name, "--steps", str(steps)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
     return results
@@ -123,16 +166,20 @@ def print_measured(results):
     for size in dict.fromkeys(r["size"] for r in results):
         base = next(r for r in results if r["size"] == size and r["config"] == "plain generation (CFG)")
         for r in (r for r in results if r["size"] == size):
-            print(f"| {size} | {r['config']} | {r['rows_per_step']:.1f} | {r['seconds_per_step']:.3f} | "
-                  f"{r['seconds_per_step'] / base['seconds_per_step']:.2f} | {r['peak_rss_mib']:.0f} |")
+            print(
+                f"| {size} | {r['config']} | {r['rows_per_step']:.1f} | {r['seconds_per_step']:.3f} | "
+                f"{r['seconds_per_step'] / base['seconds_per_step']:.2f} | {r['peak_rss_mib']:.0f} |"
+            )
     for size in dict.fromkeys(r["size"] for r in results):
         get = {r["config"]: r["seconds_per_step"] for r in results if r["size"] == size}
         published = get["invert, published (CFG 6 on '')"]
-        print(f"\n{size}: invert g1 / published invert = {get['invert, guidance 1'] / published:.2f} (goal <= 0.55); "
-              f"shared / paired = {get['edit, shared'] / get['edit, paired (published)']:.2f} (goal <= 0.82); "
-              f"50% window / plain = {get['edit, shared, 50% window'] / get['plain generation (CFG)']:.2f} "
-              f"(goal <= 1.55); idle processor / plain = "
-              f"{get['plain + idle processor'] / get['plain generation (CFG)']:.3f} (goal <= 1.02)")
+        print(
+            f"\n{size}: invert g1 / published invert = {get['invert, guidance 1'] / published:.2f} (goal <= 0.55); "
+            f"shared / paired = {get['edit, shared'] / get['edit, paired (published)']:.2f} (goal <= 0.82); "
+            f"50% window / plain = {get['edit, shared, 50% window'] / get['plain generation (CFG)']:.2f} "
+            f"(goal <= 1.55); idle processor / plain = "
+            f"{get['plain + idle processor'] / get['plain generation (CFG)']:.3f} (goal <= 1.02)"
+        )
 
 
 def step_cost(tokens_video, text=226, hidden=3072, layers=42, ff_mult=4, reference=None):
@@ -156,9 +203,13 @@ def print_analytic():
         "CogVideoX-5B, 49 frames 720x480": dict(frames=13, grid=(30, 45), temporal_patch=1),
         "CogVideoX1.5-5B, 81 frames 1360x768": dict(frames=22, grid=(48, 85), temporal_patch=2),
     }
-    print("\nAnalytic model of one denoising step (42 layers, hidden 3072, 226 text tokens; FLOPs = 2 x multiply-adds)")
-    print("| model | video tokens | plain CFG TFLOP | attention share | shared x plain | paired x plain | shared / paired "
-          "| 50% window x plain | trajectory, 50 steps bf16 | K/V cache instead, bf16 |")
+    print(
+        "\nAnalytic model of one denoising step (42 layers, hidden 3072, 226 text tokens; FLOPs = 2 x multiply-adds)"
+    )
+    print(
+        "| model | video tokens | plain CFG TFLOP | attention share | shared x plain | paired x plain | shared / paired "
+        "| 50% window x plain | trajectory, 50 steps bf16 | K/V cache instead, bf16 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, m in models.items():
         frames, (height, width) = m["frames"], m["grid"]
@@ -167,9 +218,11 @@ def print_analytic():
         attention_share = step_cost(tokens)[1] / plain
         latent_bytes = frames * 16 * (2 * height) * (2 * width) * 2  # latents are 2x the patch grid
         kv_bytes = 42 * 2 * (tokens + 226) * 3072 * 2 * 50  # keys and values of every layer, every step
-        print(f"| {name} | {tokens} | {plain / 1e12:.0f} | {attention_share:.2f} | {shared / plain:.2f} | "
-              f"{paired / plain:.2f} | {shared / paired:.2f} | {(shared / plain + 1) / 2:.2f} | "
-              f"{50 * latent_bytes / 2**20:.0f} MiB | {kv_bytes / 2**30:.0f} GiB |")
+        print(
+            f"| {name} | {tokens} | {plain / 1e12:.0f} | {attention_share:.2f} | {shared / plain:.2f} | "
+            f"{paired / plain:.2f} | {shared / paired:.2f} | {(shared / plain + 1) / 2:.2f} | "
+            f"{50 * latent_bytes / 2**20:.0f} MiB | {kv_bytes / 2**30:.0f} GiB |"
+        )
 
 
 def main():
@@ -183,8 +236,10 @@ def main():
         run_one(*args.one, args.steps)
         return
     results = [r for size in args.sizes for r in measure(size, args.steps)]
-    print(f"Measured on {torch.get_num_threads()} CPU threads, {args.steps} steps per configuration, torch "
-          f"{torch.__version__}\n")
+    print(
+        f"Measured on {torch.get_num_threads()} CPU threads, {args.steps} steps per configuration, torch "
+        f"{torch.__version__}\n"
+    )
     print_measured(results)
     print_analytic()
     if args.json:

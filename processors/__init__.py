@@ -1,3 +1,4 @@
 from .reference_attention import CogVideoXRefAttnProcessor
 
+
 __all__ = ["CogVideoXRefAttnProcessor"]

@@ -86,7 +86,8 @@ class CogVideoXRefAttnProcessor:
         # Every row is one group of video tokens: RoPE per row gives reference tokens the positions of the sample's.
         if image_rotary_emb is not None:
             query = torch.cat(
-                [query[:, :, :text_seq_length], apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)], dim=2
+                [query[:, :, :text_seq_length], apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)],
+                dim=2,
             )
             key = torch.cat(
                 [key[:, :, :text_seq_length], apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)], dim=2

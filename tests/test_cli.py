@@ -18,11 +18,28 @@ def test_help_lists_the_commands(capsys):
 def test_edit_writes_reconstruction_and_edit(tiny_checkpoint, tmp_path, capsys):
     clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=13, fps=8)
     out_dir = tmp_path / "out"
-    code = main([
-        "edit", clip, "--prompt", "a blue circle", "--source-prompt", "a red circle", "--model",
-        tiny_checkpoint("cogvideox-5b"), "--output-dir", str(out_dir), "--steps", "2", "--frame-stride", "1",
-        "--device", "cpu", "--seed", "3",
-    ])
+    code = main(
+        [
+            "edit",
+            clip,
+            "--prompt",
+            "a blue circle",
+            "--source-prompt",
+            "a red circle",
+            "--model",
+            tiny_checkpoint("cogvideox-5b"),
+            "--output-dir",
+            str(out_dir),
+            "--steps",
+            "2",
+            "--frame-stride",
+            "1",
+            "--device",
+            "cpu",
+            "--seed",
+            "3",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     for name in ("reconstruction", "edit"):
@@ -36,8 +53,12 @@ def test_edit_writes_reconstruction_and_edit(tiny_checkpoint, tmp_path, capsys):
 def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsys, problem):
     clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9)
     model = tiny_checkpoint("cogvideox-5b")
-    expected = {"missing video": "Video file not found", "unreadable video": "Could not decode",
-                "too few frames": "needs at least 5", "not a checkpoint": "model_index.json"}[problem]
+    expected = {
+        "missing video": "Video file not found",
+        "unreadable video": "Could not decode",
+        "too few frames": "needs at least 5",
+        "not a checkpoint": "model_index.json",
+    }[problem]
     if problem == "missing video":
         clip = str(tmp_path / "nope.mp4")
     elif problem == "unreadable video":

@@ -4,11 +4,11 @@ import logging
 
 import pytest
 import torch
-from cogvideox_ddim_inversion.analytic_denoiser import GaussianVDenoiser
 from conftest import TEXT_LENGTH
 from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DDIMScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+from cogvideox_ddim_inversion.analytic_denoiser import GaussianVDenoiser
 from cogvideox_ddim_inversion.tiny_checkpoint import build_components
 
 
@@ -25,11 +25,20 @@ def analytic_pipeline(variant="cogvideox-5b", spacing="trailing", scheduler_clas
 
 
 def round_trip(pipe, data, steps=50, strength=1.0, reference=False, **invert_kwargs):
-    inv = pipe.invert(latents=data, num_inference_steps=steps, strength=strength,
-                      max_sequence_length=TEXT_LENGTH, **invert_kwargs)
+    inv = pipe.invert(
+        latents=data, num_inference_steps=steps, strength=strength, max_sequence_length=TEXT_LENGTH, **invert_kwargs
+    )
     extra = {"reference_latents": inv.trajectory, "reference_timesteps": inv.timesteps} if reference else {}
-    regenerated = pipe(prompt="", latents=inv.trajectory[0], guidance_scale=1.0, num_inference_steps=steps,
-                       strength=strength, output_type="latent", max_sequence_length=TEXT_LENGTH, **extra).frames
+    regenerated = pipe(
+        prompt="",
+        latents=inv.trajectory[0],
+        guidance_scale=1.0,
+        num_inference_steps=steps,
+        strength=strength,
+        output_type="latent",
+        max_sequence_length=TEXT_LENGTH,
+        **extra,
+    ).frames
     error = ((regenerated - data).norm() / data.norm()).item()
     return error, inv.model_evaluations / len(inv.timesteps), inv
 
@@ -64,7 +73,10 @@ def test_both_degenerate_ends_are_inverted_exactly():
     scheduler = pipe.ddim_scheduler()
     scheduler.set_timesteps(10)
     assert scheduler.alphas_cumprod[int(inv.timesteps[0])] == 0 and scheduler.final_alpha_cumprod == 1
-    for start, target, t in ((inv.trajectory[-1], data, inv.timesteps[-1]), (inv.trajectory[0], inv.trajectory[1], inv.timesteps[0])):
+    for start, target, t in (
+        (inv.trajectory[-1], data, inv.timesteps[-1]),
+        (inv.trajectory[0], inv.trajectory[1], inv.timesteps[0]),
+    ):
         model_output = pipe.transformer(start, timestep=t.expand(1))[0]
         landed = scheduler.step(model_output, t, start, return_dict=False)[0].float()
         torch.testing.assert_close(landed, target, rtol=0, atol=1e-5)
@@ -111,7 +123,9 @@ def test_strength_mismatches_are_refused():
     pipe, data = analytic_pipeline("cogvideox-5b")
     full = pipe.invert(latents=data, num_inference_steps=10, max_sequence_length=TEXT_LENGTH)
     half = pipe.invert(latents=data, num_inference_steps=10, strength=0.5, max_sequence_length=TEXT_LENGTH)
-    call = dict(prompt="", guidance_scale=1.0, num_inference_steps=10, output_type="latent", max_sequence_length=TEXT_LENGTH)
+    call = dict(
+        prompt="", guidance_scale=1.0, num_inference_steps=10, output_type="latent", max_sequence_length=TEXT_LENGTH
+    )
     with pytest.raises(ValueError, match="has 10 steps but this call runs 5"):
         pipe(latents=full.trajectory[0], reference_latents=full.trajectory, strength=0.5, **call)
     with pytest.raises(ValueError, match="has 5 steps but this call runs 10"):

@@ -67,11 +67,25 @@ def test_family_end_to_end(tiny_checkpoint, frames, variant):
     # 3. Plain regeneration from the inverted noise, and a reference-guided edit, both the video's size
     plain = ours(prompt="", latents=inv.trajectory[0], guidance_scale=1.0, output_type="latent", **CALL, **condition)
     assert plain.frames.shape == inv.latents.shape
-    edit = ours(prompt="a blue circle", latents=inv.trajectory[0], reference_latents=inv.trajectory,
-                guidance_scale=6.0, output_type="np", **CALL, **condition)
+    edit = ours(
+        prompt="a blue circle",
+        latents=inv.trajectory[0],
+        reference_latents=inv.trajectory,
+        guidance_scale=6.0,
+        output_type="np",
+        **CALL,
+        **condition,
+    )
     assert edit.frames.shape == (1, 9, 64, 96, 3)
-    paired = ours(prompt="a blue circle", reference_latents=inv.trajectory, reference_mode="paired",
-                  guidance_scale=6.0, output_type="latent", **CALL, **condition)
+    paired = ours(
+        prompt="a blue circle",
+        reference_latents=inv.trajectory,
+        reference_mode="paired",
+        guidance_scale=6.0,
+        output_type="latent",
+        **CALL,
+        **condition,
+    )
     assert paired.frames.shape == inv.latents.shape
 
 
@@ -82,11 +96,23 @@ def test_padding_is_the_same_in_both_directions(tiny_checkpoint, frames, variant
     pipe = load_custom(tiny_checkpoint(variant))
     errors = []
     for iterations in (0, 6):
-        inv = pipe.invert(video=frames, num_inference_steps=10, fixed_point_iterations=iterations,
-                          fixed_point_tolerance=None, max_sequence_length=TEXT_LENGTH)
+        inv = pipe.invert(
+            video=frames,
+            num_inference_steps=10,
+            fixed_point_iterations=iterations,
+            fixed_point_tolerance=None,
+            max_sequence_length=TEXT_LENGTH,
+        )
         condition = {"image_latents": inv.image_latents} if inv.image_latents is not None else {}
-        back = pipe(prompt="", latents=inv.trajectory[0], guidance_scale=1.0, num_inference_steps=10,
-                    max_sequence_length=TEXT_LENGTH, output_type="latent", **condition).frames
+        back = pipe(
+            prompt="",
+            latents=inv.trajectory[0],
+            guidance_scale=1.0,
+            num_inference_steps=10,
+            max_sequence_length=TEXT_LENGTH,
+            output_type="latent",
+            **condition,
+        ).frames
         errors.append(((back - inv.latents).norm() / inv.latents.norm()).item())
     print(variant, errors)
     assert errors[1] < 0.25 * errors[0]

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from cogvideox_ddim_inversion.analytic_denoiser import GaussianVDenoiser
 from conftest import TEXT_LENGTH
 from diffusers import DDIMInverseScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+from cogvideox_ddim_inversion.analytic_denoiser import GaussianVDenoiser
 from cogvideox_ddim_inversion.tiny_checkpoint import build_components
 
 
@@ -31,8 +31,12 @@ def analytic_pipeline(variant: str):
 def round_trip_error(pipe, data, steps: int) -> float:
     inv = pipe.invert(latents=data, num_inference_steps=steps, max_sequence_length=TEXT_LENGTH)
     regenerated = pipe(
-        prompt="", latents=inv.trajectory[0], guidance_scale=1.0, num_inference_steps=steps,
-        output_type="latent", max_sequence_length=TEXT_LENGTH,
+        prompt="",
+        latents=inv.trajectory[0],
+        guidance_scale=1.0,
+        num_inference_steps=steps,
+        output_type="latent",
+        max_sequence_length=TEXT_LENGTH,
     ).frames
     return ((regenerated - data).norm() / data.norm()).item()
 

@@ -10,8 +10,8 @@ from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, CogVideoXRefAttnProcessor
 from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import check_cogvideox_components
-from cogvideox_ddim_inversion.video_io import read_video
 from cogvideox_ddim_inversion.sample_clip import sample_clip_frames, write_sample_clip
+from cogvideox_ddim_inversion.video_io import read_video
 
 
 CALL = dict(num_inference_steps=3, max_sequence_length=TEXT_LENGTH)
@@ -24,7 +24,9 @@ def seeded(seed=0):
 def count_rows(pipe):
     """Record the batch size of every transformer call."""
     rows = []
-    pipe.transformer.register_forward_pre_hook(lambda module, args, kwargs: rows.append(kwargs["hidden_states"].shape[0]), with_kwargs=True)
+    pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["hidden_states"].shape[0]), with_kwargs=True
+    )
     return rows
 
 
@@ -57,8 +59,14 @@ def inverted(load_pipe):
 def test_rows_per_step(inverted, guidance_scale, mode, rows):
     pipe, inv = inverted
     seen = count_rows(pipe)
-    pipe(prompt="a blue circle", reference_latents=inv.trajectory, reference_mode=mode,
-         guidance_scale=guidance_scale, output_type="latent", **CALL)
+    pipe(
+        prompt="a blue circle",
+        reference_latents=inv.trajectory,
+        reference_mode=mode,
+        guidance_scale=guidance_scale,
+        output_type="latent",
+        **CALL,
+    )
     assert seen == [rows] * 3
 
 
@@ -75,8 +83,14 @@ def test_reference_changes_the_sample_and_zero_weight_removes_it(inverted):
 def test_shared_and_paired_agree_without_guidance_when_texts_match(inverted):
     """Without guidance both modes put one reference row beside the sample; with the same text they are equal."""
     pipe, inv = inverted
-    kwargs = dict(prompt="", latents=inv.trajectory[0], guidance_scale=1.0, output_type="latent",
-                  reference_latents=inv.trajectory, **CALL)
+    kwargs = dict(
+        prompt="",
+        latents=inv.trajectory[0],
+        guidance_scale=1.0,
+        output_type="latent",
+        reference_latents=inv.trajectory,
+        **CALL,
+    )
     shared = pipe(reference_prompt="", reference_mode="shared", **kwargs).frames
     paired = pipe(reference_mode="paired", **kwargs).frames
     torch.testing.assert_close(shared, paired, rtol=1e-5, atol=1e-6)
@@ -148,7 +162,10 @@ def test_every_video_type_gives_the_same_latents(load_pipe, tmp_path):
     [
         (lambda inv: {"reference_latents": inv.trajectory[1:]}, "has 2 steps but this call runs 3"),
         (lambda inv: {"reference_latents": inv.trajectory[0]}, r"trajectory tensor \[T, B, F, C, H, W\]"),
-        (lambda inv: {"reference_latents": inv.trajectory, "reference_timesteps": inv.timesteps + 1}, "differ from this call's timesteps"),
+        (
+            lambda inv: {"reference_latents": inv.trajectory, "reference_timesteps": inv.timesteps + 1},
+            "differ from this call's timesteps",
+        ),
         (lambda inv: {"reference_latents": inv.trajectory, "height": 32}, "use the same height, width"),
         (lambda inv: {"reference_latents": inv.trajectory, "prompt": ["a", "b"]}, "use the same height, width"),
         (lambda inv: {"reference_latents": inv.trajectory, "reference_mode": "both"}, "'shared' or 'paired'"),

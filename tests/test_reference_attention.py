@@ -7,7 +7,7 @@ import torch
 from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, CogVideoXRefAttnProcessor
-from cogvideox_ddim_inversion.tiny_checkpoint import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, build_components
+from cogvideox_ddim_inversion.tiny_checkpoint import TINY_HEIGHT, TINY_WIDTH, build_components
 
 
 TEXT, FRAMES, HEIGHT, WIDTH = 16, 3, 4, 6  # text tokens; latent frames and patch grid of the tiny models
@@ -80,7 +80,14 @@ def test_identical_to_cogvideox_processor_without_reference_rows(parts, use_rope
 
 @pytest.mark.parametrize(
     "rows,reference_rows,use_rope,weight",
-    [(2, 1, True, 1.0), (3, 1, True, 1.0), (4, 2, True, 1.0), (4, 2, False, 1.0), (3, 1, True, 0.3), (3, 1, True, 2.0)],
+    [
+        (2, 1, True, 1.0),
+        (3, 1, True, 1.0),
+        (4, 2, True, 1.0),
+        (4, 2, False, 1.0),
+        (3, 1, True, 0.3),
+        (3, 1, True, 2.0),
+    ],
     ids=["one-sample", "shared-cfg", "paired-cfg", "paired-no-rope", "weight-0.3", "weight-2"],
 )
 def test_matches_naive_attention(parts, rows, reference_rows, use_rope, weight):
@@ -113,7 +120,9 @@ def test_zero_weight_ignores_the_reference(parts):
     _, attn, rope = parts
     image, text = random_rows(3, seed=8)
     with torch.no_grad():
-        got = CogVideoXRefAttnProcessor()(attn, image, text, image_rotary_emb=rope, reference_rows=1, reference_weight=0.0)
+        got = CogVideoXRefAttnProcessor()(
+            attn, image, text, image_rotary_emb=rope, reference_rows=1, reference_weight=0.0
+        )
         samples_alone = CogVideoXAttnProcessor2_0()(attn, image[:2], text[:2], image_rotary_emb=rope)
     torch.testing.assert_close(got[0][:2], samples_alone[0], rtol=1e-5, atol=1e-6)
 
@@ -133,8 +142,13 @@ def test_installed_processor_is_idle_without_reference_rows(parts):
     generator = torch.Generator().manual_seed(0)
     latents = torch.randn(2, FRAMES, 16, 8, 12, generator=generator)
     text = torch.randn(2, TEXT, 32, generator=generator)
-    kwargs = dict(hidden_states=latents, encoder_hidden_states=text, timestep=torch.tensor([500, 500]),
-                  image_rotary_emb=rope, return_dict=False)
+    kwargs = dict(
+        hidden_states=latents,
+        encoder_hidden_states=text,
+        timestep=torch.tensor([500, 500]),
+        image_rotary_emb=rope,
+        return_dict=False,
+    )
     with torch.no_grad():
         expected = transformer(**kwargs)[0]
         processors = transformer.attn_processors

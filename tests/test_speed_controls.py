@@ -48,7 +48,9 @@ def test_reference_blocks_and_weight(inverted):
         seen.append([p.attend_to_reference for p in pipe.transformer.attn_processors.values()])
         return {}
 
-    first_block = pipe(reference_latents=inv.trajectory, reference_blocks=[0], callback_on_step_end=record, **kwargs).frames
+    first_block = pipe(
+        reference_latents=inv.trajectory, reference_blocks=[0], callback_on_step_end=record, **kwargs
+    ).frames
     assert seen[0] == [True, False]
     no_block = pipe(reference_latents=inv.trajectory, reference_blocks=[], **kwargs).frames
     no_weight = pipe(reference_latents=inv.trajectory, reference_weight=0.0, **kwargs).frames
@@ -61,8 +63,12 @@ def test_reference_blocks_and_weight(inverted):
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"reference_steps": 0.0}, "reference_steps"), ({"reference_steps": (0.6, 0.4)}, "reference_steps"),
-     ({"reference_blocks": [5]}, r"blocks 0..1"), ({"reference_weight": -1.0}, "reference_weight")],
+    [
+        ({"reference_steps": 0.0}, "reference_steps"),
+        ({"reference_steps": (0.6, 0.4)}, "reference_steps"),
+        ({"reference_blocks": [5]}, r"blocks 0..1"),
+        ({"reference_weight": -1.0}, "reference_weight"),
+    ],
 )
 def test_bad_controls_are_refused(inverted, kwargs, message):
     pipe, inv = inverted
@@ -81,7 +87,9 @@ def test_trajectory_on_the_host_in_the_model_dtype(tiny_checkpoint):
 
 def test_model_cpu_offload(tiny_checkpoint, inverted):
     pipe, inv = inverted
-    kwargs = dict(prompt="x", latents=inv.trajectory[0], reference_latents=inv.trajectory, output_type="latent", **CALL)
+    kwargs = dict(
+        prompt="x", latents=inv.trajectory[0], reference_latents=inv.trajectory, output_type="latent", **CALL
+    )
     expected = pipe(**kwargs).frames
     offloaded = CogVideoXDDIMInversionPipeline.from_pretrained(tiny_checkpoint("cogvideox-5b"))
     offloaded.set_progress_bar_config(disable=True)
@@ -109,8 +117,12 @@ def test_sequential_cpu_offload_behaves_like_cogvideox_pipeline(tiny_checkpoint,
 def test_vae_tiling_and_slicing(inverted):
     pipe, inv = inverted
     # tiles of 32x32 with 1/4 overlap: diffusers' CogVideoX VAE tiling keeps the shapes at this tiny size
-    pipe.vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=32, tile_overlap_factor_height=0.25,
-                           tile_overlap_factor_width=0.25)
+    pipe.vae.enable_tiling(
+        tile_sample_min_height=32,
+        tile_sample_min_width=32,
+        tile_overlap_factor_height=0.25,
+        tile_overlap_factor_width=0.25,
+    )
     pipe.vae.enable_slicing()
     tiled = pipe.invert(video=np.stack([FRAMES, FRAMES]), **CALL)
     assert tiled.latents.shape == (2, 3, 16, 8, 12)
@@ -125,9 +137,14 @@ def test_compiles_without_graph_breaks(inverted):
     transformer.set_attn_processor(CogVideoXRefAttnProcessor())
     try:
         rope = pipe._prepare_rotary_positional_embeddings(64, 96, 3, torch.device("cpu"))
-        kwargs = dict(hidden_states=torch.cat([inv.trajectory[1]] * 3), encoder_hidden_states=torch.randn(3, 16, 32),
-                      timestep=torch.tensor([500] * 3), image_rotary_emb=rope,
-                      attention_kwargs={"reference_rows": 1, "reference_weight": 0.7}, return_dict=False)
+        kwargs = dict(
+            hidden_states=torch.cat([inv.trajectory[1]] * 3),
+            encoder_hidden_states=torch.randn(3, 16, 32),
+            timestep=torch.tensor([500] * 3),
+            image_rotary_emb=rope,
+            attention_kwargs={"reference_rows": 1, "reference_weight": 0.7},
+            return_dict=False,
+        )
         explanation = torch._dynamo.explain(transformer)(**kwargs)
         assert explanation.graph_break_count == 0, explanation.break_reasons
         with torch.no_grad():
