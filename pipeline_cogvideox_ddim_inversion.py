@@ -205,6 +205,13 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             video, fps = read_video(
                 video, max_num_frames=max_num_frames, temporal_compression=self.vae_scale_factor_temporal
             )
+        elif (
+            isinstance(video, list)
+            and len(video) > 0
+            and isinstance(video[0], np.ndarray)
+            and video[0].dtype == np.uint8
+        ):
+            video = [PIL.Image.fromarray(frame) for frame in video]
         elif isinstance(video, np.ndarray) and video.dtype == np.uint8:
             video = video.astype(np.float32) / 255.0
         elif isinstance(video, torch.Tensor) and video.dtype == torch.uint8:

@@ -144,7 +144,8 @@ def test_every_video_type_gives_the_same_latents(load_pipe, tmp_path):
     from_pil = pipe.invert(video=[PIL.Image.fromarray(f) for f in frames], **CALL).latents
     from_tensor = pipe.invert(video=torch.from_numpy(array).permute(0, 3, 1, 2), **CALL).latents
     from_float = pipe.invert(video=array.astype(np.float32) / 255, **CALL).latents
-    for other in (from_pil, from_tensor, from_float):
+    from_list = pipe.invert(video=list(array), **CALL).latents
+    for other in (from_pil, from_tensor, from_float, from_list):
         torch.testing.assert_close(other, from_array, rtol=1e-5, atol=1e-5)
     # a file path is decoded with read_video (the model's native frame count) and then treated like frames
     clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=17)
