@@ -134,8 +134,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
     DDIM inversion and reference-guided regeneration of real videos with CogVideoX.
 
     It has the components of [`CogVideoXPipeline`] (and inherits its prompt encoding, decoding and RoPE helpers), so
-    any CogVideoX text-to-video checkpoint loads into it, and `__call__` with `reference_latents=None` is
-    `CogVideoXPipeline.__call__`. Two things are added:
+    every CogVideoX checkpoint loads into it: text-to-video (2B, 5B, 1.5-5B), where `__call__` with
+    `reference_latents=None` is `CogVideoXPipeline.__call__`, and image-to-video (5B-I2V, 1.5-5B-I2V, recognised by
+    the transformer's input channels), where it is `CogVideoXImageToVideoPipeline.__call__`. Two things are added:
 
     - [`~CogVideoXDDIMInversionPipeline.invert`] runs the pipeline's own deterministic DDIM sampler backwards from a
       video's latents to noise, with the scheduler's `alphas_cumprod` (SNR shift and zero-terminal-SNR rescaling
