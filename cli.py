@@ -3,21 +3,20 @@
 import argparse
 import os
 import sys
-import warnings
-
-import torch
 
 
 DEFAULT_MODEL = "THUDM/CogVideoX-5b"
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # torch loads only when a command runs
 
 
-def _resolve_device_and_dtype(device: str, dtype: str) -> tuple[str, torch.dtype]:
+def _resolve_device_and_dtype(device: str, dtype: str):
+    import torch
+
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype == "auto":
         dtype = "bf16" if device.startswith("cuda") else "fp32"
-    return device, DTYPES[dtype]
+    return device, getattr(torch, DTYPES[dtype])
 
 
 def load_pipeline(model: str, device: str = "auto", dtype: str = "auto"):
@@ -25,15 +24,14 @@ def load_pipeline(model: str, device: str = "auto", dtype: str = "auto"):
     from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
 
     device, torch_dtype = _resolve_device_and_dtype(device, dtype)
-    with warnings.catch_warnings():
-        # newer diffusers rename `torch_dtype` to `dtype`; the old name works across the supported range
-        warnings.simplefilter("ignore", FutureWarning)
-        pipe = CogVideoXDDIMInversionPipeline.from_pretrained(model, torch_dtype=torch_dtype)
+    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(model, dtype=torch_dtype)
     return pipe.to(device)
 
 
 def run_edit(args) -> dict:
     """Invert `args.video`, then write `reconstruction.mp4` and `edit.mp4` into `args.output_dir`."""
+    import torch
+
     from .video_io import read_video, write_video
 
     if not os.path.isfile(args.video):
@@ -88,6 +86,26 @@ def run_edit(args) -> dict:
 
 
 def run_demo(args) -> dict:
+    """Edit a toy-world clip with the committed, trained toy checkpoint; `--random-tiny` runs the old noise demo."""
+    if not getattr(args, "random_tiny", False):
+        from .demo import run_toy_demo
+
+        metrics = run_toy_demo(args.output_dir, steps=args.steps, checkpoint=getattr(args, "model", None),
+                               seed=getattr(args, "seed", 0))
+        print(
+            f"edit {metrics['source_prompt']!r} -> {metrics['edit_prompt']!r}: detected colour "
+            f"{metrics['detected_colour']['edit']} (target {metrics['detected_colour']['target']}), centroid error "
+            f"{metrics['centroid_error_px']['edit']:.2f} px, reconstruction PSNR "
+            f"{metrics['psnr_db']['reconstruction']:.2f} dB (VAE ceiling {metrics['psnr_db']['vae_ceiling']:.2f} dB)",
+            file=sys.stderr,
+        )
+        for name, path in metrics["files"].items():
+            print(f"{name}: {path}")
+        return metrics["files"]
+    return _run_random_tiny_demo(args)
+
+
+def _run_random_tiny_demo(args) -> dict:
     """Write a tiny random checkpoint and a sample clip, then run `edit` on them."""
     from .sample_clip import write_sample_clip
     from .tiny_checkpoint import write_tiny_checkpoint
@@ -151,10 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's)")
     edit.set_defaults(func=run_edit)
 
-    demo = commands.add_parser("demo", help="run edit end to end on a generated clip with a tiny random model")
+    demo = commands.add_parser(
+        "demo", help="invert and colour-edit a toy-world clip with the committed toy model (trained on CPU)"
+    )
     demo.add_argument("--output-dir", default="demo_output")
-    demo.add_argument("--steps", type=int, default=10)
-    demo.add_argument("--variant", default="cogvideox-5b", help="tiny model structure to mirror")
+    demo.add_argument("--steps", type=int, default=50, help="DDIM steps (with --random-tiny: 10 is plenty)")
+    demo.add_argument("--model", default=None, help="toy checkpoint folder (default: the one shipped in the package)")
+    demo.add_argument("--seed", type=int, default=0, help="which held-out toy clip to edit")
+    demo.add_argument(
+        "--random-tiny", action="store_true",
+        help="instead: write a tiny randomly initialised checkpoint and run edit on a sample clip (outputs are noise)",
+    )
+    demo.add_argument("--variant", default="cogvideox-5b", help="with --random-tiny: tiny model structure to mirror")
     demo.set_defaults(func=run_demo)
 
     tiny = commands.add_parser("tiny-checkpoint", help="write a tiny random CogVideoX checkpoint (tests, demos)")
@@ -162,6 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--variant", default="cogvideox-5b")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=run_tiny_checkpoint)
+
+    from .publish import run_publish  # stdlib only at import time: huggingface_hub loads when publishing
+
+    publish = commands.add_parser(
+        "publish", help="upload the pipeline code as a Hub repo that custom_pipeline='<namespace>/<name>' loads"
+    )
+    publish.add_argument("repo_id", help="model repo to create or update, as namespace/name")
+    publish.add_argument("--folder", default=None, help="write the Hub folder here (default: a temporary folder)")
+    publish.add_argument("--token", default=None, help="Hub token with write access (default: HF_TOKEN, `hf auth login`)")
+    publish.add_argument("--private", action="store_true", help="create the repo as private")
+    publish.add_argument("--dry-run", action="store_true", help="only write the folder; upload nothing")
+    publish.add_argument("--revision", default=None, help="branch to commit to (created if missing; default: main)")
+    publish.add_argument("--commit-message", default=None)
+    publish.set_defaults(func=run_publish)
     return parser
 
 

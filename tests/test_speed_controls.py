@@ -77,7 +77,7 @@ def test_bad_controls_are_refused(inverted, kwargs, message):
 
 
 def test_trajectory_on_the_host_in_the_model_dtype(tiny_checkpoint):
-    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(tiny_checkpoint("cogvideox-5b"), torch_dtype=torch.bfloat16)
+    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(tiny_checkpoint("cogvideox-5b"), dtype=torch.bfloat16)
     pipe.set_progress_bar_config(disable=True)
     inv = pipe.invert(video=FRAMES, trajectory_device="cpu", **CALL)
     assert inv.trajectory.device.type == "cpu" and inv.trajectory.dtype == torch.bfloat16

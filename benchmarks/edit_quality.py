@@ -1,0 +1,242 @@
+"""Reconstruction and colour-edit quality of DDIM inversion modes on the toy world, scored with exact ground truth.
+
+    python benchmarks/edit_quality.py                     # 50 held-out clips, 50 steps, toy_checkpoint/
+    python benchmarks/edit_quality.py --clips 20 --steps 25 --json /tmp/edit_quality.json
+
+Source clips are rendered by `toy_world` from held-out (shape, colour, direction, background) combinations and a
+seed the training never used, so the model never saw them. Every mode runs the same number of steps:
+
+- plain inversion: `pipe.invert` with the source caption, regenerate from `trajectory[0]`, no reference attention;
+- refined inversion: the same with `invert(fixed_point_iterations=...)`, when the pipeline has that argument;
+- shared / paired: reference attention to the inverted trajectory (`reference_mode`), starting from `trajectory[0]`;
+- published recipe: `DDIMInverseScheduler(**pipe.scheduler.config)` inversion of an empty prompt with
+  classifier-free guidance, regeneration from fresh noise with guidance and paired reference rows.
+
+(a) reconstruction with the source caption: PSNR / SSIM against the source, and the VAE-only ceiling;
+(b) colour edit (the caption with another colour): edit success (detected colour = target), motion kept (mean
+centroid error in pixels against the source's ground truth), background kept (PSNR outside the dilated shape mask).
+Prints a markdown table and writes JSON. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from cogvideox_ddim_inversion import toy_world
+from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+from diffusers import DDIMInverseScheduler
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def to_uint8(frames) -> np.ndarray:
+    """Pipeline 'np' output ([B, F, H, W, 3] floats in [0, 1]) -> uint8."""
+    return np.clip(np.asarray(frames) * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def dilate(masks: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation of [F, H, W] masks by a square of half-width `radius` (edges of the VAE blur are excluded)."""
+    out = masks.copy()
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            out |= np.roll(np.roll(masks, dy, axis=1), dx, axis=2)
+    return out
+
+
+@torch.no_grad()
+def encode(pipe, clips) -> torch.Tensor:
+    """Scaled posterior-mode latents [B, F, C, h, w] of toy clips, via the pipeline's own preprocessing."""
+    videos = [pipe.preprocess_source_video(clip.frames, toy_world.HEIGHT, toy_world.WIDTH, None)[0] for clip in clips]
+    return pipe.prepare_video_latents(torch.cat(videos), torch.float32, pipe._execution_device)
+
+
+@torch.no_grad()
+def decode(pipe, latents: torch.Tensor) -> np.ndarray:
+    video = pipe.decode_latents(latents)
+    return to_uint8(pipe.video_processor.postprocess_video(video=video, output_type="np"))
+
+
+@torch.no_grad()
+def published_inversion(pipe, latents: torch.Tensor, steps: int, guidance_scale: float, text_length: int):
+    """The published recipe's inversion: diffusers' `DDIMInverseScheduler` built from the pipeline scheduler's config
+    (it has no `snr_shift_scale`, so any SNR shift is dropped), an empty prompt and classifier-free guidance.
+    Returns the trajectory in denoising order, aligned with the forward timesteps."""
+    inverse = DDIMInverseScheduler(**pipe.scheduler.config)
+    inverse.set_timesteps(steps)
+    batch = latents.shape[0]
+    positive, negative = pipe.encode_prompt([""] * batch, [""] * batch, do_classifier_free_guidance=True,
+                                            max_sequence_length=text_length)
+    embeds = torch.cat([negative, positive])
+    rotary = pipe._rotary_embeddings(latents, latents.device)
+    trajectory = []
+    for t in inverse.timesteps:
+        model_input = torch.cat([latents] * 2)
+        output = pipe.transformer(hidden_states=model_input, encoder_hidden_states=embeds,
+                                  timestep=t.expand(model_input.shape[0]), image_rotary_emb=rotary,
+                                  return_dict=False)[0].float()
+        uncond, cond = output.chunk(2)
+        output = uncond + guidance_scale * (cond - uncond)
+        latents = inverse.step(output, t, latents).prev_sample
+        trajectory.append(latents)
+    return torch.stack(trajectory[::-1])
+
+
+def score_reconstruction(videos: np.ndarray, clips) -> dict:
+    psnrs = [toy_world.psnr(video, clip.frames) for video, clip in zip(videos, clips)]
+    ssims = [toy_world.ssim(video, clip.frames) for video, clip in zip(videos, clips)]
+    return {"recon_psnr": float(np.mean(psnrs)), "recon_ssim": float(np.mean(ssims)),
+            "recon_psnr_per_clip": psnrs}
+
+
+def score_edit(videos: np.ndarray, clips, targets) -> dict:
+    success, errors, background = [], [], []
+    for video, clip, target in zip(videos, clips, targets):
+        found = toy_world.describe(video)
+        success.append(found["colour"] == target)
+        errors.append(toy_world.centroid_error(found["centroids"], clip.centroids))
+        outside = ~dilate(clip.masks, 3)
+        background.append(toy_world.psnr(video, clip.frames, outside))
+    finite = [e for e in errors if np.isfinite(e)]
+    return {"edit_success": float(np.mean(success)),
+            "centroid_error_px": float(np.mean(finite)) if finite else float("inf"),
+            "centroid_missing": len(errors) - len(finite),
+            "background_psnr": float(np.mean(background)),
+            "detected_colours": [toy_world.describe(v)["colour"] for v in videos]}
+
+
+def run(args) -> dict:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(args.checkpoint)
+    pipe.set_progress_bar_config(disable=True)
+    text_length = pipe.transformer.config.max_text_seq_length
+    steps, guidance = args.steps, args.guidance
+
+    clips = toy_world.make_clips(args.clips, seed=args.seed, split=args.split)
+    colours = list(toy_world.COLOURS)
+    # Deterministic target colour, never the source's: cycle through the other three.
+    targets = [colours[(colours.index(c.colour) + 1 + i % 3) % len(colours)] for i, c in enumerate(clips)]
+    sources = [c.caption for c in clips]
+    edits = [toy_world.caption(c.shape, t, c.direction, c.background) for c, t in zip(clips, targets)]
+
+    results = {}
+    t0 = time.time()
+    latents = encode(pipe, clips)
+    ceiling = score_reconstruction(decode(pipe, latents), clips)
+    results["VAE ceiling (encode/decode)"] = {**ceiling, "seconds": round(time.time() - t0, 1)}
+
+    common = dict(num_inference_steps=steps, max_sequence_length=text_length, height=toy_world.HEIGHT,
+                  width=toy_world.WIDTH, num_frames=toy_world.NUM_FRAMES, output_type="np")
+    attention_kwargs = {"reference_weight": args.reference_weight} if args.reference_weight != 1.0 else None
+
+    def chunks():
+        for start in range(0, len(clips), args.batch):
+            yield slice(start, start + args.batch)
+
+    def our_mode(name, invert_kwargs, reference_mode):
+        start_time = time.time()
+        recon, edit = [], []
+        for part in chunks():
+            inv = pipe.invert(latents=latents[part], prompt=sources[part], num_inference_steps=steps,
+                              max_sequence_length=text_length, **invert_kwargs)
+            reference = {}
+            if reference_mode:
+                reference = dict(reference_latents=inv.trajectory, reference_timesteps=inv.timesteps,
+                                 reference_prompt=sources[part], reference_mode=reference_mode,
+                                 attention_kwargs=attention_kwargs)
+            recon.append(pipe(prompt=sources[part], guidance_scale=1.0, latents=inv.trajectory[0],
+                              **reference, **common).frames)
+            edit.append(pipe(prompt=edits[part], guidance_scale=guidance, latents=inv.trajectory[0],
+                             **reference, **common).frames)
+        recon, edit = to_uint8(np.concatenate(recon)), to_uint8(np.concatenate(edit))
+        results[name] = {**score_reconstruction(recon, clips), **score_edit(edit, clips, targets),
+                         "seconds": round(time.time() - start_time, 1)}
+        print(f"{name}: {time.time() - start_time:.0f} s", file=sys.stderr, flush=True)
+        return recon, edit
+
+    our_mode("plain inversion", {}, None)
+    if "fixed_point_iterations" in inspect.signature(pipe.invert).parameters:
+        our_mode(f"refined inversion ({args.fixed_point_iterations} fixed-point iterations)",
+                 {"fixed_point_iterations": args.fixed_point_iterations}, None)
+        if args.refined_reference:
+            our_mode("refined inversion + shared reference",
+                     {"fixed_point_iterations": args.fixed_point_iterations}, "shared")
+    our_mode("reference, shared", {}, "shared")
+    our_mode("reference, paired", {}, "paired")
+
+    # The published recipe, rebuilt from the pipeline's pieces.
+    start_time = time.time()
+    recon, edit = [], []
+    for part in chunks():
+        trajectory = published_inversion(pipe, latents[part], steps, guidance, text_length)
+        generator = torch.Generator().manual_seed(args.seed)
+        recon.append(pipe(prompt=sources[part], guidance_scale=guidance, generator=generator,
+                          reference_latents=trajectory, reference_mode="paired", **common).frames)
+        generator = torch.Generator().manual_seed(args.seed)
+        edit.append(pipe(prompt=edits[part], guidance_scale=guidance, generator=generator,
+                         reference_latents=trajectory, reference_mode="paired", **common).frames)
+    recon, edit = to_uint8(np.concatenate(recon)), to_uint8(np.concatenate(edit))
+    results["published recipe"] = {**score_reconstruction(recon, clips), **score_edit(edit, clips, targets),
+                                    "seconds": round(time.time() - start_time, 1)}
+
+    report = {"checkpoint": args.checkpoint, "clips": len(clips), "split": args.split, "seed": args.seed,
+              "steps": steps, "edit_guidance": guidance, "reference_weight": args.reference_weight,
+              "source_captions": sources, "edit_captions": edits, "modes": results}
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"{report['clips']} held-out toy clips, {report['steps']} steps, edit guidance {report['edit_guidance']}",
+        "",
+        "| mode | recon PSNR (dB) | recon SSIM | colour-edit success | centroid error (px) | background PSNR (dB) | time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in report["modes"].items():
+        if "edit_success" in row:
+            lines.append(f"| {name} | {row['recon_psnr']:.2f} | {row['recon_ssim']:.3f} | {row['edit_success']:.0%} | "
+                         f"{row['centroid_error_px']:.2f} | {row['background_psnr']:.2f} | {row['seconds']:.0f} |")
+        else:
+            lines.append(f"| {name} | {row['recon_psnr']:.2f} | {row['recon_ssim']:.3f} | - | - | - | "
+                         f"{row['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=os.path.join(REPO_ROOT, "toy_checkpoint"))
+    parser.add_argument("--clips", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--guidance", type=float, default=4.0, help="guidance of edits and of the published recipe")
+    parser.add_argument("--reference-weight", type=float, default=1.0)
+    parser.add_argument("--fixed-point-iterations", type=int, default=3)
+    parser.add_argument("--refined-reference", action="store_true", help="also run refined inversion + shared")
+    parser.add_argument("--split", default="held_out", choices=["held_out", "train", "all"])
+    parser.add_argument("--seed", type=int, default=12345, help="clip seed (training used seeds 0-3)")
+    parser.add_argument("--batch", type=int, default=25, help="clips per pipeline call")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is faster on 2 shared cores)")
+    parser.add_argument("--json", default=os.path.join(REPO_ROOT, ".benchmarks", "edit_quality.json"))
+    args = parser.parse_args(argv)
+
+    report = run(args)
+    table = markdown(report)
+    print(table)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({**report, "table": table}, f, indent=2)
+        print(f"\nwrote {args.json}", file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()
