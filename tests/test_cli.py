@@ -78,3 +78,10 @@ def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsy
 def test_demo_runs_end_to_end(tmp_path):
     assert main(["demo", "--output-dir", str(tmp_path), "--steps", "2"]) == 0
     assert (tmp_path / "edit.mp4").is_file() and (tmp_path / "reconstruction.mp4").is_file()
+
+
+def test_random_tiny_demo_runs_end_to_end(tmp_path):
+    assert main(["demo", "--random-tiny", "--output-dir", str(tmp_path), "--steps", "2"]) == 0
+    assert (tmp_path / "sample.mp4").is_file() and (tmp_path / "tiny-checkpoint" / "model_index.json").is_file()
+    frames, _ = read_video(tmp_path / "edit.mp4")
+    assert len(frames) == 9
