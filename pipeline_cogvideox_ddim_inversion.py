@@ -1033,7 +1033,6 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         f"one prompt, or {batch_size}, encoded like `prompt` {tuple(prompt_embeds.shape[1:])}."
                     )
             reference_rows = reference_embeds.shape[0]
-            prompt_embeds_with_reference = torch.cat([prompt_embeds, reference_embeds], dim=0)
             reference_kwargs = {**(attention_kwargs or {}), "reference_rows": reference_rows}
             if reference_weight != 1.0:
                 reference_kwargs["reference_weight"] = reference_weight
@@ -1079,7 +1078,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         reference = self.pad_frames(reference, model_padding)
                         reference = reference.repeat(reference_rows // reference.shape[0], 1, 1, 1, 1)
                         latent_model_input = torch.cat([latent_model_input, reference])
-                        encoder_hidden_states, step_attention_kwargs = prompt_embeds_with_reference, reference_kwargs
+                        # per step, so that a callback's new `prompt_embeds` reach the sample rows here too
+                        encoder_hidden_states = torch.cat([prompt_embeds, reference_embeds])
+                        step_attention_kwargs = reference_kwargs
                     latent_model_input = scheduler.scale_model_input(latent_model_input, t)
                     if image_latents is not None:  # image-to-video: the same conditioning for every row
                         image_rows = self.pad_frames(image_latents, model_padding)
