@@ -1004,6 +1004,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         f"{tuple(latents.shape)}: pass the `image_latents` of the inversion these latents come from."
                     )
         model_padding = additional_frames if stepwise_padding else 0
+        # the image-to-video conditioning is the same at every step: pad it once
+        model_image_latents = None if image_latents is None else self.pad_frames(image_latents, model_padding)
         model_kwargs = self._model_kwargs(latents)
 
         # 6. Reference rows: validated against this call, laid out after the sample rows.
@@ -1082,9 +1084,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         encoder_hidden_states = torch.cat([prompt_embeds, reference_embeds])
                         step_attention_kwargs = reference_kwargs
                     latent_model_input = scheduler.scale_model_input(latent_model_input, t)
-                    if image_latents is not None:  # image-to-video: the same conditioning for every row
-                        image_rows = self.pad_frames(image_latents, model_padding)
-                        image_rows = image_rows.repeat(latent_model_input.shape[0] // image_rows.shape[0], 1, 1, 1, 1)
+                    if model_image_latents is not None:  # image-to-video: the same conditioning for every row
+                        rows = latent_model_input.shape[0] // model_image_latents.shape[0]
+                        image_rows = model_image_latents.repeat(rows, 1, 1, 1, 1)
                         latent_model_input = torch.cat([latent_model_input, image_rows], dim=2)
 
                     # broadcast to batch dimension in a way that's compatible with ONNX/Core ML
