@@ -64,7 +64,9 @@ def run_toy_demo(output_dir: str, steps: int = 50, checkpoint: str | None = None
                   reference_prompt=source_prompt, reference_mode=reference_mode, num_inference_steps=steps,
                   max_sequence_length=text_length, output_type="np")
     reconstruction = _to_uint8(pipe(prompt=source_prompt, guidance_scale=1.0, **common).frames[0])
-    edit = _to_uint8(pipe(prompt=edit_prompt, guidance_scale=guidance_scale, **common).frames[0])
+    # The source caption as negative prompt: guidance then pushes only along what the two captions disagree on.
+    edit = _to_uint8(pipe(prompt=edit_prompt, negative_prompt=source_prompt, guidance_scale=guidance_scale,
+                          **common).frames[0])
     vae_only = _to_uint8(pipe.video_processor.postprocess_video(pipe.decode_latents(inv.latents), output_type="np")[0])
 
     found_source, found_recon, found_edit = (toy_world.describe(v) for v in (clip.frames, reconstruction, edit))
