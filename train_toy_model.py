@@ -7,8 +7,9 @@ Stages: (1) the VAE (`AutoencoderKLCogVideoX`) on toy clips with a reconstructio
 colour and a small KL; its scaling factor is then set so that scaled latents have unit standard deviation; (2) the
 transformer (`CogVideoXTransformer3DModel` with RoPE and no learned positional embeddings, as CogVideoX-5B) on the VAE
 latents of training clips with CogVideoX's v-prediction loss, half of each batch at uniform timesteps and half at low
-noise (where a small shape's position is decided), and caption dropout (for classifier-free guidance). The T5 text encoder is small, randomly initialised and frozen; the tokenizer is a word-level `T5Tokenizer`
-over the caption grammar. Everything is saved with `save_pretrained` as a `CogVideoXPipeline` folder.
+noise (where a small shape's position is decided), and caption dropout (for classifier-free guidance). The T5 text
+encoder is small, randomly initialised and frozen; the tokenizer is a word-level `T5Tokenizer` over the caption
+grammar. Everything is saved with `save_pretrained` as a `CogVideoXPipeline` folder.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
 from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
@@ -121,7 +121,7 @@ def train_vae(vae, steps: int, batch_size: int, seed: int, lr: float = 2e-3, kl_
         # Per-pixel losses let a small decoder blend the shape's colour with the background (red on white came out
         # pink and was read as the wrong colour); matching the mean colour over the shape's mask learns hue early.
         area = masks.sum(dim=(3, 4)).clamp(min=1.0)
-        colour_error = ((recon - video) * masks).sum(dim=(3, 4)) / area
+        colour_error = (error * masks).sum(dim=(3, 4)) / area
         loss = loss + colour_weight * (colour_error**2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
