@@ -10,6 +10,7 @@ _EXPORTS = {
     "CogVideoXDDIMInversionOutput": "pipeline_cogvideox_ddim_inversion",
     "CogVideoXDDIMInversionPipeline": "pipeline_cogvideox_ddim_inversion",
     "CogVideoXRefAttnProcessor": "processors.reference_attention",
+    "GuidanceScaleCallback": "callbacks",
     "read_video": "video_io",
     "write_video": "video_io",
 }

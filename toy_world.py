@@ -12,7 +12,7 @@ Some (shape, colour, direction, background) combinations are held out of trainin
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -158,6 +158,15 @@ def make_clips(count: int, seed: int, split: str = "train", **kwargs) -> list[Cl
     while len(order) < count:
         order.extend(rng.permutation(len(combos)).tolist())
     return [random_clip(rng, combos[order[index]], **kwargs) for index in range(count)]
+
+
+def recolour(clip: Clip, colour: str) -> Clip:
+    """The same clip with the shape painted `colour`: the exact answer of a colour edit (same masks and motion)."""
+    if colour not in COLOURS:
+        raise ValueError(f"Unknown colour {colour!r}; choose one of {tuple(COLOURS)}.")
+    frames = clip.frames.copy()
+    frames[clip.masks] = COLOURS[colour]
+    return replace(clip, frames=frames, colour=colour)
 
 
 # ----------------------------------------------------------------------------------------------------- detectors

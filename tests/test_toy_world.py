@@ -66,6 +66,21 @@ def test_detectors_recover_the_ground_truth_of_generated_clips():
         assert np.array_equal(toy_world.foreground_masks(clip.frames), clip.masks)
 
 
+def test_recolour_is_the_exact_colour_edit():
+    clip = toy_world.make_clips(1, seed=5, split="held_out")[0]
+    target = next(colour for colour in toy_world.COLOURS if colour != clip.colour)
+    edited = toy_world.recolour(clip, target)
+    assert edited.caption == toy_world.caption(clip.shape, target, clip.direction, clip.background)
+    assert np.array_equal(edited.masks, clip.masks) and np.array_equal(edited.centroids, clip.centroids)
+    assert np.array_equal(edited.frames[~clip.masks], clip.frames[~clip.masks])  # background untouched
+    assert (edited.frames[clip.masks] == toy_world.COLOURS[target]).all()
+    found = toy_world.describe(edited.frames)
+    assert found["colour"] == target and toy_world.centroid_error(found["centroids"], clip.centroids) == 0
+    assert clip.colour != target and (clip.frames[clip.masks] != edited.frames[clip.masks]).any()  # a copy
+    with pytest.raises(ValueError, match="choose one of"):
+        toy_world.recolour(clip, "purple")
+
+
 def test_detectors_survive_blur_and_noise():
     rng = np.random.default_rng(1)
     for clip in toy_world.make_clips(20, seed=5, split="all"):
