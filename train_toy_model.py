@@ -15,6 +15,7 @@ grammar. Everything is saved with `save_pretrained` as a `CogVideoXPipeline` fol
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -234,12 +235,32 @@ def train_transformer(components, latents, captions, steps: int, batch_size: int
     return ema, {"transformer_steps": step + 1, "transformer_final_loss": float(np.mean(history[-200:]))}
 
 
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """torch's deterministic mode for the duration of a training run, then the caller's setting again."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
 def train(output: str, seed: int = 0, vae_steps: int = 1300, vae_batch: int = 4, num_clips: int = 4000,
           transformer_steps: int = 5500, transformer_batch: int = 32, max_minutes: float = 44.0,
           vae_from: str | None = None, resume: str | None = None, lr: float = 1.5e-3) -> dict:
+    """Train the toy model into `output` (a `CogVideoXPipeline` folder plus `toy_checkpoint.json`); same arguments
+    and torch version, same weights."""
+    with deterministic_algorithms():
+        return _train(output, seed, vae_steps, vae_batch, num_clips, transformer_steps, transformer_batch,
+                      max_minutes, vae_from, resume, lr)
+
+
+def _train(output, seed, vae_steps, vae_batch, num_clips, transformer_steps, transformer_batch, max_minutes,
+           vae_from, resume, lr) -> dict:
     torch.manual_seed(seed)
     np.random.seed(seed)
-    torch.use_deterministic_algorithms(True)
     start = time.time()
     deadline = start + max_minutes * 60
 
