@@ -20,10 +20,6 @@ from .video_io import write_video
 TOY_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_checkpoint")
 
 
-def _to_uint8(frames) -> np.ndarray:
-    return np.clip(np.asarray(frames) * 255.0, 0, 255).round().astype(np.uint8)
-
-
 def _enlarge(frames: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour upscaling, so 64x64 clips are watchable."""
     return frames.repeat(factor, axis=1).repeat(factor, axis=2)
@@ -63,11 +59,13 @@ def run_toy_demo(output_dir: str, steps: int = 50, checkpoint: str | None = None
     common = dict(latents=inv.trajectory[0], reference_latents=inv.trajectory, reference_timesteps=inv.timesteps,
                   reference_prompt=source_prompt, reference_mode=reference_mode, num_inference_steps=steps,
                   max_sequence_length=text_length, output_type="np")
-    reconstruction = _to_uint8(pipe(prompt=source_prompt, guidance_scale=1.0, **common).frames[0])
+    reconstruction = toy_world.to_uint8(pipe(prompt=source_prompt, guidance_scale=1.0, **common).frames[0])
     # The source caption as negative prompt: guidance then pushes only along what the two captions disagree on.
-    edit = _to_uint8(pipe(prompt=edit_prompt, negative_prompt=source_prompt, guidance_scale=guidance_scale,
-                          **common).frames[0])
-    vae_only = _to_uint8(pipe.video_processor.postprocess_video(pipe.decode_latents(inv.latents), output_type="np")[0])
+    edit = toy_world.to_uint8(pipe(prompt=edit_prompt, negative_prompt=source_prompt, guidance_scale=guidance_scale,
+                                   **common).frames[0])
+    vae_only = toy_world.to_uint8(
+        pipe.video_processor.postprocess_video(pipe.decode_latents(inv.latents), output_type="np")[0]
+    )
 
     found_source, found_recon, found_edit = (toy_world.describe(v) for v in (clip.frames, reconstruction, edit))
     metrics = {

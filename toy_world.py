@@ -172,6 +172,11 @@ def recolour(clip: Clip, colour: str) -> Clip:
 # ----------------------------------------------------------------------------------------------------- detectors
 
 
+def to_uint8(frames) -> np.ndarray:
+    """Pipeline `output_type="np"` frames (floats in [0, 1]) -> the uint8 frames the detectors read."""
+    return np.clip(np.asarray(frames) * 255.0, 0, 255).round().astype(np.uint8)
+
+
 def _nearest(rgb: np.ndarray, palette: dict) -> str:
     names = list(palette)
     distances = [np.linalg.norm(np.asarray(palette[name], dtype=np.float64) - rgb) for name in names]

@@ -237,7 +237,7 @@ def train_transformer(components, latents, captions, steps: int, batch_size: int
 
 @contextlib.contextmanager
 def deterministic_algorithms():
-    """torch's deterministic mode for the duration of a training run, then the caller's setting again."""
+    """torch's deterministic mode while a training run lasts (a decorator), then the caller's setting again."""
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True)
@@ -247,18 +247,12 @@ def deterministic_algorithms():
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
+@deterministic_algorithms()
 def train(output: str, seed: int = 0, vae_steps: int = 1300, vae_batch: int = 4, num_clips: int = 4000,
           transformer_steps: int = 5500, transformer_batch: int = 32, max_minutes: float = 44.0,
           vae_from: str | None = None, resume: str | None = None, lr: float = 1.5e-3) -> dict:
     """Train the toy model into `output` (a `CogVideoXPipeline` folder plus `toy_checkpoint.json`); same arguments
     and torch version, same weights."""
-    with deterministic_algorithms():
-        return _train(output, seed, vae_steps, vae_batch, num_clips, transformer_steps, transformer_batch,
-                      max_minutes, vae_from, resume, lr)
-
-
-def _train(output, seed, vae_steps, vae_batch, num_clips, transformer_steps, transformer_batch, max_minutes,
-           vae_from, resume, lr) -> dict:
     torch.manual_seed(seed)
     np.random.seed(seed)
     start = time.time()
@@ -344,7 +338,7 @@ def evaluate_generation(pipe, combos=toy_world.HELD_OUT, samples_per_combo: int 
                       num_frames=toy_world.NUM_FRAMES, max_sequence_length=TEXT_LENGTH, generator=generator,
                       output_type="np").frames
         for video, combo in zip(videos, wanted[start : start + batch_size]):
-            found = toy_world.describe(np.clip(np.asarray(video) * 255.0, 0, 255).round().astype(np.uint8))
+            found = toy_world.describe(toy_world.to_uint8(video))
             results.append({"caption": toy_world.caption(*combo), "colour": found["colour"],
                             "direction": found["direction"], "shape": found["shape"],
                             "background": found["background"],

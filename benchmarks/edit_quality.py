@@ -42,11 +42,6 @@ from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import CogVideoX
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def to_uint8(frames) -> np.ndarray:
-    """Pipeline 'np' output ([B, F, H, W, 3] floats in [0, 1]) -> uint8."""
-    return np.clip(np.asarray(frames) * 255.0, 0, 255).round().astype(np.uint8)
-
-
 def dilate(masks: np.ndarray, radius: int) -> np.ndarray:
     """Binary dilation of [F, H, W] masks by a square of half-width `radius` (edges of the VAE blur are excluded)."""
     out = masks.copy()
@@ -66,7 +61,7 @@ def encode(pipe, clips) -> torch.Tensor:
 @torch.no_grad()
 def decode(pipe, latents: torch.Tensor) -> np.ndarray:
     video = pipe.decode_latents(latents)
-    return to_uint8(pipe.video_processor.postprocess_video(video=video, output_type="np"))
+    return toy_world.to_uint8(pipe.video_processor.postprocess_video(video=video, output_type="np"))
 
 
 @torch.no_grad()
@@ -171,7 +166,7 @@ def run(args) -> dict:
             edit.append(pipe(prompt=edits[part], negative_prompt=edit_negative(part), guidance_scale=edit_guidance,
                              latents=inv.trajectory[0], callback_on_step_end=edit_callback, **reference,
                              **common).frames)
-        recon, edit = to_uint8(np.concatenate(recon)), to_uint8(np.concatenate(edit))
+        recon, edit = toy_world.to_uint8(np.concatenate(recon)), toy_world.to_uint8(np.concatenate(edit))
         results[name] = {**score_reconstruction(recon, clips), **score_edit(edit, clips, targets),
                          "seconds": round(time.time() - start_time, 1)}
         print(f"{name}: {time.time() - start_time:.0f} s", file=sys.stderr, flush=True)
@@ -202,7 +197,7 @@ def run(args) -> dict:
         generator = torch.Generator().manual_seed(args.seed)
         edit.append(pipe(prompt=edits[part], guidance_scale=guidance, generator=generator,
                          reference_latents=trajectory, reference_mode="paired", **common).frames)
-    recon, edit = to_uint8(np.concatenate(recon)), to_uint8(np.concatenate(edit))
+    recon, edit = toy_world.to_uint8(np.concatenate(recon)), toy_world.to_uint8(np.concatenate(edit))
     results["published recipe"] = {**score_reconstruction(recon, clips), **score_edit(edit, clips, targets),
                                     "seconds": round(time.time() - start_time, 1)}
 

@@ -14,11 +14,6 @@ from cogvideox_ddim_inversion.demo import TOY_CHECKPOINT
 STEPS = 10
 
 
-def _uint8(frames):
-    """Pipeline 'np' output (floats in [0, 1]) -> uint8 frames for the toy-world detectors."""
-    return np.clip(np.asarray(frames) * 255, 0, 255).round().astype(np.uint8)
-
-
 def _size_bytes(path):
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
 
@@ -61,7 +56,9 @@ def test_vae_reconstructs_the_colour_and_position(toy_pipe):
     video, _ = toy_pipe.preprocess_source_video(np.stack([clip.frames for clip in clips]), toy_world.HEIGHT,
                                                 toy_world.WIDTH, None)
     latents = toy_pipe.prepare_video_latents(video, torch.float32, "cpu")
-    decoded = _uint8(toy_pipe.video_processor.postprocess_video(toy_pipe.decode_latents(latents), output_type="np"))
+    decoded = toy_world.to_uint8(
+        toy_pipe.video_processor.postprocess_video(toy_pipe.decode_latents(latents), output_type="np")
+    )
     found = [toy_world.describe(video) for video in decoded]
     assert sum(f["colour"] == clip.colour for f, clip in zip(found, clips)) >= 7
     assert np.mean([toy_world.centroid_error(f["centroids"], clip.centroids) for f, clip in zip(found, clips)]) < 2.0
@@ -84,7 +81,7 @@ def test_short_colour_edits_change_colour_and_keep_motion(toy_pipe):
         reference_timesteps=inv.timesteps, reference_prompt=sources, reference_mode="shared",
         num_inference_steps=STEPS, max_sequence_length=text_length, output_type="np",
     ).frames
-    found = [toy_world.describe(_uint8(edit)) for edit in edits]
+    found = [toy_world.describe(toy_world.to_uint8(edit)) for edit in edits]
     colour_changed = [f["colour"] == target for f, target in zip(found, targets)]
     direction_kept = [f["direction"] == clip.direction for f, clip in zip(found, clips)]
     errors = [toy_world.centroid_error(f["centroids"], clip.centroids) for f, clip in zip(found, clips)]
@@ -100,6 +97,6 @@ def test_generates_what_held_out_captions_say(toy_pipe):
                       num_inference_steps=STEPS, height=toy_world.HEIGHT, width=toy_world.WIDTH,
                       num_frames=toy_world.NUM_FRAMES, max_sequence_length=toy_pipe.transformer.config.max_text_seq_length,
                       generator=torch.Generator().manual_seed(0), output_type="np").frames
-    found = [toy_world.describe(_uint8(video)) for video in videos]
+    found = [toy_world.describe(toy_world.to_uint8(video)) for video in videos]
     assert sum(f["colour"] == combo[1] for f, combo in zip(found, combos)) >= 5, [f["colour"] for f in found]
     assert sum(f["direction"] == combo[2] for f, combo in zip(found, combos)) >= 5, [f["direction"] for f in found]
