@@ -88,7 +88,7 @@ def run_edit(args) -> dict:
 def run_demo(args) -> dict:
     """Edit a toy-world clip with the committed, trained toy checkpoint; `--random-tiny` runs the old noise demo."""
     if not getattr(args, "random_tiny", False):
-        from .demo import run_toy_demo
+        from .toy.demo import run_toy_demo
 
         metrics = run_toy_demo(args.output_dir, steps=args.steps, checkpoint=getattr(args, "model", None),
                                seed=getattr(args, "seed", 0))
@@ -107,8 +107,8 @@ def run_demo(args) -> dict:
 
 def _run_random_tiny_demo(args) -> dict:
     """Write a tiny random checkpoint and a sample clip, then run `edit` on them."""
-    from .sample_clip import write_sample_clip
-    from .tiny_checkpoint import write_tiny_checkpoint
+    from .testing.sample_clip import write_sample_clip
+    from .testing.tiny_checkpoint import write_tiny_checkpoint
 
     checkpoint = os.path.join(args.output_dir, "tiny-checkpoint")
     if not os.path.isfile(os.path.join(checkpoint, "model_index.json")):
@@ -130,7 +130,7 @@ def _run_random_tiny_demo(args) -> dict:
 
 
 def run_tiny_checkpoint(args) -> str:
-    from .tiny_checkpoint import write_tiny_checkpoint
+    from .testing.tiny_checkpoint import write_tiny_checkpoint
 
     path = write_tiny_checkpoint(args.path, args.variant, args.seed)
     print(path)

@@ -1,6 +1,6 @@
 """Reconstruction and colour-edit quality of DDIM inversion modes on the toy world, scored with exact ground truth.
 
-    python benchmarks/edit_quality.py                     # 50 held-out clips, 50 steps, toy_checkpoint/
+    python benchmarks/edit_quality.py                     # 50 held-out clips, 50 steps, toy/checkpoint/
     python benchmarks/edit_quality.py --clips 20 --steps 25 --json /tmp/edit_quality.json
 
 Source clips are rendered by `toy_world` from held-out (shape, colour, direction, background) combinations and a
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from diffusers import DDIMInverseScheduler
 
-from cogvideox_ddim_inversion import toy_world
+from cogvideox_ddim_inversion.toy import world as toy_world
 from cogvideox_ddim_inversion.callbacks import GuidanceScaleCallback
 from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
 
@@ -226,7 +226,7 @@ def markdown(report: dict) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=os.path.join(REPO_ROOT, "toy_checkpoint"))
+    parser.add_argument("--checkpoint", default=os.path.join(REPO_ROOT, "toy", "checkpoint"))
     parser.add_argument("--clips", type=int, default=50)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--guidance", type=float, default=4.0, help="guidance of edits and of the published recipe")

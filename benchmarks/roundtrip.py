@@ -22,8 +22,8 @@ import torch
 from diffusers import DDIMInverseScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
-from cogvideox_ddim_inversion.analytic_denoiser import GaussianVDenoiser
-from cogvideox_ddim_inversion.tiny_checkpoint import build_components
+from cogvideox_ddim_inversion.testing.analytic_denoiser import GaussianVDenoiser
+from cogvideox_ddim_inversion.testing.tiny_checkpoint import build_components
 
 
 SCHEDULES = {"5B (snr_shift_scale 1.0)": "cogvideox-5b", "2B (snr_shift_scale 3.0)": "cogvideox-2b"}

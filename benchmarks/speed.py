@@ -49,7 +49,7 @@ def build_pipeline(size):
     from diffusers import CogVideoXTransformer3DModel
 
     from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
-    from cogvideox_ddim_inversion.tiny_checkpoint import build_components
+    from cogvideox_ddim_inversion.testing.tiny_checkpoint import build_components
 
     spec = SIZES[size]
     components = build_components("cogvideox-5b", seed=0)

@@ -21,7 +21,7 @@ TEXT_LENGTH = 16  # max_text_seq_length of the tiny checkpoints
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """`tiny_checkpoint(variant)` -> path of a saved tiny random checkpoint, written once per session."""
-    from cogvideox_ddim_inversion.tiny_checkpoint import write_tiny_checkpoint
+    from cogvideox_ddim_inversion.testing.tiny_checkpoint import write_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("checkpoints")
     written = {}

@@ -7,7 +7,7 @@ from conftest import TEXT_LENGTH
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from cogvideox_ddim_inversion.callbacks import GuidanceScaleCallback
-from cogvideox_ddim_inversion.sample_clip import sample_clip_frames
+from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames
 
 
 STEPS = 4

@@ -3,7 +3,7 @@
 import pytest
 
 from cogvideox_ddim_inversion.cli import main
-from cogvideox_ddim_inversion.sample_clip import write_sample_clip
+from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
 from cogvideox_ddim_inversion.video_io import read_video
 
 

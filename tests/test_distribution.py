@@ -118,17 +118,23 @@ def wheel_names(wheel: Path) -> set[str]:
 
 def test_wheel_and_sdist_contents(source, dists):
     names = wheel_names(dists["wheel"])
+    # The layout: the product at the root, the toy world and the test doubles in their own subpackages.
     for module in ("__init__.py", "pipeline_cogvideox_ddim_inversion.py", "video_io.py", "cli.py", "publish.py",
-                   "processors/__init__.py", "processors/reference_attention.py"):
+                   "callbacks.py", "processors/__init__.py", "processors/reference_attention.py",
+                   "toy/__init__.py", "toy/world.py", "toy/train.py", "toy/demo.py",
+                   "toy/checkpoint/model_index.json", "toy/checkpoint/transformer/diffusion_pytorch_model.safetensors",
+                   "testing/__init__.py", "testing/tiny_checkpoint.py", "testing/analytic_denoiser.py",
+                   "testing/sample_clip.py"):
         assert f"{PACKAGE}/{module}" in names, module
-    # Every module and subpackage of the source is shipped (a new one must be declared in pyproject.toml) ...
-    for path in source.glob("*.py"):
-        assert f"{PACKAGE}/{path.name}" in names, path.name
-    for init in source.glob("*/__init__.py"):
-        if init.parent.name != "tests":
-            assert f"{PACKAGE}/{init.parent.name}/__init__.py" in names, init.parent.name
-    # ... and nothing of the tests.
-    assert not [name for name in names if name.startswith("tests/") or "/tests/" in name or "conftest" in name]
+    # Every module of the source and its subpackages is shipped (a new subpackage must be declared in
+    # pyproject.toml) ...
+    packages = [source] + [init.parent for init in source.glob("*/__init__.py") if init.parent.name != "tests"]
+    for package in packages:
+        for path in package.glob("*.py"):
+            assert f"{PACKAGE}/{path.relative_to(source).as_posix()}" in names, path
+    # ... and nothing of the tests or benchmarks.
+    assert not [name for name in names if name.startswith(("tests/", "benchmarks/")) or "/tests/" in name
+                or "/benchmarks/" in name or "conftest" in name]
     entry_points = next(name for name in names if name.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(dists["wheel"]) as archive:
         assert f"cogvideox-ddim-inversion = {PACKAGE}.cli:main" in archive.read(entry_points).decode()

@@ -8,8 +8,8 @@ from conftest import TEXT_LENGTH
 from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DDIMScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
-from cogvideox_ddim_inversion.analytic_denoiser import GaussianVDenoiser
-from cogvideox_ddim_inversion.tiny_checkpoint import build_components
+from cogvideox_ddim_inversion.testing.analytic_denoiser import GaussianVDenoiser
+from cogvideox_ddim_inversion.testing.tiny_checkpoint import build_components
 
 
 def analytic_pipeline(variant="cogvideox-5b", spacing="trailing", scheduler_class=CogVideoXDDIMScheduler):

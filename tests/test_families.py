@@ -7,8 +7,8 @@ import torch
 from conftest import PIPELINE_FILE, TEXT_LENGTH
 from diffusers import CogVideoXImageToVideoPipeline, CogVideoXPipeline, DiffusionPipeline
 
-from cogvideox_ddim_inversion.sample_clip import sample_clip_frames
-from cogvideox_ddim_inversion.tiny_checkpoint import VARIANTS
+from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames
+from cogvideox_ddim_inversion.testing.tiny_checkpoint import VARIANTS
 
 
 FAMILIES = list(VARIANTS)

@@ -100,7 +100,7 @@ CHILD = textwrap.dedent(
     from diffusers import DiffusionPipeline
 
     from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
-    from cogvideox_ddim_inversion.sample_clip import sample_clip_frames
+    from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames
 
     args = json.loads(sys.argv[1])
     video = np.stack(sample_clip_frames(num_frames=5))

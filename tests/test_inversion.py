@@ -6,8 +6,8 @@ from conftest import TEXT_LENGTH
 from diffusers import DDIMInverseScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
-from cogvideox_ddim_inversion.analytic_denoiser import GaussianVDenoiser
-from cogvideox_ddim_inversion.tiny_checkpoint import build_components
+from cogvideox_ddim_inversion.testing.analytic_denoiser import GaussianVDenoiser
+from cogvideox_ddim_inversion.testing.tiny_checkpoint import build_components
 
 
 LATENT_SHAPE = (1, 3, 16, 8, 12)  # [B, F, C, H, W] of the tiny models' native 9x64x96 video

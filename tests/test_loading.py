@@ -19,7 +19,7 @@ from diffusers.utils.dynamic_modules_utils import get_relative_imports
 import cogvideox_ddim_inversion
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, CogVideoXRefAttnProcessor
 from cogvideox_ddim_inversion.publish import PIPELINE_MODULES, copy_pipeline_files, write_hub_folder
-from cogvideox_ddim_inversion.sample_clip import sample_clip_frames
+from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames
 
 
 STEPS = 3

@@ -10,7 +10,7 @@ from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, CogVideoXRefAttnProcessor
 from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import check_cogvideox_components
-from cogvideox_ddim_inversion.sample_clip import sample_clip_frames, write_sample_clip
+from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames, write_sample_clip
 from cogvideox_ddim_inversion.video_io import read_video
 
 

@@ -7,7 +7,7 @@ import torch
 from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, CogVideoXRefAttnProcessor
-from cogvideox_ddim_inversion.tiny_checkpoint import TINY_HEIGHT, TINY_WIDTH, build_components
+from cogvideox_ddim_inversion.testing.tiny_checkpoint import TINY_HEIGHT, TINY_WIDTH, build_components
 
 
 TEXT, FRAMES, HEIGHT, WIDTH = 16, 3, 4, 6  # text tokens; latent frames and patch grid of the tiny models

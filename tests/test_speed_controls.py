@@ -8,7 +8,7 @@ from conftest import TEXT_LENGTH
 from diffusers import CogVideoXPipeline
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, CogVideoXRefAttnProcessor
-from cogvideox_ddim_inversion.sample_clip import sample_clip_frames
+from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames
 
 
 CALL = dict(num_inference_steps=4, max_sequence_length=TEXT_LENGTH)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from cogvideox_ddim_inversion import toy_world
-from cogvideox_ddim_inversion.demo import TOY_CHECKPOINT
+from cogvideox_ddim_inversion.toy import world as toy_world
+from cogvideox_ddim_inversion.toy.demo import TOY_CHECKPOINT
 
 
 STEPS = 10

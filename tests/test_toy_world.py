@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cogvideox_ddim_inversion import toy_world
+from cogvideox_ddim_inversion.toy import world as toy_world
 
 
 def test_split_holds_out_combinations_but_every_word_pair_is_trained():

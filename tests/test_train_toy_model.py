@@ -6,8 +6,8 @@ import os
 import pytest
 import torch
 
-from cogvideox_ddim_inversion import train_toy_model
-from cogvideox_ddim_inversion.demo import TOY_CHECKPOINT
+from cogvideox_ddim_inversion.toy import train as train_toy_model
+from cogvideox_ddim_inversion.toy.demo import TOY_CHECKPOINT
 
 
 # A few steps of each stage on a handful of clips: enough to run every line of the training, not to learn anything.

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import HORSE
 
-from cogvideox_ddim_inversion.sample_clip import sample_clip_frames, write_sample_clip
+from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames, write_sample_clip
 from cogvideox_ddim_inversion.video_io import frame_count_for_vae, read_video, select_frame_indices, write_video
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .video_io import write_video
+from ..video_io import write_video
 
 
 def sample_clip_frames(num_frames: int = 17, height: int = 64, width: int = 96) -> list[np.ndarray]:

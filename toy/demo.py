@@ -1,7 +1,7 @@
 """Demo on the committed toy checkpoint: invert a toy-world clip, reconstruct it, and change the shape's colour.
 
-Unlike the tiny random checkpoint, the toy model was trained (see `train_toy_model.py`), so the outputs are videos of
-the toy world and the metrics (read with the exact detectors of `toy_world`) say whether the edit worked.
+Unlike the tiny random checkpoint, the toy model was trained (see `train.py`), so the outputs are videos of
+the toy world and the metrics (read with the exact detectors of `world.py`) say whether the edit worked.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import sys
 import numpy as np
 import torch
 
-from . import toy_world
-from .video_io import write_video
+from . import world as toy_world
+from ..video_io import write_video
 
 
-TOY_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_checkpoint")
+TOY_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint")
 
 
 def _enlarge(frames: np.ndarray, factor: int) -> np.ndarray:
@@ -34,7 +34,7 @@ def run_toy_demo(output_dir: str, steps: int = 50, checkpoint: str | None = None
     Writes source.mp4, reconstruction.mp4, edit.mp4, side_by_side.mp4 (source | reconstruction | edit) and
     metrics.json into `output_dir`; returns the metrics (with the written paths under "files").
     """
-    from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+    from ..pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
 
     checkpoint = checkpoint or TOY_CHECKPOINT
     if not os.path.isfile(os.path.join(checkpoint, "model_index.json")):

@@ -1,7 +1,7 @@
 """Train a small CogVideoX (real diffusers classes, CogVideoX-5B structure) on the toy world, on CPU.
 
-    python -m cogvideox_ddim_inversion.train_toy_model --output toy_checkpoint      # about 40 min on 2 CPU cores
-    python -m cogvideox_ddim_inversion.train_toy_model --evaluate toy_checkpoint   # held-out caption accuracy
+    python -m cogvideox_ddim_inversion.toy.train --output toy/checkpoint      # about 40 min on 2 CPU cores
+    python -m cogvideox_ddim_inversion.toy.train --evaluate toy/checkpoint   # held-out caption accuracy
 
 Stages: (1) the VAE (`AutoencoderKLCogVideoX`) on toy clips with a reconstruction loss, a loss on the shape's mean
 colour and a small KL; its scaling factor is then set so that scaled latents have unit standard deviation; (2) the
@@ -28,7 +28,7 @@ import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
 from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
-from . import toy_world
+from . import world as toy_world
 
 
 TEXT_LENGTH = 16  # captions are 9 words + </s>
@@ -307,11 +307,11 @@ def train(output: str, seed: int = 0, vae_steps: int = 1300, vae_batch: int = 4,
 
     CogVideoXPipeline(**components).save_pretrained(output)
     info = {
-        "description": "CogVideoX (5B structure) trained on the toy world of cogvideox_ddim_inversion.toy_world",
+        "description": "CogVideoX (5B structure) trained on the toy world of cogvideox_ddim_inversion.toy.world",
         "native_size": {"height": toy_world.HEIGHT, "width": toy_world.WIDTH, "num_frames": toy_world.NUM_FRAMES},
         "max_sequence_length": TEXT_LENGTH,
         "held_out_combos": [list(combo) for combo in toy_world.HELD_OUT],
-        "command": "python -m cogvideox_ddim_inversion.train_toy_model --output toy_checkpoint"
+        "command": "python -m cogvideox_ddim_inversion.toy.train --output toy/checkpoint"
         + (f" (then resumed: --resume <first run> --transformer-steps {transformer_steps} --lr {lr})" if resume else ""),
         "training": stats,
     }
@@ -352,12 +352,12 @@ def evaluate_generation(pipe, combos=toy_world.HELD_OUT, samples_per_combo: int 
 
 def default_checkpoint() -> str:
     """The committed toy checkpoint, next to this module (works editable or installed)."""
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_checkpoint")
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", default="toy_checkpoint")
+    parser.add_argument("--output", default="checkpoint")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae-steps", type=int, default=1300)
     parser.add_argument("--num-clips", type=int, default=4000)
@@ -379,7 +379,7 @@ def main(argv=None):
         train(args.output, seed=args.seed, vae_steps=args.vae_steps, num_clips=args.num_clips,
               transformer_steps=args.transformer_steps, max_minutes=args.max_minutes,
               vae_from=args.vae_from, resume=args.resume, lr=args.lr)
-    from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+    from ..pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
 
     pipe = CogVideoXDDIMInversionPipeline.from_pretrained(args.evaluate or args.output)
     pipe.set_progress_bar_config(disable=True)
