@@ -250,11 +250,11 @@ def frames_to_tensor(video) -> torch.Tensor:
 
 
 def resize_filter(geometry: ResizeGeometry) -> str:
-    """The ffmpeg filter chain doing `resize_frames`' work on decoded frames (converted to RGB first, as it sees)."""
+    """The ffmpeg filter chain doing `resize_frames`' work on decoded frames (converted to RGB first, as it sees them)."""
     # swscale's bicubic with B = 0, C = 0.75 is torch's bicubic (Keys, a = -0.75); swscale widens it when shrinking,
     # as torch's antialias does.
     chain = [
-        "format=rgb24",
+        "format=gbrp",  # planar RGB: swscale scales it a little faster than packed rgb24, to the same values
         f"scale=w={geometry.scaled_width}:h={geometry.scaled_height}:flags=bicubic:param0=0:param1=0.75",
     ]
     if geometry.mode == "crop":
