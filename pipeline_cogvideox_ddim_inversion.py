@@ -627,9 +627,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         check_resize_mode(resize_mode)
         if latents is not None:  # the latents fix the size
             height, width = (size * self.vae_scale_factor_spatial for size in latents.shape[3:])
-        elif height is None or width is None:
+        else:
             if isinstance(video, (str, os.PathLike)):
-                source = probe_video(video)  # reads the header only; fails early on a missing or broken file
+                source = probe_video(video)  # the header only: a missing or broken file fails before any model work
                 source_size = (source.height, round(source.width * source.pixel_aspect_ratio))
             else:
                 video = frames_to_tensor(video)

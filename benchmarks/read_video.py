@@ -9,9 +9,10 @@ copy). Reads of 49 frames: from the start, from the middle (a centred window) an
   (this machine has 24 GiB, shared) and then shows `>`: the time and memory it had used when it was stopped.
 - after: `read_video_frames` at the source size, and with `height=480, width=720` (ffmpeg resizes while decoding).
 
-Each measurement runs in its own process, so that its peak resident memory (`ru_maxrss`) is its own; "+MiB" is that
-peak minus the process's memory after its imports, i.e. what reading added. ffmpeg runs in a child process with
-its own memory (the largest is shown).
+Each measurement runs in its own process, so that its peak resident memory (`ru_maxrss`) is its own; "+read" is that
+peak minus the process's memory after its imports (torch and diffusers), i.e. what reading added. CPU time counts
+this process and its ffmpeg children. ffmpeg's own memory is not in the table (`ru_maxrss` of children counts the
+Python image they are forked from); measure it with e.g. `/usr/bin/time -f %M` on the ffmpeg command.
 
 Usage: python benchmarks/read_video.py [--clips-dir DIR] [--lengths 2 60 300] [--before-cap-gib 4]
 """
@@ -86,7 +87,6 @@ def run_one(path, read, method, cap_gib):
     elapsed = time.perf_counter() - start
     cpu = cpu_seconds() - cpu_start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    ffmpeg_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
         json.dumps(
             {
@@ -94,7 +94,6 @@ def run_one(path, read, method, cap_gib):
                 "cpu_seconds": cpu,
                 "peak_rss_mib": peak,
                 "added_mib": peak - baseline,
-                "ffmpeg_peak_rss_mib": ffmpeg_peak,
                 "frames_decoded": decoded,
                 "total_frames": total,
                 "capped_at": capped_at,
@@ -163,8 +162,6 @@ def main():
                 f"| {seconds} s ({after['total_frames']} frames) | {read} | {cell(before)} | {cell(after)} | "
                 f"{after['frames_decoded']} | {cell(small)} |"
             )
-    ffmpeg_peak = max(r["ffmpeg_peak_rss_mib"] for (_, _, m), r in results.items() if m != "before")
-    print(f"largest ffmpeg process of the 'after' reads: {ffmpeg_peak:.0f} MiB peak RSS")
     shortest = min(clips)
     for seconds in clips:
         for method in ("after", "after 720x480"):

@@ -124,6 +124,22 @@ def test_variable_frame_rate_frames_are_counted_not_resampled(tmp_path):
         np.testing.assert_array_equal(np.asarray(result.frames[-1]), decoded[result.indices[-1]])
 
 
+def test_edit_list_frames_before_the_start_are_not_counted(numbered_clip, tmp_path):
+    """A stream copy cut mid-GOP keeps the GOP's start as packets marked "discard": decoded, never shown."""
+    path, _ = numbered_clip
+    cut = tmp_path / "cut.mp4"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-ss", "0.5", "-i", path, "-c", "copy", cut], check=True
+    )
+    decoded = full_decode(cut)
+    assert count_frames(cut) == len(decoded) < 300 and frame_number(decoded[0]) == 15
+    for selection in (dict(skip_frames_start=30, max_num_frames=9), dict(max_num_frames=9, sampling="spread")):
+        result = read_video_frames(cut, **selection)
+        assert [frame_number(frame) for frame in result.frames] == [15 + index for index in result.indices]
+        for frame, index in zip(result.frames, result.indices):
+            np.testing.assert_array_equal(np.asarray(frame), decoded[index])
+
+
 def test_files_without_timestamps_are_decoded_from_the_start(numbered_clip, tmp_path):
     path, _ = numbered_clip
     raw = tmp_path / "numbered.h264"  # an elementary stream: packets carry no presentation timestamps
