@@ -1,8 +1,8 @@
 """Video file I/O without decord or torchvision.
 
 Reading uses imageio-ffmpeg, which ships a static ffmpeg binary inside its wheel (no system ffmpeg, no compiled
-bindings to match) and streams raw RGB frames, so only the selected frames are kept in memory. Writing streams frames to the same ffmpeg
-with the encoding settings of `diffusers.utils.export_to_video`.
+bindings to match) and streams raw RGB frames, so only the selected frames are kept in memory. Writing streams frames
+to the same ffmpeg with the encoding settings of `diffusers.utils.export_to_video`.
 """
 
 import os
