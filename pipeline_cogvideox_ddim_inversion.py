@@ -147,26 +147,40 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
         scheduler that match (see [`CogVideoXDDIMInversionPipeline.check_inversion`])."""
         from safetensors import safe_open
 
+        fields = cls._read_fields(path)
+        with safe_open(os.fspath(path), framework="pt", device=str(device)) as file:
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+        inversion = cls(**{name: value for name, value in {**fields, **tensors}.items() if name in cls.__dataclass_fields__})
+        if pipeline is not None:
+            pipeline.check_inversion(inversion)
+        return inversion
+
+    @classmethod
+    def read_settings(cls, path: str | os.PathLike) -> dict:
+        """The `settings` of a saved inversion, read from the file's header without loading its tensors."""
+        return cls._read_fields(path).get("settings", {})
+
+    @staticmethod
+    def _read_fields(path: str | os.PathLike) -> dict:
+        from safetensors import safe_open
+
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Inversion file not found: {path!r}. Write one with `inv.save(path)` first.")
         try:
-            with safe_open(path, framework="pt", device=str(device)) as file:
+            with safe_open(path, framework="pt") as file:
                 metadata = file.metadata() or {}
-                tensors = {name: file.get_tensor(name) for name in file.keys()}
         except Exception as error:  # safetensors raises its own error types for a truncated or foreign file
-            raise ValueError(f"{path!r} is not a readable inversion file ({error}).") from error
+            raise ValueError(
+                f"{path!r} is not an inversion saved by CogVideoXDDIMInversionOutput.save (not a readable "
+                f"safetensors file: {error})."
+            ) from None
         if metadata.get("format") != INVERSION_FORMAT:
             raise ValueError(
                 f"{path!r} is not an inversion saved by CogVideoXDDIMInversionOutput.save (format "
                 f"{metadata.get('format')!r}, expected {INVERSION_FORMAT!r})."
             )
-        fields = {name for name in cls.__dataclass_fields__}
-        values = {**json.loads(metadata["fields"]), **tensors}
-        inversion = cls(**{name: value for name, value in values.items() if name in fields})
-        if pipeline is not None:
-            pipeline.check_inversion(inversion)
-        return inversion
+        return json.loads(metadata["fields"])
 
 
 # What a saved trajectory depends on (see `inversion_fingerprint`).
