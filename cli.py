@@ -14,6 +14,7 @@ from .editing import (
     add_source_arguments,
     check_edit_settings,
     check_output_dir,
+    check_settings_for_checkpoint,
     checkpoint_config,
     edit_video,
     invert_source,
@@ -29,7 +30,9 @@ def run_edit(args) -> dict:
     model_settings, settings = settings_from_args(args)
     check_edit_settings(settings)
     check_output_dir(args.output_dir)
-    source = None if settings.video is None else read_source(settings, checkpoint_config(model_settings.model))
+    config = checkpoint_config(model_settings.model)
+    check_settings_for_checkpoint(settings, config)
+    source = None if settings.video is None else read_source(settings, config)
     pipe, load_info = load_pipeline(model_settings, log=print_log)
     record = edit_video(pipe, settings, args.output_dir, source, load_info, log=print_log)
     for name, path in record["outputs"].items():
@@ -43,7 +46,9 @@ def run_invert(args) -> dict:
     settings.save_inversion = args.output
     check_edit_settings(settings)
     check_output_dir(os.path.dirname(os.path.abspath(args.output)))
-    frames, fps = read_source(settings, checkpoint_config(model_settings.model))
+    config = checkpoint_config(model_settings.model)
+    check_settings_for_checkpoint(settings, config)
+    frames, fps = read_source(settings, config)
     pipe, _ = load_pipeline(model_settings, log=print_log)
     invert_source(pipe, settings, frames, fps, log=print_log)
     print(f"inversion: {args.output}")

@@ -363,6 +363,26 @@ def checkpoint_config(model: str) -> dict:
         ) from None
 
 
+def check_settings_for_checkpoint(settings: EditSettings, config: dict):
+    """Settings this checkpoint cannot run (from its config alone, before the weights load)."""
+    transformer = config["transformer"]
+    image_to_video = transformer["in_channels"] == 2 * (transformer.get("out_channels") or 16)
+    if settings.image is not None and not image_to_video:
+        raise ValueError(
+            "--image conditions image-to-video checkpoints (CogVideoX-5b-I2V, CogVideoX1.5-5B-I2V); this checkpoint "
+            "is text-to-video: leave --image out, or pass an image-to-video --model."
+        )
+    if transformer.get("use_learned_positional_embeddings"):
+        native = (transformer["sample_height"] * 8, transformer["sample_width"] * 8)
+        wanted = (settings.height or native[0], settings.width or native[1])
+        if wanted != native:
+            raise ValueError(
+                f"This checkpoint has learned positional embeddings for {native[1]}x{native[0]} (width x height) only: "
+                f"leave --height/--width out (the source is fitted with --resize-mode), or use a CogVideoX 1.5 "
+                "checkpoint for other sizes."
+            )
+
+
 def read_source(settings: EditSettings, config: dict):
     """The source frames to invert (uint8 [F, H, W, 3], 4k + 1 frames) and their frame rate; `config` is
     `checkpoint_config()` (or a pipeline's) and sets the default frame count and temporal compression."""

@@ -95,15 +95,17 @@ def test_invert_command_and_reuse_with_other_settings(tiny_checkpoint, tmp_path,
     "problem",
     ["missing video", "unreadable video", "too few frames", "not a checkpoint", "empty prompt", "no prompt",
      "missing image", "not an image", "bad reference steps", "bad strength", "ramp without guidance",
-     "output is a file", "missing inversion", "not an inversion"],
+     "output is a file", "missing inversion", "not an inversion", "image for text-to-video", "size for learned PE"],
 )
 def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsys, problem):
     clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9)
     # Errors in the settings are found before the checkpoint is opened: a checkpoint that does not exist is not
     # reached. The video is read before any weights load (it needs the checkpoint's config for the frame count).
     model = str(tmp_path / "no-such-checkpoint")
-    if problem in ("missing video", "unreadable video", "too few frames"):
+    if problem in ("missing video", "unreadable video", "too few frames", "image for text-to-video"):
         model = tiny_checkpoint("cogvideox-5b")
+    elif problem == "size for learned PE":
+        model = tiny_checkpoint("cogvideox-5b-i2v")
     args = {"prompt": ["--prompt", "x"], "extra": []}
     expected = {
         "missing video": "Video file not found",
@@ -120,6 +122,8 @@ def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsy
         "output is a file": "is a file: give a folder",
         "missing inversion": "Inversion file not found",
         "not an inversion": "not an inversion saved by",
+        "image for text-to-video": "--image conditions image-to-video checkpoints",
+        "size for learned PE": "learned positional embeddings for 96x64 (width x height) only",
     }[problem]
     if problem == "missing video":
         clip = str(tmp_path / "nope.mp4")
@@ -137,6 +141,11 @@ def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsy
     elif problem in ("missing image", "not an image"):
         (tmp_path / "image.png").write_text("not a png")
         args["extra"] = ["--image", str(tmp_path / ("image.png" if problem == "not an image" else "nope.png"))]
+    elif problem == "image for text-to-video":
+        PIL.Image.new("RGB", (96, 64)).save(tmp_path / "image.png")
+        args["extra"] = ["--image", str(tmp_path / "image.png")]
+    elif problem == "size for learned PE":
+        args["extra"] = ["--height", "32"]
     elif problem == "bad reference steps":
         args["extra"] = ["--reference-steps", "0.8,0.2"]
     elif problem == "bad strength":
