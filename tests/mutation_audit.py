@@ -105,16 +105,22 @@ MUTATIONS = [
     ),
     Mutation(
         "cli-ignores-seed",
-        "the CLI seeds its generators with a constant instead of --seed (matters with --start noise)",
-        "cli.py",
-        (('torch.Generator(device="cpu").manual_seed(args.seed)', 'torch.Generator(device="cpu").manual_seed(42)'),),
+        "the edit workflow behind the CLI seeds its generator with a constant instead of --seed (matters with "
+        "--start noise)",
+        "editing.py",
+        (
+            (
+                'torch.Generator(device="cpu").manual_seed(settings.seed)',
+                'torch.Generator(device="cpu").manual_seed(42)',
+            ),
+        ),
         ("tests/test_cli.py",),
     ),
     Mutation(
         "cli-ignores-fps",
-        "the CLI writes at the source's frame rate whatever --fps says",
-        "cli.py",
-        (("fps = args.fps or fps", "fps = fps"),),
+        "the edit workflow behind the CLI writes at the source's frame rate whatever --fps says",
+        "editing.py",
+        (("fps = settings.fps or fps or inv.fps or 8.0", "fps = fps or inv.fps or 8.0"),),
         ("tests/test_cli.py",),
     ),
     Mutation(

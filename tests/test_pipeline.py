@@ -209,7 +209,10 @@ def test_every_video_type_gives_the_same_latents(load_pipe, tmp_path):
             "differ from this call's timesteps",
         ),
         (lambda inv: {"reference_latents": inv.trajectory, "height": 32}, "use the same height, width"),
-        (lambda inv: {"reference_latents": inv.trajectory, "prompt": ["a", "b"]}, "use the same height, width"),
+        (  # several prompts may share one inverted video, but two videos need one prompt each
+            lambda inv: {"reference_latents": torch.cat([inv.trajectory] * 2, dim=1), "prompt": ["a", "b", "c"]},
+            "use the same height, width",
+        ),
         (lambda inv: {"reference_latents": inv.trajectory, "reference_mode": "both"}, "'shared' or 'paired'"),
     ],
     ids=["length", "ndim", "timesteps", "shape", "batch", "mode"],
