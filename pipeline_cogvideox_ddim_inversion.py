@@ -580,10 +580,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         }
 
     def _weights_digest(self) -> str | None:
-        """A digest of the transformer's output projection, rounded to bfloat16 so that loading in another dtype gives
-        the same digest; None where the weights are not in memory (sequential offload keeps them elsewhere)."""
-        weight = self.transformer.proj_out.weight
-        if weight.device.type == "meta":
+        """A digest of the transformer's first weight (CogVideoX's patch embedding), rounded to bfloat16 so that loading
+        in another dtype gives the same digest; None where the weights are not in memory (sequential offload keeps
+        them elsewhere) or there are none."""
+        weight = next(self.transformer.parameters(), None)
+        if weight is None or weight.device.type == "meta":
             return None
         values = weight.detach().to("cpu", torch.float32).to(torch.bfloat16).view(torch.int16).numpy()
         return hashlib.sha256(values.tobytes()).hexdigest()[:16]
