@@ -886,7 +886,7 @@ def counted_table(counted, sizes, prompts, iterations) -> list[str]:
         cells = [get[(s, key)]["flops_per_step"] / 1e12 for s in sizes]
         lines.append(
             f"| {get[(sizes[0], key)]['label']} | {get[(sizes[0], key)]['rows_per_step']:g} | "
-            + " | ".join(f"{c:.4g}" for c in cells)
+            + " | ".join(f"{c:.0f}" if c >= 1000 else f"{c:.4g}" for c in cells)
             + " |"
         )
 
