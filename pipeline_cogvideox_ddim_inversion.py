@@ -13,9 +13,12 @@
 # limitations under the License.
 """DDIM inversion and reference-guided editing of real videos with CogVideoX."""
 
+import hashlib
+import json
 import math
 import os
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -71,6 +74,9 @@ EXAMPLE_DOC_STRING = """
 """
 
 
+INVERSION_FORMAT = "cogvideox-ddim-inversion/1"  # the `format` entry of a saved inversion's metadata
+
+
 @dataclass
 class CogVideoXDDIMInversionOutput(BaseOutput):
     r"""
@@ -91,6 +97,10 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
         image_latents (`torch.Tensor` of shape `[B, F, C, H, W]`, *optional*):
             Image-to-video checkpoints: the conditioning latents the inversion used; pass them to `__call__` as
             `image_latents` so that regeneration is conditioned identically.
+        settings (`dict`):
+            How the inversion was made: the checkpoint (`model`: its name and the structural settings that must match
+            to reuse the trajectory), the scheduler config, prompt, steps, strength, size; callers may add more (the
+            command line adds the source file and frame selection). Saved with the tensors by [`save`].
     """
 
     latents: torch.Tensor
@@ -99,7 +109,107 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
     fps: float | None = None
     model_evaluations: int = 0
     image_latents: torch.Tensor | None = None
+    settings: dict = field(default_factory=dict)
 
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the inversion to one `.safetensors` file: its tensors, and everything else as JSON metadata.
+
+        The file is written under a temporary name and moved into place, so an interrupted save leaves no file that
+        `load` could mistake for a complete one."""
+        from safetensors.torch import save_file
+
+        path = os.fspath(path)
+        tensors, extras = {}, {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, torch.Tensor):
+                tensors[name] = value.detach().to("cpu").contiguous()
+            elif value is not None:
+                extras[name] = value
+        metadata = {"format": INVERSION_FORMAT, "fields": json.dumps(extras)}
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        handle, partial = tempfile.mkstemp(suffix=".safetensors", prefix=".partial-", dir=directory)
+        os.close(handle)
+        try:
+            save_file(tensors, partial, metadata=metadata)
+            os.replace(partial, path)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+        return path
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, pipeline: "CogVideoXDDIMInversionPipeline | None" = None, device="cpu"
+    ) -> "CogVideoXDDIMInversionOutput":
+        """Read an inversion written by [`save`]. With `pipeline`, also check that it was made by a checkpoint and
+        scheduler that match (see [`CogVideoXDDIMInversionPipeline.check_inversion`])."""
+        from safetensors import safe_open
+
+        fields = cls._read_fields(path)
+        with safe_open(os.fspath(path), framework="pt", device=str(device)) as file:
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+        inversion = cls(**{name: value for name, value in {**fields, **tensors}.items() if name in cls.__dataclass_fields__})
+        if pipeline is not None:
+            pipeline.check_inversion(inversion)
+        return inversion
+
+    @classmethod
+    def read_settings(cls, path: str | os.PathLike) -> dict:
+        """The `settings` of a saved inversion, read from the file's header without loading its tensors."""
+        return cls._read_fields(path).get("settings", {})
+
+    @staticmethod
+    def _read_fields(path: str | os.PathLike) -> dict:
+        from safetensors import safe_open
+
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Inversion file not found: {path!r}. Write one with `inv.save(path)` first.")
+        try:
+            with safe_open(path, framework="pt") as file:
+                metadata = file.metadata() or {}
+        except Exception as error:  # safetensors raises its own error types for a truncated or foreign file
+            raise ValueError(
+                f"{path!r} is not an inversion saved by CogVideoXDDIMInversionOutput.save (not a readable "
+                f"safetensors file: {error})."
+            ) from None
+        if metadata.get("format") != INVERSION_FORMAT:
+            raise ValueError(
+                f"{path!r} is not an inversion saved by CogVideoXDDIMInversionOutput.save (format "
+                f"{metadata.get('format')!r}, expected {INVERSION_FORMAT!r})."
+            )
+        return json.loads(metadata["fields"])
+
+
+# What a saved trajectory depends on (see `inversion_fingerprint`).
+_FINGERPRINT_TRANSFORMER_KEYS = (
+    "num_layers",
+    "num_attention_heads",
+    "attention_head_dim",
+    "in_channels",
+    "out_channels",
+    "patch_size",
+    "patch_size_t",
+    "text_embed_dim",
+    "use_rotary_positional_embeddings",
+    "use_learned_positional_embeddings",
+    "ofs_embed_dim",
+)
+_FINGERPRINT_VAE_KEYS = ("latent_channels", "scaling_factor", "temporal_compression_ratio", "invert_scale_latents")
+_FINGERPRINT_SCHEDULER_KEYS = (
+    "num_train_timesteps",
+    "beta_start",
+    "beta_end",
+    "beta_schedule",
+    "snr_shift_scale",
+    "rescale_betas_zero_snr",
+    "set_alpha_to_one",
+    "timestep_spacing",
+    "steps_offset",
+    "prediction_type",
+)
 
 _COGVIDEOX_TRANSFORMER_KEYS = (
     "patch_size",
@@ -454,6 +564,58 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             return {}
         return {"ofs": latents.new_full((1,), fill_value=2.0)}
 
+    def inversion_fingerprint(self) -> dict:
+        """What a trajectory made by this pipeline depends on, recorded by `invert()` and compared by
+        `check_inversion()`: the checkpoint's structure, a digest of some of its weights, and the noise schedule."""
+        transformer = {key: self.transformer.config.get(key) for key in _FINGERPRINT_TRANSFORMER_KEYS}
+        vae = {key: self.vae.config.get(key) for key in _FINGERPRINT_VAE_KEYS}
+        scheduler = self.ddim_scheduler()
+        schedule = {key: scheduler.config.get(key) for key in _FINGERPRINT_SCHEDULER_KEYS}
+        return {
+            "name_or_path": self.name_or_path,
+            "transformer": transformer,
+            "vae": vae,
+            "scheduler": schedule,
+            "weights": self._weights_digest(),
+        }
+
+    def _weights_digest(self) -> str | None:
+        """A digest of the transformer's output projection, rounded to bfloat16 so that loading in another dtype gives
+        the same digest; None where the weights are not in memory (sequential offload keeps them elsewhere)."""
+        weight = self.transformer.proj_out.weight
+        if weight.device.type == "meta":
+            return None
+        values = weight.detach().to("cpu", torch.float32).to(torch.bfloat16).view(torch.int16).numpy()
+        return hashlib.sha256(values.tobytes()).hexdigest()[:16]
+
+    def check_inversion(self, inversion: CogVideoXDDIMInversionOutput):
+        """Refuse, naming each difference, an inversion made by another checkpoint or noise schedule than this one."""
+        recorded = (inversion.settings or {}).get("model")
+        if not recorded:
+            raise ValueError(
+                "This inversion does not record the checkpoint that made it (it was not made by `invert()`), so it "
+                "cannot be checked against this pipeline: invert the video again with this pipeline."
+            )
+        current = self.inversion_fingerprint()
+        differences = []
+        for part in ("transformer", "vae", "scheduler"):
+            for key in sorted(set(recorded.get(part, {})) | set(current[part])):
+                before, now = recorded.get(part, {}).get(key), current[part].get(key)
+                if before != now:
+                    differences.append(f"{part}.{key}: inversion {before!r}, this pipeline {now!r}")
+        if not differences and None not in (recorded.get("weights"), current["weights"]):
+            if recorded["weights"] != current["weights"]:
+                differences.append(
+                    f"weights: the inversion was made by other weights ({recorded.get('name_or_path')!r}) than this "
+                    f"pipeline's ({current['name_or_path']!r})"
+                )
+        if differences:
+            raise ValueError(
+                f"This inversion was made with {recorded.get('name_or_path')!r}, which does not match this pipeline "
+                f"({current['name_or_path']!r}): " + "; ".join(differences) + ". Load the checkpoint it was made "
+                "with, or invert the video again with this one."
+            )
+
     @torch.no_grad()
     def invert(
         self,
@@ -702,6 +864,19 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             fps=fps,
             model_evaluations=model_evaluations,
             image_latents=image_latents,
+            settings={
+                "model": self.inversion_fingerprint(),
+                "prompt": prompt,
+                "negative_prompt": negative_prompt if do_classifier_free_guidance else None,
+                "num_inference_steps": num_inference_steps,
+                "strength": strength,
+                "guidance_scale": guidance_scale,
+                "fixed_point_iterations": fixed_point_iterations,
+                "height": clean_latents.shape[3] * self.vae_scale_factor_spatial,
+                "width": clean_latents.shape[4] * self.vae_scale_factor_spatial,
+                "num_frames": (clean_latents.shape[1] - 1) * self.vae_scale_factor_temporal + 1,
+                "timesteps": timesteps.tolist(),
+            },
         )
 
     @staticmethod
@@ -766,6 +941,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 f"`reference_timesteps` {torch.as_tensor(reference_timesteps).tolist()} differ from this call's "
                 f"timesteps {timesteps.tolist()}: invert and regenerate with the same scheduler and step count."
             )
+        if reference_latents.shape[1] == 1 and latents_shape[0] > 1:  # one video, several prompts
+            latents_shape = (1, *latents_shape[1:])
         if tuple(reference_latents.shape[1:]) != tuple(latents_shape):
             raise ValueError(
                 f"Each `reference_latents` step has shape {tuple(reference_latents.shape[1:])} but the sample latents "
@@ -821,7 +998,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 An inversion trajectory in denoising order (`pipe.invert(...).trajectory`). Step `i` runs
                 `reference_latents[i]` through the transformer beside the sample, and the sample's attention also
                 reads its keys and values. Its length must be the number of steps of this call, and its shape sets
-                `height`, `width` and `num_frames` when they are not given. Start from `latents=trajectory[0]` to
+                `height`, `width` and `num_frames` when they are not given. Its batch holds one video per prompt, or
+                one video for all prompts: several prompts then edit the same video, and in `"shared"` mode they share
+                one reference row per step (2N + 1 rows for N prompts with guidance instead of 3N); `latents` and
+                `image_latents` with a batch of one then serve every prompt. Start from `latents=trajectory[0]` to
                 follow the source closely, or from fresh noise (`latents=None`) as the published method does.
             reference_timesteps (`torch.Tensor`, *optional*):
                 The inversion's `timesteps`; when given they must equal this call's timesteps.
@@ -952,6 +1132,13 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if additional_frames > 0 and not stepwise_padding:
             num_frames += additional_frames * self.vae_scale_factor_temporal
 
+        if reference_latents is not None and batch_size > 1:
+            # One inverted video edited under several prompts: its start latents and conditioning serve every prompt.
+            if latents is not None and latents.shape[0] == 1:
+                latents = latents.expand(batch_size, *latents.shape[1:])
+            if image_latents is not None and image_latents.shape[0] == 1:
+                image_latents = image_latents.expand(batch_size, *image_latents.shape[1:])
+
         latent_channels = self.transformer.config.in_channels
         if self.is_image_to_video:
             latent_channels //= 2
@@ -1026,13 +1213,19 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         device=device,
                         dtype=prompt_embeds.dtype,
                     )
+                # one shared row per reference video: several prompts editing one video share a single row
+                reference_videos = reference_latents.shape[1]
                 reference_embeds = reference_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
-                if reference_embeds.shape[0] == 1 and batch_size > 1:
-                    reference_embeds = reference_embeds.expand(batch_size, -1, -1)
-                if reference_embeds.shape[0] != batch_size or reference_embeds.shape[1:] != prompt_embeds.shape[1:]:
+                if reference_embeds.shape[0] == 1 and reference_videos > 1:
+                    reference_embeds = reference_embeds.expand(reference_videos, -1, -1)
+                if (
+                    reference_embeds.shape[0] != reference_videos
+                    or reference_embeds.shape[1:] != prompt_embeds.shape[1:]
+                ):
                     raise ValueError(
                         f"`reference_prompt` gives embeddings of shape {tuple(reference_embeds.shape)}; expected "
-                        f"one prompt, or {batch_size}, encoded like `prompt` {tuple(prompt_embeds.shape[1:])}."
+                        f"one prompt, or {reference_videos} (one per reference video), encoded like `prompt` "
+                        f"{tuple(prompt_embeds.shape[1:])}."
                     )
             reference_rows = reference_embeds.shape[0]
             reference_kwargs = {**(attention_kwargs or {}), "reference_rows": reference_rows}

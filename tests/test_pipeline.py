@@ -203,3 +203,24 @@ def test_non_cogvideox_components_are_refused(tiny_checkpoint):
         CogVideoXDDIMInversionPipeline(**{**components, "transformer": torch.nn.Linear(2, 2)})
     with pytest.raises(ValueError, match="not a CogVideoX checkpoint"):
         check_cogvideox_components(components["transformer"], torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("reference_mode", ["shared", "paired"])
+def test_several_prompts_share_one_inverted_video(load_pipe, reference_mode):
+    """N prompts on one inversion in one call equal N separate edits; shared mode runs 2N + 1 rows per step."""
+    pipe = load_pipe("cogvideox-5b")
+    frames = np.stack(sample_clip_frames(num_frames=9))
+    inv = pipe.invert(video=frames, prompt="a red disc", num_inference_steps=3, max_sequence_length=TEXT_LENGTH)
+    prompts = ["a blue disc", "a green disc", "a yellow disc"]
+    common = dict(reference_latents=inv.trajectory, reference_prompt="a red disc", reference_mode=reference_mode,
+                  latents=inv.trajectory[0], num_inference_steps=3, guidance_scale=5.0,
+                  max_sequence_length=TEXT_LENGTH, output_type="latent")
+    rows = []
+    forward = pipe.transformer.forward
+    pipe.transformer.forward = lambda *args, **kwargs: rows.append(kwargs["hidden_states"].shape[0]) or forward(
+        *args, **kwargs)
+    batched = pipe(prompt=prompts, **common).frames
+    assert rows == [2 * len(prompts) + 1 if reference_mode == "shared" else 4 * len(prompts)] * 3
+    separate = torch.cat([pipe(prompt=prompt, **common).frames for prompt in prompts])
+    torch.testing.assert_close(batched, separate, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(separate[0], separate[1])  # the prompts do change the edit
