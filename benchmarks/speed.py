@@ -55,7 +55,9 @@ CONFIGS = {
     "shared-window": dict(
         label="edit, shared, 50% step window", kind="edit", reference_mode="shared", reference_steps=0.5
     ),
-    "batch": dict(label="edit, {n} prompts batched, one shared reference row", kind="batch"),
+    "batch": dict(
+        label="edit, {n} prompts batched, one shared reference row", kind="edit", reference_mode="shared", prompts=True
+    ),
 }
 GUIDANCE = 6.0
 
@@ -348,7 +350,7 @@ def step_layouts(key: str, steps: int, prompts: int, iterations: int) -> list[tu
         if config["guidance_scale"] > 1:
             return [(steps, 2, 0, False)]
         return [(steps * (1 + (iterations if config.get("fixed_point") else 0)), 1, 0, False)]
-    if config["kind"] == "batch":
+    if config.get("prompts"):  # N prompts editing one video: 2N sample rows read 1 reference row
         return [(steps, 2 * prompts, 1, True)]
     window = len(CogVideoXDDIMInversionPipeline.reference_step_window(config.get("reference_steps", 1.0), steps))
     reference_rows = 1 if config["reference_mode"] == "shared" else 2
@@ -498,7 +500,8 @@ def run_one(size: str, key: str, compiled: bool, args):
         return torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
 
     latents = random(1, frames, 16, spec["height"] // 8, spec["width"] // 8)
-    text, empty = random(*text_shape), random(*text_shape)
+    empty = random(*text_shape)
+    prompt_rows = random(args.batch_prompts, *text_shape[1:])  # a different prompt in each row
     trajectory = random(steps, *latents.shape)
     image_latents = random(*latents.shape) if pipe.is_image_to_video else None
     image = {} if image_latents is None else {"image_latents": image_latents}
@@ -523,8 +526,6 @@ def run_one(size: str, key: str, compiled: bool, args):
                 fixed_point_tolerance=None,  # always run the k iterations
                 **image,
             )
-        elif config["kind"] == "batch":
-            run_batched_edit(pipe, latents, text, empty, trajectory[:num_steps], image_latents, args.batch_prompts)
         else:
             extra = {}
             if config["kind"] == "edit":
@@ -534,9 +535,10 @@ def run_one(size: str, key: str, compiled: bool, args):
                     reference_mode=config["reference_mode"],
                     reference_steps=config.get("reference_steps", 1.0),
                 )
+            prompts = args.batch_prompts if config.get("prompts") else 1  # N prompts, one video
             pipe(
-                prompt_embeds=text,
-                negative_prompt_embeds=empty,
+                prompt_embeds=prompt_rows[:prompts],
+                negative_prompt_embeds=empty.expand(prompts, -1, -1),
                 latents=latents,
                 guidance_scale=GUIDANCE,
                 num_inference_steps=num_steps,
@@ -569,41 +571,6 @@ def run_one(size: str, key: str, compiled: bool, args):
     if compiled:
         result["graphs_compiled_in_measured_call"] = dynamo_graphs() - graphs
     print(json.dumps(result))
-
-
-def run_batched_edit(pipe, latents, text, empty, trajectory, image_latents, prompts):
-    """N prompts editing one video with one shared reference row: 2N sample rows ([uncond] * N + [cond] * N) and
-    1 reference row per step. Calls the transformer as the pipeline's denoising loop does (the pipeline's own
-    N-prompt call is not used yet; the scheduler step, elementwise, is left out)."""
-    from cogvideox_ddim_inversion import CogVideoXRefAttnProcessor
-
-    padding = pipe.padding_frames(latents.shape[1])
-    rotary = pipe._rotary_embeddings(pipe.pad_frames(latents, padding), latents.device)
-    model_kwargs = pipe._model_kwargs(latents)
-    sample = pipe.pad_frames(latents, padding).repeat(2 * prompts, 1, 1, 1, 1)
-    text_rows = torch.cat([empty] * prompts + [text] * prompts + [empty])
-    scheduler = pipe.ddim_scheduler()
-    scheduler.set_timesteps(len(trajectory), device=latents.device)
-    user_processors = pipe.transformer.attn_processors
-    pipe.transformer.set_attn_processor(CogVideoXRefAttnProcessor())
-    try:
-        for step, t in enumerate(scheduler.timesteps):
-            hidden_states = torch.cat([sample, pipe.pad_frames(trajectory[step], padding)])
-            if image_latents is not None:
-                image_rows = pipe.pad_frames(image_latents, padding).repeat(hidden_states.shape[0], 1, 1, 1, 1)
-                hidden_states = torch.cat([hidden_states, image_rows], dim=2)
-            output = pipe.transformer(
-                hidden_states=hidden_states,
-                encoder_hidden_states=text_rows,
-                timestep=t.expand(hidden_states.shape[0]),
-                image_rotary_emb=rotary,
-                attention_kwargs={"reference_rows": 1},
-                return_dict=False,
-                **model_kwargs,
-            )[0]
-            sample = sample + 0 * output[: 2 * prompts]  # the next step depends on this one's output
-    finally:
-        pipe.transformer.set_attn_processor(user_processors)
 
 
 def describe(error: Exception) -> str:
@@ -752,8 +719,10 @@ def child(args, *extra) -> dict:
         str(args.offload_steps),
     ]
     completed = subprocess.run(command, capture_output=True, text=True)
-    if completed.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
+    if completed.returncode != 0:  # e.g. out of memory: report it in the table and go on with the others
+        print(completed.stderr[-3000:], file=sys.stderr)
+        last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit code {completed.returncode}: {last_line}"[:200]}
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -765,14 +734,21 @@ def measure(args) -> list[dict]:
     for repeat in range(args.repeats):
         for index, (size, key, compiled) in enumerate(jobs):
             result = child(args, "--one", size, key, "on" if compiled else "off")
+            result = {"size": size, "config": key, "compiled": compiled, **result}
+            result.setdefault("label", config_label(key, args.batch_prompts, args.fixed_point_iterations))
+            outcome = result.get("error") or f"{result['seconds_per_step']:.3f} s/step"
             print(
                 f"[{repeat + 1}/{args.repeats} {index + 1}/{len(jobs)}] {size} {key}"
-                f"{' compiled' if compiled else ''}: {result['seconds_per_step']:.3f} s/step",
+                f"{' compiled' if compiled else ''}: {outcome}",
                 file=sys.stderr,
                 flush=True,
             )
             job = (size, key, compiled)
-            if job not in best or result["seconds_per_step"] < best[job]["seconds_per_step"]:
+            if (
+                job not in best
+                or "error" in best[job]
+                or result.get("seconds_per_step", 1e300) < best[job].get("seconds_per_step", 1e300)
+            ):
                 best[job] = result
     return [best[job] for job in jobs]
 
@@ -781,12 +757,15 @@ def attach_flops(results, counted, peak):
     """Counted FLOPs per step, achieved TFLOPS and utilisation of each measured configuration."""
     by_key = {(c["size"], c["config"]): c for c in counted}
     for result in results:
+        if "error" in result:
+            continue
         count = by_key[(result["size"], result["config"])]
         if abs(count["rows_per_step"] - result["rows_per_step"]) > 1e-9:
-            raise RuntimeError(
-                f"{result['size']} {result['config']}: the pipeline ran {result['rows_per_step']} rows per step, the "
-                f"FLOP count assumes {count['rows_per_step']}: update step_layouts()."
+            result["error"] = (
+                f"the pipeline ran {result['rows_per_step']} rows per step, the FLOP count assumes "
+                f"{count['rows_per_step']}: update step_layouts()"
             )
+            continue
         result["flops_per_step"] = count["flops_per_step"]
         result["tflops"] = count["flops_per_step"] / result["seconds_per_step"] / 1e12
         result["utilisation"] = None if peak is None else result["tflops"] / peak
@@ -804,7 +783,7 @@ def measured_table(results, environment) -> list[str]:
     lines = [
         f"Measured on {environment['device_name']} ({environment['dtype']}, torch {environment['torch']}), "
         f"{environment['steps']} steps per configuration after a 2-step warm-up, fastest of {environment['repeats']} "
-        f"run(s); seconds from {results[0]['timer']}, memory = {results[0]['memory_kind']}; utilisation against "
+        f"run(s); seconds from {environment['timer']}, memory = {environment['memory_kind']}; utilisation against "
         f"{environment['peak_tflops']} TFLOPS ({environment['peak_source']}).",
         "",
         "| size | configuration | compiled | rows/step | s/step | x plain | TFLOP/step | TFLOPS | utilisation "
@@ -812,11 +791,18 @@ def measured_table(results, environment) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
+        if "error" in result:
+            lines.append(
+                f"| {result['size']} | {result['label']} | {'yes' if result['compiled'] else 'no'} | "
+                f"failed: {result['error']} |"
+            )
+            continue
         base = next(
             (
                 r
                 for r in results
                 if (r["size"], r["config"], r["compiled"]) == (result["size"], "plain", result["compiled"])
+                and "error" not in r
             ),
             None,
         )
@@ -829,7 +815,11 @@ def measured_table(results, environment) -> list[str]:
             f"{result['peak_memory_mib']:.0f} |"
         )
     for size, compiled in dict.fromkeys((r["size"], r["compiled"]) for r in results):
-        get = {r["config"]: r["seconds_per_step"] for r in results if (r["size"], r["compiled"]) == (size, compiled)}
+        get = {
+            r["config"]: r["seconds_per_step"]
+            for r in results
+            if (r["size"], r["compiled"]) == (size, compiled) and "error" not in r
+        }
         ratios = [f"{name} = {get[a] / get[b]:.2f}" for name, a, b in RATIOS if a in get and b in get]
         if "batch" in get and "shared" in get:
             prompts = environment["prompts"]
@@ -844,7 +834,7 @@ def measured_table(results, environment) -> list[str]:
 def end_to_end_table(results, environment) -> list[str]:
     lines = [
         "",
-        f"End to end, one edit ({environment['dtype']}, memory = {results[0]['memory_kind']}):",
+        f"End to end, one edit ({environment['dtype']}, memory = {environment['memory_kind']}):",
         "",
         "| size | offload | steps | text encoding s | VAE encoding s | inversion s | edit s | tiled VAE decoding s "
         "| total s | peak MiB |",
@@ -955,10 +945,11 @@ def main():
     parser.add_argument(
         "--offload",
         nargs="+",
-        default=["none", "model", "sequential"],
+        default=None,
         choices=["none", "model", "sequential"],
         help="end-to-end edits to run: without offloading (--e2e-steps), with enable_model_cpu_offload and with "
-        "enable_sequential_cpu_offload (--offload-steps)",
+        "enable_sequential_cpu_offload (--offload-steps). Default: all three on CUDA; none and model on a CPU, where "
+        "diffusers' sequential offload fails (for CogVideoXPipeline too)",
     )
     parser.add_argument("--offload-steps", type=int, default=2, help="steps of the offloaded end-to-end edits")
     parser.add_argument(
@@ -1000,6 +991,7 @@ def main():
         parser.error("the real sizes need a GPU: pass --device cuda, or measure --sizes tiny faithful on a CPU.")
     args.repeats = args.repeats or (1 if cuda else 2)
     args.compile = args.compile or ("both" if cuda else "off")
+    args.offload = args.offload or (["none", "model", "sequential"] if cuda else ["none", "model"])
     args.sizes, args.configs = sizes, args.configs
     check_counter_sees_attention()
 
@@ -1015,13 +1007,16 @@ def main():
         "fixed_point_iterations": args.fixed_point_iterations,
         "peak_tflops": peak,
         "peak_source": peak_source,
+        "timer": DeviceTimer(torch.device(args.device)).kind,
+        "memory_kind": memory_kind(torch.device(args.device)),
         "threads": None if cuda else int(os.environ.get("BENCH_THREADS", "2")),
     }
 
     measured = measure(args) if sizes else []
     end_to_end = []
     for offload in args.offload if e2e else []:
-        end_to_end.append(child(args, "--e2e-one", e2e, offload))
+        steps = args.e2e_steps if offload == "none" else args.offload_steps
+        end_to_end.append({"size": e2e, "offload": offload, "steps": steps, **child(args, "--e2e-one", e2e, offload)})
         print(f"[end to end] {e2e}, offload {offload}: done", file=sys.stderr, flush=True)
     prompts, iterations = args.batch_prompts, args.fixed_point_iterations
     attach_flops(
@@ -1046,6 +1041,9 @@ def main():
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(lines) + "\n")
+    failed = [r for r in measured + end_to_end if "error" in r]
+    if failed:
+        sys.exit(f"{len(failed)} measurement(s) failed (see the tables); the others are in the outputs.")
 
 
 if __name__ == "__main__":

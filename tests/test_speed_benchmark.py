@@ -34,18 +34,19 @@ def counted_on_cpu(function) -> int:
     return counts["CogVideoXTransformer3DModel"]
 
 
-def random_inputs(pipe, steps):
+def random_inputs(pipe, steps, prompts=1):
     generator = torch.Generator().manual_seed(0)
-    embeds = [torch.randn(1, TEXT_LENGTH, 32, generator=generator) for _ in range(2)]
+    embeds = [torch.randn(n, TEXT_LENGTH, 32, generator=generator) for n in (prompts, 1)]
     latents = torch.randn(*LATENT_SHAPE, generator=generator)
     trajectory = torch.randn(steps, *LATENT_SHAPE, generator=generator)
     image = {"image_latents": torch.randn(*LATENT_SHAPE, generator=generator)} if pipe.is_image_to_video else {}
     return embeds, latents, trajectory, image
 
 
-def run_config(pipe, key, steps, iterations=2):
+def run_config(pipe, key, steps, prompts=4, iterations=2):
     """Configuration `key` of the benchmark through the pipeline's own entry points, as a user calls them."""
-    (text, empty), latents, trajectory, image = random_inputs(pipe, steps)
+    prompts = prompts if speed.CONFIGS[key].get("prompts") else 1  # N prompts editing one inverted video
+    (text, empty), latents, trajectory, image = random_inputs(pipe, steps, prompts)
     config = speed.CONFIGS[key]
     if config["kind"] == "invert":
         fixed_point = iterations if config.get("fixed_point") else 0
@@ -71,7 +72,7 @@ def run_config(pipe, key, steps, iterations=2):
         pipe.transformer.set_attn_processor(CogVideoXRefAttnProcessor())
     return lambda: pipe(
         prompt_embeds=text,
-        negative_prompt_embeds=empty,
+        negative_prompt_embeds=empty.expand(prompts, -1, -1),
         latents=None,  # from noise, as a user generates (and as the published edit starts)
         generator=torch.Generator().manual_seed(0),
         guidance_scale=6.0,
@@ -95,19 +96,28 @@ def test_meta_count_of_plain_generation_equals_a_real_cpu_run(load_pipe, variant
     assert meta_count(pipe, "plain", steps=2)["flops_per_step"] * 2 == counted
 
 
-@pytest.mark.parametrize("key", [k for k in speed.CONFIGS if k != "batch"])
-def test_meta_count_of_every_pipeline_configuration_equals_a_real_cpu_run(load_pipe, key):
-    pipe = load_pipe("cogvideox1.5-5b-i2v")  # padding, image latents and ofs: every input the layouts carry
-    counted = counted_on_cpu(run_config(pipe, key, steps=2))
-    assert meta_count(pipe, key, steps=2)["flops_per_step"] * 2 == counted
+IMAGE_TO_VIDEO_BATCH = pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeError,
+    reason="the pipeline repeats image-to-video conditioning by rows // prompts: 2N + 1 rows get 2N image rows",
+)
 
 
-def test_meta_count_of_the_batched_prompts_equals_a_real_cpu_run(load_pipe):
-    pipe = load_pipe("cogvideox-5b")
-    (text, empty), latents, trajectory, _ = random_inputs(pipe, steps=2)
-    counted = counted_on_cpu(lambda: speed.run_batched_edit(pipe, latents, text, empty, trajectory, None, prompts=3))
-    assert meta_count(pipe, "batch", steps=2, prompts=3)["flops_per_step"] * 2 == counted
-    assert meta_count(pipe, "batch", steps=2, prompts=3)["rows_per_step"] == 7
+@pytest.mark.parametrize(
+    "variant,key",
+    [("cogvideox1.5-5b-i2v", key) for key in speed.CONFIGS if key != "batch"]  # padding, image latents, ofs
+    + [("cogvideox1.5-5b", "batch"), pytest.param("cogvideox1.5-5b-i2v", "batch", marks=IMAGE_TO_VIDEO_BATCH)],
+)
+def test_meta_count_of_every_pipeline_configuration_equals_a_real_cpu_run(load_pipe, variant, key):
+    pipe = load_pipe(variant)
+    rows = []
+    pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["hidden_states"].shape[0]), with_kwargs=True
+    )
+    counted = counted_on_cpu(run_config(pipe, key, steps=2, prompts=3))
+    expected = meta_count(pipe, key, steps=2, prompts=3)
+    assert expected["flops_per_step"] * 2 == counted
+    assert expected["rows_per_step"] * 2 == sum(rows)
 
 
 def test_counts_obey_the_exact_relations_between_configurations(load_pipe):
