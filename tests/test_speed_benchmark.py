@@ -161,6 +161,22 @@ def test_real_configurations_are_the_published_ones():
             assert spec["transformer"].get(key) == value, (size, key)
 
 
+def test_end_to_end_components_have_the_real_parameter_counts():
+    """T5-XXL, VAE and transformer of the end-to-end run, built on the meta device: CogVideoX-5B's parameter counts
+    (the README's memory table, tests/test_editing.py)."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    with torch.device("meta"):
+        components = {
+            "transformer": CogVideoXTransformer3DModel.from_config(speed.transformer_config("5b")),
+            "text_encoder": T5EncoderModel(T5Config(**speed.T5_XXL)),
+            "vae": AutoencoderKLCogVideoX(**speed.COGVIDEOX_VAE),
+        }
+    counts = {name: sum(p.numel() for p in module.parameters()) for name, module in components.items()}
+    assert counts == {"transformer": 5_570_283_072, "text_encoder": 4_762_310_656, "vae": 215_583_907}
+
+
 def test_counted_real_sizes_are_those_of_the_readme():
     """The plain CogVideoX-2b step: 240 TFLOP with guidance (30 layers, 17776 tokens per row)."""
     counted = speed.count_config_flops("2b", "plain", 50, 4, 2)
