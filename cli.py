@@ -15,6 +15,7 @@ from .editing import (
     check_edit_settings,
     check_output_dir,
     check_settings_for_checkpoint,
+    check_source,
     checkpoint_config,
     edit_video,
     invert_source,
@@ -32,9 +33,10 @@ def run_edit(args) -> dict:
     check_output_dir(args.output_dir)
     config = checkpoint_config(model_settings.model)
     check_settings_for_checkpoint(settings, config)
-    source = None if settings.video is None else read_source(settings, config)
+    if settings.video is not None:
+        check_source(settings, config)
     pipe, load_info = load_pipeline(model_settings, log=print_log)
-    record = edit_video(pipe, settings, args.output_dir, source, load_info, log=print_log)
+    record = edit_video(pipe, settings, args.output_dir, load_info, log=print_log)
     for name, path in record["outputs"].items():
         print(f"{name}: {path}")
     return record["outputs"]
@@ -48,9 +50,9 @@ def run_invert(args) -> dict:
     check_output_dir(os.path.dirname(os.path.abspath(args.output)))
     config = checkpoint_config(model_settings.model)
     check_settings_for_checkpoint(settings, config)
-    frames, fps = read_source(settings, config)
+    check_source(settings, config)
     pipe, _ = load_pipeline(model_settings, log=print_log)
-    invert_source(pipe, settings, frames, fps, log=print_log)
+    invert_source(pipe, settings, *read_source(pipe, settings), log=print_log)
     print(f"inversion: {args.output}")
     return {"inversion": args.output}
 

@@ -222,3 +222,15 @@ def test_random_tiny_demo_runs_end_to_end(tmp_path):
     assert (tmp_path / "reconstruction.mp4").is_file()
     frames, _ = read_video(tmp_path / "edit-1.mp4")
     assert len(frames) == 9
+
+
+def test_portrait_source_stays_portrait_on_cogvideox_1_5(tiny_checkpoint, tmp_path):
+    """CogVideoX 1.5 takes any size: a portrait clip is edited in portrait, frames spread over the whole clip."""
+    clip = write_sample_clip(tmp_path / "portrait.mp4", num_frames=21, height=96, width=64)
+    out_dir = tmp_path / "out"
+    assert edit(clip, "--prompt", "a blue disc", "--model", tiny_checkpoint("cogvideox1.5-5b"), "--output-dir",
+                out_dir, "--sampling", "spread") == 0
+    frames, _ = read_video(out_dir / "edit-1.mp4")
+    assert len(frames) == 9 and frames[0].height > frames[0].width
+    source = json.loads((out_dir / "run.json").read_text())["inversion"]["source"]
+    assert source["sampling"] == "spread" and source["frame_indices"] == list(range(0, 17, 2))
