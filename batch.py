@@ -60,6 +60,10 @@ NULLABLE_FIELDS = tuple(f.name for f in dataclasses.fields(EditSettings) if f.de
 JOB_KEYS = ("id", *(f.name for f in dataclasses.fields(EditSettings) if f.name != "extra"))
 KEY_ALIASES = {"prompt": "prompts"}
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+# A process that finishes its share waits at the final gather for the slowest one; torch's default process-group
+# timeouts (10 min with NCCL, 30 with gloo) are shorter than an uneven share of 5B jobs. If even this runs out, every
+# finished job is saved: rerunning skips them and writes the manifest.
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=24)
 
 
 @dataclass
@@ -303,7 +307,8 @@ def publish(partial: str, final: str):
     moment `final` is absent, old and whole, or new and whole."""
     replaced = None
     if os.path.lexists(final):
-        replaced = os.path.join(os.path.dirname(final), f"{REPLACED_PREFIX}{os.path.basename(final)}-{uuid.uuid4().hex}")
+        name = f"{REPLACED_PREFIX}{os.path.basename(final)}-{uuid.uuid4().hex}"
+        replaced = os.path.join(os.path.dirname(final), name)
         os.rename(final, replaced)
     os.rename(partial, final)
     if replaced is not None:
@@ -484,15 +489,16 @@ def _partial_state(device: str):
     `cpu=True` processes launched on a machine without GPUs each believe they are alone and would all do every job."""
     import torch
     from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
+    from accelerate.utils import get_int_from_env, parse_flag_from_env
 
     cpu = device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-    state = PartialState(cpu=cpu)
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if state.num_processes != launched:
-        raise RuntimeError(
-            f"{launched} processes were launched but accelerate sees {state.num_processes}: the process group was "
-            "not set up, so jobs would be repeated. Launch with `accelerate launch` (see docs/batch.md)."
+    state = PartialState(cpu=cpu, timeout=PROCESS_GROUP_TIMEOUT)
+    launched = get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"], 1)
+    if state.num_processes < launched:
+        raise ValueError(
+            f"{launched} processes were launched but accelerate connected {state.num_processes}: each would do every "
+            "job. Check the launch command and the devices (docs/batch.md); on a machine without GPUs pass --device "
+            "cpu."
         )
     return state
 
@@ -538,7 +544,7 @@ def run_batch(args) -> int:
     results = gather_object(worker.run(mine))
     results.sort(key=lambda result: result["line"])
 
-    counts = {status: sum(result["status"] == status for result in results) for status in ("done", "skipped", "failed")}
+    counts = {status: sum(row["status"] == status for row in results) for status in ("done", "skipped", "failed")}
     if state.is_main_process:
         _write_jsonl(results, os.path.join(output_dir, MANIFEST))
         print(

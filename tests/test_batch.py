@@ -178,7 +178,8 @@ def test_two_processes_do_every_good_job_once_and_record_the_bad_ones(tiny_check
     out = tmp_path / "out"
     model = tiny_checkpoint("cogvideox-5b")
     run = accelerate_launch(2, jobs, "--output-dir", out, "--model", model, "--steps", 2, "--fail-on-error")
-    assert "6 jobs: 4 done, 0 skipped (already done with the same settings), 2 failed" in run.stdout, run.stderr[-3000:]
+    summary = "6 jobs: 4 done, 0 skipped (already done with the same settings), 2 failed"
+    assert summary in run.stdout, run.stderr[-3000:]
     assert run.returncode != 0
 
     manifest = read_manifest(out)
