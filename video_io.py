@@ -1,17 +1,17 @@
 """Video file I/O without decord or torchvision.
 
 Reading uses imageio-ffmpeg, which ships a static ffmpeg binary inside its wheel (no system ffmpeg, no compiled
-bindings to match) and streams raw RGB frames, so only the selected frames are kept in memory. Writing goes through
-`diffusers.utils.export_to_video`, which uses the same ffmpeg through imageio.
+bindings to match) and streams raw RGB frames, so only the selected frames are kept in memory. Writing streams frames
+to the same ffmpeg with the encoding settings of `diffusers.utils.export_to_video`.
 """
 
 import os
 import tempfile
+from collections.abc import Sequence
 
 import imageio_ffmpeg
 import numpy as np
 import PIL.Image
-from diffusers.utils import export_to_video
 
 
 # CogVideoX's VAE compresses time by 4 after the first frame: pixel videos have 4k + 1 frames.
@@ -82,28 +82,81 @@ def read_video(
     return [PIL.Image.fromarray(frames[i]) for i in indices], fps
 
 
+def _frame_as_rgb24(frame, index: int, first_size: tuple[int, int] | None) -> np.ndarray:
+    """Frame `index` as a contiguous HxWx3 uint8 array, or an error naming the frame and what is wrong with it."""
+    if isinstance(frame, PIL.Image.Image):
+        array = np.asarray(frame.convert("RGB"))
+    elif isinstance(frame, np.ndarray):
+        array = frame
+    else:
+        raise TypeError(
+            f"Frame {index} is a {type(frame).__name__}; write_video takes PIL images or HxWx3 numpy arrays (uint8, "
+            "or float in [0, 1])."
+        )
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"Frame {index} has shape {array.shape}; expected an HxWx3 RGB array.")
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"Frame {index} has dtype {array.dtype}; expected uint8, or float in [0, 1].")
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise ValueError(
+                f"Frame {index} has float values outside [0, 1] (min {np.nanmin(array):.3g}, max "
+                f"{np.nanmax(array):.3g}, finite: {bool(np.isfinite(array).all())}); scale it to [0, 1] or pass uint8."
+            )
+        array = (array * 255).astype(np.uint8)  # as diffusers' export_to_video converts float frames
+    size = (array.shape[1], array.shape[0])
+    if first_size is not None and size != first_size:
+        raise ValueError(
+            f"Frame {index} is {size[0]}x{size[1]} (width x height) but frame 0 is {first_size[0]}x{first_size[1]}: "
+            "all frames of a video must have the same size."
+        )
+    return np.ascontiguousarray(array)
+
+
 def write_video(frames, path: str | os.PathLike, fps: float = 8.0) -> str:
     """
-    Write frames (PIL images or HxWx3 arrays, uint8 or float in [0, 1]) to an MP4 with `export_to_video`.
+    Write frames (PIL images or HxWx3 arrays, uint8 or float in [0, 1]) to an MP4 with imageio-ffmpeg, encoded as
+    `diffusers.utils.export_to_video` encodes (libx264, quality 5, sizes rounded up to multiples of 16).
 
-    The file is written under a temporary name and moved into place at the end, so a failure leaves no partial file.
+    `frames` is a sequence, checked whole before anything is written, or any other iterable (e.g. a generator),
+    encoded as it comes. The file is written under a temporary name in the target's folder and moved into place at the
+    end, so a failure (a bad frame, an error in the iterable, Ctrl-C) leaves neither a partial file nor a changed
+    target; a bad frame's error names its index and what is wrong with it.
     """
     path = os.fspath(path)
-    if len(frames) == 0:
-        raise ValueError(f"No frames to write to {path!r}.")
+    if isinstance(frames, (Sequence, np.ndarray)):
+        if len(frames) == 0:
+            raise ValueError(f"No frames to write to {path!r}.")
+        first_size = None
+        for index, frame in enumerate(frames):  # every frame checked before ffmpeg starts
+            checked = _frame_as_rgb24(frame, index, first_size)
+            first_size = first_size or (checked.shape[1], checked.shape[0])
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, partial = tempfile.mkstemp(suffix=".mp4", prefix=".partial-", dir=directory)
     os.close(handle)
+    writer = None
     try:
-        # export_to_video scales arrays by 255 (it expects floats in [0, 1]): hand it uint8 frames as images
-        frames = [PIL.Image.fromarray(f) if isinstance(f, np.ndarray) and f.dtype == np.uint8 else f for f in frames]
-        export_to_video(frames, partial, fps=fps)
+        first_size = None
+        for index, frame in enumerate(frames):
+            array = _frame_as_rgb24(frame, index, first_size)
+            if writer is None:
+                first_size = (array.shape[1], array.shape[0])
+                writer = imageio_ffmpeg.write_frames(partial, first_size, fps=fps, quality=5, macro_block_size=16)
+                writer.send(None)  # starts ffmpeg
+            writer.send(array)
+        if writer is None:
+            raise ValueError(f"No frames to write to {path!r}.")
+        # ffmpeg finishes the file when the writer closes: only then is it complete
+        writer.close()
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(partial, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(partial, path)
     finally:
+        # Stop ffmpeg before removing its output: a writer left open would finish (and recreate) the file later.
+        if writer is not None:
+            writer.close()
         if os.path.exists(partial):
             os.remove(partial)
     return path

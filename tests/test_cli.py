@@ -10,6 +10,7 @@ import pytest
 from cogvideox_ddim_inversion.cli import main
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
 from cogvideox_ddim_inversion.testing.tiny_checkpoint import VARIANTS
+from cogvideox_ddim_inversion.toy import world as toy_world
 from cogvideox_ddim_inversion.video_io import read_video
 
 
@@ -44,6 +45,25 @@ def test_edit_writes_edits_side_by_side_and_run_json(tiny_checkpoint, tmp_path, 
     assert record["settings"]["seed"] == 3 and record["inversion"]["num_inference_steps"] == 2
     assert record["versions"]["diffusers"] and set(record["timings_s"]) >= {"read_s", "invert_s", "edit_s"}
     assert sorted(os.listdir(out_dir)) == ["edit-1.mp4", "edit-2.mp4", "run.json", "side_by_side.mp4"]
+
+
+def test_fresh_noise_follows_the_seed_and_the_output_follows_fps(tiny_checkpoint, tmp_path):
+    """`--start noise --seed N`: the same seed gives the same edit, another seed another; `--fps` sets the outputs'
+    frame rate (the source plays at 8)."""
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9, fps=8)
+
+    def edit_from_noise(seed, name):
+        out_dir = tmp_path / name
+        code = edit(clip, "--prompt", "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir",
+                    out_dir, "--start", "noise", "--seed", seed, "--fps", 12, "--reconstruction")
+        assert code == 0
+        frames, fps = read_video(out_dir / "edit-1.mp4")
+        assert fps == 12.0 and read_video(out_dir / "reconstruction.mp4")[1] == 12.0
+        return np.stack(frames)
+
+    first, again, other = edit_from_noise(3, "first"), edit_from_noise(3, "again"), edit_from_noise(4, "other")
+    assert np.array_equal(first, again)
+    assert np.abs(first.astype(int) - other.astype(int)).mean() > 1.0
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -165,9 +185,35 @@ def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsy
     assert out_dir.is_file() or not out_dir.exists() or not any(out_dir.iterdir())
 
 
-def test_demo_runs_end_to_end(tmp_path):
+def test_demo_writes_and_prints_the_metrics_of_what_it_wrote(tmp_path, capsys):
+    """The toy demo's metrics.json describes the held-out clip it edits, its printed line reports those numbers, and
+    the reconstruction PSNR it reports is (up to h264) that of the reconstruction.mp4 it wrote."""
     assert main(["demo", "--output-dir", str(tmp_path), "--steps", "2"]) == 0
-    assert (tmp_path / "edit.mp4").is_file() and (tmp_path / "reconstruction.mp4").is_file()
+    printed = capsys.readouterr()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    clip = toy_world.make_clips(1, seed=0, split="held_out")[0]
+    colours = list(toy_world.COLOURS)
+    target = colours[(colours.index(clip.colour) + 1) % len(colours)]
+    assert metrics["steps"] == 2 and metrics["source_prompt"] == clip.caption
+    assert metrics["edit_prompt"] == toy_world.caption(clip.shape, target, clip.direction, clip.background)
+    assert metrics["detected_colour"]["source"] == clip.colour and metrics["detected_colour"]["target"] == target
+    assert metrics["detected_direction"]["source"] == clip.direction
+    assert metrics["edit_success"] == (metrics["detected_colour"]["edit"] == target)
+    for name in ("source", "reconstruction", "edit", "side_by_side", "metrics"):
+        assert f"{name}: {tmp_path / name}" in printed.out
+    assert (
+        f"detected colour {metrics['detected_colour']['edit']} (target {target}), centroid error "
+        f"{metrics['centroid_error_px']['edit']:.2f} px, reconstruction PSNR "
+        f"{metrics['psnr_db']['reconstruction']:.2f} dB (VAE ceiling {metrics['psnr_db']['vae_ceiling']:.2f} dB)"
+    ) in printed.err
+
+    def written(name):  # the demo writes 4x nearest-neighbour enlargements: take every 4th pixel back
+        frames, _ = read_video(tmp_path / f"{name}.mp4", max_num_frames=toy_world.NUM_FRAMES)
+        return np.stack(frames)[:, 1::4, 1::4]
+
+    assert toy_world.psnr(written("source"), clip.frames) > 30
+    reconstruction_psnr = toy_world.psnr(written("reconstruction"), clip.frames)
+    assert abs(reconstruction_psnr - metrics["psnr_db"]["reconstruction"]) < 0.25, reconstruction_psnr
 
 
 def test_random_tiny_demo_runs_end_to_end(tmp_path):
