@@ -61,8 +61,8 @@ JOB_KEYS = ("id", *(f.name for f in dataclasses.fields(EditSettings) if f.name !
 KEY_ALIASES = {"prompt": "prompts"}
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 # A process that finishes its share waits at the final gather for the slowest one; torch's default process-group
-# timeouts (10 min with NCCL, 30 with gloo) are shorter than an uneven share of 5B jobs. If even this runs out, every
-# finished job is saved: rerunning skips them and writes the manifest.
+# timeout (30 minutes with gloo; NCCL has its own) can be shorter than an uneven share of 5B jobs. If even this runs
+# out, every finished job is saved: rerunning skips them and writes the manifest.
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=24)
 
 
