@@ -539,6 +539,9 @@ def _write_json(data: dict, path: str):
     try:
         with os.fdopen(handle, "w") as f:
             json.dump(data, f, indent=2, default=str)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):

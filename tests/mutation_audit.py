@@ -173,6 +173,50 @@ MUTATIONS = [
             ),
         ),
         ("tests/test_cli.py",),
+    ),    Mutation(
+        "batch-every-process-does-every-job",
+        "batch gives every process the whole job list instead of its share",
+        "batch.py",
+        (("    mine = jobs[state.process_index :: state.num_processes]", "    mine = jobs"),),
+        ("tests/test_batch.py::test_two_processes_do_every_good_job_once_and_record_the_bad_ones",),
+    ),
+    Mutation(
+        "batch-partial-state-not-told-cpu",
+        "batch asks PartialState for the default device on a machine without GPUs (processes are not connected)",
+        "batch.py",
+        (
+            (
+                'cpu = device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()',
+                "cpu = False",
+            ),
+        ),
+        ("tests/test_batch.py::test_two_processes_do_every_good_job_once_and_record_the_bad_ones",),
+    ),
+    Mutation(
+        "batch-redoes-finished-jobs",
+        "batch never finds a finished job with the same settings, so a rerun redoes everything",
+        "batch.py",
+        (("            record = finished_record(final, digest)", "            record = None"),),
+        ("tests/test_batch.py::test_a_killed_run_resumes_without_redoing_finished_jobs",),
+    ),
+    Mutation(
+        "batch-keeps-partial-folders",
+        "batch does not delete the temporary folders an interrupted run left",
+        "batch.py",
+        (("        removed = remove_partial_outputs(output_dir)", "        removed = []"),),
+        ("tests/test_batch.py::test_a_killed_run_resumes_without_redoing_finished_jobs",),
+    ),
+    Mutation(
+        "batch-hash-ignores-seed",
+        "the settings hash leaves the seed out, so a job whose seed changed is skipped",
+        "batch.py",
+        (
+            (
+                'dataclasses.asdict(settings).items() if name != "extra"}',
+                'dataclasses.asdict(settings).items() if name not in ("extra", "seed")}',
+            ),
+        ),
+        ("tests/test_batch.py::test_a_killed_run_resumes_without_redoing_finished_jobs",),
     ),
 ]
 
