@@ -39,10 +39,10 @@ from .editing import (
     check_edit_settings,
     check_output_dir,
     check_settings_for_checkpoint,
+    check_source,
     checkpoint_config,
     edit_video,
     load_pipeline,
-    read_source,
     resolve_device_and_dtype,
     settings_from_args,
 )
@@ -432,14 +432,15 @@ class BatchWorker:
 
     def edit(self, job: Job, settings: EditSettings, digest: str, final: str) -> dict:
         started = time.perf_counter()
-        source = None if settings.video is None else read_source(settings, self.config)
+        if settings.video is not None:
+            check_source(settings, self.config)  # a bad video fails here, before the pipeline loads
         pipe, load_info = self.pipeline()
         partial = tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{job.id}-", dir=self.output_dir)
         try:
             os.chmod(partial, 0o777 & ~_umask())  # mkdtemp makes it private; the finished folder is the user's
             inversion = os.path.join(partial, "inversion.safetensors") if settings.save_inversion else None
-            run = edit_video(pipe, dataclasses.replace(settings, save_inversion=inversion), partial, source,
-                             load_info, log=lambda message: self.log(f"{job.id}: {message}"))
+            run = edit_video(pipe, dataclasses.replace(settings, save_inversion=inversion), partial, load_info,
+                             log=lambda message: self.log(f"{job.id}: {message}"))
             # run.json names the files where they end up, not in the temporary folder
             run = _relocate({key: value for key, value in run.items()}, partial, final)
             run["outputs"].pop("run", None)
