@@ -1,88 +1,61 @@
-"""Command line: invert a video with CogVideoX and write its reconstruction and an edit as MP4."""
+"""Command line: edit video files with CogVideoX (`edit`, `invert`, `batch`), the toy demo, tiny checkpoints and
+publishing.
+
+Every option is declared and carried out in `editing.py`, which batch editing and the app share."""
 
 import argparse
 import os
 import sys
 
 
-DEFAULT_MODEL = "THUDM/CogVideoX-5b"
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # torch loads only when a command runs
-
-
-def _resolve_device_and_dtype(device: str, dtype: str):
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype == "auto":
-        dtype = "bf16" if device.startswith("cuda") else "fp32"
-    return device, getattr(torch, DTYPES[dtype])
-
-
-def load_pipeline(model: str, device: str = "auto", dtype: str = "auto"):
-    """Load `model` (a Hub id or a local folder) into `CogVideoXDDIMInversionPipeline`."""
-    from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
-
-    device, torch_dtype = _resolve_device_and_dtype(device, dtype)
-    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(model, dtype=torch_dtype)
-    return pipe.to(device)
+from .editing import (
+    DEFAULT_MODEL,
+    add_edit_arguments,
+    add_model_arguments,
+    add_source_arguments,
+    check_edit_settings,
+    check_output_dir,
+    check_settings_for_checkpoint,
+    check_source,
+    checkpoint_config,
+    edit_video,
+    invert_source,
+    load_pipeline,
+    print_log,
+    read_source,
+    settings_from_args,
+)
 
 
 def run_edit(args) -> dict:
-    """Invert `args.video`, then write `reconstruction.mp4` and `edit.mp4` into `args.output_dir`."""
-    import torch
-
-    from .video_io import read_video, write_video
-
-    if not os.path.isfile(args.video):
-        raise FileNotFoundError(f"Video file not found: {args.video!r}. Check the path.")
-    pipe = load_pipeline(args.model, args.device, args.dtype)
-    text_length = pipe.transformer.config.max_text_seq_length
-    num_frames = args.num_frames or pipe.transformer.config.sample_frames
-    frames, fps = read_video(
-        args.video,
-        skip_frames_start=args.skip_frames_start,
-        skip_frames_end=args.skip_frames_end,
-        frame_stride=args.frame_stride,
-        max_num_frames=num_frames,
-    )
-    generator = torch.Generator(device="cpu").manual_seed(args.seed)
-
-    print(f"Inverting {len(frames)} frames with {args.steps} steps...", file=sys.stderr)
-    inv = pipe.invert(
-        video=frames,
-        prompt=args.source_prompt,
-        num_inference_steps=args.steps,
-        height=args.height,
-        width=args.width,
-        max_sequence_length=text_length,
-    )
-    start = inv.trajectory[0] if args.start == "inverted" else None
-    common = dict(
-        reference_latents=inv.trajectory,
-        reference_timesteps=inv.timesteps,
-        reference_prompt=args.source_prompt,
-        reference_mode=args.reference_mode,
-        num_inference_steps=args.steps,
-        max_sequence_length=text_length,
-        output_type="pil",
-    )
-    print("Reconstructing with the source prompt...", file=sys.stderr)
-    reconstruction = pipe(
-        prompt=args.source_prompt, guidance_scale=1.0, latents=start, generator=generator, **common
-    ).frames[0]
-    print("Editing...", file=sys.stderr)
-    generator = torch.Generator(device="cpu").manual_seed(args.seed)
-    edit = pipe(prompt=args.prompt, guidance_scale=args.guidance, latents=start, generator=generator, **common).frames[0]
-
-    fps = args.fps or fps
-    outputs = {
-        "reconstruction": write_video(reconstruction, os.path.join(args.output_dir, "reconstruction.mp4"), fps),
-        "edit": write_video(edit, os.path.join(args.output_dir, "edit.mp4"), fps),
-    }
-    for name, path in outputs.items():
+    """Check everything, load the checkpoint, then invert (or load the inversion of) the video and write the edits."""
+    model_settings, settings = settings_from_args(args)
+    check_edit_settings(settings)
+    check_output_dir(args.output_dir)
+    config = checkpoint_config(model_settings.model)
+    check_settings_for_checkpoint(settings, config)
+    if settings.video is not None:
+        check_source(settings, config)
+    pipe, load_info = load_pipeline(model_settings, log=print_log)
+    record = edit_video(pipe, settings, args.output_dir, load_info, log=print_log)
+    for name, path in record["outputs"].items():
         print(f"{name}: {path}")
-    return outputs
+    return record["outputs"]
+
+
+def run_invert(args) -> dict:
+    """`invert VIDEO --output PATH`: the inversion alone, saved for `edit --inversion PATH`."""
+    model_settings, settings = settings_from_args(args)
+    settings.save_inversion = args.output
+    check_edit_settings(settings)
+    check_output_dir(os.path.dirname(os.path.abspath(args.output)))
+    config = checkpoint_config(model_settings.model)
+    check_settings_for_checkpoint(settings, config)
+    check_source(settings, config)
+    pipe, _ = load_pipeline(model_settings, log=print_log)
+    invert_source(pipe, settings, *read_source(pipe, settings), log=print_log)
+    print(f"inversion: {args.output}")
+    return {"inversion": args.output}
 
 
 def run_demo(args) -> dict:
@@ -119,12 +92,11 @@ def _run_random_tiny_demo(args) -> dict:
         f"end; real edits need a real checkpoint (e.g. --model {DEFAULT_MODEL} on a GPU).",
         file=sys.stderr,
     )
-    edit_args = argparse.Namespace(
-        video=clip, prompt="a blue circle moving right", source_prompt="a red circle moving right",
-        model=checkpoint, output_dir=args.output_dir, steps=args.steps, guidance=6.0, seed=0, device="cpu",
-        dtype="fp32", height=None, width=None, num_frames=None, skip_frames_start=0, skip_frames_end=0,
-        frame_stride=1, reference_mode="shared", start="inverted", fps=None,
-    )
+    edit_args = build_parser().parse_args([
+        "edit", clip, "--prompt", "a blue circle moving right", "--source-prompt", "a red circle moving right",
+        "--model", checkpoint, "--output-dir", args.output_dir, "--steps", str(args.steps), "--device", "cpu",
+        "--dtype", "fp32", "--seed", "0", "--reconstruction",
+    ])
     outputs = run_edit(edit_args)
     return {"sample": clip, **outputs}
 
@@ -144,30 +116,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    edit = commands.add_parser("edit", help="invert a video, write its reconstruction and an edit as MP4")
-    edit.add_argument("video", help="input video file (any format ffmpeg reads)")
-    edit.add_argument("--prompt", required=True, help="prompt of the edited video")
-    edit.add_argument("--source-prompt", default="", help="prompt the video is inverted and reconstructed with")
-    edit.add_argument("--model", default=DEFAULT_MODEL, help="Hub id or local folder of a CogVideoX checkpoint")
-    edit.add_argument("--output-dir", default="output", help="folder for reconstruction.mp4 and edit.mp4")
-    edit.add_argument("--steps", type=int, default=50, help="DDIM steps, for inversion and regeneration")
-    edit.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance scale of the edit")
-    edit.add_argument("--seed", type=int, default=42)
-    edit.add_argument("--device", default="auto", help="cuda, cpu, ... (default: cuda when available)")
-    edit.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="default: bf16 on GPU, fp32 on CPU")
-    edit.add_argument("--height", type=int, default=None, help="default: the model's native height")
-    edit.add_argument("--width", type=int, default=None, help="default: the model's native width")
-    edit.add_argument("--num-frames", type=int, default=None, help="most frames to use (default: the model's native count)")
-    edit.add_argument("--skip-frames-start", type=int, default=0)
-    edit.add_argument("--skip-frames-end", type=int, default=0)
-    edit.add_argument("--frame-stride", type=int, default=1, help="take every N-th frame")
-    edit.add_argument("--reference-mode", default="shared", choices=["shared", "paired"])
-    edit.add_argument(
-        "--start", default="inverted", choices=["inverted", "noise"],
-        help="start from the inverted noise (closer to the source) or fresh noise (the published method)",
+    edit = commands.add_parser(
+        "edit", help="invert a video (or load a saved inversion) and write edits under one or more prompts as MP4"
     )
-    edit.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's)")
+    add_source_arguments(edit)
+    add_edit_arguments(edit)
+    edit.add_argument("--output-dir", default="output",
+                      help="folder for edit-<n>.mp4, side_by_side.mp4, reconstruction.mp4 and run.json")
+    add_model_arguments(edit)
     edit.set_defaults(func=run_edit)
+
+    invert = commands.add_parser("invert", help="invert a video and save the inversion for `edit --inversion`")
+    add_source_arguments(invert)
+    invert.add_argument("--output", required=True, help="inversion file to write (.safetensors)")
+    add_model_arguments(invert)
+    invert.set_defaults(func=run_invert)
+
+    # `--save-inversion PATH` of `edit` becomes a switch here: each job's inversion goes into its own folder.
+    batch = commands.add_parser(
+        "batch", conflict_handler="resolve",
+        help="edit many videos listed in a JSONL or CSV file, resumably, on one process or under accelerate launch",
+        description="Edit every video of JOBS (one per line: video, source_prompt, prompts and any per-job option) "
+        "into OUTPUT_DIR/<job id>/. Flags give every job's defaults; a job's own options replace them. Rerunning "
+        "skips finished jobs. Run it under `accelerate launch` for one process per GPU (docs/batch.md).",
+    )
+    batch.add_argument("jobs", help="JSONL (one JSON object per line) or CSV file (header row; several prompts "
+                       "separated by '|'); video, image and inversion paths are relative to its folder")
+    batch.add_argument("--output-dir", required=True,
+                       help="one folder per job (edits, side_by_side.mp4, run.json, job.json) and manifest.jsonl")
+    add_source_arguments(batch, video=False)
+    add_edit_arguments(batch)
+    batch.add_argument("--save-inversion", action="store_true",
+                       help="also save each job's inversion as OUTPUT_DIR/<job id>/inversion.safetensors")
+    batch.add_argument("--fail-on-error", action="store_true",
+                       help="exit with status 1 when any job failed (default: 0; failures are in manifest.jsonl)")
+    add_model_arguments(batch)
+    batch.set_defaults(func=run_batch)
 
     demo = commands.add_parser(
         "demo", help="invert and colour-edit a toy-world clip with the committed toy model (trained on CPU)"
@@ -205,14 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_batch(args) -> int:
+    from .batch import run_batch
+
+    return run_batch(args)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        outcome = args.func(args)
     except (FileNotFoundError, ValueError, TypeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return outcome if type(outcome) is int else 0  # commands that decide their exit status return it
 
 
 if __name__ == "__main__":

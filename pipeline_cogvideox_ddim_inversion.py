@@ -42,10 +42,25 @@ from transformers import T5EncoderModel, T5Tokenizer
 
 from .processors.reference_attention import CogVideoXRefAttnProcessor
 from .processors.text_attention import CogVideoXTextAttentionRecorder
-from .video_io import MIN_NUM_FRAMES, frame_count_for_vae, read_mask_video, read_video
+from .video_io import (
+    MIN_NUM_FRAMES,
+    VideoFrames,
+    aspect_preserving_size,
+    check_resize_mode,
+    frame_count_for_vae,
+    read_mask_video,
+    frames_to_tensor,
+    probe_video,
+    read_video_frames,
+    resize_frames,
+)
 
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
+
+# (height, width) CogVideoX 1.5 was trained at (model card). Its config's sample_height/width (300 latents) bound the
+# RoPE grid instead: they are not a size to generate at.
+COGVIDEOX_1_5_NATIVE_SIZE = (768, 1360)
 
 
 EXAMPLE_DOC_STRING = """
@@ -160,26 +175,42 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
         scheduler that match (see [`CogVideoXDDIMInversionPipeline.check_inversion`])."""
         from safetensors import safe_open
 
+        fields = cls._read_fields(path)
+        with safe_open(os.fspath(path), framework="pt", device=str(device)) as file:
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+        inversion = cls(
+            **{name: value for name, value in {**fields, **tensors}.items() if name in cls.__dataclass_fields__}
+        )
+        if pipeline is not None:
+            pipeline.check_inversion(inversion)
+        return inversion
+
+    @classmethod
+    def read_settings(cls, path: str | os.PathLike) -> dict:
+        """The `settings` of a saved inversion, read from the file's header without loading its tensors."""
+        return cls._read_fields(path).get("settings", {})
+
+    @staticmethod
+    def _read_fields(path: str | os.PathLike) -> dict:
+        from safetensors import safe_open
+
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Inversion file not found: {path!r}. Write one with `inv.save(path)` first.")
         try:
-            with safe_open(path, framework="pt", device=str(device)) as file:
+            with safe_open(path, framework="pt") as file:
                 metadata = file.metadata() or {}
-                tensors = {name: file.get_tensor(name) for name in file.keys()}
         except Exception as error:  # safetensors raises its own error types for a truncated or foreign file
-            raise ValueError(f"{path!r} is not a readable inversion file ({error}).") from error
+            raise ValueError(
+                f"{path!r} is not an inversion saved by CogVideoXDDIMInversionOutput.save (not a readable "
+                f"safetensors file: {error})."
+            ) from None
         if metadata.get("format") != INVERSION_FORMAT:
             raise ValueError(
                 f"{path!r} is not an inversion saved by CogVideoXDDIMInversionOutput.save (format "
                 f"{metadata.get('format')!r}, expected {INVERSION_FORMAT!r})."
             )
-        fields = {name for name in cls.__dataclass_fields__}
-        values = {**json.loads(metadata["fields"]), **tensors}
-        inversion = cls(**{name: value for name, value in values.items() if name in fields})
-        if pipeline is not None:
-            pipeline.check_inversion(inversion)
-        return inversion
+        return json.loads(metadata["fields"])
 
 
 # What a saved trajectory depends on (see `inversion_fingerprint`).
@@ -391,38 +422,82 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         latents = torch.cat(latents) * self.vae_scaling_factor_image
         return latents.permute(0, 2, 1, 3, 4).to(dtype=dtype)  # [B, F, C, H, W]
 
+    def default_video_size(self, source_height: int | None = None, source_width: int | None = None) -> tuple[int, int]:
+        """
+        The `(height, width)` a source video is brought to when no size is given.
+
+        CogVideoX 1.5 (RoPE only, temporal patches: any resolution) keeps the source's aspect and orientation (a
+        portrait video stays portrait) at about its native pixel count (1360x768), both sides multiples of the VAE's 8
+        times the patch size (16), within its RoPE grid. Other checkpoints get their native size (720x480), the only
+        one 5B-I2V's learned positional embeddings allow, as does a call without a source size.
+        """
+        config = self.transformer.config
+        native = (
+            config.sample_height * self.vae_scale_factor_spatial,
+            config.sample_width * self.vae_scale_factor_spatial,
+        )
+        any_size = (
+            config.patch_size_t is not None
+            and config.use_rotary_positional_embeddings
+            and not config.use_learned_positional_embeddings
+        )
+        if source_height is None or source_width is None or not any_size:
+            return native
+        pixel_count = min(math.prod(COGVIDEOX_1_5_NATIVE_SIZE), math.prod(native))
+        multiple = self.vae_scale_factor_spatial * config.patch_size
+        return aspect_preserving_size(source_height, source_width, pixel_count, multiple, *native)
+
+    def read_source_video(
+        self,
+        path: str | os.PathLike,
+        height: int | None = None,
+        width: int | None = None,
+        resize_mode: str = "crop",
+        num_frames: int | None = None,
+        sampling: str = "first",
+        skip_frames_start: int = 0,
+        skip_frames_end: int = 0,
+        frame_stride: int = 1,
+    ) -> VideoFrames:
+        """
+        Read a video file's frames at the size `invert()` uses, resized by ffmpeg while decoding.
+
+        `height`/`width` default to `default_video_size` of the source; `num_frames` (the most frames) to the
+        transformer's `sample_frames`. Frame selection (`sampling`, skips, stride) is `read_video_frames`'. Returns its
+        `VideoFrames` (frames, fps, source frame numbers, the source's `VideoInfo`).
+        """
+        check_resize_mode(resize_mode)
+        if height is None or width is None:
+            source = probe_video(path)
+            default = self.default_video_size(source.height, round(source.width * source.pixel_aspect_ratio))
+            height, width = height or default[0], width or default[1]
+        self.check_size_for_positional_embeddings(height, width)
+        return read_video_frames(
+            path,
+            skip_frames_start,
+            skip_frames_end,
+            frame_stride,
+            max_num_frames=num_frames or self.transformer.config.sample_frames,
+            temporal_compression=self.vae_scale_factor_temporal,
+            sampling=sampling,
+            height=height,
+            width=width,
+            resize_mode=resize_mode,
+        )
+
     def preprocess_source_video(
-        self, video, height: int, width: int, num_frames: int | None
+        self, video, height: int, width: int, num_frames: int | None, resize_mode: str = "crop"
     ) -> tuple[torch.Tensor, float | None]:
-        """Read and resize the source video to `[B, C, F, H, W]` in [-1, 1]; returns it and the source fps."""
+        """
+        Read (a file path) and resize (`resize_frames`, `resize_mode`) the source video to `[B, C, F, H, W]` in
+        [-1, 1]; returns it and the source fps (`None` for frames).
+        """
         fps = None
         if isinstance(video, (str, os.PathLike)):
-            max_num_frames = num_frames or self.transformer.config.sample_frames
-            video, fps = read_video(
-                video, max_num_frames=max_num_frames, temporal_compression=self.vae_scale_factor_temporal
-            )
-        elif (
-            isinstance(video, list)
-            and len(video) > 0
-            and isinstance(video[0], np.ndarray)
-            and video[0].dtype == np.uint8
-        ):
-            video = [PIL.Image.fromarray(frame) for frame in video]
-        elif isinstance(video, np.ndarray) and video.dtype == np.uint8:
-            video = video.astype(np.float32) / 255.0
-        elif isinstance(video, torch.Tensor) and video.dtype == torch.uint8:
-            video = video.float() / 255.0
-        elif not isinstance(video, (list, np.ndarray, torch.Tensor)):
-            raise TypeError(
-                f"`video` must be a file path, a list of PIL images, a numpy array or a torch tensor, got {type(video)}."
-            )
-        if (
-            isinstance(video, list)
-            and len(video) > 0
-            and not isinstance(video[0], (PIL.Image.Image, list, np.ndarray, torch.Tensor))
-        ):
-            raise TypeError(f"`video` as a list must hold PIL images (frames), got {type(video[0])}.")
-        video = self.video_processor.preprocess_video(video, height=height, width=width)
+            source = self.read_source_video(video, height, width, resize_mode, num_frames)
+            video, fps = source.frames, source.fps
+        frames = resize_frames(frames_to_tensor(video), height, width, resize_mode)
+        video = (frames * 2 - 1).permute(0, 2, 1, 3, 4)  # [B, F, C, H, W] in [0, 1] -> [B, C, F, H, W] in [-1, 1]
         frames = video.shape[2]
         if frames < MIN_NUM_FRAMES or (frames - 1) % self.vae_scale_factor_temporal != 0:
             valid = frame_count_for_vae(frames, self.vae_scale_factor_temporal)
@@ -665,10 +740,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         }
 
     def _weights_digest(self) -> str | None:
-        """A digest of the transformer's output projection, rounded to bfloat16 so that loading in another dtype gives
-        the same digest; None where the weights are not in memory (sequential offload keeps them elsewhere)."""
-        weight = self.transformer.proj_out.weight
-        if weight.device.type == "meta":
+        """A digest of the transformer's first weight (CogVideoX's patch embedding), rounded to bfloat16 so that loading
+        in another dtype gives the same digest; None where the weights are not in memory (sequential offload keeps
+        them elsewhere) or there are none."""
+        weight = next(self.transformer.parameters(), None)
+        if weight is None or weight.device.type == "meta":
             return None
         values = weight.detach().to("cpu", torch.float32).to(torch.bfloat16).view(torch.int16).numpy()
         return hashlib.sha256(values.tobytes()).hexdigest()[:16]
@@ -716,6 +792,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         height: int | None = None,
         width: int | None = None,
         num_frames: int | None = None,
+        resize_mode: str = "crop",
         generator: torch.Generator | list[torch.Generator] | None = None,
         sample_posterior: bool = False,
         image: PIL.Image.Image | np.ndarray | torch.Tensor | None = None,
@@ -741,8 +818,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             video (`str`, `os.PathLike`, `list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
                 The source video: a file path (decoded with ffmpeg; the first `num_frames` frames, trimmed to 4k + 1),
                 a list of PIL frames, an array `[F, H, W, 3]` (uint8, or float in [0, 1]) or a tensor `[F, 3, H, W]`
-                (uint8, or float in [0, 1]); a leading batch axis is accepted. Frames are resized to `height` x
-                `width`. Pass `video` or `latents`.
+                (uint8, or float in [0, 1]); a leading batch axis is accepted. Frames are brought to `height` x
+                `width` with `resize_mode` (by ffmpeg while decoding, for a file). Pass `video` or `latents`.
             latents (`torch.Tensor` of shape `[B, F, C, H, W]`, *optional*):
                 Clean, scaled video latents; skips the VAE.
             prompt (`str` or `list[str]`, defaults to `""`):
@@ -768,9 +845,15 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 Stop refining a step once the relative change of the latent is below this; `None` always runs
                 `fixed_point_iterations` refinements.
             height (`int`, *optional*), width (`int`, *optional*):
-                Size the frames are resized to; defaults to the transformer's native size.
+                Size the frames are resized to; defaults to `default_video_size(source height, source width)`: the
+                native size (720x480), or for CogVideoX 1.5 the source's aspect and orientation at about 1360x768.
             num_frames (`int`, *optional*):
                 With a file path, the most frames to read; defaults to the transformer's `sample_frames` (49).
+                `read_source_video` reads other selections (evenly spread over the clip, skips, stride).
+            resize_mode (`str`, defaults to `"crop"`):
+                How frames of another aspect reach `height` x `width`: `"crop"` scales them to cover it and cuts the
+                centre, `"pad"` scales them to fit and adds black bars, `"stretch"` scales each axis on its own.
+                `image` is resized the same way.
             generator (`torch.Generator`, *optional*):
                 Used only with `sample_posterior=True`.
             sample_posterior (`bool`, defaults to `False`):
@@ -829,8 +912,18 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 f"`latents` must be [B, F, C, H, W] clean video latents, got shape {tuple(latents.shape)}."
             )
 
-        height = height or self.transformer.config.sample_height * self.vae_scale_factor_spatial
-        width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
+        check_resize_mode(resize_mode)
+        if latents is not None:  # the latents fix the size
+            height, width = (size * self.vae_scale_factor_spatial for size in latents.shape[3:])
+        else:
+            if isinstance(video, (str, os.PathLike)):
+                source = probe_video(video)  # the header only: a missing or broken file fails before any model work
+                source_size = (source.height, round(source.width * source.pixel_aspect_ratio))
+            else:
+                video = frames_to_tensor(video)
+                source_size = tuple(video.shape[-2:])
+            default_height, default_width = self.default_video_size(*source_size)
+            height, width = height or default_height, width or default_width
         if prompt_embeds is not None:
             prompt = None
         self.check_inputs(
@@ -842,6 +935,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             prompt_embeds,
             negative_prompt_embeds,
         )
+        self.check_size_for_positional_embeddings(height, width)
         recorders = {}
         if mask_words is not None:  # checked here, before any model work
             if prompt is None:
@@ -878,12 +972,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         dtype = prompt_embeds.dtype
 
         # 2. Clean latents (and image-to-video conditioning)
-        if latents is not None:  # the latents fix the size
-            height, width = (size * self.vae_scale_factor_spatial for size in latents.shape[3:])
-        self.check_size_for_positional_embeddings(height, width)
         fps = source_frames = None
         if latents is None:
-            video, fps = self.preprocess_source_video(video, height, width, num_frames)
+            video, fps = self.preprocess_source_video(video, height, width, num_frames, resize_mode)
             source_frames = video if mask_words is not None and mask_refine is not False else None
             latents = self.prepare_video_latents(video, dtype, device, generator, sample_posterior)
             if image is None and image_latents is None and self.is_image_to_video:
@@ -897,8 +988,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         "This is an image-to-video checkpoint: with `latents`, also pass `image` (the first frame) or "
                         "`image_latents`."
                     )
-                if not isinstance(image, torch.Tensor) or image.ndim != 4:
-                    image = self.video_processor.preprocess(image, height=height, width=width)
+                if not isinstance(image, torch.Tensor) or image.ndim != 4:  # 4-D: already preprocessed, [-1, 1]
+                    image = resize_frames(frames_to_tensor([image]), height, width, resize_mode)[:, 0] * 2 - 1
                 image_latents = self.prepare_image_latents(
                     image, latents.shape[1], dtype, device, generator, sample_posterior
                 )
@@ -1140,6 +1231,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         batch_size: int = 1,
         dilation: int = 0,
         feather: int = 0,
+        resize_mode: str | None = None,
     ) -> torch.Tensor:
         """
         A video mask as floats in [0, 1], `[B or 1, F, H, W]` at the video's frame count and size (1 = may change):
@@ -1148,7 +1240,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         `mask` is a mask video file (read black and white), a list of PIL images (converted to grayscale), or an
         array / tensor `[F, H, W]` or `[B, F, H, W]` (or `[H, W]`: the same mask for every frame): bool, uint8 (0 to
-        255) or floats in [0, 1]. Any size with the video's aspect ratio is resized to `height` x `width`.
+        255) or floats in [0, 1]. Any size with the video's aspect ratio is resized to `height` x `width`; another
+        aspect ratio only with `resize_mode` (the source's, e.g. `invert()`'s default `"crop"`).
         """
         if isinstance(mask, (str, os.PathLike)):
             mask = read_mask_video(
@@ -1203,13 +1296,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 f"The mask holds {mask.shape[0]} videos for {batch_size}: pass one mask, or one per video."
             )
         mask_height, mask_width = mask.shape[2:]
-        if (mask_height, mask_width) != (height, width):
-            if abs(mask_height * width - mask_width * height) > max(width, height):  # off by more than a pixel
-                raise ValueError(
-                    f"The mask is {mask_width}x{mask_height} (width x height) but the video is {width}x{height}: a "
-                    "mask of another aspect ratio cannot be resized without distorting it. Pass the mask of the "
-                    f"source frames (any size with the source's aspect ratio), or resize it to {width}x{height}."
-                )
+        if (mask_height, mask_width) != (height, width) and not self._same_aspect(
+            "mask", mask_height, mask_width, height, width, resize_mode
+        ):
+            mask = resize_frames(mask.unsqueeze(2), height, width, resize_mode).squeeze(2)  # as the source was
+        elif (mask_height, mask_width) != (height, width):
             # area averaging when shrinking (exact for whole factors), bilinear when enlarging
             shrink = mask_height > height
             mask = F.interpolate(
@@ -1227,6 +1318,22 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if dilation < 0 or feather < 0:
             raise ValueError(f"`mask_dilation` and `mask_feather` are pixels >= 0, got {dilation} and {feather}.")
         return feather_mask(grow_mask(mask, dilation), feather)
+
+    @staticmethod
+    def _same_aspect(name: str, source_height: int, source_width: int, height: int, width: int, resize_mode) -> bool:
+        """Whether frames of `name` have the video's aspect ratio (to a pixel). When they do not, `resize_mode` must
+        say how the source was brought to the video's size: guessing would misplace the region."""
+        if abs(source_height * width - source_width * height) <= max(width, height):
+            return True
+        if resize_mode is None:
+            raise ValueError(
+                f"The {name} is {source_width}x{source_height} (width x height) but the video is {width}x{height}: "
+                "another aspect ratio cannot be resized without knowing how the source was. Pass "
+                "`mask_resize_mode` (the `resize_mode` the source was inverted with, 'crop' by default), or frames "
+                f"of the video's aspect ratio (e.g. resized to {width}x{height})."
+            )
+        check_resize_mode(resize_mode)
+        return False
 
     def word_token_weights(
         self, prompt: str | list[str], words: str | list[str] | list[list[str]], max_sequence_length: int
@@ -1357,6 +1464,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         mask_dilation: int = 0,
         mask_feather: int = 0,
         mask_latent_dilation: int = 1,
+        mask_resize_mode: str | None = None,
         source_latents: torch.Tensor | None = None,
         paste_back: bool = False,
         source_video: str | os.PathLike | list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None,
@@ -1431,6 +1539,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 pixel into neighbouring latents, so without this margin the source's latents next to the region pull
                 its edge back (toy colour edits in shared mode: 69% succeed without it, 81% with it, see
                 docs/masks.md). `paste_back` is not affected.
+            mask_resize_mode (`str`, *optional*):
+                How a `mask` or `source_video` of another aspect ratio than the video was brought to its size: the
+                `resize_mode` the source was inverted with (`"crop"`, `"pad"` or `"stretch"`). Without it, only
+                frames of the video's aspect ratio are accepted (any size), so that a region is never misplaced.
             source_latents (`torch.Tensor` of shape `[B, F, C, H, W]`, *optional*):
                 The clean source latents, `inv.latents`: where blending ends after the last step (at any `strength`
                 the trajectory stops one step short of them), and what `paste_back` decodes without `source_video`.
@@ -1499,7 +1611,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                     "`reference_latents=inv.trajectory` (and `source_latents=inv.latents`)."
                 )
             self.reference_step_window(mask_steps, num_inference_steps, "mask_steps")  # checks the window
-            pixel_mask = self.prepare_mask(mask, num_frames, height, width, batch_size, mask_dilation, mask_feather)
+            pixel_mask = self.prepare_mask(
+                mask, num_frames, height, width, batch_size, mask_dilation, mask_feather, mask_resize_mode
+            )
             if mask_latent_dilation < 0:
                 raise ValueError(
                     f"`mask_latent_dilation` is a number of latent cells >= 0, got {mask_latent_dilation}."
@@ -1521,7 +1635,16 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                     "`paste_back` composites decoded frames: it does nothing with `output_type='latent'`."
                 )
             if source_video is not None:
-                source_pixels, _ = self.preprocess_source_video(source_video, height, width, num_frames)
+                if isinstance(source_video, (str, os.PathLike)):
+                    header = probe_video(source_video)
+                    source_size = (header.height, round(header.width * header.pixel_aspect_ratio))
+                else:
+                    source_video = frames_to_tensor(source_video)
+                    source_size = tuple(source_video.shape[-2:])
+                self._same_aspect("source video", *source_size, height, width, mask_resize_mode)
+                source_pixels, _ = self.preprocess_source_video(
+                    source_video, height, width, num_frames, mask_resize_mode or "crop"
+                )
                 if source_pixels.shape[2] != num_frames or source_pixels.shape[0] not in (1, batch_size):
                     raise ValueError(
                         f"`source_video` gives {source_pixels.shape[0]} video(s) of {source_pixels.shape[2]} frames; "

@@ -1,9 +1,16 @@
 """The console command: edit a video file end to end, and refuse bad input without writing anything."""
 
+import json
+import os
+
+import numpy as np
+import PIL.Image
 import pytest
 
 from cogvideox_ddim_inversion.cli import main
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
+from cogvideox_ddim_inversion.testing.tiny_checkpoint import VARIANTS
+from cogvideox_ddim_inversion.toy import world as toy_world
 from cogvideox_ddim_inversion.video_io import read_video
 
 
@@ -15,49 +22,128 @@ def test_help_lists_the_commands(capsys):
     assert "edit" in out and "demo" in out
 
 
-def test_edit_writes_reconstruction_and_edit(tiny_checkpoint, tmp_path, capsys):
+def edit(*args) -> int:
+    return main(["edit", *map(str, args), "--steps", "2", "--device", "cpu"])
+
+
+def test_edit_writes_edits_side_by_side_and_run_json(tiny_checkpoint, tmp_path, capsys):
     clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=13, fps=8)
     out_dir = tmp_path / "out"
-    code = main(
-        [
-            "edit",
-            clip,
-            "--prompt",
-            "a blue circle",
-            "--source-prompt",
-            "a red circle",
-            "--model",
-            tiny_checkpoint("cogvideox-5b"),
-            "--output-dir",
-            str(out_dir),
-            "--steps",
-            "2",
-            "--frame-stride",
-            "1",
-            "--device",
-            "cpu",
-            "--seed",
-            "3",
-        ]
-    )
+    code = edit(clip, "--prompt", "a blue circle", "--prompt", "a green circle", "--source-prompt", "a red circle",
+                "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir", out_dir, "--seed", 3)
     assert code == 0
     printed = capsys.readouterr().out
-    for name in ("reconstruction", "edit"):
+    for name in ("edit-1", "edit-2", "side_by_side"):
         path = out_dir / f"{name}.mp4"
         assert f"{name}: {path}" in printed
         frames, fps = read_video(path)
-        assert len(frames) == 9 and fps == 8.0 and frames[0].size == (96, 64)  # the model's native 9 frames
+        width = 96 * 3 if name == "side_by_side" else 96  # source | edit-1 | edit-2
+        assert len(frames) == 9 and fps == 8.0 and frames[0].size == (width, 64)  # the model's native 9 frames
+    assert not (out_dir / "reconstruction.mp4").exists()  # only on request
+    record = json.loads((out_dir / "run.json").read_text())
+    assert record["settings"]["prompts"] == ["a blue circle", "a green circle"]
+    assert record["settings"]["seed"] == 3 and record["inversion"]["num_inference_steps"] == 2
+    assert record["versions"]["diffusers"] and set(record["timings_s"]) >= {"read_s", "invert_s", "edit_s"}
+    assert sorted(os.listdir(out_dir)) == ["edit-1.mp4", "edit-2.mp4", "run.json", "side_by_side.mp4"]
 
 
-@pytest.mark.parametrize("problem", ["missing video", "unreadable video", "too few frames", "not a checkpoint"])
-def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsys, problem):
+def test_fresh_noise_follows_the_seed_and_the_output_follows_fps(tiny_checkpoint, tmp_path):
+    """`--start noise --seed N`: the same seed gives the same edit, another seed another; `--fps` sets the outputs'
+    frame rate (the source plays at 8)."""
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9, fps=8)
+
+    def edit_from_noise(seed, name):
+        out_dir = tmp_path / name
+        code = edit(clip, "--prompt", "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir",
+                    out_dir, "--start", "noise", "--seed", seed, "--fps", 12, "--reconstruction")
+        assert code == 0
+        frames, fps = read_video(out_dir / "edit-1.mp4")
+        assert fps == 12.0 and read_video(out_dir / "reconstruction.mp4")[1] == 12.0
+        return np.stack(frames)
+
+    first, again, other = edit_from_noise(3, "first"), edit_from_noise(3, "again"), edit_from_noise(4, "other")
+    assert np.array_equal(first, again)
+    assert np.abs(first.astype(int) - other.astype(int)).mean() > 1.0
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_edit_every_family_from_a_saved_inversion(tiny_checkpoint, tmp_path, variant):
+    """Each family: invert and save, then edit from the saved inversion (the same edit as inverting again), with a
+    reconstruction; image-to-video checkpoints condition on the first source frame, or on --image."""
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9, fps=8)
+    model = tiny_checkpoint(variant)
+    common = ["--prompt", "a blue circle", "--source-prompt", "a red circle", "--model", model, "--seed", 1]
+    if variant == "cogvideox-5b-i2v":
+        common += ["--resize-mode", "stretch"]  # learned positional embeddings: the native size only
+    assert edit(clip, *common, "--output-dir", tmp_path / "direct", "--save-inversion", tmp_path / "inv.st") == 0
+    assert edit("--inversion", tmp_path / "inv.st", *common, "--output-dir", tmp_path / "reused",
+                "--reconstruction") == 0
+    direct, _ = read_video(tmp_path / "direct" / "edit-1.mp4")
+    reused, _ = read_video(tmp_path / "reused" / "edit-1.mp4")
+    np.testing.assert_array_equal(np.stack(direct), np.stack(reused))
+    assert len(read_video(tmp_path / "reused" / "reconstruction.mp4")[0]) == 9
+    run = json.loads((tmp_path / "reused" / "run.json").read_text())
+    assert run["timings_s"]["invert_s"] < 5 and run["settings"]["inversion"] == str(tmp_path / "inv.st")
+    if variant.endswith("i2v"):
+        image = tmp_path / "edited_first_frame.png"
+        PIL.Image.new("RGB", (96, 64), (0, 0, 255)).save(image)
+        assert edit("--inversion", tmp_path / "inv.st", *common, "--output-dir", tmp_path / "image",
+                    "--image", image) == 0
+        conditioned, _ = read_video(tmp_path / "image" / "edit-1.mp4")
+        assert np.abs(np.asarray(conditioned[0], float) - np.asarray(reused[0], float)).mean() > 1
+
+
+def test_invert_command_and_reuse_with_other_settings(tiny_checkpoint, tmp_path, capsys):
     clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9)
     model = tiny_checkpoint("cogvideox-5b")
+    assert main(["invert", clip, "--model", model, "--output", str(tmp_path / "inv.st"), "--steps", "2"]) == 0
+    assert (tmp_path / "inv.st").is_file()
+    capsys.readouterr()
+    # other steps, or another checkpoint: refused before editing, naming the difference, nothing written
+    code = main(["edit", "--inversion", str(tmp_path / "inv.st"), "--prompt", "x", "--model", model, "--steps", "3",
+                 "--output-dir", str(tmp_path / "a")])
+    assert code == 2 and "num_inference_steps=2, not 3: pass --steps 2" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    code = edit("--inversion", tmp_path / "inv.st", "--prompt", "x", "--model", tiny_checkpoint("cogvideox-2b"),
+                "--output-dir", tmp_path / "b")
+    err = capsys.readouterr().err
+    assert code == 2 and "does not match this pipeline" in err and "snr_shift_scale: inversion 1.0, this pipeline 3.0" in err
+    assert not any((tmp_path / "b").iterdir())
+
+
+@pytest.mark.parametrize(
+    "problem",
+    ["missing video", "unreadable video", "too few frames", "not a checkpoint", "empty prompt", "no prompt",
+     "missing image", "not an image", "bad reference steps", "bad strength", "ramp without guidance",
+     "output is a file", "missing inversion", "not an inversion", "image for text-to-video", "size for learned PE"],
+)
+def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsys, problem):
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9)
+    # Errors in the settings are found before the checkpoint is opened: a checkpoint that does not exist is not
+    # reached. The video is read before any weights load (it needs the checkpoint's config for the frame count).
+    model = str(tmp_path / "no-such-checkpoint")
+    if problem in ("missing video", "unreadable video", "too few frames", "image for text-to-video"):
+        model = tiny_checkpoint("cogvideox-5b")
+    elif problem == "size for learned PE":
+        model = tiny_checkpoint("cogvideox-5b-i2v")
+    args = {"prompt": ["--prompt", "x"], "extra": []}
     expected = {
         "missing video": "Video file not found",
         "unreadable video": "Could not decode",
         "too few frames": "needs at least 5",
         "not a checkpoint": "model_index.json",
+        "empty prompt": "Empty prompt",
+        "no prompt": "give at least one --prompt",
+        "missing image": "Image file not found",
+        "not an image": "Could not read the image",
+        "bad reference steps": "`reference_steps` must be",
+        "bad strength": "--strength must be in (0, 1]",
+        "ramp without guidance": "--guidance-ramp 8.0 needs --guidance > 1",
+        "output is a file": "is a file: give a folder",
+        "missing inversion": "Inversion file not found",
+        "not an inversion": "not an inversion saved by",
+        "image for text-to-video": "--image conditions image-to-video checkpoints",
+        "size for learned PE": "learned positional embeddings for 96x64 (width x height) only",
     }[problem]
     if problem == "missing video":
         clip = str(tmp_path / "nope.mp4")
@@ -66,22 +152,85 @@ def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsy
         clip = str(tmp_path / "bad.mp4")
     elif problem == "too few frames":
         clip = write_sample_clip(tmp_path / "short.mp4", num_frames=4)
-    else:
+    elif problem == "not a checkpoint":
         model = str(tmp_path)
+    elif problem == "empty prompt":
+        args["prompt"] = ["--prompt", " "]
+    elif problem == "no prompt":
+        args["prompt"] = []
+    elif problem in ("missing image", "not an image"):
+        (tmp_path / "image.png").write_text("not a png")
+        args["extra"] = ["--image", str(tmp_path / ("image.png" if problem == "not an image" else "nope.png"))]
+    elif problem == "image for text-to-video":
+        PIL.Image.new("RGB", (96, 64)).save(tmp_path / "image.png")
+        args["extra"] = ["--image", str(tmp_path / "image.png")]
+    elif problem == "size for learned PE":
+        args["extra"] = ["--height", "32"]
+    elif problem == "bad reference steps":
+        args["extra"] = ["--reference-steps", "0.8,0.2"]
+    elif problem == "bad strength":
+        args["extra"] = ["--strength", "1.5"]
+    elif problem == "ramp without guidance":
+        args["extra"] = ["--guidance", "1", "--guidance-ramp", "8"]
+    elif problem in ("missing inversion", "not an inversion"):
+        (tmp_path / "inv.st").write_text("{}")
+        args["extra"] = ["--inversion", str(tmp_path / ("inv.st" if problem == "not an inversion" else "nope.st"))]
     out_dir = tmp_path / "out"
-    code = main(["edit", clip, "--prompt", "x", "--model", model, "--output-dir", str(out_dir), "--steps", "2"])
+    if problem == "output is a file":
+        out_dir.write_text("")
+    code = main(["edit", clip, *args["prompt"], *args["extra"], "--model", model, "--output-dir", str(out_dir),
+                 "--steps", "2"])
     assert code == 2
     assert expected in capsys.readouterr().err
-    assert not out_dir.exists() or not any(out_dir.iterdir())
+    assert out_dir.is_file() or not out_dir.exists() or not any(out_dir.iterdir())
 
 
-def test_demo_runs_end_to_end(tmp_path):
+def test_demo_writes_and_prints_the_metrics_of_what_it_wrote(tmp_path, capsys):
+    """The toy demo's metrics.json describes the held-out clip it edits, its printed line reports those numbers, and
+    the reconstruction PSNR it reports is (up to h264) that of the reconstruction.mp4 it wrote."""
     assert main(["demo", "--output-dir", str(tmp_path), "--steps", "2"]) == 0
-    assert (tmp_path / "edit.mp4").is_file() and (tmp_path / "reconstruction.mp4").is_file()
+    printed = capsys.readouterr()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    clip = toy_world.make_clips(1, seed=0, split="held_out")[0]
+    colours = list(toy_world.COLOURS)
+    target = colours[(colours.index(clip.colour) + 1) % len(colours)]
+    assert metrics["steps"] == 2 and metrics["source_prompt"] == clip.caption
+    assert metrics["edit_prompt"] == toy_world.caption(clip.shape, target, clip.direction, clip.background)
+    assert metrics["detected_colour"]["source"] == clip.colour and metrics["detected_colour"]["target"] == target
+    assert metrics["detected_direction"]["source"] == clip.direction
+    assert metrics["edit_success"] == (metrics["detected_colour"]["edit"] == target)
+    for name in ("source", "reconstruction", "edit", "side_by_side", "metrics"):
+        assert f"{name}: {tmp_path / name}" in printed.out
+    assert (
+        f"detected colour {metrics['detected_colour']['edit']} (target {target}), centroid error "
+        f"{metrics['centroid_error_px']['edit']:.2f} px, reconstruction PSNR "
+        f"{metrics['psnr_db']['reconstruction']:.2f} dB (VAE ceiling {metrics['psnr_db']['vae_ceiling']:.2f} dB)"
+    ) in printed.err
+
+    def written(name):  # the demo writes 4x nearest-neighbour enlargements: take every 4th pixel back
+        frames, _ = read_video(tmp_path / f"{name}.mp4", max_num_frames=toy_world.NUM_FRAMES)
+        return np.stack(frames)[:, 1::4, 1::4]
+
+    assert toy_world.psnr(written("source"), clip.frames) > 30
+    reconstruction_psnr = toy_world.psnr(written("reconstruction"), clip.frames)
+    assert abs(reconstruction_psnr - metrics["psnr_db"]["reconstruction"]) < 0.25, reconstruction_psnr
 
 
 def test_random_tiny_demo_runs_end_to_end(tmp_path):
     assert main(["demo", "--random-tiny", "--output-dir", str(tmp_path), "--steps", "2"]) == 0
     assert (tmp_path / "sample.mp4").is_file() and (tmp_path / "tiny-checkpoint" / "model_index.json").is_file()
-    frames, _ = read_video(tmp_path / "edit.mp4")
+    assert (tmp_path / "reconstruction.mp4").is_file()
+    frames, _ = read_video(tmp_path / "edit-1.mp4")
     assert len(frames) == 9
+
+
+def test_portrait_source_stays_portrait_on_cogvideox_1_5(tiny_checkpoint, tmp_path):
+    """CogVideoX 1.5 takes any size: a portrait clip is edited in portrait, frames spread over the whole clip."""
+    clip = write_sample_clip(tmp_path / "portrait.mp4", num_frames=21, height=96, width=64)
+    out_dir = tmp_path / "out"
+    assert edit(clip, "--prompt", "a blue disc", "--model", tiny_checkpoint("cogvideox1.5-5b"), "--output-dir",
+                out_dir, "--sampling", "spread") == 0
+    frames, _ = read_video(out_dir / "edit-1.mp4")
+    assert len(frames) == 9 and frames[0].height > frames[0].width
+    source = json.loads((out_dir / "run.json").read_text())["inversion"]["source"]
+    assert source["sampling"] == "spread" and source["frame_indices"] == list(range(0, 17, 2))

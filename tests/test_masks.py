@@ -247,3 +247,14 @@ def test_mask_file_with_too_few_frames_is_refused(pipe, tmp_path):
     path = write_mask_video(box_mask(frames=5), tmp_path / "short.mp4")
     with pytest.raises(ValueError, match="The mask has 5 frames but the video has 9"):
         pipe.prepare_mask(path, TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH)
+
+
+def test_a_mask_of_another_aspect_ratio_is_resized_as_the_source_was(pipe):
+    wide = np.zeros((TINY_FRAMES, TINY_HEIGHT, 128), dtype=bool)  # 128x64: the source before its centre crop to 96
+    wide[:, 8:40, 40:72] = True
+    with pytest.raises(ValueError, match="Pass `mask_resize_mode`"):
+        pipe.prepare_mask(wide, TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH)
+    cropped = pipe.prepare_mask(wide, TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, resize_mode="crop")
+    assert torch.equal(cropped[0], torch.from_numpy(wide[:, :, 16:112]).float())  # the same centre crop
+    padded = pipe.prepare_mask(wide, TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, resize_mode="pad")
+    assert padded.shape == (1, TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH) and padded[0, :, :10].max() == 0  # black bars

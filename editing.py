@@ -1,0 +1,614 @@
+"""Editing video files end to end: the one implementation behind the command line, batch editing and the app.
+
+An entry point turns its input (flags, a job line, the page's fields) into `ModelSettings` and `EditSettings`, calls
+`check_edit_settings()` before any model work, loads the pipeline once with `load_pipeline()`, then calls
+`edit_video()` for each video. Nothing here parses flags: `add_model_arguments()` / `add_edit_arguments()` declare them
+and `settings_from_args()` reads them back, so every entry point offers the same options with the same defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+
+DEFAULT_MODEL = "THUDM/CogVideoX-5b"
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # torch loads only when a command runs
+OFFLOAD_MODES = ("auto", "none", "model", "sequential")
+RESIZE_MODES = ("crop", "pad", "stretch")
+SAMPLING_MODES = ("first", "spread")
+REFERENCE_MODES = ("shared", "paired")
+START_MODES = ("inverted", "noise")
+GiB = 1024**3
+# What `--offload auto` keeps free beside the weights on the GPU: the CogVideoX-5b model card reports a 20.7 GB peak
+# with model offload and VAE tiling, of which the bf16 transformer is about 11 GB, so about 10 GB is activations and the
+# tiled VAE decode.
+ACTIVATION_HEADROOM_BYTES = 10 * GiB
+
+
+@dataclass
+class ModelSettings:
+    """Which checkpoint to load, where, and how to fit it in memory."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"  # "auto": cuda when available
+    dtype: str = "auto"  # "auto": bf16 on a GPU, fp32 on the CPU
+    offload: str = "auto"  # "auto" picks from the free GPU memory and the checkpoint's size, see `choose_offload`
+    vae_tiling: str = "auto"  # "auto": VAE tiling and slicing on CUDA, off on the CPU
+    compile: bool = False  # torch.compile the transformer
+
+
+@dataclass
+class EditSettings:
+    """One video and what to do with it. Defaults are the pipeline's (`invert()` and `__call__`)."""
+
+    video: str | None
+    prompts: list[str]
+    source_prompt: str = ""
+    negative_prompt: str = ""
+    steps: int = 50
+    guidance: float = 6.0
+    guidance_ramp: float | None = None  # guidance from `guidance_ramp_at` of the steps on (GuidanceScaleCallback)
+    guidance_ramp_at: float = 0.5
+    seed: int = 42
+    height: int | None = None
+    width: int | None = None
+    num_frames: int | None = None
+    skip_frames_start: int = 0
+    skip_frames_end: int = 0
+    frame_stride: int = 1
+    sampling: str = "first"
+    resize_mode: str = "crop"
+    reference_mode: str = "shared"
+    reference_steps: float | tuple[float, float] = 1.0
+    reference_blocks: list[int] | None = None
+    reference_weight: float = 1.0
+    strength: float = 1.0
+    fixed_point_iterations: int = 0
+    start: str = "inverted"
+    fps: float | None = None
+    image: str | None = None  # image-to-video: condition the edits on this (edited) first frame
+    reconstruction: bool = False
+    save_inversion: str | None = None
+    inversion: str | None = None  # reuse a saved inversion instead of inverting
+    prompt_batch_size: int | None = None  # prompts per pipeline call (None: all at once)
+    extra: dict = field(default_factory=dict)  # recorded in run.json as given (e.g. a batch job's id)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Flags
+
+
+def add_model_arguments(parser):
+    group = parser.add_argument_group("model and memory")
+    group.add_argument("--model", default=DEFAULT_MODEL, help="Hub id or local folder of a CogVideoX checkpoint")
+    group.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, ... (default: cuda when available)")
+    group.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="default: bf16 on GPU, fp32 on CPU")
+    group.add_argument(
+        "--offload", default="auto", choices=OFFLOAD_MODES,
+        help="keep weights on the CPU and move them to the GPU when used: 'model' moves whole models (text encoder, "
+        "transformer, VAE), 'sequential' single layers (slowest, least memory); 'auto' picks from the GPU's free "
+        "memory and the checkpoint's size (none on the CPU)",
+    )
+    group.add_argument(
+        "--vae-tiling", default="auto", choices=["auto", "on", "off"],
+        help="decode and encode the VAE in tiles and slices (default: on with CUDA, where 49 frames of 720x480 need "
+        "about 19 GB without it)",
+    )
+    group.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first step)")
+
+
+def _fraction_or_window(text: str):
+    parts = [float(part) for part in text.split(",")]
+    if len(parts) not in (1, 2):
+        raise ValueError
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def add_source_arguments(parser, video: bool = True):
+    """The source and its inversion: frames, size, steps. `video=False` leaves out the positional video (batch
+    editing reads videos from its jobs)."""
+    if video:
+        parser.add_argument("video", nargs="?", default=None,
+                            help="input video file (any format ffmpeg reads); optional with --inversion")
+    parser.add_argument("--source-prompt", default="", help="prompt the video is inverted (and reconstructed) with")
+
+    frames = parser.add_argument_group("frames")
+    frames.add_argument("--num-frames", type=int, default=None,
+                        help="most frames to use (default: the model's native count, 49)")
+    frames.add_argument("--skip-frames-start", type=int, default=0)
+    frames.add_argument("--skip-frames-end", type=int, default=0)
+    frames.add_argument("--frame-stride", type=int, default=1, help="with --sampling first: take every N-th frame")
+    frames.add_argument("--sampling", default="first", choices=SAMPLING_MODES,
+                        help="'first': the first frames (with the stride); 'spread': evenly spaced over the clip")
+    frames.add_argument("--height", type=int, default=None, help="default: the model's native height")
+    frames.add_argument("--width", type=int, default=None, help="default: the model's native width")
+    frames.add_argument("--resize-mode", default="crop", choices=RESIZE_MODES,
+                        help="fit the source to the model's size: 'crop' (cover, centre crop), 'pad', 'stretch'")
+
+    inversion = parser.add_argument_group("inversion")
+    inversion.add_argument("--steps", type=int, default=50, help="DDIM steps, for inversion and regeneration")
+    inversion.add_argument("--strength", type=float, default=1.0,
+                           help="invert and regenerate only the last fraction of the schedule (keeps more source)")
+    inversion.add_argument("--fixed-point-iterations", type=int, default=0,
+                           help="extra evaluations per inversion step for an exact round trip (2-4)")
+
+
+def add_edit_arguments(parser):
+    """The edits: prompts, guidance, reference attention, outputs, and reusing or saving the inversion."""
+    text = parser.add_argument_group("edit")
+    text.add_argument("--prompt", action="append", default=None, dest="prompts", metavar="PROMPT",
+                      help="prompt of an edit; repeat for several edits of one inversion (written as edit-1.mp4, ...)")
+    text.add_argument("--negative-prompt", default="",
+                      help="negative prompt of the edits (the source prompt often works well here)")
+    text.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance scale of the edits")
+    text.add_argument("--guidance-ramp", type=float, default=None, metavar="SCALE",
+                      help="raise guidance to SCALE after --guidance-ramp-at of the steps (low, then high guidance)")
+    text.add_argument("--guidance-ramp-at", type=float, default=0.5, metavar="FRACTION")
+    text.add_argument("--reference-mode", default="shared", choices=REFERENCE_MODES)
+    text.add_argument("--reference-steps", type=_fraction_or_window, default=1.0, metavar="END or START,END",
+                      help="fraction of the steps (or a window) with reference attention")
+    text.add_argument("--reference-blocks", type=lambda value: [int(b) for b in value.split(",")], default=None,
+                      metavar="I,J,...", help="transformer blocks whose attention reads the reference (default: all)")
+    text.add_argument("--reference-weight", type=float, default=1.0,
+                      help="attention mass on the reference (<1 follows the prompt more)")
+    text.add_argument("--start", default="inverted", choices=START_MODES,
+                      help="start from the inverted noise (closer to the source) or fresh noise (the published method)")
+    text.add_argument("--seed", type=int, default=42)
+    text.add_argument("--image", default=None,
+                      help="image-to-video checkpoints: condition the edits on this image, e.g. an edited first frame "
+                      "(default: the source's first frame)")
+    text.add_argument("--reconstruction", action="store_true",
+                      help="also regenerate the source with the source prompt (reconstruction.mp4)")
+    text.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's)")
+    text.add_argument("--prompt-batch-size", type=int, default=None,
+                      help="prompts per batched call (default: all; lower it when memory is short)")
+    text.add_argument("--save-inversion", default=None, metavar="PATH",
+                      help="also save the inversion (.safetensors) to reuse with --inversion")
+    text.add_argument("--inversion", default=None, metavar="PATH",
+                      help="reuse a saved inversion instead of inverting the video")
+
+
+def settings_from_args(args) -> tuple[ModelSettings, EditSettings]:
+    model = ModelSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ModelSettings)})
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EditSettings) if hasattr(args, f.name)}
+    values.setdefault("video", None)
+    values["prompts"] = values.get("prompts") or []
+    return model, EditSettings(**values)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checks that need no model
+
+
+def check_edit_settings(settings: EditSettings):
+    """Raise, naming the fix, for any setting that would fail later: files, prompts and numbers. Needs no model."""
+    s = settings
+    if not s.prompts and not s.reconstruction and not s.save_inversion:
+        raise ValueError("Nothing to do: give at least one --prompt (or --reconstruction, or --save-inversion).")
+    for prompt in s.prompts:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"Empty prompt {prompt!r}: every --prompt needs text describing the edited video.")
+    if s.video is None and s.inversion is None:
+        raise ValueError("Give a video file to edit, or --inversion with a saved inversion.")
+    for name, path in (("video", s.video), ("image", s.image), ("inversion", s.inversion)):
+        if path is not None and not os.path.isfile(path):
+            raise FileNotFoundError(f"{name.capitalize()} file not found: {path!r}. Check the path.")
+    if s.image is not None:
+        import PIL.Image
+
+        try:
+            with PIL.Image.open(s.image) as image:
+                image.verify()
+        except Exception as error:
+            raise ValueError(f"Could not read the image {s.image!r} ({error}). Pass a PNG or JPEG file.") from None
+    if s.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {s.steps}.")
+    if s.guidance < 1:
+        raise ValueError(f"--guidance must be >= 1 (1 turns guidance off), got {s.guidance}.")
+    if s.guidance_ramp is not None:
+        if not s.guidance_ramp > 1 or not s.guidance > 1:
+            raise ValueError(
+                f"--guidance-ramp {s.guidance_ramp} needs --guidance > 1 and a ramp scale > 1 (got --guidance "
+                f"{s.guidance}): guidance rows must run from the first step to be raised later."
+            )
+        if not 0 < s.guidance_ramp_at < 1:
+            raise ValueError(f"--guidance-ramp-at must be a fraction in (0, 1), got {s.guidance_ramp_at}.")
+    if not 0 < s.strength <= 1:
+        raise ValueError(f"--strength must be in (0, 1], got {s.strength}.")
+    if s.fixed_point_iterations < 0:
+        raise ValueError(f"--fixed-point-iterations must be >= 0, got {s.fixed_point_iterations}.")
+    if s.reference_weight < 0:
+        raise ValueError(f"--reference-weight must be >= 0, got {s.reference_weight}.")
+    if s.prompt_batch_size is not None and s.prompt_batch_size < 1:
+        raise ValueError(f"--prompt-batch-size must be at least 1, got {s.prompt_batch_size}.")
+    if s.fps is not None and not s.fps > 0:
+        raise ValueError(f"--fps must be positive, got {s.fps}.")
+    for name, value, choices in (("--resize-mode", s.resize_mode, RESIZE_MODES),
+                                 ("--sampling", s.sampling, SAMPLING_MODES),
+                                 ("--reference-mode", s.reference_mode, REFERENCE_MODES),
+                                 ("--start", s.start, START_MODES)):
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+    from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+
+    CogVideoXDDIMInversionPipeline.reference_step_window(s.reference_steps, s.steps)  # raises for a bad window
+    if s.inversion is not None:
+        check_saved_inversion(s)
+    for size in (s.height, s.width):
+        if size is not None and (size <= 0 or size % 16):
+            raise ValueError(f"--height/--width must be positive multiples of 16 (VAE 8x, patches of 2), got {size}.")
+
+
+def check_saved_inversion(settings: EditSettings):
+    """A saved inversion must be one (read from its header alone) and have this edit's steps and strength."""
+    from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
+
+    recorded = CogVideoXDDIMInversionOutput.read_settings(settings.inversion)
+    for name, flag, wanted in (("num_inference_steps", "--steps", settings.steps),
+                               ("strength", "--strength", settings.strength)):
+        if recorded.get(name) != wanted:
+            raise ValueError(
+                f"The inversion {settings.inversion!r} was made with {name}={recorded.get(name)}, not {wanted}: pass "
+                f"{flag} {recorded.get(name)}, or invert again."
+            )
+
+
+def check_output_dir(path: str):
+    """The output folder must be a folder we can write to; created if missing (it is the user's choice)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--output-dir {path!r} is a file: give a folder.")
+    os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK):
+        raise PermissionError(f"Cannot write to the output folder {path!r}: pick another --output-dir.")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def resolve_device_and_dtype(device: str, dtype: str):
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "bf16" if device.startswith("cuda") else "fp32"
+    return device, getattr(torch, DTYPES[dtype])
+
+
+def choose_offload(free_bytes: int | None, component_bytes: dict[str, int]) -> str:
+    """`--offload auto`: no offload when every weight fits beside the activations, model offload when the largest
+    model does, sequential offload otherwise. `free_bytes=None` (the CPU) means no offload."""
+    if free_bytes is None:
+        return "none"
+    if sum(component_bytes.values()) + ACTIVATION_HEADROOM_BYTES <= free_bytes:
+        return "none"
+    if max(component_bytes.values()) + ACTIVATION_HEADROOM_BYTES <= free_bytes:
+        return "model"
+    return "sequential"
+
+
+def _component_bytes(pipe) -> dict[str, int]:
+    import torch
+
+    sizes = {}
+    for name, component in pipe.components.items():
+        if isinstance(component, torch.nn.Module):
+            sizes[name] = sum(p.numel() * p.element_size() for p in component.parameters())
+    return sizes
+
+
+def load_pipeline(settings: ModelSettings, log=None):
+    """Load the checkpoint into `CogVideoXDDIMInversionPipeline` and fit it to the device. Returns the pipeline and a
+    dict of what was chosen (device, dtype, offload, VAE tiling, free memory), for run.json."""
+    import torch
+
+    from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+
+    log = log or (lambda message: None)
+    device, torch_dtype = resolve_device_and_dtype(settings.device, settings.dtype)
+    log(f"Loading {settings.model} ({str(torch_dtype).removeprefix('torch.')}) for {device}...")
+    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(settings.model, dtype=torch_dtype)
+    cuda = torch.device(device).type == "cuda"
+    free = torch.cuda.mem_get_info(torch.device(device))[0] if cuda else None
+    offload = settings.offload
+    if offload == "auto":
+        offload = choose_offload(free, _component_bytes(pipe))
+    if offload != "none" and not cuda:
+        raise ValueError(f"--offload {offload} moves weights to a GPU; on {device} use --offload none (or auto).")
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    tiling = settings.vae_tiling == "on" or (settings.vae_tiling == "auto" and cuda)
+    if tiling:
+        pipe.vae.enable_tiling()
+        pipe.vae.enable_slicing()
+    if settings.compile:
+        pipe.transformer.compile()
+    chosen = {"device": device, "dtype": str(torch_dtype).removeprefix("torch."), "offload": offload,
+              "vae_tiling": tiling, "compile": settings.compile,
+              "free_gpu_memory_gib": None if free is None else round(free / GiB, 2)}
+    log(f"Memory: offload {offload}, VAE tiling {'on' if tiling else 'off'}"
+        + ("" if free is None else f", {free / GiB:.1f} GiB free on {device}"))
+    return pipe, chosen
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Editing
+
+
+def checkpoint_config(model: str) -> dict:
+    """The checkpoint's transformer and VAE configs, without loading any weights (JSON files only), so that the
+    source video can be read and checked before the model loads."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+
+    try:
+        return {
+            "transformer": dict(CogVideoXTransformer3DModel.load_config(model, subfolder="transformer")),
+            "vae": dict(AutoencoderKLCogVideoX.load_config(model, subfolder="vae")),
+        }
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Could not read the CogVideoX checkpoint {model!r} ({error}). Pass a Hub id such as {DEFAULT_MODEL} or a "
+            "folder holding model_index.json with transformer/ and vae/ subfolders."
+        ) from None
+
+
+def check_settings_for_checkpoint(settings: EditSettings, config: dict):
+    """Settings this checkpoint cannot run (from its config alone, before the weights load)."""
+    transformer = config["transformer"]
+    image_to_video = transformer["in_channels"] == 2 * (transformer.get("out_channels") or 16)
+    if settings.image is not None and not image_to_video:
+        raise ValueError(
+            "--image conditions image-to-video checkpoints (CogVideoX-5b-I2V, CogVideoX1.5-5B-I2V); this checkpoint "
+            "is text-to-video: leave --image out, or pass an image-to-video --model."
+        )
+    if transformer.get("use_learned_positional_embeddings"):
+        native = (transformer["sample_height"] * 8, transformer["sample_width"] * 8)
+        wanted = (settings.height or native[0], settings.width or native[1])
+        if wanted != native:
+            raise ValueError(
+                f"This checkpoint has learned positional embeddings for {native[1]}x{native[0]} (width x height) only: "
+                f"leave --height/--width out (the source is fitted with --resize-mode), or use a CogVideoX 1.5 "
+                "checkpoint for other sizes."
+            )
+
+
+def check_source(settings: EditSettings, config: dict):
+    """Refuse a video that cannot be read or has too few frames for this selection, from its header and packet list
+    alone (no frame is decoded); `config` is `checkpoint_config()`."""
+    from .video_io import count_frames, probe_video, select_frame_indices
+
+    probe_video(settings.video)
+    select_frame_indices(
+        count_frames(settings.video),
+        settings.skip_frames_start,
+        settings.skip_frames_end,
+        settings.frame_stride,
+        settings.num_frames or config["transformer"]["sample_frames"],
+        config["vae"].get("temporal_compression_ratio", 4),
+        settings.sampling,
+    )
+
+
+def read_source(pipe, settings: EditSettings):
+    """The source frames to invert, selected and resized while decoding (uint8 [F, H, W, 3], 4k + 1 frames, at the
+    model's size for this source), their frame rate, and their frame numbers in the source."""
+    import numpy as np
+
+    read = pipe.read_source_video(
+        settings.video,
+        height=settings.height,
+        width=settings.width,
+        resize_mode=settings.resize_mode,
+        num_frames=settings.num_frames,
+        sampling=settings.sampling,
+        skip_frames_start=settings.skip_frames_start,
+        skip_frames_end=settings.skip_frames_end,
+        frame_stride=settings.frame_stride,
+    )
+    return np.stack([np.asarray(frame) for frame in read.frames]), read.fps, read.indices
+
+
+def invert_source(pipe, settings: EditSettings, frames=None, fps=None, indices=None, log=None):
+    """The inversion of the source: loaded from `settings.inversion` (checked against `pipe`), or computed from
+    `frames`; saved to `settings.save_inversion` when asked."""
+    from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
+
+    log = log or (lambda message: None)
+    if settings.inversion is not None:
+        check_saved_inversion(settings)
+        inv = CogVideoXDDIMInversionOutput.load(settings.inversion, pipeline=pipe)
+        log(f"Reusing the inversion {settings.inversion} ({inv.trajectory.shape[0]} steps, no inversion run).")
+        return inv
+    log(f"Inverting {len(frames)} frames with {settings.steps} steps...")
+    inv = pipe.invert(
+        video=frames,
+        prompt=settings.source_prompt,
+        num_inference_steps=settings.steps,
+        strength=settings.strength,
+        fixed_point_iterations=settings.fixed_point_iterations,
+        height=frames.shape[1],
+        width=frames.shape[2],
+        max_sequence_length=pipe.transformer.config.max_text_seq_length,
+    )
+    inv.fps = fps
+    inv.settings["source"] = {
+        "video": None if settings.video is None else os.path.abspath(settings.video),
+        **{name: getattr(settings, name) for name in
+           ("skip_frames_start", "skip_frames_end", "frame_stride", "num_frames", "sampling", "resize_mode")},
+        "frame_indices": indices,
+    }
+    if settings.save_inversion:
+        inv.save(settings.save_inversion)
+        log(f"Saved the inversion to {settings.save_inversion}.")
+    return inv
+
+
+def _image_latents(pipe, settings: EditSettings, inv):
+    """Image-to-video conditioning of the edits: the inversion's (the source's first frame) or `settings.image`."""
+    if not pipe.is_image_to_video:
+        return None
+    if settings.image is None:
+        return inv.image_latents
+    import PIL.Image
+
+    height, width = (size * pipe.vae_scale_factor_spatial for size in inv.latents.shape[3:])
+    image = pipe.video_processor.preprocess(PIL.Image.open(settings.image).convert("RGB"), height=height, width=width)
+    device = pipe._execution_device
+    return pipe.prepare_image_latents(image, inv.latents.shape[1], inv.latents.dtype, device)
+
+
+def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: float, negative_prompt: str,
+               callback=None):
+    """Regenerate the inverted video under `prompts` (batched: in shared mode they share one reference row per step).
+    Returns float frames [N, F, H, W, 3] in [0, 1]."""
+    import numpy as np
+    import torch
+
+    generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+    start = inv.trajectory[0] if settings.start == "inverted" else None
+    videos = []
+    batch = settings.prompt_batch_size or len(prompts)
+    for first in range(0, len(prompts), batch):
+        chunk = prompts[first : first + batch]
+        videos.append(pipe(
+            prompt=chunk,
+            negative_prompt=[negative_prompt] * len(chunk),
+            guidance_scale=guidance,
+            latents=start,
+            generator=generator,
+            reference_latents=inv.trajectory,
+            reference_timesteps=inv.timesteps,
+            reference_prompt=settings.source_prompt,
+            reference_mode=settings.reference_mode,
+            reference_steps=settings.reference_steps,
+            reference_blocks=settings.reference_blocks,
+            reference_weight=settings.reference_weight,
+            strength=settings.strength,
+            image_latents=_image_latents(pipe, settings, inv),
+            num_inference_steps=settings.steps,
+            max_sequence_length=pipe.transformer.config.max_text_seq_length,
+            callback_on_step_end=callback,
+            output_type="np",
+        ).frames)
+    return np.concatenate(videos)
+
+
+def to_uint8(frames):
+    """Pipeline `output_type="np"` frames (floats in [0, 1]) as uint8, rounded."""
+    import numpy as np
+
+    return np.clip(np.asarray(frames) * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def _fit(frames, height: int, width: int):
+    """Source frames at the output size, for the side-by-side video."""
+    import numpy as np
+    import PIL.Image
+
+    if frames.shape[1:3] == (height, width):
+        return frames
+    return np.stack([np.asarray(PIL.Image.fromarray(f).resize((width, height), PIL.Image.BICUBIC)) for f in frames])
+
+
+def _versions() -> dict:
+    import importlib.metadata
+
+    versions = {}
+    for name in ("cogvideox-ddim-inversion", "torch", "diffusers", "transformers", "accelerate", "imageio-ffmpeg"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _write_json(data: dict, path: str):
+    """Write JSON under a temporary name and move it into place: the file is whole or absent."""
+    handle, partial = tempfile.mkstemp(suffix=".json", prefix=".partial-", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(handle, "w") as f:
+            json.dump(data, f, indent=2, default=str)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | None = None, log=None) -> dict:
+    """Invert (or load the inversion of) `settings.video` and write into `output_dir`: `edit-<n>.mp4` per prompt,
+    `side_by_side.mp4` (source | edits), `reconstruction.mp4` on request, and `run.json` (settings, versions, timings,
+    outputs), written last. Returns the run record."""
+    import numpy as np
+
+    from .callbacks import GuidanceScaleCallback
+    from .video_io import write_video
+
+    log = log or (lambda message: None)
+    timings = {}
+    started = time.perf_counter()
+    frames, fps, indices = None, None, None
+    if settings.video is not None:
+        frames, fps, indices = read_source(pipe, settings)
+    timings["read_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    inv = invert_source(pipe, settings, frames, fps, indices, log)
+    timings["invert_s"] = time.perf_counter() - started
+    fps = settings.fps or fps or inv.fps or 8.0
+
+    outputs, edits = {}, None
+    if settings.prompts:
+        started = time.perf_counter()
+        ramp = None
+        if settings.guidance_ramp is not None:
+            ramp = GuidanceScaleCallback(settings.guidance_ramp, cutoff_step_ratio=settings.guidance_ramp_at)
+        log(f"Editing under {len(settings.prompts)} prompt(s)...")
+        edits = to_uint8(regenerate(pipe, inv, settings.prompts, settings, settings.guidance,
+                                    settings.negative_prompt, ramp))
+        timings["edit_s"] = time.perf_counter() - started
+        for index, edit in enumerate(edits, start=1):
+            outputs[f"edit-{index}"] = write_video(edit, os.path.join(output_dir, f"edit-{index}.mp4"), fps)
+    if settings.reconstruction:
+        started = time.perf_counter()
+        log("Reconstructing with the source prompt...")
+        reconstruction = to_uint8(regenerate(pipe, inv, [settings.source_prompt], settings, 1.0, "")[0])
+        timings["reconstruction_s"] = time.perf_counter() - started
+        outputs["reconstruction"] = write_video(reconstruction, os.path.join(output_dir, "reconstruction.mp4"), fps)
+    if edits is not None:
+        height, width = edits.shape[2:4]
+        panels = ([_fit(frames, height, width)] if frames is not None else []) + list(edits)
+        outputs["side_by_side"] = write_video(np.concatenate(panels, axis=2),
+                                              os.path.join(output_dir, "side_by_side.mp4"), fps)
+    if settings.save_inversion:
+        outputs["inversion"] = os.path.abspath(settings.save_inversion)
+
+    record = {
+        "settings": {**dataclasses.asdict(settings), "extra": None, **settings.extra},
+        "load": load_info or {},
+        "inversion": {k: v for k, v in inv.settings.items() if k != "model"} | {"model": inv.settings.get("model")},
+        "fps": fps,
+        "timings_s": {name: round(value, 3) for name, value in timings.items()},
+        "outputs": outputs,
+        "versions": _versions(),
+    }
+    _write_json(record, os.path.join(output_dir, "run.json"))
+    outputs["run"] = os.path.join(output_dir, "run.json")
+    return record
+
+
+def print_log(message: str):
+    print(message, file=sys.stderr, flush=True)
