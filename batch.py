@@ -53,9 +53,9 @@ MANIFEST = "manifest.jsonl"
 JOB_RECORD = "job.json"
 PARTIAL_PREFIX = ".partial-"  # a job being written (and editing._write_json's and write_video's temporary files)
 REPLACED_PREFIX = ".replaced-"  # a finished job's old folder, between its replacement and its deletion
-PATH_FIELDS = ("video", "image", "inversion")  # relative to the JOBS file's folder; hashed by content
-BOOL_FIELDS = ("reconstruction", "save_inversion")
-LIST_FIELDS = ("prompts", "reference_steps", "reference_blocks")
+PATH_FIELDS = ("video", "image", "inversion", "mask")  # relative to the JOBS file's folder; hashed by content
+BOOL_FIELDS = ("reconstruction", "save_inversion", "paste_back")
+LIST_FIELDS = ("prompts", "reference_steps", "reference_blocks", "mask_words")
 NULLABLE_FIELDS = tuple(f.name for f in dataclasses.fields(EditSettings) if f.default is None)  # null: "not set"
 JOB_KEYS = ("id", *(f.name for f in dataclasses.fields(EditSettings) if f.name != "extra"))
 KEY_ALIASES = {"prompt": "prompts"}

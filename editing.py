@@ -8,6 +8,7 @@ and `settings_from_args()` reads them back, so every entry point offers the same
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -77,6 +78,9 @@ class EditSettings:
     save_inversion: str | None = None
     inversion: str | None = None  # reuse a saved inversion instead of inverting
     prompt_batch_size: int | None = None  # prompts per pipeline call (None: all at once)
+    mask: str | None = None  # mask video (white = may change), read with the source's frame selection and resizing
+    mask_words: list[str] | None = None  # words of source_prompt whose attention the inversion records as the mask
+    paste_back: bool = False  # composite the source outside the mask after decoding
     extra: dict = field(default_factory=dict)  # recorded in run.json as given (e.g. a batch job's id)
 
 
@@ -110,6 +114,17 @@ def _fraction_or_window(text: str):
     return parts[0] if len(parts) == 1 else tuple(parts)
 
 
+def _words(text: str) -> list[str]:
+    return [word.strip() for word in text.split(",") if word.strip()]
+
+
+class _ExtendWords(argparse.Action):
+    """`--mask-words horse rider` and `--mask-words horse,rider` both give ["horse", "rider"]."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [word for words in values for word in words])
+
+
 def add_source_arguments(parser, video: bool = True):
     """The source and its inversion: frames, size, steps. `video=False` leaves out the positional video (batch
     editing reads videos from its jobs)."""
@@ -137,6 +152,9 @@ def add_source_arguments(parser, video: bool = True):
                            help="invert and regenerate only the last fraction of the schedule (keeps more source)")
     inversion.add_argument("--fixed-point-iterations", type=int, default=0,
                            help="extra evaluations per inversion step for an exact round trip (2-4)")
+    inversion.add_argument("--mask-words", nargs="+", default=None, type=_words, action=_ExtendWords, metavar="WORD",
+                           help="words of --source-prompt (comma or space separated): the inversion records the "
+                           "model's attention to them as the edit mask (mask.mp4); edits change only inside it")
 
 
 def add_edit_arguments(parser):
@@ -168,6 +186,11 @@ def add_edit_arguments(parser):
     text.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's)")
     text.add_argument("--prompt-batch-size", type=int, default=None,
                       help="prompts per batched call (default: all; lower it when memory is short)")
+    text.add_argument("--mask", default=None, metavar="FILE",
+                      help="mask video (white = may change, same frames as the source): edits change only inside it")
+    text.add_argument("--paste-back", action="store_true",
+                      help="with --mask or --mask-words: after decoding, put the source's own pixels back outside the "
+                      "mask")
     text.add_argument("--save-inversion", default=None, metavar="PATH",
                       help="also save the inversion (.safetensors) to reuse with --inversion")
     text.add_argument("--inversion", default=None, metavar="PATH",
@@ -196,7 +219,7 @@ def check_edit_settings(settings: EditSettings):
             raise ValueError(f"Empty prompt {prompt!r}: every --prompt needs text describing the edited video.")
     if s.video is None and s.inversion is None:
         raise ValueError("Give a video file to edit, or --inversion with a saved inversion.")
-    for name, path in (("video", s.video), ("image", s.image), ("inversion", s.inversion)):
+    for name, path in (("video", s.video), ("image", s.image), ("inversion", s.inversion), ("mask", s.mask)):
         if path is not None and not os.path.isfile(path):
             raise FileNotFoundError(f"{name.capitalize()} file not found: {path!r}. Check the path.")
     if s.image is not None:
@@ -207,6 +230,7 @@ def check_edit_settings(settings: EditSettings):
                 image.verify()
         except Exception as error:
             raise ValueError(f"Could not read the image {s.image!r} ({error}). Pass a PNG or JPEG file.") from None
+    check_mask_settings(s)
     if s.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {s.steps}.")
     if s.guidance < 1:
@@ -245,6 +269,23 @@ def check_edit_settings(settings: EditSettings):
             raise ValueError(f"--height/--width must be positive multiples of 16 (VAE 8x, patches of 2), got {size}.")
 
 
+def check_mask_settings(settings: EditSettings):
+    """--mask, --mask-words and --paste-back: one mask source, words of the source prompt, paste-back with a mask."""
+    import re
+
+    s = settings
+    if s.mask is not None and s.mask_words:
+        raise ValueError("Give --mask (a mask video) or --mask-words (a mask from the model's attention), not both.")
+    if s.paste_back and s.mask is None and not s.mask_words:
+        raise ValueError("--paste-back puts the source back outside a mask: give --mask or --mask-words too.")
+    for word in s.mask_words or []:
+        if not re.search(rf"(?<!\w){re.escape(word)}(?!\w)", s.source_prompt, re.IGNORECASE):
+            raise ValueError(
+                f"--mask-words {word!r} is not a word of --source-prompt {s.source_prompt!r}: the mask is the "
+                "attention the inversion gives to words of its own prompt. Add the word to --source-prompt."
+            )
+
+
 def check_saved_inversion(settings: EditSettings):
     """A saved inversion must be one (read from its header alone) and have this edit's steps and strength."""
     from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
@@ -257,6 +298,11 @@ def check_saved_inversion(settings: EditSettings):
                 f"The inversion {settings.inversion!r} was made with {name}={recorded.get(name)}, not {wanted}: pass "
                 f"{flag} {recorded.get(name)}, or invert again."
             )
+    if settings.mask_words and recorded.get("mask_words") != settings.mask_words:
+        raise ValueError(
+            f"The inversion {settings.inversion!r} recorded no mask for --mask-words {settings.mask_words} (it has "
+            f"{recorded.get('mask_words')}): invert again with these --mask-words, or give a --mask video."
+        )
 
 
 def check_output_dir(path: str):
@@ -388,9 +434,7 @@ def check_source(settings: EditSettings, config: dict):
     alone (no frame is decoded); `config` is `checkpoint_config()`."""
     from .video_io import count_frames, probe_video, select_frame_indices
 
-    probe_video(settings.video)
-    select_frame_indices(
-        count_frames(settings.video),
+    selection = (
         settings.skip_frames_start,
         settings.skip_frames_end,
         settings.frame_stride,
@@ -398,6 +442,16 @@ def check_source(settings: EditSettings, config: dict):
         config["vae"].get("temporal_compression_ratio", 4),
         settings.sampling,
     )
+    probe_video(settings.video)
+    frames = select_frame_indices(count_frames(settings.video), *selection)
+    if settings.mask is not None:  # read with the same selection, frame for frame
+        probe_video(settings.mask)
+        mask_frames = select_frame_indices(count_frames(settings.mask), *selection)
+        if len(mask_frames) != len(frames):
+            raise ValueError(
+                f"The mask video {settings.mask!r} gives {len(mask_frames)} frames with this frame selection, the "
+                f"video {len(frames)}: give a mask video with a frame for every frame of the source."
+            )
 
 
 def read_source(pipe, settings: EditSettings):
@@ -417,6 +471,31 @@ def read_source(pipe, settings: EditSettings):
         frame_stride=settings.frame_stride,
     )
     return np.stack([np.asarray(frame) for frame in read.frames]), read.fps, read.indices
+
+
+def read_mask(pipe, settings: EditSettings, inv):
+    """The edit mask `[1, F, H, W]` (bool): `settings.mask` read with the source's frame selection and brought to the
+    inversion's size with its resize mode (white = may change), or the inversion's own (`--mask-words`); None
+    without either."""
+    import numpy as np
+    import torch
+
+    if settings.mask is None:
+        return inv.mask if settings.mask_words else None
+    height, width = (size * pipe.vae_scale_factor_spatial for size in inv.latents.shape[3:])
+    read = pipe.read_source_video(
+        settings.mask,
+        height=height,
+        width=width,
+        resize_mode=settings.resize_mode,
+        num_frames=settings.num_frames,
+        sampling=settings.sampling,
+        skip_frames_start=settings.skip_frames_start,
+        skip_frames_end=settings.skip_frames_end,
+        frame_stride=settings.frame_stride,
+    )
+    gray = np.stack([np.asarray(frame.convert("L")) for frame in read.frames])
+    return torch.from_numpy(gray > 127)[None]  # compression blurs a black and white video: threshold at half
 
 
 def invert_source(pipe, settings: EditSettings, frames=None, fps=None, indices=None, log=None):
@@ -440,6 +519,7 @@ def invert_source(pipe, settings: EditSettings, frames=None, fps=None, indices=N
         height=frames.shape[1],
         width=frames.shape[2],
         max_sequence_length=pipe.transformer.config.max_text_seq_length,
+        mask_words=settings.mask_words,
     )
     inv.fps = fps
     inv.settings["source"] = {
@@ -469,14 +549,19 @@ def _image_latents(pipe, settings: EditSettings, inv):
 
 
 def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: float, negative_prompt: str,
-               callback=None):
-    """Regenerate the inverted video under `prompts` (batched: in shared mode they share one reference row per step).
+               callback=None, mask=None, source_frames=None):
+    """Regenerate the inverted video under `prompts` (batched: in shared mode they share one reference row per step),
+    changing only inside `mask` when given (pasting `source_frames` back outside it with `settings.paste_back`).
     Returns float frames [N, F, H, W, 3] in [0, 1]."""
     import numpy as np
     import torch
 
     generator = torch.Generator(device="cpu").manual_seed(settings.seed)
     start = inv.trajectory[0] if settings.start == "inverted" else None
+    local_edit = {}
+    if mask is not None:
+        local_edit = dict(mask=mask, source_latents=inv.latents, paste_back=settings.paste_back,
+                          source_video=source_frames if settings.paste_back else None)
     videos = []
     batch = settings.prompt_batch_size or len(prompts)
     for first in range(0, len(prompts), batch):
@@ -500,6 +585,7 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
             max_sequence_length=pipe.transformer.config.max_text_seq_length,
             callback_on_step_end=callback,
             output_type="np",
+            **local_edit,
         ).frames)
     return np.concatenate(videos)
 
@@ -555,7 +641,7 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | 
     import numpy as np
 
     from .callbacks import GuidanceScaleCallback
-    from .video_io import write_video
+    from .video_io import write_mask_video, write_video
 
     log = log or (lambda message: None)
     timings = {}
@@ -571,6 +657,9 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | 
     fps = settings.fps or fps or inv.fps or 8.0
 
     outputs, edits = {}, None
+    mask = read_mask(pipe, settings, inv)
+    if mask is not None:
+        outputs["mask"] = write_mask_video(mask[0], os.path.join(output_dir, "mask.mp4"), fps)
     if settings.prompts:
         started = time.perf_counter()
         ramp = None
@@ -578,7 +667,7 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | 
             ramp = GuidanceScaleCallback(settings.guidance_ramp, cutoff_step_ratio=settings.guidance_ramp_at)
         log(f"Editing under {len(settings.prompts)} prompt(s)...")
         edits = to_uint8(regenerate(pipe, inv, settings.prompts, settings, settings.guidance,
-                                    settings.negative_prompt, ramp))
+                                    settings.negative_prompt, ramp, mask=mask, source_frames=frames))
         timings["edit_s"] = time.perf_counter() - started
         for index, edit in enumerate(edits, start=1):
             outputs[f"edit-{index}"] = write_video(edit, os.path.join(output_dir, f"edit-{index}.mp4"), fps)
