@@ -103,11 +103,17 @@ def add_model_arguments(parser):
     group.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first step)")
 
 
-def _fraction_or_window(text: str):
+def parse_reference_steps(text: str):
+    """`--reference-steps` as typed: "END" (a fraction of the steps) or "START,END" (a window)."""
     parts = [float(part) for part in text.split(",")]
     if len(parts) not in (1, 2):
-        raise ValueError
+        raise ValueError(f"Reference steps must be a fraction or START,END; got {text!r}.")
     return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def parse_reference_blocks(text: str) -> list[int]:
+    """`--reference-blocks` as typed: comma-separated transformer block indices."""
+    return [int(block) for block in text.split(",")]
 
 
 def add_source_arguments(parser, video: bool = True):
@@ -151,9 +157,9 @@ def add_edit_arguments(parser):
                       help="raise guidance to SCALE after --guidance-ramp-at of the steps (low, then high guidance)")
     text.add_argument("--guidance-ramp-at", type=float, default=0.5, metavar="FRACTION")
     text.add_argument("--reference-mode", default="shared", choices=REFERENCE_MODES)
-    text.add_argument("--reference-steps", type=_fraction_or_window, default=1.0, metavar="END or START,END",
+    text.add_argument("--reference-steps", type=parse_reference_steps, default=1.0, metavar="END or START,END",
                       help="fraction of the steps (or a window) with reference attention")
-    text.add_argument("--reference-blocks", type=lambda value: [int(b) for b in value.split(",")], default=None,
+    text.add_argument("--reference-blocks", type=parse_reference_blocks, default=None,
                       metavar="I,J,...", help="transformer blocks whose attention reads the reference (default: all)")
     text.add_argument("--reference-weight", type=float, default=1.0,
                       help="attention mass on the reference (<1 follows the prompt more)")
