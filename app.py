@@ -24,6 +24,8 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -410,5 +412,7 @@ def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
 
 
 def run_app(args):
-    """`cogvideox-ddim-inversion app`: serve the page until interrupted."""
+    """`cogvideox-ddim-inversion app`: serve the page until interrupted (Ctrl+C or SIGTERM, which both remove the
+    temporary folder on the way out)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # unwinds like Ctrl+C, so atexit runs
     launch_app(args)
