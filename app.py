@@ -1,11 +1,13 @@
 """The web page: upload a video, type what should change, watch source and edit side by side (Gradio Blocks).
 
 `cogvideox-ddim-inversion app` loads the checkpoint once (the committed toy checkpoint unless `--model` names another)
-and serves one page. Each run calls `editing.py` as the command line does: `check_edit_settings()`, `read_source()`,
-`edit_video()`; the page only turns its fields into `EditSettings`, whose defaults are the page's defaults.
+and serves one page. Each run calls `editing.py` as the command line does: `check_edit_settings()`,
+`check_settings_for_checkpoint()`, `check_source()`, `edit_video()`; the page only turns its fields into
+`EditSettings`, whose defaults are the page's defaults.
 
 Keeping the inversion: `edit_video()` saves the inversion (`save_inversion`) into the app's temporary folder under a
-hash of what it depends on (the decoded source frames, the source prompt, the inversion settings, the checkpoint), and
+hash of what it depends on (the video file, the source prompt, frame selection, size and inversion settings, the
+checkpoint), and
 the next run with the same hash passes that file back as `inversion`, so a new edit prompt skips the inversion. Files
 on disk rather than tensors in memory: the same code path as `edit --inversion` (checked against the loaded
 checkpoint), and nothing held in memory between requests.
@@ -40,19 +42,21 @@ from .editing import (
     ModelSettings,
     add_model_arguments,
     check_edit_settings,
+    check_settings_for_checkpoint,
+    check_source,
+    checkpoint_config,
     edit_video,
     load_pipeline,
     parse_reference_blocks,
     parse_reference_steps,
-    pipeline_config,
     print_log,
-    read_source,
 )
 
 
 DEFAULTS = EditSettings(video=None, prompts=[])  # the page's defaults are the API's
-# What an inversion depends on besides the decoded frames and the checkpoint: a change in any of them inverts again.
-INVERSION_FIELDS = ("source_prompt", "steps", "strength", "fixed_point_iterations", "height", "width", "resize_mode")
+# What an inversion depends on besides the video file and the checkpoint: a change in any of them inverts again.
+INVERSION_FIELDS = ("source_prompt", "steps", "strength", "fixed_point_iterations", "num_frames", "skip_frames_start",
+                    "skip_frames_end", "frame_stride", "sampling", "height", "width", "resize_mode")
 KEEP_RUNS = 8  # result folders kept on disk (older ones are deleted; Gradio has copied what the page shows)
 KEEP_INVERSIONS = 4  # saved inversions kept (the least recently used is deleted first)
 MiB = 1024**2
@@ -70,7 +74,7 @@ def add_app_arguments(parser):
     server.add_argument("--share", action="store_true", help="also open a temporary public link through Gradio")
     server.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload accepted (MB)")
     server.add_argument("--max-duration", type=float, default=30.0, metavar="SECONDS",
-                        help="longest video accepted (every frame is decoded before frames are selected)")
+                        help="longest video accepted (read from the file's header before decoding)")
     server.add_argument("--temp-dir", default=None,
                         help="folder in which the app makes its temporary folder (default: the system's)")
 
@@ -79,21 +83,12 @@ def add_app_arguments(parser):
 # Checks and the inversion cache (no Gradio needed)
 
 
-def check_upload(path: str, max_duration: float):
-    """Refuse a file that is not a video, or a video over the duration limit, from its header alone. (Gradio refuses
-    files over the size limit while they upload: `launch(max_file_size=...)`.)"""
-    import imageio_ffmpeg
+def check_duration(path: str, max_duration: float):
+    """Refuse a video over the duration limit, from its header alone (`probe_video` also refuses a file that is not
+    a video). Gradio refuses files over the size limit while they upload: `launch(max_file_size=...)`."""
+    from .video_io import probe_video
 
-    try:
-        reader = imageio_ffmpeg.read_frames(path)
-        meta = next(reader)
-        reader.close()
-    except (RuntimeError, OSError, StopIteration, KeyError, ValueError):
-        raise ValueError(
-            f"Could not read {os.path.basename(path)!r} as a video. Upload a video file that ffmpeg can read, e.g. an "
-            "MP4."
-        ) from None
-    duration = meta.get("duration") or 0.0
+    duration = probe_video(path).duration or 0.0
     if duration > max_duration:
         raise ValueError(
             f"The video lasts {duration:.1f} s; this app takes videos up to {max_duration:g} s. Trim it and upload "
@@ -101,12 +96,13 @@ def check_upload(path: str, max_duration: float):
         )
 
 
-def inversion_key(frames, settings: EditSettings, model: str) -> str:
-    """Hash of what an inversion depends on: the decoded source frames (after frame selection), the inversion
-    settings and the checkpoint."""
+def inversion_key(settings: EditSettings, model: str) -> str:
+    """Hash of what an inversion depends on: the video file's bytes, the frame selection and inversion settings, and
+    the checkpoint."""
     digest = hashlib.sha256()
-    digest.update(repr(frames.shape).encode())
-    digest.update(frames.tobytes())
+    with open(settings.video, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
     digest.update(json.dumps({name: getattr(settings, name) for name in INVERSION_FIELDS} | {"model": model},
                              sort_keys=True, default=str).encode())
     return digest.hexdigest()[:32]
@@ -172,7 +168,7 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                                               for name in ("runs", "inversions", "examples"))
     for folder in (runs_dir, inversions_dir, examples_dir):
         os.makedirs(folder, exist_ok=True)
-    config = pipeline_config(pipe)
+    config = checkpoint_config(model)
     native_frames = config["transformer"]["sample_frames"]
     native_height, native_width = (config["transformer"][f"sample_{side}"] * pipe.vae_scale_factor_spatial
                                    for side in ("height", "width"))
@@ -221,11 +217,13 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                 reconstruction=bool(reconstruction),
                 prompt_batch_size=_zero_as_unset(prompt_batch_size, int),
             )
+            # The command line's checks, before any model work; then the app's own limit.
             check_edit_settings(settings)
-            check_upload(video, max_duration)
-            source = read_source(settings, config)
+            check_settings_for_checkpoint(settings, config)
+            check_duration(video, max_duration)
+            check_source(settings, config)
 
-            inversion = os.path.join(inversions_dir, inversion_key(source[0], settings, model) + ".safetensors")
+            inversion = os.path.join(inversions_dir, inversion_key(settings, model) + ".safetensors")
             reused = os.path.isfile(inversion)
             if reused:
                 settings.inversion = inversion
@@ -239,19 +237,20 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
 
             run_dir = os.path.join(runs_dir, time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8])
             os.makedirs(run_dir)
-            record = edit_video(pipe, settings, run_dir, source, load_info, log=log)
+            record = edit_video(pipe, settings, run_dir, load_info, log=log)
         except (ValueError, FileNotFoundError, TypeError, OSError) as error:
-            raise gr.Error(str(error), print_exception=False) from None
+            # The upload's name, not where the server keeps it.
+            raise gr.Error(str(error).replace(video, os.path.basename(video)), print_exception=False) from None
         finally:
             _prune(runs_dir, KEEP_RUNS)
             _prune(inversions_dir, KEEP_INVERSIONS)
 
         outputs, timings = record["outputs"], record["timings_s"]
-        frames = source[0]
         if reused:
             status = ["Reused the inversion of this clip and settings (no inversion run)."]
         else:
-            status = [(f"Inverted {len(frames)} frames with {settings.steps} steps in {timings['invert_s']:.1f} s; "
+            inverted = len(record["inversion"]["source"]["frame_indices"])
+            status = [(f"Inverted {inverted} frames with {settings.steps} steps in {timings['invert_s']:.1f} s; "
                        "kept the inversion for the next prompt on this clip and settings.")]
         if "edit_s" in timings:
             status.append(f"Edited under {len(prompts)} prompt(s) in {timings['edit_s']:.1f} s.")

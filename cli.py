@@ -1,4 +1,5 @@
-"""Command line: edit video files with CogVideoX (`edit`, `invert`), the toy demo, tiny checkpoints and publishing.
+"""Command line: edit video files with CogVideoX (`edit`, `invert`, `batch`), the toy demo, tiny checkpoints and
+publishing.
 
 Every option is declared and carried out in `editing.py`, which batch editing and the app share."""
 
@@ -15,6 +16,8 @@ from .editing import (
     add_source_arguments,
     check_edit_settings,
     check_output_dir,
+    check_settings_for_checkpoint,
+    check_source,
     checkpoint_config,
     edit_video,
     invert_source,
@@ -30,9 +33,12 @@ def run_edit(args) -> dict:
     model_settings, settings = settings_from_args(args)
     check_edit_settings(settings)
     check_output_dir(args.output_dir)
-    source = None if settings.video is None else read_source(settings, checkpoint_config(model_settings.model))
+    config = checkpoint_config(model_settings.model)
+    check_settings_for_checkpoint(settings, config)
+    if settings.video is not None:
+        check_source(settings, config)
     pipe, load_info = load_pipeline(model_settings, log=print_log)
-    record = edit_video(pipe, settings, args.output_dir, source, load_info, log=print_log)
+    record = edit_video(pipe, settings, args.output_dir, load_info, log=print_log)
     for name, path in record["outputs"].items():
         print(f"{name}: {path}")
     return record["outputs"]
@@ -44,9 +50,11 @@ def run_invert(args) -> dict:
     settings.save_inversion = args.output
     check_edit_settings(settings)
     check_output_dir(os.path.dirname(os.path.abspath(args.output)))
-    frames, fps = read_source(settings, checkpoint_config(model_settings.model))
+    config = checkpoint_config(model_settings.model)
+    check_settings_for_checkpoint(settings, config)
+    check_source(settings, config)
     pipe, _ = load_pipeline(model_settings, log=print_log)
-    invert_source(pipe, settings, frames, fps, log=print_log)
+    invert_source(pipe, settings, *read_source(pipe, settings), log=print_log)
     print(f"inversion: {args.output}")
     return {"inversion": args.output}
 
@@ -125,6 +133,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(invert)
     invert.set_defaults(func=run_invert)
 
+    # `--save-inversion PATH` of `edit` becomes a switch here: each job's inversion goes into its own folder.
+    batch = commands.add_parser(
+        "batch", conflict_handler="resolve",
+        help="edit many videos listed in a JSONL or CSV file, resumably, on one process or under accelerate launch",
+        description="Edit every video of JOBS (one per line: video, source_prompt, prompts and any per-job option) "
+        "into OUTPUT_DIR/<job id>/. Flags give every job's defaults; a job's own options replace them. Rerunning "
+        "skips finished jobs. Run it under `accelerate launch` for one process per GPU (docs/batch.md).",
+    )
+    batch.add_argument("jobs", help="JSONL (one JSON object per line) or CSV file (header row; several prompts "
+                       "separated by '|'); video, image and inversion paths are relative to its folder")
+    batch.add_argument("--output-dir", required=True,
+                       help="one folder per job (edits, side_by_side.mp4, run.json, job.json) and manifest.jsonl")
+    add_source_arguments(batch, video=False)
+    add_edit_arguments(batch)
+    batch.add_argument("--save-inversion", action="store_true",
+                       help="also save each job's inversion as OUTPUT_DIR/<job id>/inversion.safetensors")
+    batch.add_argument("--fail-on-error", action="store_true",
+                       help="exit with status 1 when any job failed (default: 0; failures are in manifest.jsonl)")
+    add_model_arguments(batch)
+    batch.set_defaults(func=run_batch)
+
     demo = commands.add_parser(
         "demo", help="invert and colour-edit a toy-world clip with the committed toy model (trained on CPU)"
     )
@@ -168,14 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_batch(args) -> int:
+    from .batch import run_batch
+
+    return run_batch(args)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        outcome = args.func(args)
     except (FileNotFoundError, ValueError, TypeError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return outcome if type(outcome) is int else 0  # commands that decide their exit status return it
 
 
 if __name__ == "__main__":

@@ -369,30 +369,63 @@ def checkpoint_config(model: str) -> dict:
         ) from None
 
 
-def read_source(settings: EditSettings, config: dict):
-    """The source frames to invert (uint8 [F, H, W, 3], 4k + 1 frames) and their frame rate; `config` is
-    `checkpoint_config()` (or a pipeline's) and sets the default frame count and temporal compression."""
+def check_settings_for_checkpoint(settings: EditSettings, config: dict):
+    """Settings this checkpoint cannot run (from its config alone, before the weights load)."""
+    transformer = config["transformer"]
+    image_to_video = transformer["in_channels"] == 2 * (transformer.get("out_channels") or 16)
+    if settings.image is not None and not image_to_video:
+        raise ValueError(
+            "--image conditions image-to-video checkpoints (CogVideoX-5b-I2V, CogVideoX1.5-5B-I2V); this checkpoint "
+            "is text-to-video: leave --image out, or pass an image-to-video --model."
+        )
+    if transformer.get("use_learned_positional_embeddings"):
+        native = (transformer["sample_height"] * 8, transformer["sample_width"] * 8)
+        wanted = (settings.height or native[0], settings.width or native[1])
+        if wanted != native:
+            raise ValueError(
+                f"This checkpoint has learned positional embeddings for {native[1]}x{native[0]} (width x height) only: "
+                f"leave --height/--width out (the source is fitted with --resize-mode), or use a CogVideoX 1.5 "
+                "checkpoint for other sizes."
+            )
+
+
+def check_source(settings: EditSettings, config: dict):
+    """Refuse a video that cannot be read or has too few frames for this selection, from its header and packet list
+    alone (no frame is decoded); `config` is `checkpoint_config()`."""
+    from .video_io import count_frames, probe_video, select_frame_indices
+
+    probe_video(settings.video)
+    select_frame_indices(
+        count_frames(settings.video),
+        settings.skip_frames_start,
+        settings.skip_frames_end,
+        settings.frame_stride,
+        settings.num_frames or config["transformer"]["sample_frames"],
+        config["vae"].get("temporal_compression_ratio", 4),
+        settings.sampling,
+    )
+
+
+def read_source(pipe, settings: EditSettings):
+    """The source frames to invert, selected and resized while decoding (uint8 [F, H, W, 3], 4k + 1 frames, at the
+    model's size for this source), their frame rate, and their frame numbers in the source."""
     import numpy as np
 
-    from .video_io import read_video
-
-    frames, fps = read_video(
+    read = pipe.read_source_video(
         settings.video,
+        height=settings.height,
+        width=settings.width,
+        resize_mode=settings.resize_mode,
+        num_frames=settings.num_frames,
+        sampling=settings.sampling,
         skip_frames_start=settings.skip_frames_start,
         skip_frames_end=settings.skip_frames_end,
         frame_stride=settings.frame_stride,
-        max_num_frames=settings.num_frames or config["transformer"]["sample_frames"],
-        temporal_compression=config["vae"].get("temporal_compression_ratio", 4),
     )
-    return np.stack([np.asarray(frame) for frame in frames]), fps
+    return np.stack([np.asarray(frame) for frame in read.frames]), read.fps, read.indices
 
 
-def pipeline_config(pipe) -> dict:
-    """`checkpoint_config()` of a loaded pipeline."""
-    return {"transformer": dict(pipe.transformer.config), "vae": dict(pipe.vae.config)}
-
-
-def invert_source(pipe, settings: EditSettings, frames=None, fps=None, log=None):
+def invert_source(pipe, settings: EditSettings, frames=None, fps=None, indices=None, log=None):
     """The inversion of the source: loaded from `settings.inversion` (checked against `pipe`), or computed from
     `frames`; saved to `settings.save_inversion` when asked."""
     from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
@@ -410,8 +443,8 @@ def invert_source(pipe, settings: EditSettings, frames=None, fps=None, log=None)
         num_inference_steps=settings.steps,
         strength=settings.strength,
         fixed_point_iterations=settings.fixed_point_iterations,
-        height=settings.height,
-        width=settings.width,
+        height=frames.shape[1],
+        width=frames.shape[2],
         max_sequence_length=pipe.transformer.config.max_text_seq_length,
     )
     inv.fps = fps
@@ -419,6 +452,7 @@ def invert_source(pipe, settings: EditSettings, frames=None, fps=None, log=None)
         "video": None if settings.video is None else os.path.abspath(settings.video),
         **{name: getattr(settings, name) for name in
            ("skip_frames_start", "skip_frames_end", "frame_stride", "num_frames", "sampling", "resize_mode")},
+        "frame_indices": indices,
     }
     if settings.save_inversion:
         inv.save(settings.save_inversion)
@@ -511,18 +545,19 @@ def _write_json(data: dict, path: str):
     try:
         with os.fdopen(handle, "w") as f:
             json.dump(data, f, indent=2, default=str)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
 
 
-def edit_video(pipe, settings: EditSettings, output_dir: str, source=None, load_info: dict | None = None,
-               log=None) -> dict:
+def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | None = None, log=None) -> dict:
     """Invert (or load the inversion of) `settings.video` and write into `output_dir`: `edit-<n>.mp4` per prompt,
     `side_by_side.mp4` (source | edits), `reconstruction.mp4` on request, and `run.json` (settings, versions, timings,
-    outputs), written last. `source` is `read_source()`'s result when the caller read the video already (to check it
-    before loading the model). Returns the run record."""
+    outputs), written last. Returns the run record."""
     import numpy as np
 
     from .callbacks import GuidanceScaleCallback
@@ -531,13 +566,13 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, source=None, load_
     log = log or (lambda message: None)
     timings = {}
     started = time.perf_counter()
-    frames, fps = source or (None, None)
-    if frames is None and settings.video is not None:
-        frames, fps = read_source(settings, pipeline_config(pipe))
+    frames, fps, indices = None, None, None
+    if settings.video is not None:
+        frames, fps, indices = read_source(pipe, settings)
     timings["read_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    inv = invert_source(pipe, settings, frames, fps, log)
+    inv = invert_source(pipe, settings, frames, fps, indices, log)
     timings["invert_s"] = time.perf_counter() - started
     fps = settings.fps or fps or inv.fps or 8.0
 

@@ -38,10 +38,24 @@ from diffusers.utils import BaseOutput, logging, replace_example_docstring
 from transformers import T5EncoderModel, T5Tokenizer
 
 from .processors.reference_attention import CogVideoXRefAttnProcessor
-from .video_io import MIN_NUM_FRAMES, frame_count_for_vae, read_video
+from .video_io import (
+    MIN_NUM_FRAMES,
+    VideoFrames,
+    aspect_preserving_size,
+    check_resize_mode,
+    frame_count_for_vae,
+    frames_to_tensor,
+    probe_video,
+    read_video_frames,
+    resize_frames,
+)
 
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
+
+# (height, width) CogVideoX 1.5 was trained at (model card). Its config's sample_height/width (300 latents) bound the
+# RoPE grid instead: they are not a size to generate at.
+COGVIDEOX_1_5_NATIVE_SIZE = (768, 1360)
 
 
 EXAMPLE_DOC_STRING = """
@@ -306,38 +320,82 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         latents = torch.cat(latents) * self.vae_scaling_factor_image
         return latents.permute(0, 2, 1, 3, 4).to(dtype=dtype)  # [B, F, C, H, W]
 
+    def default_video_size(self, source_height: int | None = None, source_width: int | None = None) -> tuple[int, int]:
+        """
+        The `(height, width)` a source video is brought to when no size is given.
+
+        CogVideoX 1.5 (RoPE only, temporal patches: any resolution) keeps the source's aspect and orientation (a
+        portrait video stays portrait) at about its native pixel count (1360x768), both sides multiples of the VAE's 8
+        times the patch size (16), within its RoPE grid. Other checkpoints get their native size (720x480), the only
+        one 5B-I2V's learned positional embeddings allow, as does a call without a source size.
+        """
+        config = self.transformer.config
+        native = (
+            config.sample_height * self.vae_scale_factor_spatial,
+            config.sample_width * self.vae_scale_factor_spatial,
+        )
+        any_size = (
+            config.patch_size_t is not None
+            and config.use_rotary_positional_embeddings
+            and not config.use_learned_positional_embeddings
+        )
+        if source_height is None or source_width is None or not any_size:
+            return native
+        pixel_count = min(math.prod(COGVIDEOX_1_5_NATIVE_SIZE), math.prod(native))
+        multiple = self.vae_scale_factor_spatial * config.patch_size
+        return aspect_preserving_size(source_height, source_width, pixel_count, multiple, *native)
+
+    def read_source_video(
+        self,
+        path: str | os.PathLike,
+        height: int | None = None,
+        width: int | None = None,
+        resize_mode: str = "crop",
+        num_frames: int | None = None,
+        sampling: str = "first",
+        skip_frames_start: int = 0,
+        skip_frames_end: int = 0,
+        frame_stride: int = 1,
+    ) -> VideoFrames:
+        """
+        Read a video file's frames at the size `invert()` uses, resized by ffmpeg while decoding.
+
+        `height`/`width` default to `default_video_size` of the source; `num_frames` (the most frames) to the
+        transformer's `sample_frames`. Frame selection (`sampling`, skips, stride) is `read_video_frames`'. Returns its
+        `VideoFrames` (frames, fps, source frame numbers, the source's `VideoInfo`).
+        """
+        check_resize_mode(resize_mode)
+        if height is None or width is None:
+            source = probe_video(path)
+            default = self.default_video_size(source.height, round(source.width * source.pixel_aspect_ratio))
+            height, width = height or default[0], width or default[1]
+        self.check_size_for_positional_embeddings(height, width)
+        return read_video_frames(
+            path,
+            skip_frames_start,
+            skip_frames_end,
+            frame_stride,
+            max_num_frames=num_frames or self.transformer.config.sample_frames,
+            temporal_compression=self.vae_scale_factor_temporal,
+            sampling=sampling,
+            height=height,
+            width=width,
+            resize_mode=resize_mode,
+        )
+
     def preprocess_source_video(
-        self, video, height: int, width: int, num_frames: int | None
+        self, video, height: int, width: int, num_frames: int | None, resize_mode: str = "crop"
     ) -> tuple[torch.Tensor, float | None]:
-        """Read and resize the source video to `[B, C, F, H, W]` in [-1, 1]; returns it and the source fps."""
+        """
+        Read (a file path) and resize (`resize_frames`, `resize_mode`) the source video to `[B, C, F, H, W]` in
+        [-1, 1]; returns it and the source fps (`None` for frames).
+        """
         fps = None
         if isinstance(video, (str, os.PathLike)):
-            max_num_frames = num_frames or self.transformer.config.sample_frames
-            video, fps = read_video(
-                video, max_num_frames=max_num_frames, temporal_compression=self.vae_scale_factor_temporal
-            )
-        elif (
-            isinstance(video, list)
-            and len(video) > 0
-            and isinstance(video[0], np.ndarray)
-            and video[0].dtype == np.uint8
-        ):
-            video = [PIL.Image.fromarray(frame) for frame in video]
-        elif isinstance(video, np.ndarray) and video.dtype == np.uint8:
-            video = video.astype(np.float32) / 255.0
-        elif isinstance(video, torch.Tensor) and video.dtype == torch.uint8:
-            video = video.float() / 255.0
-        elif not isinstance(video, (list, np.ndarray, torch.Tensor)):
-            raise TypeError(
-                f"`video` must be a file path, a list of PIL images, a numpy array or a torch tensor, got {type(video)}."
-            )
-        if (
-            isinstance(video, list)
-            and len(video) > 0
-            and not isinstance(video[0], (PIL.Image.Image, list, np.ndarray, torch.Tensor))
-        ):
-            raise TypeError(f"`video` as a list must hold PIL images (frames), got {type(video[0])}.")
-        video = self.video_processor.preprocess_video(video, height=height, width=width)
+            source = self.read_source_video(video, height, width, resize_mode, num_frames)
+            video, fps = source.frames, source.fps
+        frames = resize_frames(frames_to_tensor(video), height, width, resize_mode)
+        video = (frames * 2 - 1).permute(0, 2, 1, 3, 4)  # [B, F, C, H, W] in [0, 1] -> [B, C, F, H, W] in [-1, 1]
         frames = video.shape[2]
         if frames < MIN_NUM_FRAMES or (frames - 1) % self.vae_scale_factor_temporal != 0:
             valid = frame_count_for_vae(frames, self.vae_scale_factor_temporal)
@@ -580,10 +638,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         }
 
     def _weights_digest(self) -> str | None:
-        """A digest of the transformer's output projection, rounded to bfloat16 so that loading in another dtype gives
-        the same digest; None where the weights are not in memory (sequential offload keeps them elsewhere)."""
-        weight = self.transformer.proj_out.weight
-        if weight.device.type == "meta":
+        """A digest of the transformer's first weight (CogVideoX's patch embedding), rounded to bfloat16 so that loading
+        in another dtype gives the same digest; None where the weights are not in memory (sequential offload keeps
+        them elsewhere) or there are none."""
+        weight = next(self.transformer.parameters(), None)
+        if weight is None or weight.device.type == "meta":
             return None
         values = weight.detach().to("cpu", torch.float32).to(torch.bfloat16).view(torch.int16).numpy()
         return hashlib.sha256(values.tobytes()).hexdigest()[:16]
@@ -631,6 +690,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         height: int | None = None,
         width: int | None = None,
         num_frames: int | None = None,
+        resize_mode: str = "crop",
         generator: torch.Generator | list[torch.Generator] | None = None,
         sample_posterior: bool = False,
         image: PIL.Image.Image | np.ndarray | torch.Tensor | None = None,
@@ -651,8 +711,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             video (`str`, `os.PathLike`, `list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
                 The source video: a file path (decoded with ffmpeg; the first `num_frames` frames, trimmed to 4k + 1),
                 a list of PIL frames, an array `[F, H, W, 3]` (uint8, or float in [0, 1]) or a tensor `[F, 3, H, W]`
-                (uint8, or float in [0, 1]); a leading batch axis is accepted. Frames are resized to `height` x
-                `width`. Pass `video` or `latents`.
+                (uint8, or float in [0, 1]); a leading batch axis is accepted. Frames are brought to `height` x
+                `width` with `resize_mode` (by ffmpeg while decoding, for a file). Pass `video` or `latents`.
             latents (`torch.Tensor` of shape `[B, F, C, H, W]`, *optional*):
                 Clean, scaled video latents; skips the VAE.
             prompt (`str` or `list[str]`, defaults to `""`):
@@ -678,9 +738,15 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 Stop refining a step once the relative change of the latent is below this; `None` always runs
                 `fixed_point_iterations` refinements.
             height (`int`, *optional*), width (`int`, *optional*):
-                Size the frames are resized to; defaults to the transformer's native size.
+                Size the frames are resized to; defaults to `default_video_size(source height, source width)`: the
+                native size (720x480), or for CogVideoX 1.5 the source's aspect and orientation at about 1360x768.
             num_frames (`int`, *optional*):
                 With a file path, the most frames to read; defaults to the transformer's `sample_frames` (49).
+                `read_source_video` reads other selections (evenly spread over the clip, skips, stride).
+            resize_mode (`str`, defaults to `"crop"`):
+                How frames of another aspect reach `height` x `width`: `"crop"` scales them to cover it and cuts the
+                centre, `"pad"` scales them to fit and adds black bars, `"stretch"` scales each axis on its own.
+                `image` is resized the same way.
             generator (`torch.Generator`, *optional*):
                 Used only with `sample_posterior=True`.
             sample_posterior (`bool`, defaults to `False`):
@@ -721,8 +787,18 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 f"`latents` must be [B, F, C, H, W] clean video latents, got shape {tuple(latents.shape)}."
             )
 
-        height = height or self.transformer.config.sample_height * self.vae_scale_factor_spatial
-        width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
+        check_resize_mode(resize_mode)
+        if latents is not None:  # the latents fix the size
+            height, width = (size * self.vae_scale_factor_spatial for size in latents.shape[3:])
+        else:
+            if isinstance(video, (str, os.PathLike)):
+                source = probe_video(video)  # the header only: a missing or broken file fails before any model work
+                source_size = (source.height, round(source.width * source.pixel_aspect_ratio))
+            else:
+                video = frames_to_tensor(video)
+                source_size = tuple(video.shape[-2:])
+            default_height, default_width = self.default_video_size(*source_size)
+            height, width = height or default_height, width or default_width
         if prompt_embeds is not None:
             prompt = None
         self.check_inputs(
@@ -734,6 +810,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             prompt_embeds,
             negative_prompt_embeds,
         )
+        self.check_size_for_positional_embeddings(height, width)
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
         self._current_timestep = None
@@ -755,12 +832,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         dtype = prompt_embeds.dtype
 
         # 2. Clean latents (and image-to-video conditioning)
-        if latents is not None:  # the latents fix the size
-            height, width = (size * self.vae_scale_factor_spatial for size in latents.shape[3:])
-        self.check_size_for_positional_embeddings(height, width)
         fps = None
         if latents is None:
-            video, fps = self.preprocess_source_video(video, height, width, num_frames)
+            video, fps = self.preprocess_source_video(video, height, width, num_frames, resize_mode)
             latents = self.prepare_video_latents(video, dtype, device, generator, sample_posterior)
             if image is None and image_latents is None and self.is_image_to_video:
                 image = video[:, :, 0]  # the first source frame, already resized and in [-1, 1]
@@ -773,8 +847,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         "This is an image-to-video checkpoint: with `latents`, also pass `image` (the first frame) or "
                         "`image_latents`."
                     )
-                if not isinstance(image, torch.Tensor) or image.ndim != 4:
-                    image = self.video_processor.preprocess(image, height=height, width=width)
+                if not isinstance(image, torch.Tensor) or image.ndim != 4:  # 4-D: already preprocessed, [-1, 1]
+                    image = resize_frames(frames_to_tensor([image]), height, width, resize_mode)[:, 0] * 2 - 1
                 image_latents = self.prepare_image_latents(
                     image, latents.shape[1], dtype, device, generator, sample_posterior
                 )

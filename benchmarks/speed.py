@@ -1,22 +1,38 @@
-"""Speed and memory of inversion and reference-guided editing, as ratios to plain generation measured in one run.
+"""Speed, memory and counted FLOPs of inversion and reference-guided editing, per configuration, on a CPU or a GPU.
 
-Each configuration runs in its own process (so that its peak resident memory can be read), on the same randomly
-initialised transformer, with pre-computed text embeddings and latent outputs so that only the denoising loop is
-timed. Two model sizes run on the CPU:
+Sizes (`--sizes`):
 
 - tiny: the test suite's tiny CogVideoX-5B (2 layers, 2 heads of 16), 9 frames of 64x96;
 - faithful: CogVideoX-5B's structure and head size (RoPE, heads of 64, text width 4096, patch 2) with 8 heads and
-  2 layers, on 13 latent frames of 160x240 pixels (1950 video tokens + 226 text tokens, as many tokens per frame
-  ratio as the real model's 17550 + 226 at 720x480).
+  2 layers, on 49 frames of 160x240 (1950 video + 226 text tokens);
+- 2b, 5b, 5b-i2v, 1.5-5b, 1.5-5b-i2v: the transformer configurations of the public checkpoints (written out below,
+  nothing is downloaded) at their native resolution, with random weights created on the device. They need a GPU.
 
-It also prints an analytic FLOP and memory model of one denoising step at the real CogVideoX-5B and 1.5-5B sizes.
+Every configuration runs in its own process (fresh peak-memory statistics and compile caches) on pre-computed text
+embeddings and latents, so only the denoising loop is timed: a 2-step warm-up call, then the measured call. On CUDA,
+seconds come from CUDA events and memory from `torch.cuda.max_memory_allocated`; on a CPU from `time.perf_counter` and
+the process's peak resident memory, so the same code path runs in the tests at tiny size.
 
-Usage: python benchmarks/speed.py [--sizes tiny faithful] [--steps 4] [--json out.json]
+FLOPs are counted, not modelled: `torch.utils.flop_counter.FlopCounterMode` over the transformer built on the meta
+device (no weights, no data; seconds on a CPU), called with each configuration's batch layout. On the meta device
+`scaled_dot_product_attention` runs its math path, whose matrix products the counter sees (checked at start-up; CPU's
+fused attention kernel is invisible to it). Achieved TFLOPS = counted FLOPs per step / measured seconds per step;
+utilisation divides by the device's dense bf16 peak (`BF16_DENSE_PEAK_TFLOPS`, or `--peak-tflops`).
+
+`--e2e` times one whole edit (text encoding, VAE encoding, inversion, edit, tiled VAE decoding) with the real T5-XXL,
+VAE and transformer configurations (random weights), without offloading and with `enable_model_cpu_offload` and
+`enable_sequential_cpu_offload`.
+
+Usage:
+  python benchmarks/speed.py --sizes tiny faithful --steps 4 --repeats 2        # CPU, plus the counted real-size table
+  python benchmarks/speed.py --flops-only                                       # only the counted table (five models)
+  python benchmarks/speed.py --device cuda --dtype bf16 --sizes 2b 5b 1.5-5b --json speed_gpu.json
 """
 
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -25,231 +41,1009 @@ import time
 import torch
 
 
+# What each configuration runs. Labels use N (`--batch-prompts`) and k (`--fixed-point-iterations`).
 CONFIGS = {
-    "plain generation (CFG)": dict(kind="generate", guidance_scale=6.0),
-    "plain + idle processor": dict(kind="generate", guidance_scale=6.0, idle_processor=True),
-    "invert, guidance 1": dict(kind="invert", guidance_scale=1.0),
-    "invert, published (CFG 6 on '')": dict(kind="invert", guidance_scale=6.0),
-    "edit, shared": dict(kind="edit", guidance_scale=6.0, reference_mode="shared"),
-    "edit, paired (published)": dict(kind="edit", guidance_scale=6.0, reference_mode="paired"),
-    "edit, shared, 50% window": dict(kind="edit", guidance_scale=6.0, reference_mode="shared", reference_steps=0.5),
-}
-
-SIZES = {
-    "tiny": dict(
-        heads=2, head_dim=16, layers=2, text_dim=32, time_dim=16, text_length=16, frames=3, height=64, width=96
+    "plain": dict(label="plain generation (CFG)", kind="generate"),
+    "plain-idle": dict(label="plain + idle processor installed", kind="generate", idle_processor=True),
+    "invert": dict(label="invert, guidance 1", kind="invert", guidance_scale=1.0),
+    "invert-published": dict(label="invert, published recipe (CFG 6 on '')", kind="invert", guidance_scale=6.0),
+    "invert-fixed-point": dict(
+        label="invert, guidance 1, {k} fixed-point iterations", kind="invert", guidance_scale=1.0, fixed_point=True
     ),
+    "shared": dict(label="edit, shared", kind="edit", reference_mode="shared"),
+    "paired": dict(label="edit, paired (published layout)", kind="edit", reference_mode="paired"),
+    "shared-window": dict(
+        label="edit, shared, 50% step window", kind="edit", reference_mode="shared", reference_steps=0.5
+    ),
+    "batch": dict(
+        label="edit, {n} prompts batched, one shared reference row", kind="edit", reference_mode="shared", prompts=True
+    ),
+}
+GUIDANCE = 6.0
+
+# Transformer configurations of the public checkpoints (their transformer/config.json; structural facts as in
+# testing/tiny_checkpoint.py's VARIANTS) and their native sizes. Shared by all: heads of 64, patch 2, T5-XXL text
+# (4096 wide, 226 tokens), time embedding 512, 16 output channels.
+_REAL_SHARED = dict(
+    attention_head_dim=64,
+    patch_size=2,
+    text_embed_dim=4096,
+    time_embed_dim=512,
+    max_text_seq_length=226,
+    out_channels=16,
+    attention_bias=True,
+    temporal_compression_ratio=4,
+)
+_COGVIDEOX_1_0 = dict(num_attention_heads=48, num_layers=42, patch_size_t=None, patch_bias=True, ofs_embed_dim=None)
+_COGVIDEOX_1_5 = dict(num_attention_heads=48, num_layers=42, patch_size_t=2, patch_bias=False)
+_SIZE_720 = dict(sample_frames=49, sample_height=60, sample_width=90)
+_SIZE_1_5 = dict(sample_frames=81, sample_height=300, sample_width=300)
+REAL_SIZES = {
+    "2b": dict(
+        label="CogVideoX-2b",
+        variant="cogvideox-2b",
+        height=480,
+        width=720,
+        num_frames=49,
+        transformer=dict(
+            _REAL_SHARED,
+            **_COGVIDEOX_1_0 | dict(num_attention_heads=30, num_layers=30),
+            **_SIZE_720,
+            in_channels=16,
+            use_rotary_positional_embeddings=False,
+            use_learned_positional_embeddings=False,
+        ),
+    ),
+    "5b": dict(
+        label="CogVideoX-5b",
+        variant="cogvideox-5b",
+        height=480,
+        width=720,
+        num_frames=49,
+        transformer=dict(
+            _REAL_SHARED,
+            **_COGVIDEOX_1_0,
+            **_SIZE_720,
+            in_channels=16,
+            use_rotary_positional_embeddings=True,
+            use_learned_positional_embeddings=False,
+        ),
+    ),
+    "5b-i2v": dict(
+        label="CogVideoX-5b-I2V",
+        variant="cogvideox-5b-i2v",
+        height=480,
+        width=720,
+        num_frames=49,
+        transformer=dict(
+            _REAL_SHARED,
+            **_COGVIDEOX_1_0,
+            **_SIZE_720,
+            in_channels=32,
+            use_rotary_positional_embeddings=True,
+            use_learned_positional_embeddings=True,
+        ),
+    ),
+    "1.5-5b": dict(
+        label="CogVideoX1.5-5B",
+        variant="cogvideox1.5-5b",
+        height=768,
+        width=1360,
+        num_frames=81,
+        transformer=dict(
+            _REAL_SHARED,
+            **_COGVIDEOX_1_5,
+            **_SIZE_1_5,
+            in_channels=16,
+            ofs_embed_dim=None,
+            use_rotary_positional_embeddings=True,
+            use_learned_positional_embeddings=False,
+        ),
+    ),
+    "1.5-5b-i2v": dict(
+        label="CogVideoX1.5-5B-I2V",
+        variant="cogvideox1.5-5b-i2v",
+        height=768,
+        width=1360,
+        num_frames=81,
+        transformer=dict(
+            _REAL_SHARED,
+            **_COGVIDEOX_1_5,
+            **_SIZE_1_5,
+            in_channels=32,
+            ofs_embed_dim=512,
+            use_rotary_positional_embeddings=True,
+            use_learned_positional_embeddings=False,
+        ),
+    ),
+}
+SMALL_SIZES = {
+    "tiny": dict(label="tiny CogVideoX-5B", variant="cogvideox-5b", height=64, width=96, num_frames=9),
     "faithful": dict(
-        heads=8, head_dim=64, layers=2, text_dim=4096, time_dim=512, text_length=226, frames=13, height=160, width=240
+        label="faithful CogVideoX-5B (8 heads, 2 layers)",
+        variant="cogvideox-5b",
+        height=160,
+        width=240,
+        num_frames=49,
+        transformer=dict(
+            _REAL_SHARED,
+            **_COGVIDEOX_1_0 | dict(num_attention_heads=8, num_layers=2),
+            sample_frames=49,
+            sample_height=20,
+            sample_width=30,
+            in_channels=16,
+            use_rotary_positional_embeddings=True,
+            use_learned_positional_embeddings=False,
+        ),
     ),
 }
+SIZES = {**SMALL_SIZES, **REAL_SIZES}
+
+# The text encoder (T5 v1.1 XXL encoder) and VAE of the public checkpoints, for the end-to-end run (random weights).
+T5_XXL = dict(
+    vocab_size=32128,
+    d_model=4096,
+    d_kv=64,
+    d_ff=10240,
+    num_layers=24,
+    num_heads=64,
+    relative_attention_num_buckets=32,
+    relative_attention_max_distance=128,
+    feed_forward_proj="gated-gelu",
+    dropout_rate=0.0,
+    layer_norm_epsilon=1e-6,
+    pad_token_id=0,
+    eos_token_id=1,
+)
+COGVIDEOX_VAE = dict(
+    block_out_channels=(128, 256, 256, 512),
+    layers_per_block=3,
+    latent_channels=16,
+    norm_num_groups=32,
+    temporal_compression_ratio=4,
+    sample_height=480,
+    sample_width=720,
+)
+
+# Dense bf16 tensor-core peaks with fp32 accumulation, TFLOPS, by device name (first match wins). NVIDIA's datasheets
+# list "with sparsity" figures; dense is half of them. `--peak-tflops` overrides; unknown devices get no utilisation.
+BF16_DENSE_PEAK_TFLOPS = [
+    (r"NVL", None, "NVL variants are not in this table: pass --peak-tflops"),
+    (r"H100.*PCIe", 756, "NVIDIA H100 datasheet, PCIe: 1,513 with sparsity"),
+    (r"H100", 989, "NVIDIA H100 datasheet, SXM: 1,979 with sparsity"),
+    (r"H200", 989, "NVIDIA H200 datasheet, SXM: 1,979 with sparsity"),
+    (r"A100\b", 312, "NVIDIA A100 datasheet: 624 with sparsity"),
+    (r"L40S", 362, "NVIDIA L40S datasheet: 362.05, 733 with sparsity"),
+    (r"\bL4\b", 121, "NVIDIA L4 datasheet: 242 with sparsity"),
+    (r"RTX 4090", 165, "NVIDIA Ada Lovelace architecture whitepaper: 165.2 with fp32 accumulate"),
+]
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def build_pipeline(size):
-    from diffusers import CogVideoXTransformer3DModel
+def config_label(key, prompts, iterations):
+    return CONFIGS[key]["label"].format(n=prompts, k=iterations)
 
-    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Counting FLOPs on the meta device
+
+
+def transformer_config(size: str) -> dict:
+    """The `CogVideoXTransformer3DModel` configuration of `size` (tiny: the test suite's tiny checkpoint's)."""
+    spec = SIZES[size]
+    if "transformer" in spec:
+        return dict(spec["transformer"])
     from cogvideox_ddim_inversion.testing.tiny_checkpoint import build_components
 
-    spec = SIZES[size]
-    components = build_components("cogvideox-5b", seed=0)
-    torch.manual_seed(0)
-    components["transformer"] = CogVideoXTransformer3DModel(
-        num_attention_heads=spec["heads"],
-        attention_head_dim=spec["head_dim"],
-        in_channels=16,
-        out_channels=16,
-        time_embed_dim=spec["time_dim"],
-        text_embed_dim=spec["text_dim"],
-        num_layers=spec["layers"],
-        sample_width=spec["width"] // 8,
-        sample_height=spec["height"] // 8,
-        sample_frames=(spec["frames"] - 1) * 4 + 1,
-        patch_size=2,
-        max_text_seq_length=spec["text_length"],
-        use_rotary_positional_embeddings=True,
-    ).eval()
-    pipe = CogVideoXDDIMInversionPipeline(**components)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe, spec
+    config = build_components(spec["variant"])["transformer"].config
+    return {key: value for key, value in config.items() if not key.startswith("_")}
 
 
-def run_one(size, name, steps):
-    """Run one configuration in this process; print a JSON line with its timing and peak memory."""
+def latent_frames(config: dict, num_frames: int) -> int:
+    """Latent frames the transformer sees: (F - 1) / 4 + 1, padded in front to a multiple of `patch_size_t` (1.5)."""
+    frames = (num_frames - 1) // config["temporal_compression_ratio"] + 1
+    patch_size_t = config.get("patch_size_t") or 1
+    return frames + (-frames) % patch_size_t
+
+
+def video_tokens(config: dict, height: int, width: int, num_frames: int) -> int:
+    patch, patch_size_t = config["patch_size"], config.get("patch_size_t") or 1
+    return latent_frames(config, num_frames) // patch_size_t * (height // 8 // patch) * (width // 8 // patch)
+
+
+def check_counter_sees_attention():
+    """FlopCounterMode must count `scaled_dot_product_attention` on the meta device, or every count here is short."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    query = torch.empty(1, 2, 8, 4, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.scaled_dot_product_attention(query, query, query)
+    if counter.get_total_flops() != 4 * 2 * 8 * 8 * 4:
+        raise RuntimeError(
+            f"torch {torch.__version__}'s FlopCounterMode counts {counter.get_total_flops()} FLOPs for an attention "
+            f"of {4 * 2 * 8 * 8 * 4} on the meta device: the counts would miss attention. torch 2.13 counts it "
+            "(the meta device runs attention's math path, whose matrix products the counter sees)."
+        )
+
+
+_transformers_on_meta, _counts = {}, {}
+
+
+def count_layout_flops(
+    config: dict,
+    height: int,
+    width: int,
+    num_frames: int,
+    sample_rows: int,
+    reference_rows: int = 0,
+    reference_processor: bool = False,
+) -> dict:
+    """FLOPs of one transformer call with `sample_rows` + `reference_rows` rows, counted on the meta device.
+
+    The rows are laid out as the pipeline lays them out (latents padded for 1.5, image latents on the channels for
+    image-to-video, `ofs` for 1.5-I2V, `reference_rows` passed through `attention_kwargs` to
+    `CogVideoXRefAttnProcessor`). Returns `total`, `attention` (the matrix products of scaled_dot_product_attention,
+    which on the meta device runs its math path as batched matmuls) and `linear` FLOPs (FLOPs = 2 x multiply-adds).
+    """
+    from diffusers import CogVideoXTransformer3DModel
+    from torch.utils.flop_counter import FlopCounterMode
+
     from cogvideox_ddim_inversion import CogVideoXRefAttnProcessor
 
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    pipe, spec = build_pipeline(size)
-    config = CONFIGS[name]
+    layout = (json.dumps(config, sort_keys=True), height, width, num_frames, sample_rows, reference_rows)
+    layout += (bool(reference_processor or reference_rows),)
+    if layout in _counts:
+        return _counts[layout]
+    key = layout[0]
+    if key not in _transformers_on_meta:
+        with torch.device("meta"):
+            _transformers_on_meta[key] = CogVideoXTransformer3DModel.from_config(config).eval()
+    transformer = _transformers_on_meta[key]
+    processor = CogVideoXRefAttnProcessor() if reference_processor or reference_rows else None
+    transformer.set_attn_processor(processor if processor is not None else _default_processor())
+
+    rows = sample_rows + reference_rows
+    meta = dict(device="meta")
+    hidden_states = torch.empty(
+        rows, latent_frames(config, num_frames), config["in_channels"], height // 8, width // 8, **meta
+    )
+    text = torch.empty(rows, config["max_text_seq_length"], config["text_embed_dim"], **meta)
+    kwargs = {}
+    if config.get("use_rotary_positional_embeddings"):
+        tokens = video_tokens(config, height, width, num_frames)
+        kwargs["image_rotary_emb"] = tuple(torch.empty(tokens, config["attention_head_dim"], **meta) for _ in "cs")
+    if config.get("ofs_embed_dim"):
+        kwargs["ofs"] = torch.empty(1, **meta)  # one value for the batch, as the pipeline passes it
+    if reference_rows:
+        kwargs["attention_kwargs"] = {"reference_rows": reference_rows}
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        transformer(
+            hidden_states=hidden_states,
+            encoder_hidden_states=text,
+            timestep=torch.empty(rows, dtype=torch.long, **meta),
+            return_dict=False,
+            **kwargs,
+        )
+    by_op = {str(op): flops for op, flops in counter.get_flop_counts()["Global"].items()}
+    attention = by_op.get("aten.bmm", 0)
+    total = counter.get_total_flops()
+    _counts[layout] = {"total": total, "attention": attention, "linear": total - attention}
+    return _counts[layout]
+
+
+def _default_processor():
+    from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
+
+    return CogVideoXAttnProcessor2_0()
+
+
+def step_layouts(key: str, steps: int, prompts: int, iterations: int) -> list[tuple[int, int, int, bool]]:
+    """How configuration `key` spends `steps` denoising steps: (transformer calls, sample rows, reference rows,
+    reference processor installed) for each batch layout it uses."""
+    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+
+    config = CONFIGS[key]
+    if config["kind"] == "generate":
+        return [(steps, 2, 0, bool(config.get("idle_processor")))]
+    if config["kind"] == "invert":
+        if config["guidance_scale"] > 1:
+            return [(steps, 2, 0, False)]
+        return [(steps * (1 + (iterations if config.get("fixed_point") else 0)), 1, 0, False)]
+    if config.get("prompts"):  # N prompts editing one video: 2N sample rows read 1 reference row
+        return [(steps, 2 * prompts, 1, True)]
+    window = len(CogVideoXDDIMInversionPipeline.reference_step_window(config.get("reference_steps", 1.0), steps))
+    reference_rows = 1 if config["reference_mode"] == "shared" else 2
+    return [(window, 2, reference_rows, True), (steps - window, 2, 0, True)]
+
+
+def count_config_flops(size: str, key: str, steps: int, prompts: int, iterations: int, config: dict | None = None):
+    """Counted FLOPs per denoising (or inversion) step of configuration `key` at `size`, averaged over `steps`."""
+    spec = SIZES[size]
+    config = {k: v for k, v in (config or transformer_config(size)).items() if not k.startswith("_")}
+    total = attention = rows = 0
+    for calls, sample_rows, reference_rows, processor in step_layouts(key, steps, prompts, iterations):
+        if calls == 0:
+            continue
+        flops = count_layout_flops(
+            config, spec["height"], spec["width"], spec["num_frames"], sample_rows, reference_rows, processor
+        )
+        total += calls * flops["total"]
+        attention += calls * flops["attention"]
+        rows += calls * (sample_rows + reference_rows)
+    return {
+        "size": size,
+        "config": key,
+        "label": config_label(key, prompts, iterations),
+        "rows_per_step": rows / steps,
+        "flops_per_step": total / steps,
+        "attention_flops_per_step": attention / steps,
+        "video_tokens": video_tokens(config, spec["height"], spec["width"], spec["num_frames"]),
+        "text_tokens": config["max_text_seq_length"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Measuring on the device
+
+
+class DeviceTimer:
+    """Seconds of device work: CUDA events on a GPU (queued work included), `time.perf_counter` on a CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.kind = "cuda events" if self.cuda else "perf_counter"
+
+    def start(self):
+        if self.cuda:
+            self._start = torch.cuda.Event(enable_timing=True)
+            self._start.record()
+        else:
+            self._start = time.perf_counter()
+
+    def stop(self) -> float:
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            end.synchronize()
+            return self._start.elapsed_time(end) / 1000
+        return time.perf_counter() - self._start
+
+
+def reset_peak_memory(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak allocated GPU memory since the last reset; on a CPU the process's peak resident memory (never reset)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_kind(device: torch.device) -> str:
+    return "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS of the process"
+
+
+def build_transformer(size: str, device: torch.device, dtype: torch.dtype):
+    """A randomly initialised transformer of `size`, created directly on `device` (nothing is downloaded)."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        transformer = CogVideoXTransformer3DModel.from_config(transformer_config(size))
+    return transformer.to(dtype).eval().requires_grad_(False)
+
+
+def build_pipeline(size: str, device: torch.device, dtype: torch.dtype, full: bool = False):
+    """The pipeline with a `size` transformer. Text encoder and VAE are the tiny ones (unused by the step timings),
+    or with `full` at a real size, T5-XXL and the CogVideoX VAE with random weights."""
+    from diffusers import AutoencoderKLCogVideoX
+    from transformers import T5Config, T5EncoderModel
+
+    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+    from cogvideox_ddim_inversion.testing.tiny_checkpoint import VARIANTS, build_components
+
+    spec = SIZES[size]
+    components = build_components(spec["variant"], seed=0)
+    if full and size in REAL_SIZES:
+        torch.manual_seed(0)
+        with torch.device(device):  # cast one by one: T5-XXL and the transformer are ~20 GB each in fp32
+            components["text_encoder"] = T5EncoderModel(T5Config(**T5_XXL)).to(dtype)
+            components["vae"] = AutoencoderKLCogVideoX(
+                **COGVIDEOX_VAE,
+                scaling_factor=VARIANTS[spec["variant"]]["vae_scaling_factor"],
+                invert_scale_latents=size.startswith("1.5"),  # as the 1.5 VAE configs set it
+            ).to(dtype)
+    components["transformer"] = build_transformer(size, device, dtype)
+    for name in ("text_encoder", "vae", "transformer"):
+        components[name].to(device=device, dtype=dtype).eval().requires_grad_(False)
+    pipe = CogVideoXDDIMInversionPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def compile_transformer(pipe, args):
+    """`torch.compile` the whole transformer, or each of its blocks (regional compilation: one compiled graph reused
+    by every block, so it compiles in a fraction of the time)."""
+    options = {"backend": args.compile_backend, **({"mode": args.compile_mode} if args.compile_mode else {})}
+    if args.compile_scope == "model":
+        pipe.transformer.compile(**options)
+    else:
+        for block in pipe.transformer.transformer_blocks:
+            block.compile(**options)
+
+
+def dynamo_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+def run_one(size: str, key: str, compiled: bool, args):
+    """Measure configuration `key` in this process; print one JSON line."""
+    from cogvideox_ddim_inversion import CogVideoXRefAttnProcessor
+
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    if device.type == "cpu":
+        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    spec, config = SIZES[size], CONFIGS[key]
+    pipe = build_pipeline(size, device, dtype)
+    steps = args.steps
     generator = torch.Generator().manual_seed(0)
-    latents = torch.randn(1, spec["frames"], 16, spec["height"] // 8, spec["width"] // 8, generator=generator)
-    text = torch.randn(1, spec["text_length"], spec["text_dim"], generator=generator)
-    empty = torch.randn(1, spec["text_length"], spec["text_dim"], generator=generator)
-    trajectory = torch.randn(steps, *latents.shape, generator=generator)
+    frames = (spec["num_frames"] - 1) // 4 + 1
+    text_shape = (1, pipe.transformer.config.max_text_seq_length, pipe.transformer.config.text_embed_dim)
+
+    def random(*shape):
+        return torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
+
+    latents = random(1, frames, 16, spec["height"] // 8, spec["width"] // 8)
+    empty = random(*text_shape)
+    prompt_rows = random(args.batch_prompts, *text_shape[1:])  # a different prompt in each row
+    trajectory = random(steps, *latents.shape)
+    image_latents = random(*latents.shape) if pipe.is_image_to_video else None
+    image = {} if image_latents is None else {"image_latents": image_latents}
     rows = []
     pipe.transformer.register_forward_pre_hook(
         lambda module, args, kwargs: rows.append(kwargs["hidden_states"].shape[0]), with_kwargs=True
     )
     if config.get("idle_processor"):
         pipe.transformer.set_attn_processor(CogVideoXRefAttnProcessor())
+    if compiled:
+        compile_transformer(pipe, args)
 
-    def call():
+    def call(num_steps):
         if config["kind"] == "invert":
             pipe.invert(
                 latents=latents,
                 prompt_embeds=empty,
                 negative_prompt_embeds=empty,
                 guidance_scale=config["guidance_scale"],
-                num_inference_steps=steps,
+                num_inference_steps=num_steps,
+                fixed_point_iterations=args.fixed_point_iterations if config.get("fixed_point") else 0,
+                fixed_point_tolerance=None,  # always run the k iterations
+                **image,
             )
         else:
             extra = {}
             if config["kind"] == "edit":
                 extra = dict(
-                    reference_latents=trajectory,
+                    reference_latents=trajectory[:num_steps],
                     reference_prompt_embeds=empty,
                     reference_mode=config["reference_mode"],
                     reference_steps=config.get("reference_steps", 1.0),
                 )
+            prompts = args.batch_prompts if config.get("prompts") else 1  # N prompts, one video
             pipe(
-                prompt_embeds=text,
-                negative_prompt_embeds=empty,
-                latents=latents[:, :],
-                guidance_scale=config["guidance_scale"],
-                num_inference_steps=steps,
+                prompt_embeds=prompt_rows[:prompts],
+                negative_prompt_embeds=empty.expand(prompts, -1, -1),
+                latents=latents,
+                guidance_scale=GUIDANCE,
+                num_inference_steps=num_steps,
                 output_type="latent",
+                **image,
                 **extra,
             )
 
+    timer = DeviceTimer(device)
     with torch.no_grad():
-        pipe.transformer(
-            hidden_states=latents,
-            encoder_hidden_states=text,
-            timestep=torch.tensor([1]),
-            image_rotary_emb=pipe._rotary_embeddings(latents, torch.device("cpu")),
-            return_dict=False,
-        )
+        call(2)  # warm-up: both layouts of a step window, compilation, kernel selection
         rows.clear()
-        start = time.perf_counter()
-        call()
-        elapsed = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {
-                "size": size,
-                "config": name,
-                "rows_per_step": sum(rows) / steps,
-                "seconds_per_step": elapsed / steps,
-                "peak_rss_mib": peak_mib,
-            }
-        )
-    )
-
-
-def measure(size, steps, repeats):
-    """Run every configuration `repeats` times, round robin, and keep each one's fastest run (least disturbed)."""
-    best = {}
-    for _ in range(repeats):
-        for name in CONFIGS:
-            output = subprocess.run(
-                [sys.executable, __file__, "--one", size, name, "--steps", str(steps)],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            result = json.loads(output.strip().splitlines()[-1])
-            if name not in best or result["seconds_per_step"] < best[name]["seconds_per_step"]:
-                best[name] = result
-    return [best[name] for name in CONFIGS]
-
-
-def print_measured(results):
-    print("| size | configuration | rows/step | s/step | x plain | peak RSS MiB |")
-    print("|---|---|---|---|---|---|")
-    for size in dict.fromkeys(r["size"] for r in results):
-        base = next(r for r in results if r["size"] == size and r["config"] == "plain generation (CFG)")
-        for r in (r for r in results if r["size"] == size):
-            print(
-                f"| {size} | {r['config']} | {r['rows_per_step']:.1f} | {r['seconds_per_step']:.3f} | "
-                f"{r['seconds_per_step'] / base['seconds_per_step']:.2f} | {r['peak_rss_mib']:.0f} |"
-            )
-    for size in dict.fromkeys(r["size"] for r in results):
-        get = {r["config"]: r["seconds_per_step"] for r in results if r["size"] == size}
-        published = get["invert, published (CFG 6 on '')"]
-        print(
-            f"\n{size}: invert g1 / published invert = {get['invert, guidance 1'] / published:.2f} (goal <= 0.55); "
-            f"shared / paired = {get['edit, shared'] / get['edit, paired (published)']:.2f} (goal <= 0.82); "
-            f"50% window / plain = {get['edit, shared, 50% window'] / get['plain generation (CFG)']:.2f} "
-            f"(goal <= 1.55); idle processor / plain = "
-            f"{get['plain + idle processor'] / get['plain generation (CFG)']:.3f} (goal <= 1.02)"
-        )
-
-
-def step_cost(tokens_video, text=226, hidden=3072, layers=42, ff_mult=4, reference=None):
-    """(linear, attention) FLOPs of one denoising step; `reference` None (plain CFG, 2 rows), 'shared' (3 rows) or
-    'paired' (4 rows). Per row, layer and token: projections 4 h^2 and feed-forward 2 ff_mult h^2 multiply-adds;
-    attention 2 L_k h (scores and values). Sample rows with a reference attend to twice the keys."""
-    length = tokens_video + text
-    linear = layers * length * (4 + 2 * ff_mult) * hidden**2 * 2
-
-    def attention(keys):
-        return layers * 2 * length * keys * hidden * 2
-
-    if reference is None:
-        return 2 * linear, 2 * attention(length)
-    reference_rows = 1 if reference == "shared" else 2
-    return (2 + reference_rows) * linear, 2 * attention(2 * length) + reference_rows * attention(length)
-
-
-def print_analytic():
-    models = {
-        "CogVideoX-5B, 49 frames 720x480": dict(frames=13, grid=(30, 45), temporal_patch=1),
-        "CogVideoX1.5-5B, 81 frames 1360x768": dict(frames=22, grid=(48, 85), temporal_patch=2),
+        graphs = dynamo_graphs()
+        reset_peak_memory(device)
+        timer.start()
+        call(steps)
+        elapsed = timer.stop()
+    result = {
+        "size": size,
+        "config": key,
+        "label": config_label(key, args.batch_prompts, args.fixed_point_iterations),
+        "compiled": compiled,
+        "steps": steps,
+        "rows_per_step": sum(rows) / steps,
+        "seconds_per_step": elapsed / steps,
+        "peak_memory_mib": peak_memory_mib(device),
+        "memory_kind": memory_kind(device),
+        "timer": timer.kind,
     }
-    print(
-        "\nAnalytic model of one denoising step (42 layers, hidden 3072, 226 text tokens; FLOPs = 2 x multiply-adds)"
+    if compiled:
+        result["graphs_compiled_in_measured_call"] = dynamo_graphs() - graphs
+    print(json.dumps(result))
+
+
+def describe(error: Exception) -> str:
+    """The error's type and first line, for a table cell."""
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"[:200]
+
+
+def run_end_to_end(size: str, offload: str, args):
+    """One whole edit in this process: text encoding, VAE encoding, inversion, edit, tiled VAE decoding."""
+    import numpy as np
+
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    if device.type == "cpu":
+        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    spec = SIZES[size]
+    steps = args.e2e_steps if offload == "none" else args.offload_steps
+    result = {"size": size, "offload": offload, "steps": steps, "memory_kind": memory_kind(device)}
+    pipe = build_pipeline(size, device, dtype, full=True)
+    try:
+        if offload == "model":
+            pipe.to("cpu")
+            pipe.enable_model_cpu_offload(device=device)
+        elif offload == "sequential":
+            pipe.to("cpu")
+            pipe.enable_sequential_cpu_offload(device=device)
+    except Exception as error:  # e.g. an offload mode that needs an accelerator, on a CPU
+        result["error"] = describe(error)
+        print(json.dumps(result))
+        return
+    pipe.vae.enable_tiling()
+    frames = np.random.default_rng(0).integers(0, 256, (spec["num_frames"], spec["height"], spec["width"], 3))
+    frames = frames.astype(np.uint8)
+    timer, phases = DeviceTimer(device), {}
+
+    def phase(name, function):
+        timer.start()
+        output = function()
+        phases[name] = timer.stop()
+        return output
+
+    reset_peak_memory(device)
+    try:
+        with torch.no_grad():
+            prompt_embeds, negative_embeds = phase(
+                "text encoding",
+                lambda: pipe.encode_prompt(
+                    "a zebra running across a field",
+                    "",
+                    do_classifier_free_guidance=True,
+                    max_sequence_length=pipe.transformer.config.max_text_seq_length,
+                    device=device,
+                    dtype=dtype,
+                ),
+            )
+
+            def encode():
+                video, _ = pipe.preprocess_source_video(frames, spec["height"], spec["width"], spec["num_frames"])
+                latents = pipe.prepare_video_latents(video, dtype, device)
+                image_latents = None
+                if pipe.is_image_to_video:
+                    image_latents = pipe.prepare_image_latents(video[:, :, 0], latents.shape[1], dtype, device)
+                return latents, image_latents
+
+            latents, image_latents = phase("VAE encoding", encode)
+            image = {} if image_latents is None else {"image_latents": image_latents}
+            inversion = phase(
+                "inversion",
+                lambda: pipe.invert(
+                    latents=latents, prompt_embeds=negative_embeds, num_inference_steps=steps, **image
+                ),
+            )
+            edited = phase(
+                "edit",
+                lambda: (
+                    pipe(
+                        prompt_embeds=prompt_embeds,
+                        negative_prompt_embeds=negative_embeds,
+                        latents=inversion.trajectory[0],
+                        reference_latents=inversion.trajectory,
+                        reference_prompt_embeds=negative_embeds,
+                        num_inference_steps=steps,
+                        guidance_scale=GUIDANCE,
+                        output_type="latent",
+                        **image,
+                    ).frames
+                ),
+            )
+            video = phase(
+                "tiled VAE decoding",
+                lambda: pipe.video_processor.postprocess_video(pipe.decode_latents(edited), output_type="np"),
+            )
+    except Exception as error:
+        result["error"] = describe(error)
+        print(json.dumps(result))
+        return
+    result.update(
+        seconds=phases,
+        total_seconds=sum(phases.values()),
+        peak_memory_mib=peak_memory_mib(device),
+        frames=int(video.shape[1]),
+        timer=timer.kind,
     )
-    print(
-        "| model | video tokens | plain CFG TFLOP | attention share | shared x plain | paired x plain | shared / paired "
-        "| 50% window x plain | trajectory, 50 steps bf16 | K/V cache instead, bf16 |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, m in models.items():
-        frames, (height, width) = m["frames"], m["grid"]
-        tokens = frames // m["temporal_patch"] * height * width
-        plain, shared, paired = (sum(step_cost(tokens, reference=r)) for r in (None, "shared", "paired"))
-        attention_share = step_cost(tokens)[1] / plain
-        latent_bytes = frames * 16 * (2 * height) * (2 * width) * 2  # latents are 2x the patch grid
-        kv_bytes = 42 * 2 * (tokens + 226) * 3072 * 2 * 50  # keys and values of every layer, every step
-        print(
-            f"| {name} | {tokens} | {plain / 1e12:.0f} | {attention_share:.2f} | {shared / plain:.2f} | "
-            f"{paired / plain:.2f} | {shared / paired:.2f} | {(shared / plain + 1) / 2:.2f} | "
-            f"{50 * latent_bytes / 2**20:.0f} MiB | {kv_bytes / 2**30:.0f} GiB |"
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Orchestration and tables
+
+
+def device_peak(args) -> tuple[float | None, str]:
+    """Dense bf16 peak TFLOPS of the device and where the figure comes from."""
+    if args.peak_tflops:
+        return args.peak_tflops, "--peak-tflops"
+    if not args.device.startswith("cuda"):
+        return None, "no peak for CPUs: pass --peak-tflops"
+    name = torch.cuda.get_device_name(torch.device(args.device))
+    for pattern, peak, source in BF16_DENSE_PEAK_TFLOPS:
+        if re.search(pattern, name):
+            return peak, source
+    return None, f"{name} is not in BF16_DENSE_PEAK_TFLOPS: pass --peak-tflops"
+
+
+def child(args, *extra) -> dict:
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        *extra,
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--steps",
+        str(args.steps),
+        "--batch-prompts",
+        str(args.batch_prompts),
+        "--fixed-point-iterations",
+        str(args.fixed_point_iterations),
+        "--compile-backend",
+        args.compile_backend,
+        "--compile-scope",
+        args.compile_scope,
+        *(["--compile-mode", args.compile_mode] if args.compile_mode else []),
+        "--e2e-steps",
+        str(args.e2e_steps),
+        "--offload-steps",
+        str(args.offload_steps),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:  # e.g. out of memory: report it in the table and go on with the others
+        print(completed.stderr[-3000:], file=sys.stderr)
+        last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit code {completed.returncode}: {last_line}"[:200]}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def measure(args) -> list[dict]:
+    """Every configuration x size x compile mode, `repeats` times round robin; the fastest run of each is kept."""
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    jobs = [(size, key, compiled) for size in args.sizes for compiled in modes for key in args.configs]
+    best = {}
+    for repeat in range(args.repeats):
+        for index, (size, key, compiled) in enumerate(jobs):
+            result = child(args, "--one", size, key, "on" if compiled else "off")
+            result = {"size": size, "config": key, "compiled": compiled, **result}
+            result.setdefault("label", config_label(key, args.batch_prompts, args.fixed_point_iterations))
+            outcome = result.get("error") or f"{result['seconds_per_step']:.3f} s/step"
+            print(
+                f"[{repeat + 1}/{args.repeats} {index + 1}/{len(jobs)}] {size} {key}"
+                f"{' compiled' if compiled else ''}: {outcome}",
+                file=sys.stderr,
+                flush=True,
+            )
+            job = (size, key, compiled)
+            if (
+                job not in best
+                or "error" in best[job]
+                or result.get("seconds_per_step", 1e300) < best[job].get("seconds_per_step", 1e300)
+            ):
+                best[job] = result
+    return [best[job] for job in jobs]
+
+
+def attach_flops(results, counted, peak):
+    """Counted FLOPs per step, achieved TFLOPS and utilisation of each measured configuration."""
+    by_key = {(c["size"], c["config"]): c for c in counted}
+    for result in results:
+        if "error" in result:
+            continue
+        count = by_key[(result["size"], result["config"])]
+        if abs(count["rows_per_step"] - result["rows_per_step"]) > 1e-9:
+            result["error"] = (
+                f"the pipeline ran {result['rows_per_step']} rows per step, the FLOP count assumes "
+                f"{count['rows_per_step']}: update step_layouts()"
+            )
+            continue
+        result["flops_per_step"] = count["flops_per_step"]
+        result["tflops"] = count["flops_per_step"] / result["seconds_per_step"] / 1e12
+        result["utilisation"] = None if peak is None else result["tflops"] / peak
+
+
+RATIOS = [
+    ("invert g1 / published invert", "invert", "invert-published"),
+    ("shared / paired", "shared", "paired"),
+    ("50% window / plain", "shared-window", "plain"),
+    ("idle processor / plain", "plain-idle", "plain"),
+]
+
+
+def measured_table(results, environment) -> list[str]:
+    lines = [
+        f"Measured on {environment['device_name']} ({environment['dtype']}, torch {environment['torch']}), "
+        f"{environment['steps']} steps per configuration after a 2-step warm-up, fastest of {environment['repeats']} "
+        f"run(s); seconds from {environment['timer']}, memory = {environment['memory_kind']}; utilisation against "
+        f"{environment['peak_tflops']} TFLOPS ({environment['peak_source']}).",
+        "",
+        "| size | configuration | compiled | rows/step | s/step | x plain | TFLOP/step | TFLOPS | utilisation "
+        "| peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        if "error" in result:
+            lines.append(
+                f"| {result['size']} | {result['label']} | {'yes' if result['compiled'] else 'no'} | "
+                f"failed: {result['error']} |"
+            )
+            continue
+        base = next(
+            (
+                r
+                for r in results
+                if (r["size"], r["config"], r["compiled"]) == (result["size"], "plain", result["compiled"])
+                and "error" not in r
+            ),
+            None,
         )
+        relative = f"{result['seconds_per_step'] / base['seconds_per_step']:.2f}" if base else "-"
+        utilisation = "-" if result["utilisation"] is None else f"{100 * result['utilisation']:.1f}%"
+        lines.append(
+            f"| {result['size']} | {result['label']} | {'yes' if result['compiled'] else 'no'} | "
+            f"{result['rows_per_step']:g} | {result['seconds_per_step']:.3f} | {relative} | "
+            f"{result['flops_per_step'] / 1e12:.4g} | {result['tflops']:.3g} | {utilisation} | "
+            f"{result['peak_memory_mib']:.0f} |"
+        )
+    for size, compiled in dict.fromkeys((r["size"], r["compiled"]) for r in results):
+        get = {
+            r["config"]: r["seconds_per_step"]
+            for r in results
+            if (r["size"], r["compiled"]) == (size, compiled) and "error" not in r
+        }
+        ratios = [f"{name} = {get[a] / get[b]:.2f}" for name, a, b in RATIOS if a in get and b in get]
+        if "batch" in get and "shared" in get:
+            prompts = environment["prompts"]
+            ratios.append(
+                f"{prompts} prompts batched / {prompts} shared edits = {get['batch'] / (prompts * get['shared']):.2f}"
+            )
+        if ratios:
+            lines += ["", f"{size}{', compiled' if compiled else ''}, time ratios: " + "; ".join(ratios)]
+    return lines
+
+
+def end_to_end_table(results, environment) -> list[str]:
+    lines = [
+        "",
+        f"End to end, one edit ({environment['dtype']}, memory = {environment['memory_kind']}):",
+        "",
+        "| size | offload | steps | text encoding s | VAE encoding s | inversion s | edit s | tiled VAE decoding s "
+        "| total s | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        if "error" in result:
+            lines.append(f"| {result['size']} | {result['offload']} | {result['steps']} | failed: {result['error']} |")
+            continue
+        lines.append(
+            f"| {result['size']} | {result['offload']} | {result['steps']} | "
+            + " | ".join(f"{seconds:.2f}" for seconds in result["seconds"].values())
+            + f" | {result['total_seconds']:.2f} | {result['peak_memory_mib']:.0f} |"
+        )
+    return lines
+
+
+def counted_table(counted, sizes, prompts, iterations) -> list[str]:
+    """Rows: configurations; columns: sizes. TFLOP per step, then the ratios the goals use."""
+    get = {(c["size"], c["config"]): c for c in counted}
+    keys = list(dict.fromkeys(c["config"] for c in counted))
+    first = [get[(s, keys[0])] for s in sizes]
+    lines = [
+        "",
+        "Counted FLOPs per step, TFLOP (torch.utils.flop_counter.FlopCounterMode on the meta device; 50 steps; "
+        "FLOPs = 2 x multiply-adds):",
+        "",
+        "| configuration | rows/step | " + " | ".join(SIZES[s]["label"] for s in sizes) + " |",
+        "|---|---|" + "---|" * len(sizes),
+        "| frames x width x height (video + text tokens per row) | | "
+        + " | ".join(
+            f"{SIZES[c['size']]['num_frames']}x{SIZES[c['size']]['width']}x{SIZES[c['size']]['height']} "
+            f"({c['video_tokens']} + {c['text_tokens']})"
+            for c in first
+        )
+        + " |",
+    ]
+    for key in keys:
+        cells = [get[(s, key)]["flops_per_step"] / 1e12 for s in sizes]
+        lines.append(
+            f"| {get[(sizes[0], key)]['label']} | {get[(sizes[0], key)]['rows_per_step']:g} | "
+            + " | ".join(f"{c:.0f}" if c >= 1000 else f"{c:.4g}" for c in cells)
+            + " |"
+        )
+
+    def ratio(name, numerator, denominator, scale=1):
+        if all((s, numerator) in get and (s, denominator) in get for s in sizes):
+            cells = [
+                get[(s, numerator)]["flops_per_step"] / (scale * get[(s, denominator)]["flops_per_step"])
+                for s in sizes
+            ]
+            lines.append(f"| {name} | | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+
+    if "plain" in keys:
+        shares = [get[(s, "plain")]["attention_flops_per_step"] / get[(s, "plain")]["flops_per_step"] for s in sizes]
+        lines.append("| attention share of plain generation | | " + " | ".join(f"{c:.2f}" for c in shares) + " |")
+    for name, numerator, denominator in RATIOS[:3]:
+        ratio(f"ratio: {name}", numerator, denominator)
+    ratio(f"ratio: {prompts} prompts batched / {prompts} shared edits", "batch", "shared", scale=prompts)
+    ratio("ratio: shared edit / plain", "shared", "plain")
+    ratio(f"ratio: {iterations} fixed-point iterations / invert", "invert-fixed-point", "invert")
+    memory = []
+    for s in sizes:
+        spec, config = SIZES[s], transformer_config(s)
+        frames = (spec["num_frames"] - 1) // 4 + 1
+        latent_bytes = frames * 16 * (spec["height"] // 8) * (spec["width"] // 8) * 2
+        tokens = get[(s, keys[0])]["video_tokens"] + config["max_text_seq_length"]
+        hidden = config["num_attention_heads"] * config["attention_head_dim"]
+        kv_bytes = config["num_layers"] * 2 * tokens * hidden * 2 * 50
+        memory.append(f"{50 * latent_bytes / 2**20:.0f} MiB / {kv_bytes / 2**30:.0f} GiB")
+    lines.append("| reference of 50 steps, bf16: trajectory / K,V cache instead | | " + " | ".join(memory) + " |")
+    return lines
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "faithful"], choices=list(SIZES))
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=2, help="runs per configuration; the fastest is kept")
-    parser.add_argument("--json", default=None)
-    parser.add_argument("--one", nargs=2, metavar=("SIZE", "CONFIG"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one:
-        run_one(*args.one, args.steps)
-        return
-    results = [r for size in args.sizes for r in measure(size, args.steps, args.repeats)]
-    print(
-        f"Measured on {os.environ.get('BENCH_THREADS', '2')} CPU threads, {args.steps} steps per configuration, "
-        f"fastest of {args.repeats} runs, torch {torch.__version__}\n"
+    parser.add_argument("--sizes", nargs="+", default=None, choices=list(SIZES), help="sizes to measure")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", default=None, choices=list(DTYPES), help="default: bf16 on CUDA, fp32 on a CPU")
+    parser.add_argument(
+        "--steps", type=int, default=4, help="measured steps per configuration (after a 2-step warm-up)"
     )
-    print_measured(results)
-    print_analytic()
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="runs per configuration, fastest kept (CPU 2, GPU 1)"
+    )
+    parser.add_argument(
+        "--compile", choices=["off", "on", "both"], default=None, help="default: both on CUDA, off on CPU"
+    )
+    parser.add_argument("--compile-backend", default="inductor")
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune")
+    parser.add_argument(
+        "--compile-scope",
+        choices=["blocks", "model"],
+        default="blocks",
+        help="compile each transformer block (regional, fast to compile) or the whole transformer",
+    )
+    parser.add_argument("--batch-prompts", type=int, default=4, help="N of the batched-prompts configuration")
+    parser.add_argument("--fixed-point-iterations", type=int, default=2, help="k of the fixed-point configuration")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak, for utilisation")
+    parser.add_argument(
+        "--e2e",
+        default=None,
+        choices=["none", "tiny", *REAL_SIZES],
+        help="end-to-end edit size (5b on CUDA, else tiny)",
+    )
+    parser.add_argument("--e2e-steps", type=int, default=50)
+    parser.add_argument(
+        "--offload",
+        nargs="+",
+        default=None,
+        choices=["none", "model", "sequential"],
+        help="end-to-end edits to run: without offloading (--e2e-steps), with enable_model_cpu_offload and with "
+        "enable_sequential_cpu_offload (--offload-steps). Default: all three on CUDA; none and model on a CPU, where "
+        "diffusers' sequential offload fails (for CogVideoXPipeline too)",
+    )
+    parser.add_argument("--offload-steps", type=int, default=2, help="steps of the offloaded end-to-end edits")
+    parser.add_argument(
+        "--count-sizes",
+        nargs="*",
+        default=list(REAL_SIZES),
+        choices=list(SIZES),
+        help="sizes of the counted FLOP table (none: no values)",
+    )
+    parser.add_argument("--flops-only", action="store_true", help="only print the counted FLOP table")
+    parser.add_argument("--json", default=None, help="write every result to this JSON file")
+    parser.add_argument("--markdown", default=None, help="also write the printed tables to this file")
+    parser.add_argument("--one", nargs=3, metavar=("SIZE", "CONFIG", "COMPILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--e2e-one", nargs=2, metavar=("SIZE", "OFFLOAD"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    cuda = args.device.startswith("cuda")
+    args.dtype = args.dtype or ("bf16" if cuda else "fp32")
+    if args.one:
+        run_one(args.one[0], args.one[1], args.one[2] == "on", args)
+        return
+    if args.e2e_one:
+        run_end_to_end(*args.e2e_one, args)
+        return
+
+    # Check everything that can be wrong before any long work.
+    if args.steps < 2 or args.steps % 2:
+        parser.error(f"--steps {args.steps}: pass an even number >= 2 (the 50% step window needs whole halves).")
+    if args.batch_prompts < 1 or args.fixed_point_iterations < 1:
+        parser.error("--batch-prompts and --fixed-point-iterations must be >= 1.")
+    if not args.device.startswith(("cpu", "cuda")):
+        parser.error(f"--device {args.device}: use cpu, cuda or cuda:N.")
+    if cuda and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device; use --device cpu.")
+    sizes = [] if args.flops_only else (args.sizes or (["5b"] if cuda else ["tiny", "faithful"]))
+    e2e = None if args.flops_only else (args.e2e or ("5b" if cuda else "tiny"))
+    e2e = None if e2e == "none" else e2e
+    if not cuda and any(size in REAL_SIZES for size in sizes + [e2e]):
+        parser.error("the real sizes need a GPU: pass --device cuda, or measure --sizes tiny faithful on a CPU.")
+    args.repeats = args.repeats or (1 if cuda else 2)
+    args.compile = args.compile or ("both" if cuda else "off")
+    args.offload = args.offload or (["none", "model", "sequential"] if cuda else ["none", "model"])
+    args.sizes, args.configs = sizes, args.configs
+    check_counter_sees_attention()
+
+    peak, peak_source = device_peak(args)
+    environment = {
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name(torch.device(args.device)) if cuda else "CPU",
+        "dtype": args.dtype,
+        "torch": torch.__version__,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "prompts": args.batch_prompts,
+        "fixed_point_iterations": args.fixed_point_iterations,
+        "peak_tflops": peak,
+        "peak_source": peak_source,
+        "timer": DeviceTimer(torch.device(args.device)).kind,
+        "memory_kind": memory_kind(torch.device(args.device)),
+        "threads": None if cuda else int(os.environ.get("BENCH_THREADS", "2")),
+    }
+
+    measured = measure(args) if sizes else []
+    end_to_end = []
+    for offload in args.offload if e2e else []:
+        steps = args.e2e_steps if offload == "none" else args.offload_steps
+        end_to_end.append({"size": e2e, "offload": offload, "steps": steps, **child(args, "--e2e-one", e2e, offload)})
+        print(f"[end to end] {e2e}, offload {offload}: done", file=sys.stderr, flush=True)
+    prompts, iterations = args.batch_prompts, args.fixed_point_iterations
+    attach_flops(
+        measured,
+        [count_config_flops(r["size"], r["config"], args.steps, prompts, iterations) for r in measured],
+        peak,
+    )
+    counted = [count_config_flops(s, key, 50, prompts, iterations) for s in args.count_sizes for key in CONFIGS]
+
+    lines = []
+    if measured:
+        lines += measured_table(measured, environment)
+    if end_to_end:
+        lines += end_to_end_table(end_to_end, environment)
+    if counted:
+        lines += counted_table(counted, args.count_sizes, prompts, iterations)
+    print("\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:
+            results = {"environment": environment, "measured": measured, "end_to_end": end_to_end, "counted": counted}
             json.dump(results, f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    failed = [r for r in measured + end_to_end if "error" in r]
+    if failed:
+        sys.exit(f"{len(failed)} measurement(s) failed (see the tables); the others are in the outputs.")
 
 
 if __name__ == "__main__":

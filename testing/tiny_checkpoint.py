@@ -20,7 +20,8 @@ from diffusers import (
 from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
 
-# Structural flags of the public checkpoints (see the CogVideoX model cards); sizes are shrunk below.
+# Structural flags of the public checkpoints (see the CogVideoX model cards and ../shared/reference/
+# cogvideox_family.json); sizes are shrunk below.
 VARIANTS = {
     "cogvideox-2b": {
         "hub_id": "THUDM/CogVideoX-2b",
@@ -73,6 +74,7 @@ VARIANTS = {
         },
         "vae_scaling_factor": 0.7,
         "snr_shift_scale": 1.0,
+        "vae_invert_scale_latents": True,
     },
     "cogvideox1.5-5b-i2v": {
         "hub_id": "THUDM/CogVideoX1.5-5B-I2V",
@@ -86,6 +88,7 @@ VARIANTS = {
         },
         "vae_scaling_factor": 0.7,
         "snr_shift_scale": 1.0,
+        "vae_invert_scale_latents": True,
     },
 }
 
@@ -159,6 +162,8 @@ def build_components(variant: str = "cogvideox-5b", seed: int = 0) -> dict:
         norm_num_groups=2,
         temporal_compression_ratio=4,
         scaling_factor=spec["vae_scaling_factor"],
+        # 1.5's image-to-video conditioning latents are divided by the scaling factor (see diffusers' I2V pipeline)
+        invert_scale_latents=spec.get("vae_invert_scale_latents", False),
     )
     scheduler = CogVideoXDDIMScheduler(
         num_train_timesteps=1000,

@@ -95,7 +95,7 @@ def test_edit_reuses_the_inversion_and_refuses_bad_uploads(app, client, clip, tm
     # 2. A bad upload: the page's error message, and the app goes on serving.
     not_a_video = tmp_path / "notes.mp4"
     not_a_video.write_text("not a video")
-    with pytest.raises(gradio_client.exceptions.AppError, match="Could not read 'notes.mp4' as a video"):
+    with pytest.raises(gradio_client.exceptions.AppError, match="Could not decode 'notes.mp4' as a video"):
         submit(client, not_a_video, "a blue circle")
     too_short = write_sample_clip(tmp_path / "short.mp4", num_frames=3)
     with pytest.raises(gradio_client.exceptions.AppError, match="Only 3 frame.*at least 5"):
@@ -225,7 +225,7 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
     open_page_and_run(not_a_video, "", "a blue circle")
     # The page's error toast (beside the browser's own "Video not playable" notice).
     WebDriverWait(browser, 60).until(lambda driver: any(
-        "Could not read 'notes.mp4' as a video" in toast.text
+        "Could not decode 'notes.mp4' as a video" in toast.text
         for toast in driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")), "no error in the page")
     assert browser.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value") == ""
 

@@ -10,6 +10,7 @@ import pytest
 from cogvideox_ddim_inversion.cli import main
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
 from cogvideox_ddim_inversion.testing.tiny_checkpoint import VARIANTS
+from cogvideox_ddim_inversion.toy import world as toy_world
 from cogvideox_ddim_inversion.video_io import read_video
 
 
@@ -44,6 +45,25 @@ def test_edit_writes_edits_side_by_side_and_run_json(tiny_checkpoint, tmp_path, 
     assert record["settings"]["seed"] == 3 and record["inversion"]["num_inference_steps"] == 2
     assert record["versions"]["diffusers"] and set(record["timings_s"]) >= {"read_s", "invert_s", "edit_s"}
     assert sorted(os.listdir(out_dir)) == ["edit-1.mp4", "edit-2.mp4", "run.json", "side_by_side.mp4"]
+
+
+def test_fresh_noise_follows_the_seed_and_the_output_follows_fps(tiny_checkpoint, tmp_path):
+    """`--start noise --seed N`: the same seed gives the same edit, another seed another; `--fps` sets the outputs'
+    frame rate (the source plays at 8)."""
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9, fps=8)
+
+    def edit_from_noise(seed, name):
+        out_dir = tmp_path / name
+        code = edit(clip, "--prompt", "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir",
+                    out_dir, "--start", "noise", "--seed", seed, "--fps", 12, "--reconstruction")
+        assert code == 0
+        frames, fps = read_video(out_dir / "edit-1.mp4")
+        assert fps == 12.0 and read_video(out_dir / "reconstruction.mp4")[1] == 12.0
+        return np.stack(frames)
+
+    first, again, other = edit_from_noise(3, "first"), edit_from_noise(3, "again"), edit_from_noise(4, "other")
+    assert np.array_equal(first, again)
+    assert np.abs(first.astype(int) - other.astype(int)).mean() > 1.0
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -95,15 +115,17 @@ def test_invert_command_and_reuse_with_other_settings(tiny_checkpoint, tmp_path,
     "problem",
     ["missing video", "unreadable video", "too few frames", "not a checkpoint", "empty prompt", "no prompt",
      "missing image", "not an image", "bad reference steps", "bad strength", "ramp without guidance",
-     "output is a file", "missing inversion", "not an inversion"],
+     "output is a file", "missing inversion", "not an inversion", "image for text-to-video", "size for learned PE"],
 )
 def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsys, problem):
     clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9)
     # Errors in the settings are found before the checkpoint is opened: a checkpoint that does not exist is not
     # reached. The video is read before any weights load (it needs the checkpoint's config for the frame count).
     model = str(tmp_path / "no-such-checkpoint")
-    if problem in ("missing video", "unreadable video", "too few frames"):
+    if problem in ("missing video", "unreadable video", "too few frames", "image for text-to-video"):
         model = tiny_checkpoint("cogvideox-5b")
+    elif problem == "size for learned PE":
+        model = tiny_checkpoint("cogvideox-5b-i2v")
     args = {"prompt": ["--prompt", "x"], "extra": []}
     expected = {
         "missing video": "Video file not found",
@@ -120,6 +142,8 @@ def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsy
         "output is a file": "is a file: give a folder",
         "missing inversion": "Inversion file not found",
         "not an inversion": "not an inversion saved by",
+        "image for text-to-video": "--image conditions image-to-video checkpoints",
+        "size for learned PE": "learned positional embeddings for 96x64 (width x height) only",
     }[problem]
     if problem == "missing video":
         clip = str(tmp_path / "nope.mp4")
@@ -137,6 +161,11 @@ def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsy
     elif problem in ("missing image", "not an image"):
         (tmp_path / "image.png").write_text("not a png")
         args["extra"] = ["--image", str(tmp_path / ("image.png" if problem == "not an image" else "nope.png"))]
+    elif problem == "image for text-to-video":
+        PIL.Image.new("RGB", (96, 64)).save(tmp_path / "image.png")
+        args["extra"] = ["--image", str(tmp_path / "image.png")]
+    elif problem == "size for learned PE":
+        args["extra"] = ["--height", "32"]
     elif problem == "bad reference steps":
         args["extra"] = ["--reference-steps", "0.8,0.2"]
     elif problem == "bad strength":
@@ -156,9 +185,35 @@ def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsy
     assert out_dir.is_file() or not out_dir.exists() or not any(out_dir.iterdir())
 
 
-def test_demo_runs_end_to_end(tmp_path):
+def test_demo_writes_and_prints_the_metrics_of_what_it_wrote(tmp_path, capsys):
+    """The toy demo's metrics.json describes the held-out clip it edits, its printed line reports those numbers, and
+    the reconstruction PSNR it reports is (up to h264) that of the reconstruction.mp4 it wrote."""
     assert main(["demo", "--output-dir", str(tmp_path), "--steps", "2"]) == 0
-    assert (tmp_path / "edit.mp4").is_file() and (tmp_path / "reconstruction.mp4").is_file()
+    printed = capsys.readouterr()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    clip = toy_world.make_clips(1, seed=0, split="held_out")[0]
+    colours = list(toy_world.COLOURS)
+    target = colours[(colours.index(clip.colour) + 1) % len(colours)]
+    assert metrics["steps"] == 2 and metrics["source_prompt"] == clip.caption
+    assert metrics["edit_prompt"] == toy_world.caption(clip.shape, target, clip.direction, clip.background)
+    assert metrics["detected_colour"]["source"] == clip.colour and metrics["detected_colour"]["target"] == target
+    assert metrics["detected_direction"]["source"] == clip.direction
+    assert metrics["edit_success"] == (metrics["detected_colour"]["edit"] == target)
+    for name in ("source", "reconstruction", "edit", "side_by_side", "metrics"):
+        assert f"{name}: {tmp_path / name}" in printed.out
+    assert (
+        f"detected colour {metrics['detected_colour']['edit']} (target {target}), centroid error "
+        f"{metrics['centroid_error_px']['edit']:.2f} px, reconstruction PSNR "
+        f"{metrics['psnr_db']['reconstruction']:.2f} dB (VAE ceiling {metrics['psnr_db']['vae_ceiling']:.2f} dB)"
+    ) in printed.err
+
+    def written(name):  # the demo writes 4x nearest-neighbour enlargements: take every 4th pixel back
+        frames, _ = read_video(tmp_path / f"{name}.mp4", max_num_frames=toy_world.NUM_FRAMES)
+        return np.stack(frames)[:, 1::4, 1::4]
+
+    assert toy_world.psnr(written("source"), clip.frames) > 30
+    reconstruction_psnr = toy_world.psnr(written("reconstruction"), clip.frames)
+    assert abs(reconstruction_psnr - metrics["psnr_db"]["reconstruction"]) < 0.25, reconstruction_psnr
 
 
 def test_random_tiny_demo_runs_end_to_end(tmp_path):
@@ -167,3 +222,15 @@ def test_random_tiny_demo_runs_end_to_end(tmp_path):
     assert (tmp_path / "reconstruction.mp4").is_file()
     frames, _ = read_video(tmp_path / "edit-1.mp4")
     assert len(frames) == 9
+
+
+def test_portrait_source_stays_portrait_on_cogvideox_1_5(tiny_checkpoint, tmp_path):
+    """CogVideoX 1.5 takes any size: a portrait clip is edited in portrait, frames spread over the whole clip."""
+    clip = write_sample_clip(tmp_path / "portrait.mp4", num_frames=21, height=96, width=64)
+    out_dir = tmp_path / "out"
+    assert edit(clip, "--prompt", "a blue disc", "--model", tiny_checkpoint("cogvideox1.5-5b"), "--output-dir",
+                out_dir, "--sampling", "spread") == 0
+    frames, _ = read_video(out_dir / "edit-1.mp4")
+    assert len(frames) == 9 and frames[0].height > frames[0].width
+    source = json.loads((out_dir / "run.json").read_text())["inversion"]["source"]
+    assert source["sampling"] == "spread" and source["frame_indices"] == list(range(0, 17, 2))

@@ -1,10 +1,13 @@
 """Every CogVideoX family (2B, 5B, 5B-I2V, 1.5-5B, 1.5-5B-I2V) through `custom_pipeline=` loading, end to end."""
 
+import json
+
 import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import PIPELINE_FILE, TEXT_LENGTH
+from by_hand import edit_by_hand, invert_by_hand
+from conftest import PIPELINE_FILE, SHARED, TEXT_LENGTH
 from diffusers import CogVideoXImageToVideoPipeline, CogVideoXPipeline, DiffusionPipeline
 
 from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames
@@ -13,6 +16,7 @@ from cogvideox_ddim_inversion.testing.tiny_checkpoint import VARIANTS
 
 FAMILIES = list(VARIANTS)
 CALL = dict(num_inference_steps=2, max_sequence_length=TEXT_LENGTH)
+REFERENCE = SHARED / "reference" / "cogvideox_family.json"
 SIZE = dict(num_frames=9, height=64, width=96)  # CogVideoXImageToVideoPipeline defaults to 49 frames, not the config's
 
 
@@ -62,31 +66,49 @@ def test_family_end_to_end(tiny_checkpoint, frames, variant):
     assert (inv.image_latents is not None) == image_to_video
     if image_to_video:
         assert inv.image_latents.shape == inv.latents.shape and inv.image_latents[:, 1:].abs().max() == 0
+
+    # ... and the trajectory is the DDIM inversion written out by hand, 1.5's padding made as diffusers pads
+    expected = invert_by_hand(ours, inv.latents, CALL["num_inference_steps"], image_latents=inv.image_latents)
+    torch.testing.assert_close(inv.trajectory, expected, rtol=1e-4, atol=1e-5)
     condition = {"image_latents": inv.image_latents} if image_to_video else {}
 
-    # 3. Plain regeneration from the inverted noise, and a reference-guided edit, both the video's size
+    # 3. Plain regeneration from the inverted noise, the video's size
     plain = ours(prompt="", latents=inv.trajectory[0], guidance_scale=1.0, output_type="latent", **CALL, **condition)
     assert plain.frames.shape == inv.latents.shape
+
+    # 4. Reference-guided edits equal the same edit written out by hand from diffusers' parts: from the inverted
+    # noise (shared reference row), and from fresh noise drawn as diffusers draws it (paired rows)
     edit = ours(
         prompt="a blue circle",
         latents=inv.trajectory[0],
         reference_latents=inv.trajectory,
         guidance_scale=6.0,
-        output_type="np",
+        output_type="latent",
         **CALL,
         **condition,
+    ).frames
+    expected = edit_by_hand(
+        ours, inv.trajectory[0], inv.trajectory, "a blue circle", 6.0, "shared", image_latents=inv.image_latents
     )
-    assert edit.frames.shape == (1, 9, 64, 96, 3)
+    torch.testing.assert_close(edit, expected, rtol=1e-4, atol=1e-5)
     paired = ours(
         prompt="a blue circle",
         reference_latents=inv.trajectory,
         reference_mode="paired",
         guidance_scale=6.0,
-        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
         **CALL,
         **condition,
+    ).frames
+    noise = torch.randn(inv.latents.shape, generator=torch.Generator().manual_seed(0))
+    expected = edit_by_hand(
+        ours, noise, inv.trajectory, "a blue circle", 6.0, "paired", image_latents=inv.image_latents
     )
-    assert paired.frames.shape == inv.latents.shape
+    with torch.no_grad():
+        expected = ours.video_processor.postprocess_video(ours.decode_latents(expected), output_type="np")
+    assert paired.shape == (1, 9, 64, 96, 3)
+    np.testing.assert_allclose(paired, expected, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("variant", FAMILIES)
@@ -116,6 +138,49 @@ def test_padding_is_the_same_in_both_directions(tiny_checkpoint, frames, variant
         errors.append(((back - inv.latents).norm() / inv.latents.norm()).item())
     print(variant, errors)
     assert errors[1] < 0.25 * errors[0]
+
+
+def test_image_latents_are_those_of_diffusers_image_to_video_pipeline(tiny_checkpoint, frames):
+    """1.5-I2V's VAE sets `invert_scale_latents` (as the real one does): the conditioning image latents are divided by
+    the scaling factor. Ours equal `CogVideoXImageToVideoPipeline.prepare_latents`' from the same posterior sample,
+    less the padding frame in front, and invert() conditions on them (the posterior's mode by default)."""
+    checkpoint = tiny_checkpoint("cogvideox1.5-5b-i2v")
+    ours, theirs = load_custom(checkpoint), diffusers_pipeline(checkpoint, "cogvideox1.5-5b-i2v")
+    assert ours.vae.config.invert_scale_latents
+    image = theirs.video_processor.preprocess(PIL.Image.fromarray(frames[0]), height=64, width=96)
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        _, expected = CogVideoXImageToVideoPipeline.prepare_latents(
+            theirs, image, 1, 16, 9, 64, 96, torch.float32, cpu, torch.Generator().manual_seed(0)
+        )
+        sampled = ours.prepare_image_latents(image, 3, torch.float32, cpu, torch.Generator().manual_seed(0), True)
+        mode = ours.prepare_image_latents(image, 3, torch.float32, cpu)
+    assert expected.shape == (1, 4, 16, 8, 12)  # one padding frame in front
+    torch.testing.assert_close(sampled, expected[:, 1:], rtol=1e-6, atol=1e-6)  # x / s there, x * (1 / s) here
+    inv = ours.invert(video=frames, **CALL)
+    torch.testing.assert_close(inv.image_latents, mode, rtol=1e-5, atol=1e-6)
+    assert inv.image_latents[:, 1:].abs().max() == 0
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="../shared/reference/cogvideox_family.json is not available")
+@pytest.mark.parametrize("variant", FAMILIES)
+def test_tiny_checkpoints_keep_the_public_checkpoints_structure(tiny_checkpoint, variant):
+    """Every structural flag that ../shared/reference/cogvideox_family.json records for the public checkpoint."""
+    with open(REFERENCE) as f:
+        public = json.load(f)["models"][VARIANTS[variant]["hub_id"]]
+    pipe = DiffusionPipeline.from_pretrained(tiny_checkpoint(variant))
+    for key in ("in_channels", "patch_size_t", "patch_bias", "use_rotary_positional_embeddings",
+                "use_learned_positional_embeddings"):
+        if key in public["transformer"]:
+            assert pipe.transformer.config[key] == public["transformer"][key], key
+    assert (pipe.transformer.config.ofs_embed_dim is None) == ("ofs_embed_dim" not in public["transformer"])
+    assert pipe.vae.config.scaling_factor == public["vae_scaling_factor"]
+    assert pipe.vae.config.invert_scale_latents == public["vae_invert_scale_latents"]
+    for key, value in public["scheduler"].items():
+        if key == "class":
+            assert type(pipe.scheduler).__name__ == value
+        else:
+            assert pipe.scheduler.config[key] == value, key
 
 
 def test_learned_positional_embeddings_fix_the_size(tiny_checkpoint, frames):

@@ -80,6 +80,47 @@ def test_reference_changes_the_sample_and_zero_weight_removes_it(inverted):
     torch.testing.assert_close(ignored, plain, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["shared", "paired"])
+def test_two_videos_in_one_call_edit_as_each_alone(load_pipe, mode):
+    """Batching is invisible: inverting and editing two different videos (with guidance: rows [uncond x2; cond x2;
+    references]) in one call gives each video what inverting and editing it alone gives."""
+    pipe = load_pipe("cogvideox-5b")
+    clip = np.stack(sample_clip_frames(num_frames=9))
+    videos = np.stack([clip, clip[::-1, ::-1]])  # the second plays backwards, mirrored upside down
+    prompts = ["a blue circle moving right", "a green square"]
+    kwargs = dict(guidance_scale=6.0, reference_mode=mode, output_type="latent", **CALL)
+    inv = pipe.invert(video=videos, **CALL)
+    both = pipe(prompt=prompts, latents=inv.trajectory[0], reference_latents=inv.trajectory, **kwargs).frames
+    for index, prompt in enumerate(prompts):
+        alone = pipe.invert(video=videos[index], **CALL)
+        torch.testing.assert_close(inv.trajectory[:, index : index + 1], alone.trajectory, rtol=1e-4, atol=1e-5)
+        edit = pipe(prompt=prompt, latents=alone.trajectory[0], reference_latents=alone.trajectory, **kwargs).frames
+        torch.testing.assert_close(both[index : index + 1], edit, rtol=1e-4, atol=1e-5)
+
+
+def test_invert_continues_from_the_latents_a_callback_returns(load_pipe):
+    """As in `__call__`, a `callback_on_step_end` may replace the latents: the trajectory stores the replacement and
+    the next inverse step starts from it."""
+    pipe = load_pipe("cogvideox-5b")
+    inputs = []
+    pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: inputs.append(kwargs["hidden_states"].clone()), with_kwargs=True
+    )
+    returned = []
+
+    def shift(pipe, step, timestep, callback_kwargs):
+        returned.append(callback_kwargs["latents"] + 0.25 * (step + 1))
+        return {"latents": returned[-1]}
+
+    frames = np.stack(sample_clip_frames(num_frames=9))
+    inv = pipe.invert(video=frames, callback_on_step_end=shift, **CALL)
+    assert len(returned) == len(inputs) == 3
+    for step in range(3):
+        assert torch.equal(inv.trajectory[2 - step], returned[step])  # step 0 is the least noisy, trajectory[-1]
+    for step in range(2):
+        assert torch.equal(inputs[step + 1], returned[step])
+
+
 def test_shared_and_paired_agree_without_guidance_when_texts_match(inverted):
     """Without guidance both modes put one reference row beside the sample; with the same text they are equal."""
     pipe, inv = inverted
@@ -168,7 +209,10 @@ def test_every_video_type_gives_the_same_latents(load_pipe, tmp_path):
             "differ from this call's timesteps",
         ),
         (lambda inv: {"reference_latents": inv.trajectory, "height": 32}, "use the same height, width"),
-        (lambda inv: {"reference_latents": inv.trajectory, "prompt": ["a", "b"]}, "use the same height, width"),
+        (  # several prompts may share one inverted video, but two videos need one prompt each
+            lambda inv: {"reference_latents": torch.cat([inv.trajectory] * 2, dim=1), "prompt": ["a", "b", "c"]},
+            "use the same height, width",
+        ),
         (lambda inv: {"reference_latents": inv.trajectory, "reference_mode": "both"}, "'shared' or 'paired'"),
     ],
     ids=["length", "ndim", "timesteps", "shape", "batch", "mode"],

@@ -85,10 +85,13 @@ def test_identical_to_cogvideox_processor_without_reference_rows(parts, use_rope
         (3, 1, True, 1.0),
         (4, 2, True, 1.0),
         (4, 2, False, 1.0),
+        (6, 2, True, 1.0),
+        (9, 3, True, 0.5),
         (3, 1, True, 0.3),
         (3, 1, True, 2.0),
     ],
-    ids=["one-sample", "shared-cfg", "paired-cfg", "paired-no-rope", "weight-0.3", "weight-2"],
+    ids=["one-sample", "shared-cfg", "paired-cfg", "paired-no-rope", "shared-cfg-2-videos", "3-rows-per-reference",
+         "weight-0.3", "weight-2"],
 )
 def test_matches_naive_attention(parts, rows, reference_rows, use_rope, weight):
     _, attn, rope = parts

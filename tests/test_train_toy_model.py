@@ -18,14 +18,22 @@ TINY_RUN = dict(vae_steps=2, vae_batch=2, num_clips=6, transformer_steps=3, tran
 def two_runs(tmp_path_factory):
     torch.set_num_threads(min(2, torch.get_num_threads()))
     folders = [str(tmp_path_factory.mktemp(f"toy_run_{index}")) for index in range(2)]
-    caller_setting = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(False)
+
+    def determinism_setting():
+        return torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+
+    caller_setting = determinism_setting()
+    # The two runs start from different caller settings (off; on with warn_only): each must be given back as it was.
+    settings_after = []
+    stats = []
     try:
-        stats = [train_toy_model.train(folder, seed=5, **TINY_RUN) for folder in folders]
-        deterministic_after = torch.are_deterministic_algorithms_enabled()
+        for folder, (enabled, warn_only) in zip(folders, [(False, False), (True, True)]):
+            torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+            stats.append(train_toy_model.train(folder, seed=5, **TINY_RUN))
+            settings_after.append(determinism_setting())
     finally:
-        torch.use_deterministic_algorithms(caller_setting)
-    return folders, stats, deterministic_after
+        torch.use_deterministic_algorithms(caller_setting[0], warn_only=caller_setting[1])
+    return folders, stats, settings_after
 
 
 def _weights(folder):
@@ -46,8 +54,8 @@ def test_same_seed_gives_the_same_weights_bit_for_bit(two_runs):
 
 
 def test_training_leaves_the_callers_determinism_setting_alone(two_runs):
-    *_, deterministic_after = two_runs
-    assert deterministic_after is False
+    *_, settings_after = two_runs
+    assert settings_after == [(False, False), (True, True)]
 
 
 def test_output_loads_and_records_its_training(two_runs):

@@ -1,11 +1,14 @@
 """Video reading, frame selection, resizing and export, on a generated clip and on a real one when available."""
 
+import gc
 import os
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from conftest import HORSE
+from diffusers.utils import export_to_video
 
 from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames, write_sample_clip
 from cogvideox_ddim_inversion.video_io import frame_count_for_vae, read_video, select_frame_indices, write_video
@@ -46,11 +49,79 @@ def test_generated_clip_round_trip(tmp_path):
 
 def test_write_video_leaves_no_partial_file(tmp_path):
     target = tmp_path / "out.mp4"
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError, match="Frame 0 is a str"):
         write_video(["not", "frames"], target)
     assert not target.exists() and os.listdir(tmp_path) == []
     with pytest.raises(ValueError, match="No frames"):
         write_video([], target)
+
+
+def test_write_video_encodes_like_export_to_video(tmp_path):
+    """Same ffmpeg settings as diffusers' export_to_video: the same bytes, from uint8 and from float frames."""
+    frames = sample_clip_frames(num_frames=9)
+    floats = [np.asarray(frame, dtype=np.float32) / 255 for frame in frames]
+    for name, ours in (("uint8", frames), ("float", floats)):
+        write_video(ours, tmp_path / f"ours_{name}.mp4", fps=8)
+        export_to_video(
+            ours if name == "float" else [PIL.Image.fromarray(f) for f in frames],
+            str(tmp_path / f"diffusers_{name}.mp4"),
+            fps=8,
+        )
+        assert (tmp_path / f"ours_{name}.mp4").read_bytes() == (tmp_path / f"diffusers_{name}.mp4").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def existing_video(tmp_path_factory):
+    """(frames, bytes of their MP4): a target that a failed write must leave as it is."""
+    frames = sample_clip_frames(num_frames=9)
+    path = write_video(frames, tmp_path_factory.mktemp("existing") / "out.mp4")
+    with open(path, "rb") as f:
+        return frames, f.read()
+
+
+@pytest.mark.parametrize(
+    "bad,error,message,container",
+    [
+        ("bad", TypeError, r"Frame 2 is a str; write_video takes PIL images or HxWx3", "list"),
+        ("bad", TypeError, r"Frame 2 is a str; write_video takes PIL images or HxWx3", "generator"),
+        (np.zeros((64, 96, 4), np.uint8), ValueError, r"Frame 2 has shape \(64, 96, 4\); expected an HxWx3", "list"),
+        (np.zeros((32, 96, 3), np.uint8), ValueError, "Frame 2 is 96x32 .* but frame 0 is 96x64", "generator"),
+        (np.full((64, 96, 3), 1.5), ValueError, r"Frame 2 has float values outside \[0, 1\] \(min 1.5", "list"),
+        (np.zeros((64, 96, 3), np.int64), ValueError, "Frame 2 has dtype int64", "list"),
+    ],
+    ids=["not-an-image", "not-an-image-generator", "four-channels", "other-size-generator", "float-range", "int64"],
+)
+def test_a_frame_failing_part_way_names_the_frame_and_leaves_the_target_alone(
+    tmp_path, existing_video, bad, error, message, container
+):
+    """A list is checked whole before ffmpeg starts; a generator fails after ffmpeg has encoded two frames. Either
+    way the error names frame 2, an existing target keeps its bytes and no partial file is left, also once ffmpeg's
+    writer has been garbage collected."""
+    frames, before = existing_video
+    target = tmp_path / "out.mp4"
+    target.write_bytes(before)
+    bad_frames = [frames[0], frames[1], bad]
+    with pytest.raises(error, match=message):
+        write_video(bad_frames if container == "list" else (frame for frame in bad_frames), target)
+    gc.collect()  # a writer still open would now let ffmpeg finish, and recreate, its file
+    assert os.listdir(tmp_path) == ["out.mp4"]
+    assert target.read_bytes() == before
+
+
+def test_an_error_in_the_frame_source_leaves_no_partial_file(tmp_path):
+    frames = sample_clip_frames(num_frames=9)
+
+    def decoded_frames():
+        yield from frames[:4]
+        raise OSError("the source went away")
+
+    with pytest.raises(OSError, match="the source went away"):
+        write_video(decoded_frames(), tmp_path / "out.mp4")
+    gc.collect()
+    assert os.listdir(tmp_path) == []
+    # a generator that is fine is encoded as it comes
+    read, _ = read_video(write_video(iter(frames), tmp_path / "out.mp4"))
+    assert len(read) == 9 and min(psnr(a, b) for a, b in zip(read, frames)) > 25
 
 
 def test_unreadable_and_missing_videos(tmp_path):

@@ -1,0 +1,562 @@
+"""Batch editing: many videos, one pipeline per process, on one process or under `accelerate launch`.
+
+`cogvideox-ddim-inversion batch JOBS --output-dir OUT [edit flags]` reads one job per line of JOBS (JSONL or CSV: a
+video, its source prompt, edit prompts and any per-job option), checks the whole file before any model work, and
+splits the jobs across the processes that `accelerate launch` started (`accelerate.PartialState`: one device per
+process). Each process loads the pipeline once and edits its jobs with `editing.edit_video`, the same function as the
+`edit` command; a job's flags are the command's flags with the job's options replacing them.
+
+Outputs are atomic: a job is written into a temporary sibling folder `OUT/.partial-<id>-*` and renamed to `OUT/<id>`
+when complete, with `job.json` (settings, settings hash, timings, versions, process) inside. A rerun skips a job whose
+folder holds the same settings hash, redoes one whose settings changed, and deletes temporary folders left by a killed
+run. A failing job is recorded with its error and the others go on; the main process merges every process's results
+into `OUT/manifest.jsonl`. See docs/batch.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+
+from .editing import (
+    EditSettings,
+    _write_json,
+    add_edit_arguments,
+    add_source_arguments,
+    check_edit_settings,
+    check_output_dir,
+    check_settings_for_checkpoint,
+    check_source,
+    checkpoint_config,
+    edit_video,
+    load_pipeline,
+    resolve_device_and_dtype,
+    settings_from_args,
+)
+
+
+PROMPT_SEPARATOR = "|"  # CSV only: several edit prompts in one cell
+MANIFEST = "manifest.jsonl"
+JOB_RECORD = "job.json"
+PARTIAL_PREFIX = ".partial-"  # a job being written (and editing._write_json's and write_video's temporary files)
+REPLACED_PREFIX = ".replaced-"  # a finished job's old folder, between its replacement and its deletion
+PATH_FIELDS = ("video", "image", "inversion")  # relative to the JOBS file's folder; hashed by content
+BOOL_FIELDS = ("reconstruction", "save_inversion")
+LIST_FIELDS = ("prompts", "reference_steps", "reference_blocks")
+NULLABLE_FIELDS = tuple(f.name for f in dataclasses.fields(EditSettings) if f.default is None)  # null: "not set"
+JOB_KEYS = ("id", *(f.name for f in dataclasses.fields(EditSettings) if f.name != "extra"))
+KEY_ALIASES = {"prompt": "prompts"}
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+# A process that finishes its share waits at the final gather for the slowest one; torch's default process-group
+# timeout (30 minutes with gloo; NCCL has its own) can be shorter than an uneven share of 5B jobs. If even this runs
+# out, every finished job is saved: rerunning skips them and writes the manifest.
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=24)
+
+
+@dataclass
+class Job:
+    """One line of the JOBS file: its id, its line number and its fields as given (names normalised)."""
+
+    id: str
+    line: int
+    values: dict
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The JOBS file
+
+
+def read_jobs(path: str) -> list[Job]:
+    """Parse and check the whole JOBS file: its format, a video (or inversion) on every line, known option names and
+    unique ids. Raises ValueError naming the file and line; the values of options are checked per job later."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Jobs file not found: {path!r}. Check the path.")
+    extension = os.path.splitext(path)[1].lower()
+    if extension in (".jsonl", ".ndjson"):
+        rows = _read_jsonl(path)
+    elif extension == ".csv":
+        rows = _read_csv(path)
+    else:
+        raise ValueError(f"Jobs file {path!r}: name it .jsonl (one JSON object per line) or .csv (a header row).")
+    if not rows:
+        raise ValueError(f"Jobs file {path!r} holds no jobs.")
+
+    jobs, first_line_of = [], {}
+    for line, raw in rows:
+        values = {}
+        for key, value in raw.items():
+            name = KEY_ALIASES.get(_normalise_key(key), _normalise_key(key))
+            if name not in JOB_KEYS:
+                raise ValueError(
+                    f"{path}:{line}: unknown option {key!r}. A job may set: {', '.join(JOB_KEYS)}. Model and memory "
+                    "options (--model, --device, --offload, ...) apply to the whole run: pass them as flags."
+                )
+            if name in values:
+                raise ValueError(f"{path}:{line}: {key!r} is given twice.")
+            values[name] = value
+        if not isinstance(values.get("video") or values.get("inversion"), str):
+            raise ValueError(f"{path}:{line}: no video. Every job needs a 'video' (a path relative to the jobs file).")
+        if "id" in values:
+            job_id = values.pop("id")
+            if not isinstance(job_id, str) or not ID_PATTERN.fullmatch(job_id) or job_id == MANIFEST:
+                raise ValueError(
+                    f"{path}:{line}: id {job_id!r} cannot name a folder: use up to 200 letters, digits, '.', '_' and "
+                    "'-', starting with a letter or digit."
+                )
+        else:
+            job_id = default_job_id(values.get("video") or values["inversion"])
+        if job_id in first_line_of:
+            raise ValueError(
+                f"{path}: lines {first_line_of[job_id]} and {line} both have the id {job_id!r} (an id defaults to the "
+                "video's path): give each of these jobs its own 'id'."
+            )
+        first_line_of[job_id] = line
+        jobs.append(Job(job_id, line, values))
+    return jobs
+
+
+def _normalise_key(key) -> str:
+    return str(key).strip().removeprefix("--").replace("-", "_")
+
+
+def _read_jsonl(path: str) -> list[tuple[int, dict]]:
+    rows = []
+    with open(path, encoding="utf-8") as file:
+        for line, text in enumerate(file, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as error:
+                row = error
+            if not isinstance(row, dict):
+                raise ValueError(
+                    f"{path}:{line}: not a JSON object ({row}). Each line holds one job, e.g. "
+                    '{"video": "clip.mp4", "source_prompt": "a horse", "prompts": ["a zebra"], "steps": 30}'
+                )
+            rows.append((line, row))
+    return rows
+
+
+def _read_csv(path: str) -> list[tuple[int, dict]]:
+    rows = []
+    with open(path, encoding="utf-8-sig", newline="") as file:  # utf-8-sig: spreadsheets write a byte-order mark
+        reader = csv.DictReader(file)
+        columns = [_normalise_key(name) for name in reader.fieldnames or []]
+        if "video" not in columns and "inversion" not in columns:
+            raise ValueError(
+                f"{path}: no 'video' column. The first row names the columns: id, video, source_prompt, prompts "
+                f"(several separated by '{PROMPT_SEPARATOR}') and any option, e.g. steps, guidance, strength."
+            )
+        for row in reader:
+            if None in row:
+                raise ValueError(f"{path}:{reader.line_num}: more cells than the header has columns.")
+            # An empty cell keeps the flag's value; several edit prompts share one cell.
+            values = {key: value for key, value in row.items() if value not in (None, "")}
+            for key in list(values):
+                if KEY_ALIASES.get(_normalise_key(key), _normalise_key(key)) == "prompts":
+                    values[key] = [prompt.strip() for prompt in values[key].split(PROMPT_SEPARATOR)]
+            if values:
+                rows.append((reader.line_num, values))
+    return rows
+
+
+def default_job_id(path: str) -> str:
+    """A job's id when its line gives none: the video's path as written, without extension, folders joined by '-'
+    (`clips/horse.mp4` -> `clips-horse`)."""
+    parts = [part for part in re.split(r"[\\/]+", os.path.splitext(path)[0]) if part not in ("", ".", "..")]
+    job_id = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts)).lstrip("._-")[-200:]
+    return job_id or "job"
+
+
+def _option_parser() -> argparse.ArgumentParser:
+    """The `edit` flags, to read a job's option values exactly as the command line reads them."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False, allow_abbrev=False)
+    add_source_arguments(parser, video=False)
+    add_edit_arguments(parser)
+    return parser
+
+
+def _parse_bool(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}.")
+
+
+def job_settings(job: Job, defaults: EditSettings, jobs_dir: str, parser=None) -> EditSettings:
+    """The job's settings: the flags' `defaults` with the job's options replacing them. Values are read by the same
+    argparse flags as the command line's (types, choices); paths are relative to `jobs_dir`. Raises ValueError for a
+    bad value (a failure of this job only)."""
+    parser = parser or _option_parser()
+    overrides, argv, given = {}, [], []
+    for name, value in job.values.items():
+        if value is None and name in NULLABLE_FIELDS:
+            overrides[name] = None
+        elif name == "video":
+            if not isinstance(value, str):
+                raise ValueError(f"video must be a path, got {json.dumps(value)}.")
+            overrides[name] = value
+        elif name in BOOL_FIELDS:
+            overrides[name] = _parse_bool(name, value)
+        elif value is None or isinstance(value, (bool, dict)) or (isinstance(value, list) and name not in LIST_FIELDS):
+            raise ValueError(f"{name}: {json.dumps(value)} is not a valid value.")
+        elif name == "prompts":
+            prompts = [value] if isinstance(value, str) else value
+            if not isinstance(prompts, list) or not all(isinstance(prompt, str) for prompt in prompts):
+                raise ValueError(f"prompts must be a text or a list of texts, got {json.dumps(value)}.")
+            argv += [f"--prompt={prompt}" for prompt in prompts]
+            given.append(name)
+        else:
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            argv.append(f"--{name.replace('_', '-')}={text}")
+            given.append(name)
+    try:
+        parsed = parser.parse_args(argv)
+    except argparse.ArgumentError as error:
+        raise ValueError(f"{error.argument_name.removeprefix('--')}: {error.message}") from None
+    overrides.update({name: getattr(parsed, name) for name in given})
+    if "prompts" in given:
+        overrides["prompts"] = overrides["prompts"] or []
+    for name in PATH_FIELDS:
+        if overrides.get(name) is not None:
+            overrides[name] = os.path.join(jobs_dir, overrides[name])
+    return dataclasses.replace(defaults, **overrides, extra={**defaults.extra, "job_id": job.id})
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def settings_hash(settings: EditSettings, model: str, dtype: str) -> str:
+    """What a job's outputs depend on: every edit setting, the checkpoint and the dtype, with the video, image and
+    inversion files by content (so moving the data keeps finished jobs, replacing a video redoes its job). Not the
+    device, offload, tiling or library versions (recorded in job.json)."""
+    values = {name: value for name, value in dataclasses.asdict(settings).items() if name != "extra"}
+    for name in PATH_FIELDS:
+        values[name] = None if values[name] is None else _file_digest(values[name])
+    values["save_inversion"] = bool(values["save_inversion"])
+    payload = json.dumps({"model": model, "dtype": dtype, "edit": values}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Output folders
+
+
+def remove_partial_outputs(output_dir: str) -> list[str]:
+    """Delete what an interrupted run left: temporary job folders and files, replaced folders not yet deleted."""
+    removed = []
+    for name in sorted(os.listdir(output_dir)):
+        if name.startswith((PARTIAL_PREFIX, REPLACED_PREFIX)):
+            path = os.path.join(output_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)  # ignore: another node may be deleting the same folder
+            else:
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
+            removed.append(name)
+    return removed
+
+
+def read_job_record(folder: str) -> dict | None:
+    try:
+        with open(os.path.join(folder, JOB_RECORD)) as file:
+            record = json.load(file)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "settings_hash" in record else None
+
+
+def finished_record(folder: str, digest: str) -> dict | None:
+    """The job.json of a finished job with these settings, if `folder` holds one whose outputs all exist."""
+    record = read_job_record(folder)
+    if record is None or record.get("status") != "done" or record.get("settings_hash") != digest:
+        return None
+    if not all(os.path.isfile(os.path.join(folder, name)) for name in record.get("outputs", {}).values()):
+        return None
+    return record
+
+
+def publish(partial: str, final: str):
+    """Move a complete job folder into place. A directory cannot be renamed over a non-empty one, so an old folder is
+    first renamed aside (to a name the next run deletes), then the new one in, then the old one deleted: at every
+    moment `final` is absent, old and whole, or new and whole."""
+    replaced = None
+    if os.path.lexists(final):
+        name = f"{REPLACED_PREFIX}{os.path.basename(final)}-{uuid.uuid4().hex}"
+        replaced = os.path.join(os.path.dirname(final), name)
+        os.rename(final, replaced)
+    os.rename(partial, final)
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
+
+
+def _relocate(value, old: str, new: str):
+    """`value` (a JSON-like record) with the paths under `old` moved under `new`."""
+    if isinstance(value, dict):
+        return {key: _relocate(item, old, new) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_relocate(item, old, new) for item in value]
+    if isinstance(value, str) and (value == old or value.startswith(old + os.sep)):
+        return new + value[len(old):]
+    return value
+
+
+def _write_jsonl(rows: list[dict], path: str):
+    handle, partial = tempfile.mkstemp(suffix=".jsonl", prefix=PARTIAL_PREFIX, dir=os.path.dirname(path))
+    try:
+        with os.fdopen(handle, "w") as file:
+            for row in rows:
+                file.write(json.dumps(row, default=str) + "\n")
+        os.chmod(partial, 0o666 & ~_umask())
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _first_line(error) -> str:
+    """An error's first line, for the log and summary (ffmpeg's errors carry its whole banner; the manifest keeps
+    every line)."""
+    return str(error).strip().split("\n", 1)[0]
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Running
+
+
+class JobFailed(Exception):
+    """A job's settings or source are unusable; its message goes into the manifest."""
+
+
+class BatchWorker:
+    """One process's share of the jobs: checks each one, loads the pipeline once (when some job needs it) and writes
+    each job's folder atomically."""
+
+    def __init__(self, model_settings, defaults: EditSettings, jobs_dir: str, output_dir: str, config: dict,
+                 dtype: str, process_index: int = 0, num_processes: int = 1):
+        self.model_settings = model_settings
+        self.defaults = defaults
+        self.jobs_dir = jobs_dir
+        self.output_dir = output_dir
+        self.config = config
+        self.dtype = dtype
+        self.process_index = process_index
+        self.num_processes = num_processes
+        self.parser = _option_parser()
+        self.pipe = None
+        self.load_info = None
+        self.load_error = None
+
+    def log(self, message: str):
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"[process {self.process_index}] {message}", file=sys.stderr)
+
+    def run(self, jobs: list[Job]) -> list[dict]:
+        from tqdm.auto import tqdm
+
+        results = []
+        counts = {"done": 0, "skipped": 0, "failed": 0}
+        with tqdm(total=len(jobs), desc=f"process {self.process_index}", unit="job", position=self.process_index,
+                  file=sys.stderr, dynamic_ncols=True) as bar:
+            for job in jobs:
+                result = self.run_job(job)
+                results.append(result)
+                counts[result["status"]] += 1
+                bar.set_postfix(counts, refresh=False)
+                bar.update()
+        return results
+
+    def run_job(self, job: Job) -> dict:
+        started = time.perf_counter()
+        result = {"id": job.id, "line": job.line, "status": "failed", "error": None, "error_type": None,
+                  "outputs": {}, "seconds": None, "process_index": self.process_index}
+        final = os.path.join(self.output_dir, job.id)
+        try:
+            settings = job_settings(job, self.defaults, self.jobs_dir, self.parser)
+            check_edit_settings(settings)
+            check_settings_for_checkpoint(settings, self.config)
+            digest = settings_hash(settings, self.model_settings.model, self.dtype)
+            result["settings_hash"] = digest
+            record = finished_record(final, digest)
+            if record is not None:
+                result.update(status="skipped", outputs=self._outputs(job, record))
+            else:
+                if os.path.lexists(final) and read_job_record(final) is None:
+                    raise JobFailed(
+                        f"{final} exists but holds no job.json written by batch: move it away or choose another "
+                        "--output-dir (batch replaces only its own folders)."
+                    )
+                record = self.edit(job, settings, digest, final)
+                result.update(status="done", outputs=self._outputs(job, record))
+                self.log(f"{job.id}: done in {time.perf_counter() - started:.1f} s")
+        except Exception as error:  # failures are data: record this job's and go on with the next
+            result.update(error=str(error), error_type=type(error).__name__)
+            self.log(f"{job.id}: failed: {type(error).__name__}: {_first_line(error)}")
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        return result
+
+    def _outputs(self, job: Job, record: dict) -> dict:
+        return {name: f"{job.id}/{path}" for name, path in record["outputs"].items()}
+
+    def edit(self, job: Job, settings: EditSettings, digest: str, final: str) -> dict:
+        started = time.perf_counter()
+        if settings.video is not None:
+            check_source(settings, self.config)  # a bad video fails here, before the pipeline loads
+        pipe, load_info = self.pipeline()
+        partial = tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{job.id}-", dir=self.output_dir)
+        try:
+            os.chmod(partial, 0o777 & ~_umask())  # mkdtemp makes it private; the finished folder is the user's
+            inversion = os.path.join(partial, "inversion.safetensors") if settings.save_inversion else None
+            run = edit_video(pipe, dataclasses.replace(settings, save_inversion=inversion), partial, load_info,
+                             log=lambda message: self.log(f"{job.id}: {message}"))
+            # run.json names the files where they end up, not in the temporary folder
+            run = _relocate({key: value for key, value in run.items()}, partial, final)
+            run["outputs"].pop("run", None)
+            _write_json(run, os.path.join(partial, "run.json"))
+            outputs = {name: os.path.relpath(path, final) for name, path in run["outputs"].items()}
+            outputs["run"] = "run.json"
+            record = {
+                "id": job.id,
+                "status": "done",
+                "settings_hash": digest,
+                "job": {"line": job.line, **job.values},
+                "settings": {"edit": _relocate(run["settings"], partial, final),
+                             "model": dataclasses.asdict(self.model_settings)},
+                "load": load_info,
+                "outputs": outputs,
+                "timings_s": {**run["timings_s"], "total_s": round(time.perf_counter() - started, 3)},
+                "versions": run["versions"],
+                "process": {"index": self.process_index, "num_processes": self.num_processes, "pid": os.getpid(),
+                            "host": socket.gethostname(), "device": self.model_settings.device},
+                "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            }
+            _write_json(record, os.path.join(partial, JOB_RECORD))  # last: a folder with job.json is complete
+            publish(partial, final)
+        finally:
+            if os.path.exists(partial):
+                shutil.rmtree(partial, ignore_errors=True)
+        return record
+
+    def pipeline(self):
+        """Load the pipeline at the first job that needs it; a failed load fails every job of this process."""
+        if self.load_error is not None:
+            raise JobFailed(f"the pipeline failed to load on this process ({self.load_error})")
+        if self.pipe is None:
+            try:
+                self.pipe, self.load_info = load_pipeline(self.model_settings, log=self.log)
+            except Exception as error:
+                self.load_error = f"{type(error).__name__}: {error}"
+                raise
+            steps_position = self.num_processes + self.process_index  # below every process's job bar
+            self.pipe.set_progress_bar_config(position=steps_position, leave=False, file=sys.stderr,
+                                              desc=f"process {self.process_index} steps", dynamic_ncols=True)
+        return self.pipe, self.load_info
+
+
+def _partial_state(device: str):
+    """accelerate's view of this process (index, count, device). On the CPU PartialState must be told: without
+    `cpu=True` processes launched on a machine without GPUs each believe they are alone and would all do every job."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import get_int_from_env, parse_flag_from_env
+
+    cpu = device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    state = PartialState(cpu=cpu, timeout=PROCESS_GROUP_TIMEOUT)
+    launched = get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"], 1)
+    if state.num_processes < launched:
+        raise ValueError(
+            f"{launched} processes were launched but accelerate connected {state.num_processes}: each would do every "
+            "job. Check the launch command and the devices (docs/batch.md); on a machine without GPUs pass --device "
+            "cpu."
+        )
+    return state
+
+
+def run_batch(args) -> int:
+    """`batch JOBS --output-dir OUT`: run every job of JOBS on this process's share; the main process writes the
+    manifest and prints a summary. Returns the exit status: 1 if a job failed and `--fail-on-error`, else 0."""
+    from accelerate.utils import gather_object
+
+    started = time.perf_counter()
+    model_settings, defaults = settings_from_args(args)
+    jobs_path = os.path.abspath(args.jobs)
+    jobs = read_jobs(jobs_path)
+    output_dir = os.path.abspath(args.output_dir)
+    check_output_dir(output_dir)
+    config = checkpoint_config(model_settings.model)
+
+    state = _partial_state(model_settings.device)
+    if model_settings.device == "auto":
+        device = str(state.device)
+    elif state.num_processes > 1 and model_settings.device != "cpu":
+        raise ValueError(
+            f"--device {model_settings.device} would put every process on one device: under accelerate launch each "
+            "process gets its own, so leave --device out."
+        )
+    else:
+        device = model_settings.device
+    model_settings = dataclasses.replace(model_settings, device=device)
+    dtype = str(resolve_device_and_dtype(device, model_settings.dtype)[1]).removeprefix("torch.")
+
+    if state.is_local_main_process:  # on a shared disk several nodes may clean at once: deletions ignore that
+        removed = remove_partial_outputs(output_dir)
+        if removed:
+            print(f"Removed {len(removed)} unfinished output(s) of an interrupted run: {', '.join(removed)}",
+                  file=sys.stderr)
+    state.wait_for_everyone()  # nobody writes before the leftovers are gone
+
+    # Jobs alternate between processes (job i goes to process i mod n): a deterministic split that stays balanced
+    # when jobs are appended or a run is resumed.
+    mine = jobs[state.process_index :: state.num_processes]
+    worker = BatchWorker(model_settings, defaults, os.path.dirname(jobs_path), output_dir, config, dtype,
+                         state.process_index, state.num_processes)
+    results = gather_object(worker.run(mine))
+    results.sort(key=lambda result: result["line"])
+
+    counts = {status: sum(row["status"] == status for row in results) for status in ("done", "skipped", "failed")}
+    if state.is_main_process:
+        _write_jsonl(results, os.path.join(output_dir, MANIFEST))
+        print(
+            f"{len(results)} jobs: {counts['done']} done, {counts['skipped']} skipped (already done with the same "
+            f"settings), {counts['failed']} failed; {time.perf_counter() - started:.1f} s on {state.num_processes} "
+            f"process(es). Manifest: {os.path.join(output_dir, MANIFEST)}"
+        )
+        for result in results:
+            if result["status"] == "failed":
+                print(f"failed: {result['id']} (line {result['line']}): {result['error_type']}: "
+                      f"{_first_line(result['error'])}")
+    state.wait_for_everyone()
+    state.destroy_process_group()
+    return 1 if counts["failed"] and args.fail_on_error else 0

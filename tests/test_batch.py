@@ -1,0 +1,281 @@
+"""`cogvideox-ddim-inversion batch`: many videos from a JSONL or CSV file, on several processes under
+`accelerate launch`, resumable after a kill, with failing jobs recorded and the others finished."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cogvideox_ddim_inversion.batch import job_settings, read_jobs
+from cogvideox_ddim_inversion.cli import main
+from cogvideox_ddim_inversion.editing import EditSettings
+from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
+from cogvideox_ddim_inversion.video_io import read_video
+
+
+def write_jsonl(path: Path, jobs: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    return path
+
+
+def read_manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def leftovers(out: Path) -> list[str]:
+    """Temporary files and folders anywhere under `out` (what a kill or a failure could leave behind)."""
+    return sorted(str(path.relative_to(out)) for path in out.rglob(".*"))
+
+
+def file_stats(folder: Path) -> dict:
+    return {path.name: (path.stat().st_ino, path.stat().st_mtime_ns) for path in sorted(folder.iterdir())}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:  # other test sessions on this machine may hold accelerate's default port 29500
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accelerate_launch(num_processes: int, *batch_args) -> subprocess.CompletedProcess:
+    """`accelerate launch -m cogvideox_ddim_inversion.cli batch ...` with `num_processes` processes. Without GPUs,
+    `--multi_gpu` is what starts several processes (torchrun; batch sets PartialState up for the CPU, gloo):
+    `--cpu` alone starts one (accelerate's multi-CPU launcher needs MPI)."""
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "--num_processes", str(num_processes), "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
+    if num_processes > 1:
+        command.append("--multi_gpu")
+    command += ["-m", "cogvideox_ddim_inversion.cli", "batch", *map(str, batch_args)]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The jobs file
+
+
+@pytest.mark.parametrize(
+    "problem",
+    ["duplicate derived ids", "duplicate ids", "unknown option", "model option", "no video", "not json", "bad id",
+     "no video column", "extra cell", "not jsonl or csv", "no jobs", "missing file"],
+)
+def test_jobs_file_problems_are_refused_before_any_model_work(tmp_path, capsys, problem):
+    jobs = tmp_path / "jobs.jsonl"
+    content = {
+        "duplicate derived ids": [{"video": "clips/a.mp4", "prompts": "x"}, {"video": "clips/a.mp4", "prompts": "y"}],
+        "duplicate ids": [{"id": "a", "video": "a.mp4"}, {"id": "a", "video": "b.mp4"}],
+        "unknown option": [{"video": "a.mp4", "stpes": 3}],
+        "model option": [{"video": "a.mp4", "model": "THUDM/CogVideoX-2b"}],
+        "no video": [{"video": "a.mp4"}, {"prompts": ["x"]}],
+        "bad id": [{"id": "../escape", "video": "a.mp4"}],
+    }.get(problem)
+    if content is not None:
+        write_jsonl(jobs, content)
+    elif problem == "not json":
+        jobs.write_text('{"video": "a.mp4"}\n{"video": "b.mp4",\n')
+    elif problem in ("no video column", "extra cell"):
+        jobs = tmp_path / "jobs.csv"
+        jobs.write_text("clip,prompts\na.mp4,x\n" if problem == "no video column" else "video,prompts\na.mp4,x,3\n")
+    elif problem == "not jsonl or csv":
+        jobs = tmp_path / "jobs.txt"
+        jobs.write_text("a.mp4\n")
+    elif problem == "no jobs":
+        jobs.write_text("\n\n")
+    expected = {
+        "duplicate derived ids": "lines 1 and 2 both have the id 'clips-a' (an id defaults to the video's path): "
+                                 "give each of these jobs its own 'id'",
+        "duplicate ids": "lines 1 and 2 both have the id 'a'",
+        "unknown option": "jobs.jsonl:1: unknown option 'stpes'. A job may set: id, video, prompts, source_prompt",
+        "model option": "unknown option 'model'",
+        "no video": "jobs.jsonl:2: no video",
+        "not json": "jobs.jsonl:2: not a JSON object",
+        "bad id": "id '../escape' cannot name a folder",
+        "no video column": "no 'video' column",
+        "extra cell": "jobs.csv:2: more cells than the header has columns",
+        "not jsonl or csv": "name it .jsonl (one JSON object per line) or .csv",
+        "no jobs": "holds no jobs",
+        "missing file": "Jobs file not found",
+    }[problem]
+    out = tmp_path / "out"
+    # the checkpoint does not exist: the jobs file is refused before it is opened
+    assert main(["batch", str(jobs), "--output-dir", str(out), "--model", str(tmp_path / "no-checkpoint")]) == 2
+    assert expected in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_csv_jobs_take_the_flags_and_replace_them_with_their_own_options(tmp_path):
+    (tmp_path / "data").mkdir()
+    jobs = tmp_path / "data" / "jobs.csv"
+    jobs.write_text(
+        "id,video,source_prompt,prompts,steps,reference-steps,reconstruction,negative_prompt\n"
+        "first,clips/a.mp4,a red circle,a blue circle | a green circle,3,\"0.2,0.8\",yes,\n"
+        ",clips/b.mp4,,a cat,,,,blurry\n"
+    )
+    first, second = read_jobs(str(jobs))
+    assert (first.id, first.line, second.id, second.line) == ("first", 2, "clips-b", 3)
+    flags = EditSettings(video=None, prompts=["flag prompt"], source_prompt="from the flag", steps=2, guidance=5.0)
+    settings = job_settings(first, flags, str(tmp_path / "data"))
+    assert settings.video == str(tmp_path / "data" / "clips" / "a.mp4")  # relative to the jobs file
+    assert settings.prompts == ["a blue circle", "a green circle"] and settings.source_prompt == "a red circle"
+    assert settings.steps == 3 and settings.reference_steps == (0.2, 0.8) and settings.reconstruction is True
+    assert settings.guidance == 5.0 and settings.negative_prompt == ""  # not in the job: the flags' values
+    assert settings.extra == {"job_id": "first"}
+    settings = job_settings(second, flags, str(tmp_path / "data"))
+    assert settings.prompts == ["a cat"] and settings.source_prompt == "from the flag" and settings.steps == 2
+    assert settings.negative_prompt == "blurry" and settings.reconstruction is False
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [({"steps": "two"}, "steps: invalid int value: 'two'"),
+     ({"steps": 2.5}, "steps: invalid int value: '2.5'"),
+     ({"steps": True}, "steps: true is not a valid value"),
+     ({"sampling": "middle"}, "sampling: invalid choice: 'middle'"),
+     ({"reconstruction": "maybe"}, "reconstruction must be true or false, got 'maybe'"),
+     ({"prompts": [1, 2]}, "prompts must be a text or a list of texts"),
+     ({"seed": None}, "seed: null is not a valid value")],
+)
+def test_bad_option_values_fail_their_job_only(values, message):
+    job = read_jobs_from_values({"video": "a.mp4", **values})
+    with pytest.raises(ValueError) as error:
+        job_settings(job, EditSettings(video=None, prompts=["x"]), "/data")
+    assert message in str(error.value)
+
+
+def read_jobs_from_values(values: dict):
+    from cogvideox_ddim_inversion.batch import Job
+
+    return Job("job", 1, values)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Runs
+
+
+def test_two_processes_do_every_good_job_once_and_record_the_bad_ones(tiny_checkpoint, tmp_path, capsys):
+    """A real two-process run (accelerate launch, gloo on the CPU): 6 jobs, one with an unreadable video, one with a
+    bad option. Every good job is done once, by one of the two processes; both processes work; the failures are in
+    the manifest with their errors; --fail-on-error makes the exit status non-zero. A rerun without it (one process)
+    exits with 0 and skips every finished job without touching it."""
+    clips = tmp_path / "clips"
+    write_sample_clip(clips / "a.mp4", num_frames=9)
+    write_sample_clip(clips / "b.mp4", num_frames=13)
+    (clips / "broken.mp4").write_text("not a video")
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [
+        {"video": "clips/a.mp4", "source_prompt": "a red circle", "prompts": ["a blue circle", "a green circle"]},
+        {"video": "clips/b.mp4", "prompts": "a cat"},
+        {"id": "broken", "video": "clips/broken.mp4", "prompts": ["a dog"]},
+        {"id": "a-seed-3", "video": "clips/a.mp4", "prompts": ["a dog"], "seed": 3, "reconstruction": True},
+        {"id": "bad-strength", "video": "clips/b.mp4", "prompts": ["a dog"], "strength": 1.5},
+        {"id": "b-late", "video": "clips/b.mp4", "prompts": ["a dog"], "skip_frames_start": 4, "save_inversion": True},
+    ])
+    out = tmp_path / "out"
+    model = tiny_checkpoint("cogvideox-5b")
+    run = accelerate_launch(2, jobs, "--output-dir", out, "--model", model, "--steps", 2, "--fail-on-error")
+    summary = "6 jobs: 4 done, 0 skipped (already done with the same settings), 2 failed"
+    assert summary in run.stdout, run.stderr[-3000:]
+    assert run.returncode != 0
+
+    manifest = read_manifest(out)
+    good = ["clips-a", "clips-b", "a-seed-3", "b-late"]
+    assert [row["id"] for row in manifest] == ["clips-a", "clips-b", "broken", "a-seed-3", "bad-strength", "b-late"]
+    rows = {row["id"]: row for row in manifest}
+    assert {name: rows[name]["status"] for name in rows} == {**dict.fromkeys(good, "done"), "broken": "failed",
+                                                             "bad-strength": "failed"}
+    assert rows["broken"]["error_type"] == "ValueError" and "Could not decode" in rows["broken"]["error"]
+    assert "Traceback" not in rows["broken"]["error"]
+    assert rows["bad-strength"]["error"] == "--strength must be in (0, 1], got 1.5."
+    assert sorted(path.name for path in out.iterdir()) == sorted([*good, "manifest.jsonl"])  # no failed-job folders
+    assert leftovers(out) == []
+
+    processes = set()
+    for name in good:
+        record = json.loads((out / name / "job.json").read_text())
+        assert record["status"] == "done" and record["settings_hash"] == rows[name]["settings_hash"]
+        assert record["process"]["index"] == rows[name]["process_index"]  # the folder's writer is the one reported
+        assert record["process"]["num_processes"] == 2
+        processes.add((record["process"]["index"], record["process"]["pid"]))
+        for output, path in rows[name]["outputs"].items():
+            assert (out / path).is_file() and path == f"{name}/{record['outputs'][output]}"
+        run_record = json.loads((out / name / "run.json").read_text())
+        assert str(out / name) in json.dumps(run_record["outputs"]) and ".partial" not in json.dumps(run_record)
+    assert len(processes) == 2 and {index for index, _ in processes} == {0, 1}  # both processes worked
+    assert set(rows["clips-a"]["outputs"]) == {"edit-1", "edit-2", "side_by_side", "run"}
+    assert set(rows["a-seed-3"]["outputs"]) == {"edit-1", "side_by_side", "reconstruction", "run"}
+    assert (out / "b-late" / "inversion.safetensors").is_file()
+    late = json.loads((out / "b-late" / "run.json").read_text())
+    assert late["inversion"]["source"]["skip_frames_start"] == 4  # the job's frame selection replaced the default
+    assert late["outputs"]["inversion"] == str(out / "b-late" / "inversion.safetensors")
+    assert len(read_video(out / "b-late" / "edit-1.mp4")[0]) == 9 == len(read_video(out / "clips-a" / "edit-2.mp4")[0])
+
+    before = {name: file_stats(out / name) for name in good}
+    assert main(["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2"]) == 0
+    assert "6 jobs: 0 done, 4 skipped (already done with the same settings), 2 failed" in capsys.readouterr().out
+    assert {name: file_stats(out / name) for name in good} == before
+    assert [row["status"] for row in read_manifest(out)] == ["skipped", "skipped", "failed", "skipped", "failed",
+                                                             "skipped"]
+
+
+def test_a_killed_run_resumes_without_redoing_finished_jobs(tiny_checkpoint, tmp_path):
+    """SIGTERM a run while it writes its second job; the rerun keeps the first job's files (same inodes and
+    mtimes), deletes the interrupted job's temporary folder and finishes the rest; changing one job's option redoes
+    that job only."""
+    write_sample_clip(tmp_path / "a.mp4", num_frames=9)
+    write_sample_clip(tmp_path / "b.mp4", num_frames=9)
+    jobs = tmp_path / "jobs.csv"
+    lines = ["id,video,prompts,seed", "first,a.mp4,a blue circle,", "second,b.mp4,a cat,",
+             "third,a.mp4,a dog,7"]
+    jobs.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    args = ["batch", str(jobs), "--output-dir", str(out), "--model", tiny_checkpoint("cogvideox-5b"), "--steps", "2"]
+
+    with open(tmp_path / "log", "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "cogvideox_ddim_inversion.cli", *args],
+                                   stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while not ((out / "first").is_dir() and any(out.glob(".partial-second-*"))):
+        assert process.poll() is None, (tmp_path / "log").read_text()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == -signal.SIGTERM
+    assert sorted(path.name for path in out.iterdir() if not path.name.startswith(".")) == ["first"]
+    assert any(out.glob(".partial-second-*"))  # the interrupted job's unfinished folder, not mistaken for done
+    first_files = file_stats(out / "first")
+
+    assert main(args) == 0
+    statuses = {row["id"]: row["status"] for row in read_manifest(out)}
+    assert statuses == {"first": "skipped", "second": "done", "third": "done"}
+    assert file_stats(out / "first") == first_files  # not recomputed: the very same files
+    assert leftovers(out) == []
+    assert len(read_video(out / "second" / "edit-1.mp4")[0]) == 9
+
+    lines[2] = "second,b.mp4,a cat,5"  # another seed for one job
+    jobs.write_text("\n".join(lines) + "\n")
+    kept = {name: file_stats(out / name) for name in ("first", "third")}
+    second_hash = json.loads((out / "second" / "job.json").read_text())["settings_hash"]
+    assert main(args) == 0
+    statuses = {row["id"]: row["status"] for row in read_manifest(out)}
+    assert statuses == {"first": "skipped", "second": "done", "third": "skipped"}
+    assert {name: file_stats(out / name) for name in ("first", "third")} == kept
+    record = json.loads((out / "second" / "job.json").read_text())
+    assert record["settings_hash"] != second_hash and record["settings"]["edit"]["seed"] == 5
+    assert leftovers(out) == []
+
+
+def test_a_folder_batch_did_not_write_is_never_replaced(tiny_checkpoint, tmp_path, capsys):
+    write_sample_clip(tmp_path / "a.mp4", num_frames=9)
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"id": "mine", "video": "a.mp4", "prompts": ["x"]}])
+    (tmp_path / "out" / "mine").mkdir(parents=True)
+    (tmp_path / "out" / "mine" / "notes.txt").write_text("the user's")
+    code = main(["batch", str(jobs), "--output-dir", str(tmp_path / "out"), "--model", tiny_checkpoint("cogvideox-5b"),
+                 "--steps", "2", "--fail-on-error"])
+    assert code == 1
+    assert "holds no job.json written by batch: move it away" in capsys.readouterr().out
+    assert os.listdir(tmp_path / "out" / "mine") == ["notes.txt"]

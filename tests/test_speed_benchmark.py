@@ -1,0 +1,255 @@
+"""benchmarks/speed.py: FLOPs counted on the meta device equal those of real runs; its GPU code path runs on a CPU."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO_ROOT, SHARED, TEXT_LENGTH
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from cogvideox_ddim_inversion import CogVideoXRefAttnProcessor
+from cogvideox_ddim_inversion.testing.tiny_checkpoint import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, VARIANTS
+
+
+SCRIPT = REPO_ROOT / "benchmarks" / "speed.py"
+_spec = importlib.util.spec_from_file_location("speed_benchmark", SCRIPT)
+speed = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(speed)
+
+LATENT_SHAPE = (1, (TINY_FRAMES - 1) // 4 + 1, 16, TINY_HEIGHT // 8, TINY_WIDTH // 8)
+
+
+def counted_on_cpu(function) -> int:
+    """FLOPs of the transformer calls of a real run on the CPU. CPU's fused attention kernel is invisible to
+    FlopCounterMode; the math backend computes the same attention as matrix products that it counts."""
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        function()
+    counts = {name: sum(by_op.values()) for name, by_op in counter.get_flop_counts().items()}
+    # Outside the transformer the pipeline does only elementwise work, and Anderson mixing's small products.
+    assert counts["Global"] - counts["CogVideoXTransformer3DModel"] < 1e-3 * counts["Global"]
+    return counts["CogVideoXTransformer3DModel"]
+
+
+def random_inputs(pipe, steps, prompts=1):
+    generator = torch.Generator().manual_seed(0)
+    embeds = [torch.randn(n, TEXT_LENGTH, 32, generator=generator) for n in (prompts, 1)]
+    latents = torch.randn(*LATENT_SHAPE, generator=generator)
+    trajectory = torch.randn(steps, *LATENT_SHAPE, generator=generator)
+    image = {"image_latents": torch.randn(*LATENT_SHAPE, generator=generator)} if pipe.is_image_to_video else {}
+    return embeds, latents, trajectory, image
+
+
+def run_config(pipe, key, steps, prompts=4, iterations=2):
+    """Configuration `key` of the benchmark through the pipeline's own entry points, as a user calls them."""
+    prompts = prompts if speed.CONFIGS[key].get("prompts") else 1  # N prompts editing one inverted video
+    (text, empty), latents, trajectory, image = random_inputs(pipe, steps, prompts)
+    config = speed.CONFIGS[key]
+    if config["kind"] == "invert":
+        fixed_point = iterations if config.get("fixed_point") else 0
+        return lambda: pipe.invert(
+            latents=latents,
+            prompt_embeds=empty,
+            negative_prompt_embeds=empty,
+            guidance_scale=config["guidance_scale"],
+            num_inference_steps=steps,
+            fixed_point_iterations=fixed_point,
+            fixed_point_tolerance=None,
+            **image,
+        )
+    extra = {}
+    if config["kind"] == "edit":
+        extra = {
+            "reference_latents": trajectory,
+            "reference_prompt_embeds": empty,
+            "reference_mode": config["reference_mode"],
+            "reference_steps": config.get("reference_steps", 1.0),
+        }
+    if config.get("idle_processor"):
+        pipe.transformer.set_attn_processor(CogVideoXRefAttnProcessor())
+    return lambda: pipe(
+        prompt_embeds=text,
+        negative_prompt_embeds=empty.expand(prompts, -1, -1),
+        latents=None,  # from noise, as a user generates (and as the published edit starts)
+        generator=torch.Generator().manual_seed(0),
+        guidance_scale=6.0,
+        num_inference_steps=steps,
+        output_type="latent",
+        **image,
+        **extra,
+    )
+
+
+def meta_count(pipe, key, steps, prompts=4, iterations=2):
+    return speed.count_config_flops("tiny", key, steps, prompts, iterations, config=dict(pipe.transformer.config))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_meta_count_of_plain_generation_equals_a_real_cpu_run(load_pipe, variant):
+    """Same configuration, real weights and data on the CPU through the real pipeline, versus shapes on meta."""
+    pipe = load_pipe(variant)
+    counted = counted_on_cpu(run_config(pipe, "plain", steps=2))
+    assert counted > 0
+    assert meta_count(pipe, "plain", steps=2)["flops_per_step"] * 2 == counted
+
+
+IMAGE_TO_VIDEO_BATCH = pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeError,
+    reason="the pipeline repeats image-to-video conditioning by rows // prompts: 2N + 1 rows get 2N image rows",
+)
+
+
+@pytest.mark.parametrize(
+    "variant,key",
+    [("cogvideox1.5-5b-i2v", key) for key in speed.CONFIGS if key != "batch"]  # padding, image latents, ofs
+    + [("cogvideox1.5-5b", "batch"), pytest.param("cogvideox1.5-5b-i2v", "batch", marks=IMAGE_TO_VIDEO_BATCH)],
+)
+def test_meta_count_of_every_pipeline_configuration_equals_a_real_cpu_run(load_pipe, variant, key):
+    pipe = load_pipe(variant)
+    rows = []
+    pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["hidden_states"].shape[0]), with_kwargs=True
+    )
+    counted = counted_on_cpu(run_config(pipe, key, steps=2, prompts=3))
+    expected = meta_count(pipe, key, steps=2, prompts=3)
+    assert expected["flops_per_step"] * 2 == counted
+    assert expected["rows_per_step"] * 2 == sum(rows)
+
+
+def test_counts_obey_the_exact_relations_between_configurations(load_pipe):
+    config = dict(load_pipe("cogvideox-5b").transformer.config)
+
+    def flops(key, steps=4, prompts=4, iterations=2):
+        return speed.count_config_flops("tiny", key, steps, prompts, iterations, config=config)["flops_per_step"]
+
+    plain, invert, shared, paired = flops("plain"), flops("invert"), flops("shared"), flops("paired")
+    assert invert == plain / 2 and flops("invert-published") == plain and flops("plain-idle") == plain
+    assert flops("invert-fixed-point", iterations=3) == 4 * invert
+    assert paired - shared == invert  # one more reference row, which attends only to itself
+    assert flops("shared-window") == (shared + plain) / 2
+    assert flops("batch", prompts=5) == 5 * shared - 4 * invert  # the reference row is computed once, not 5 times
+    # The two sample rows attend to the reference's keys too: 4 L^2 x head_dim per head, layer and row (QK^T and AV).
+    tokens = speed.video_tokens(config, TINY_HEIGHT, TINY_WIDTH, TINY_FRAMES) + config["max_text_seq_length"]
+    extra_attention = 2 * config["num_layers"] * config["num_attention_heads"] * 4 * tokens**2
+    assert shared - plain - invert == extra_attention * config["attention_head_dim"]
+    # ... as many as plain generation's two rows attending to their own keys.
+    counted = speed.count_config_flops("tiny", "plain", 4, 4, 2, config=config)
+    assert counted["attention_flops_per_step"] == extra_attention * config["attention_head_dim"]
+
+
+def test_real_configurations_are_the_published_ones():
+    """The configurations the benchmark counts keep the tiny checkpoints' structural flags (and the reference facts
+    in ../shared, where present)."""
+    for size, spec in speed.REAL_SIZES.items():
+        structure = VARIANTS[spec["variant"]]["transformer"]
+        for key, value in structure.items():
+            if key != "ofs_embed_dim":  # shrunk in the tiny 1.5-I2V
+                assert spec["transformer"][key] == value, (size, key)
+        assert (spec["transformer"]["ofs_embed_dim"] is None) == (structure["ofs_embed_dim"] is None)
+    reference = SHARED / "reference" / "cogvideox_family.json"
+    if not reference.exists():
+        pytest.skip("../shared/reference/cogvideox_family.json is absent")
+    family = json.loads(reference.read_text())
+    for size, spec in speed.REAL_SIZES.items():
+        published = family["models"][VARIANTS[spec["variant"]]["hub_id"]]["transformer"]
+        shared = family["common"]["transformer_shared"]
+        for key, value in {**shared, **published}.items():
+            assert spec["transformer"].get(key) == value, (size, key)
+
+
+def test_end_to_end_components_have_the_real_parameter_counts():
+    """T5-XXL, VAE and transformer of the end-to-end run, built on the meta device: CogVideoX-5B's parameter counts
+    (the README's memory table, tests/test_editing.py)."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    with torch.device("meta"):
+        components = {
+            "transformer": CogVideoXTransformer3DModel.from_config(speed.transformer_config("5b")),
+            "text_encoder": T5EncoderModel(T5Config(**speed.T5_XXL)),
+            "vae": AutoencoderKLCogVideoX(**speed.COGVIDEOX_VAE),
+        }
+    counts = {name: sum(p.numel() for p in module.parameters()) for name, module in components.items()}
+    assert counts == {"transformer": 5_570_283_072, "text_encoder": 4_762_310_656, "vae": 215_583_907}
+
+
+def test_counted_real_sizes_are_those_of_the_readme():
+    """The plain CogVideoX-2b step: 240 TFLOP with guidance (30 layers, 17776 tokens per row)."""
+    counted = speed.count_config_flops("2b", "plain", 50, 4, 2)
+    assert counted["video_tokens"] == 17550 and counted["text_tokens"] == 226
+    assert round(counted["flops_per_step"] / 1e12) == 240
+    assert speed.count_config_flops("1.5-5b", "invert", 50, 4, 2)["video_tokens"] == 11 * 48 * 85  # 21 + 1 frames
+
+
+def run_script(*args, tmp_path=None):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=tmp_path or REPO_ROOT
+    )
+
+
+def test_the_gpu_code_path_runs_on_a_cpu_at_tiny_size(tmp_path):
+    """As a user runs it: CUDA events, peak GPU memory, torch.compile, the end-to-end edit and model offload fall
+    back to perf_counter and peak RSS on a CPU, and the JSON carries every measurement."""
+    out = tmp_path / "speed.json"
+    table = tmp_path / "speed.md"
+    completed = run_script(
+        *("--device", "cpu", "--sizes", "tiny", "--configs", "shared", "batch", "--steps", "2", "--repeats", "1"),
+        *("--compile", "on", "--compile-backend", "eager", "--e2e", "tiny", "--offload", "model"),
+        *("--count-sizes", "tiny", "--peak-tflops", "1", "--json", str(out), "--markdown", str(table)),
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["environment"]["peak_tflops"] == 1
+    measured = {r["config"]: r for r in results["measured"]}
+    assert set(measured) == {"shared", "batch"}
+    counted = {r["config"]: r for r in results["counted"]}
+    for key, rows in [("shared", 3), ("batch", 9)]:
+        result = measured[key]
+        assert result["compiled"] and result["graphs_compiled_in_measured_call"] == 0
+        assert result["timer"] == "perf_counter" and result["memory_kind"] == "peak RSS of the process"
+        assert result["rows_per_step"] == rows and result["seconds_per_step"] > 0 and result["peak_memory_mib"] > 100
+        assert result["flops_per_step"] == counted[key]["flops_per_step"]  # 2 steps or 50: no window here
+        assert result["tflops"] == pytest.approx(result["flops_per_step"] / result["seconds_per_step"] / 1e12)
+        assert result["utilisation"] == pytest.approx(result["tflops"])
+    assert set(counted) == set(speed.CONFIGS)
+    end_to_end = {r["offload"]: r for r in results["end_to_end"]}
+    assert set(end_to_end) == {"model"} and end_to_end["model"]["steps"] == 2  # --offload-steps
+    for result in end_to_end.values():
+        assert "error" not in result, result
+        assert list(result["seconds"]) == ["text encoding", "VAE encoding", "inversion", "edit", "tiled VAE decoding"]
+        assert all(seconds > 0 for seconds in result["seconds"].values()) and result["frames"] == TINY_FRAMES
+    printed = table.read_text()
+    assert printed in completed.stdout and "| tiny | edit, shared | yes | 3 |" in printed
+    assert "ratio: 4 prompts batched / 4 shared edits" in printed
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--device", "cpu", "--sizes", "5b"], "the real sizes need a GPU"),
+        (["--steps", "3"], "pass an even number"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(args, message):
+    completed = run_script(*args)
+    assert completed.returncode == 2 and message in completed.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is absent")
+def test_cuda_without_a_gpu_names_the_fix():
+    completed = run_script("--device", "cuda", "--sizes", "tiny")
+    assert completed.returncode == 2 and "use --device cpu" in completed.stderr
+
+
+def test_device_peaks_match_device_names():
+    def peak(name):
+        return next((p for pattern, p, _ in speed.BF16_DENSE_PEAK_TFLOPS if speed.re.search(pattern, name)), None)
+
+    assert peak("NVIDIA H100 80GB HBM3") == 989 and peak("NVIDIA H100 PCIe") == 756 and peak("NVIDIA H200") == 989
+    assert peak("NVIDIA A100-SXM4-80GB") == 312 and peak("NVIDIA A100 80GB PCIe") == 312
+    assert peak("NVIDIA L40S") == 362 and peak("NVIDIA L4") == 121 and peak("NVIDIA GeForce RTX 4090") == 165
+    assert peak("NVIDIA H100 NVL") is None and peak("NVIDIA RTX A1000") is None
