@@ -10,9 +10,12 @@ _EXPORTS = {
     "CogVideoXDDIMInversionOutput": "pipeline_cogvideox_ddim_inversion",
     "CogVideoXDDIMInversionPipeline": "pipeline_cogvideox_ddim_inversion",
     "CogVideoXRefAttnProcessor": "processors.reference_attention",
+    "CogVideoXTextAttentionRecorder": "processors.text_attention",
     "GuidanceScaleCallback": "callbacks",
     "read_video": "video_io",
     "write_video": "video_io",
+    "read_mask_video": "video_io",
+    "write_mask_video": "video_io",
 }
 
 __all__ = list(_EXPORTS)

@@ -13,10 +13,12 @@
 # limitations under the License.
 """DDIM inversion and reference-guided editing of real videos with CogVideoX."""
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import PIL.Image
 import torch
+import torch.nn.functional as F
 from diffusers import (
     AutoencoderKLCogVideoX,
     CogVideoXImageToVideoPipeline,
@@ -38,6 +41,7 @@ from diffusers.utils import BaseOutput, logging, replace_example_docstring
 from transformers import T5EncoderModel, T5Tokenizer
 
 from .processors.reference_attention import CogVideoXRefAttnProcessor
+from .processors.text_attention import CogVideoXTextAttentionRecorder
 from .video_io import (
     MIN_NUM_FRAMES,
     VideoFrames,
@@ -46,6 +50,7 @@ from .video_io import (
     frame_count_for_vae,
     frames_to_tensor,
     probe_video,
+    read_mask_video,
     read_video_frames,
     resize_frames,
 )
@@ -115,6 +120,13 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
             How the inversion was made: the checkpoint (`model`: its name and the structural settings that must match
             to reuse the trajectory), the scheduler config, prompt, steps, strength, size; callers may add more (the
             command line adds the source file and frame selection). Saved with the tensors by [`save`].
+        mask (`torch.Tensor` of shape `[B, F, H, W]`, *optional*):
+            With `invert(..., mask_words=...)`: the automatic edit mask (bool, True where the video may change), at
+            the video's frame count and size; pass it to `__call__` as `mask`, or write it with
+            `video_io.write_mask_video`.
+        attention_map (`torch.Tensor` of shape `[B, F_latent, H_tokens, W_tokens]`, *optional*):
+            With `mask_words`: the recorded attention of the video tokens on the words, per latent frame and token
+            (patch), scaled to [0, 1] per video; `mask` is it upsampled to pixels and thresholded.
     """
 
     latents: torch.Tensor
@@ -124,6 +136,8 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
     model_evaluations: int = 0
     image_latents: torch.Tensor | None = None
     settings: dict = field(default_factory=dict)
+    mask: torch.Tensor | None = None
+    attention_map: torch.Tensor | None = None
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the inversion to one `.safetensors` file: its tensors, and everything else as JSON metadata.
@@ -251,6 +265,92 @@ def check_cogvideox_components(transformer, vae):
             f"This CogVideoX transformer takes {in_channels} input channels for {out_channels} output channels; "
             "expected a text-to-video (equal) or image-to-video (twice as many) checkpoint."
         )
+
+
+def latent_frame_spans(num_frames: int, temporal_compression: int = 4) -> list[range]:
+    """The pixel frames each latent frame stands for: CogVideoX's VAE keeps frame 0 on its own and compresses the
+    rest in groups, so latent frame 0 is pixel frame 0 and latent frame k pixel frames 4k-3 .. 4k."""
+    latent_frames = (num_frames - 1) // temporal_compression + 1
+    return [range(1)] + [
+        range(temporal_compression * k - temporal_compression + 1, temporal_compression * k + 1)
+        for k in range(1, latent_frames)
+    ]
+
+
+def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Dilate `[..., H, W]` masks (values in [0, 1]) by a square of half-width `pixels`."""
+    if pixels <= 0:
+        return mask
+    flat = mask.reshape(-1, 1, *mask.shape[-2:])
+    return F.max_pool2d(flat, 2 * pixels + 1, stride=1, padding=pixels).reshape(mask.shape)
+
+
+def feather_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Soften the outside edge of `[..., H, W]` masks: 1 (the mask's own values) inside, then falling linearly to 0
+    over `pixels` pixels (square distance) around it. The inside is never lowered."""
+    if pixels <= 0:
+        return mask
+    flat = mask.reshape(-1, 1, *mask.shape[-2:])
+    soft, grown = flat, flat
+    for distance in range(1, pixels + 1):
+        grown = F.max_pool2d(grown, 3, stride=1, padding=1)
+        soft = torch.maximum(soft, grown * (1 - distance / (pixels + 1)))
+    return soft.reshape(mask.shape)
+
+
+def mask_to_latent_grid(mask: torch.Tensor, spatial_compression: int, temporal_compression: int) -> torch.Tensor:
+    """Reduce pixel masks `[B, F, H, W]` to the latent grid `[B, F_latent, 1, H / s, W / s]`: each latent cell takes
+    the largest value of the pixels and frames it stands for, so a cell may change as much as any of its pixels."""
+    cells = F.max_pool2d(mask, spatial_compression)  # the frame axis is treated as channels
+    spans = latent_frame_spans(mask.shape[1], temporal_compression)
+    return torch.stack([cells[:, span.start : span.stop].amax(dim=1) for span in spans], dim=1).unsqueeze(2)
+
+
+def attention_map_to_video(
+    attention_map: torch.Tensor, num_frames: int, height: int, width: int, temporal_compression: int = 4
+) -> torch.Tensor:
+    """Upsample per-latent-frame token maps `[B, F_latent, h, w]` to pixel frames `[B, F, H, W]` (bilinear in space;
+    each latent frame's map for every pixel frame it stands for)."""
+    pixels = F.interpolate(attention_map.float(), size=(height, width), mode="bilinear", align_corners=False)
+    spans = latent_frame_spans(num_frames, temporal_compression)
+    index = torch.tensor([k for k, span in enumerate(spans) for _ in span], device=pixels.device)
+    return pixels.index_select(1, index)
+
+
+def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean of `[..., H, W]` over (2 radius + 1)-wide squares (over the pixels inside the frame at the borders), with
+    running sums: the cost does not grow with the radius."""
+
+    def window_sums(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        size = x.shape[dim]
+        sums = torch.cat([torch.zeros_like(x.narrow(dim, 0, 1)), x.cumsum(dim)], dim)  # sums[i] = x[:i].sum()
+        positions = torch.arange(size, device=x.device)
+        end, start = (positions + radius + 1).clamp(max=size), (positions - radius).clamp(min=0)
+        return sums.index_select(dim, end) - sums.index_select(dim, start), (end - start).to(x.dtype)
+
+    rows, row_counts = window_sums(x.double(), -2)
+    total, column_counts = window_sums(rows, -1)
+    return (total / (row_counts[:, None] * column_counts[None, :])).to(x.dtype)
+
+
+def guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float = 1e-3) -> torch.Tensor:
+    """The guided filter of He, Sun and Tang (ECCV 2010) with a colour guide: `source` `[N, H, W]` filtered so that
+    its edges follow those of `guide` `[N, 3, H, W]` (colours in [0, 1]). In every window the output is an affine
+    function of the guide's colour fitted to the source (ridge `eps`), so a coarse map snaps to the frame's edges."""
+    guide, source = guide.float(), source.float()
+    mean_guide, mean_source = box_filter(guide, radius), box_filter(source, radius)
+    covariance = box_filter(guide * source[:, None], radius) - mean_guide * mean_source[:, None]  # [N, 3, H, W]
+    variance = (
+        torch.stack(
+            [torch.stack([box_filter(guide[:, i] * guide[:, j], radius) for j in range(3)], dim=-1) for i in range(3)],
+            dim=-2,
+        )
+        - mean_guide.permute(0, 2, 3, 1)[..., :, None] * mean_guide.permute(0, 2, 3, 1)[..., None, :]
+    )  # [N, H, W, 3, 3]
+    variance = variance + eps * torch.eye(3, device=guide.device)
+    slope = torch.linalg.solve(variance, covariance.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # [N, 3, H, W]
+    offset = mean_source - (slope * mean_guide).sum(dim=1)
+    return (box_filter(slope, radius) * guide).sum(dim=1) + box_filter(offset, radius)
 
 
 class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
@@ -702,6 +802,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],
         max_sequence_length: int = 226,
         trajectory_device: str | torch.device | None = None,
+        mask_words: str | list[str] | list[list[str]] | None = None,
+        mask_threshold: float = 0.5,
+        mask_blocks: list[int] | None = None,
+        mask_steps: float | tuple[float, float] = 1.0,
+        mask_refine: bool | None = None,
         return_dict: bool = True,
     ) -> CogVideoXDDIMInversionOutput | tuple:
         r"""
@@ -770,6 +875,24 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 Where to keep the trajectory (in the model's dtype). Defaults to the execution device; `"cpu"` keeps
                 it in (pinned, when CUDA is available) host memory, which `__call__` copies to the device one step at
                 a time (49 frames of 720x480 at 50 steps in bf16: 50 x 13 x 16 x 60 x 90 x 2 bytes = 112 MiB).
+            mask_words (`str`, `list[str]` or `list[list[str]]`, *optional*):
+                Words (or phrases) of `prompt`, e.g. `["horse"]`, or one list per prompt: record, on the inversion's own forward passes, the
+                joint attention the video tokens give to their text tokens, and return it as `attention_map` and,
+                thresholded, as the edit `mask` (pass it to `__call__` as `mask`). Costs about one extra `Q K^T` per
+                recorded block and step; no extra transformer pass.
+            mask_threshold (`float`, defaults to 0.5):
+                The mask is where the attention map, scaled to [0, 1] per video and upsampled to pixels, exceeds this.
+                Lower covers more.
+            mask_blocks (`list[int]`, *optional*):
+                Transformer blocks whose attention is recorded (heads averaged, blocks summed); default: the last
+                block, which localised the words best on the toy model (see docs/masks.md).
+            mask_steps (`float` or `(float, float)`, defaults to 1.0):
+                The steps whose attention is recorded, as fractions of the denoising order like `__call__`'s
+                `reference_steps` (`0.5`: the noisiest half); default: all.
+            mask_refine (`bool`, *optional*):
+                Snap the attention map (one value per 16x16-pixel token) to the source frames' edges with a guided
+                filter (radius: one token) before thresholding. Needs the source pixels, so `video`; the default
+                (`None`) refines when `video` is given and not with `latents`.
             return_dict (`bool`, defaults to `True`):
                 Return a [`CogVideoXDDIMInversionOutput`] instead of a tuple `(latents, trajectory, timesteps)`.
 
@@ -811,6 +934,21 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             negative_prompt_embeds,
         )
         self.check_size_for_positional_embeddings(height, width)
+        recorders = {}
+        if mask_words is not None:  # checked here, before any model work
+            if prompt is None:
+                raise ValueError("`mask_words` are found in the prompt's text: pass `prompt`, not `prompt_embeds`.")
+            if not 0 < mask_threshold < 1:
+                raise ValueError(f"`mask_threshold` must be in (0, 1), got {mask_threshold}.")
+            if mask_refine and video is None:
+                raise ValueError(
+                    "`mask_refine=True` snaps the mask to the source frames' edges: pass `video`, not `latents` (or "
+                    "leave `mask_refine` unset)."
+                )
+            self.reference_step_window(mask_steps, num_inference_steps, "mask_steps")  # checks the window
+            recorders = self.text_attention_recorders(
+                mask_blocks, self.word_token_weights(prompt, mask_words, max_sequence_length)
+            )
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
         self._current_timestep = None
@@ -832,9 +970,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         dtype = prompt_embeds.dtype
 
         # 2. Clean latents (and image-to-video conditioning)
-        fps = None
+        fps = source_frames = None
         if latents is None:
             video, fps = self.preprocess_source_video(video, height, width, num_frames, resize_mode)
+            source_frames = video if mask_words is not None and mask_refine is not False else None
             latents = self.prepare_video_latents(video, dtype, device, generator, sample_posterior)
             if image is None and image_latents is None and self.is_image_to_video:
                 image = video[:, :, 0]  # the first source frame, already resized and in [-1, 1]
@@ -905,12 +1044,17 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         clean_latents = latents
         trajectory = [None] * len(timesteps)
         model_evaluations = 0
-        with self.progress_bar(total=len(timesteps)) as progress_bar:
+        mask_window = self.reference_step_window(mask_steps, len(timesteps), "mask_steps")
+        for recorder in recorders.values():  # the chosen blocks record the words' attention on these same passes
+            recorder.text_token_weights = recorder.text_token_weights.expand(batch_size, -1)
+        with self.progress_bar(total=len(timesteps)) as progress_bar, self.attention_processors_swapped(recorders):
             for step, i in enumerate(reversed(range(len(timesteps)))):
                 if self.interrupt:
                     raise RuntimeError("Inversion was interrupted; the trajectory is incomplete.")
                 t = timesteps[i]
                 self._current_timestep = t
+                for recorder in recorders.values():
+                    recorder.recording = i in mask_window
                 latents, evaluations = self._solve_inverse_step(
                     lambda sample: predict(sample, t), t, latents, fixed_point_iterations, fixed_point_tolerance
                 )
@@ -927,6 +1071,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         self._current_timestep = None
         trajectory = torch.stack(trajectory)
+        attention_map = mask = None
+        if recorders:
+            attention_map = self.word_attention_map(list(recorders.values()), clean_latents.shape)
+            mask = self.mask_from_attention_map(attention_map, mask_threshold, clean_latents.shape, source_frames)
         self.maybe_free_model_hooks()
 
         if not return_dict:
@@ -950,7 +1098,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 "width": clean_latents.shape[4] * self.vae_scale_factor_spatial,
                 "num_frames": (clean_latents.shape[1] - 1) * self.vae_scale_factor_temporal + 1,
                 "timesteps": timesteps.tolist(),
+                **({"mask_words": mask_words, "mask_threshold": mask_threshold} if recorders else {}),
             },
+            mask=mask,
+            attention_map=attention_map,
         )
 
     @staticmethod
@@ -964,12 +1115,14 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         return stored
 
     @staticmethod
-    def reference_step_window(reference_steps: float | tuple[float, float], num_steps: int) -> range:
-        """Indices of the denoising steps that run the reference rows."""
+    def reference_step_window(
+        reference_steps: float | tuple[float, float], num_steps: int, name: str = "reference_steps"
+    ) -> range:
+        """Indices of the denoising steps in a window given as fractions (`reference_steps`, `mask_steps`)."""
         start, end = (0.0, reference_steps) if isinstance(reference_steps, (int, float)) else reference_steps
         if not 0 <= start < end <= 1:
             raise ValueError(
-                f"`reference_steps` must be a fraction in (0, 1] or a window (start, end) with 0 <= start < end <= 1, "
+                f"`{name}` must be a fraction in (0, 1] or a window (start, end) with 0 <= start < end <= 1, "
                 f"got {reference_steps!r}."
             )
         return range(round(start * num_steps), round(end * num_steps))
@@ -986,6 +1139,234 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         return {
             name: CogVideoXRefAttnProcessor(attend_to_reference=index in blocks) for index, name in enumerate(names)
         }
+
+    @contextlib.contextmanager
+    def attention_processors_swapped(self, processors: dict):
+        """Install `processors` (by attention layer name) for the duration of a `with` block, then put back what was
+        installed before. Nothing happens for an empty dict."""
+        if not processors:
+            yield
+            return
+        installed = self.transformer.attn_processors
+        self.transformer.set_attn_processor({**installed, **processors})
+        try:
+            yield
+        finally:
+            self.transformer.set_attn_processor(installed)
+
+    def text_attention_recorders(
+        self, blocks: list[int] | None, text_token_weights: torch.Tensor
+    ) -> dict[str, CogVideoXTextAttentionRecorder]:
+        """Recording processors for the attention layers of `blocks` (default: the last block)."""
+        names = list(self.transformer.attn_processors)
+        blocks = [len(names) - 1] if blocks is None else list(blocks)
+        unknown = [b for b in blocks if not 0 <= b < len(names)]
+        if unknown or not blocks:
+            raise ValueError(f"`mask_blocks` {blocks} must be blocks of the transformer, 0..{len(names) - 1}.")
+        return {names[b]: CogVideoXTextAttentionRecorder(text_token_weights) for b in sorted(set(blocks))}
+
+    def word_attention_map(
+        self, recorders: list[CogVideoXTextAttentionRecorder], latents_shape: tuple[int, ...]
+    ) -> torch.Tensor:
+        """The recorders' attention summed, laid out per latent frame and token `[B, F, H / p, W / p]` (1.5's
+        temporal patches spread over their frames, padding frames dropped) and scaled to [0, 1] per video."""
+        if any(recorder.attention is None for recorder in recorders):
+            raise ValueError("No attention was recorded: `mask_steps` selects no step of this inversion.")
+        attention = sum(recorder.attention.to(recorders[0].attention.device) for recorder in recorders)
+        batch_size, latent_frames, _, latent_height, latent_width = latents_shape
+        patch_size, patch_size_t = self.transformer.config.patch_size, self.transformer.config.patch_size_t or 1
+        padding = self.padding_frames(latent_frames)
+        grid = attention.reshape(
+            batch_size,
+            (latent_frames + padding) // patch_size_t,
+            latent_height // patch_size,
+            latent_width // patch_size,
+        )
+        grid = grid.repeat_interleave(patch_size_t, dim=1)[:, padding:]
+        low, high = grid.amin(dim=(1, 2, 3), keepdim=True), grid.amax(dim=(1, 2, 3), keepdim=True)
+        return ((grid - low) / (high - low).clamp_min(torch.finfo(grid.dtype).tiny)).cpu()
+
+    def mask_from_attention_map(
+        self,
+        attention_map: torch.Tensor,
+        threshold: float,
+        latents_shape: tuple[int, ...],
+        source_frames: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The edit mask `[B, F, H, W]` (bool) of an attention map `[B, F_latent, h, w]`: upsampled to the video's
+        frames and pixels, snapped to the edges of `source_frames` (`[B, C, F, H, W]` in [-1, 1]) with a guided
+        filter of one token's radius when they are given, and thresholded."""
+        num_frames = (latents_shape[1] - 1) * self.vae_scale_factor_temporal + 1
+        height, width = (size * self.vae_scale_factor_spatial for size in latents_shape[3:])
+        soft = attention_map_to_video(attention_map, num_frames, height, width, self.vae_scale_factor_temporal)
+        if source_frames is not None:
+            radius = self.vae_scale_factor_spatial * self.transformer.config.patch_size
+            guide = ((source_frames.to(soft.device).float() + 1) / 2).clamp(0, 1).transpose(1, 2)  # [B, F, C, H, W]
+            frames_per_chunk = 8  # bounds the 3x3 systems held at once (720x480: 8 x 3 MB x 9 values)
+            soft = torch.stack(
+                [
+                    torch.cat(
+                        [
+                            guided_filter(
+                                video_guide[start : start + frames_per_chunk],
+                                video_map[start : start + frames_per_chunk],
+                                radius,
+                            )
+                            for start in range(0, num_frames, frames_per_chunk)
+                        ]
+                    )
+                    for video_guide, video_map in zip(guide, soft)
+                ]
+            )
+        return soft > threshold
+
+    def prepare_mask(
+        self,
+        mask,
+        num_frames: int,
+        height: int,
+        width: int,
+        batch_size: int = 1,
+        dilation: int = 0,
+        feather: int = 0,
+    ) -> torch.Tensor:
+        """
+        A video mask as floats in [0, 1], `[B or 1, F, H, W]` at the video's frame count and size (1 = may change):
+        read or converted, checked, resized like the source frames, then grown by `dilation` pixels and feathered
+        over `feather` pixels. Every check runs here, before any model work.
+
+        `mask` is a mask video file (read black and white), a list of PIL images (converted to grayscale), or an
+        array / tensor `[F, H, W]` or `[B, F, H, W]` (or `[H, W]`: the same mask for every frame): bool, uint8 (0 to
+        255) or floats in [0, 1]. Any size with the video's aspect ratio is resized to `height` x `width`.
+        """
+        if isinstance(mask, (str, os.PathLike)):
+            mask = read_mask_video(
+                mask, max_num_frames=num_frames, temporal_compression=self.vae_scale_factor_temporal
+            )
+        elif isinstance(mask, (list, tuple)):
+            if len(mask) == 0:
+                raise ValueError("`mask` is an empty list: pass one mask image per video frame.")
+            mask = np.stack(
+                [np.asarray(m.convert("L")) if isinstance(m, PIL.Image.Image) else np.asarray(m) for m in mask]
+            )
+        elif not isinstance(mask, (np.ndarray, torch.Tensor)):
+            raise TypeError(
+                "`mask` must be a mask video file, a list of PIL images, or an array/tensor [F, H, W], got "
+                f"{type(mask)}."
+            )
+        mask = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask).detach().to("cpu")
+        if mask.dtype == torch.bool:
+            mask = mask.float()
+        elif mask.dtype == torch.uint8:
+            if mask.max() <= 1:
+                raise ValueError(
+                    "`mask` is uint8 with values 0 and 1 only; uint8 masks are read as 0 to 255 (like images). Pass "
+                    "`mask.astype(bool)` or `mask * 255`."
+                )
+            mask = mask.float() / 255
+        elif mask.is_floating_point():
+            mask = mask.float()
+            if not torch.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
+                raise ValueError(
+                    f"`mask` values must be in [0, 1] (1 = may change), got [{mask.min().item():g}, "
+                    f"{mask.max().item():g}]."
+                )
+        else:
+            raise TypeError(f"`mask` must be bool, uint8 or float, got {mask.dtype}.")
+        if mask.ndim == 2:
+            mask = mask.expand(num_frames, *mask.shape)
+        if mask.ndim == 3:
+            mask = mask.unsqueeze(0)
+        if mask.ndim != 4 or mask.shape[-1] in (1, 3, 4):
+            raise ValueError(
+                f"`mask` must be [F, H, W] or [B, F, H, W] (one value per pixel, no channel axis), got shape "
+                f"{tuple(mask.shape)}."
+            )
+        if mask.shape[1] != num_frames:
+            raise ValueError(
+                f"The mask has {mask.shape[1]} frames but the video has {num_frames}: pass one mask frame per video "
+                f"frame (the frames the source was inverted from)."
+            )
+        if mask.shape[0] not in (1, batch_size):
+            raise ValueError(
+                f"The mask holds {mask.shape[0]} videos for {batch_size}: pass one mask, or one per video."
+            )
+        mask_height, mask_width = mask.shape[2:]
+        if (mask_height, mask_width) != (height, width):
+            if abs(mask_height * width - mask_width * height) > max(width, height):  # off by more than a pixel
+                raise ValueError(
+                    f"The mask is {mask_width}x{mask_height} (width x height) but the video is {width}x{height}: a "
+                    "mask of another aspect ratio cannot be resized without distorting it. Pass the mask of the "
+                    f"source frames (any size with the source's aspect ratio), or resize it to {width}x{height}."
+                )
+            # area averaging when shrinking (exact for whole factors), bilinear when enlarging
+            shrink = mask_height > height
+            mask = F.interpolate(
+                mask,
+                size=(height, width),
+                mode="area" if shrink else "bilinear",
+                align_corners=None if shrink else False,
+            ).clamp(0, 1)
+        empty = [index for index, video_mask in enumerate(mask) if not video_mask.any()]
+        if empty:
+            raise ValueError(
+                f"The mask of video {empty} is 0 everywhere: nothing may change, so the edit would return the source. "
+                "Mark with 1 (white) the pixels that may change."
+            )
+        if dilation < 0 or feather < 0:
+            raise ValueError(f"`mask_dilation` and `mask_feather` are pixels >= 0, got {dilation} and {feather}.")
+        return feather_mask(grow_mask(mask, dilation), feather)
+
+    def word_token_weights(
+        self, prompt: str | list[str], words: str | list[str] | list[list[str]], max_sequence_length: int
+    ):
+        """`[P, L]`: per prompt, 1 on the text tokens that spell any of `words` (whole words or phrases, any case;
+        or one list of words per prompt), found with the tokenizer's character offsets, as `encode_prompt`
+        tokenizes."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        words = [words] if isinstance(words, str) else list(words)
+        if words and all(isinstance(entry, (list, tuple)) for entry in words):
+            if len(words) != len(prompts):
+                raise ValueError(
+                    f"`mask_words` holds {len(words)} lists of words for {len(prompts)} prompts: pass one list per "
+                    "prompt, or one list for all."
+                )
+            per_prompt = [list(entry) for entry in words]
+        else:
+            per_prompt = [words] * len(prompts)
+        if not all(entry and all(isinstance(word, str) and word.strip() for word in entry) for entry in per_prompt):
+            raise ValueError(f"`mask_words` must be words of the inversion prompt, got {words!r}.")
+        encoding = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=max_sequence_length,
+            truncation=True,
+            add_special_tokens=True,
+            return_offsets_mapping=True,
+        )
+        weights = torch.zeros(len(prompts), max_sequence_length)
+        for row, (text, offsets, words) in enumerate(zip(prompts, encoding["offset_mapping"], per_prompt)):
+            for word in words:
+                spans = [
+                    m.span() for m in re.finditer(rf"(?<!\w){re.escape(word.strip())}(?!\w)", text, re.IGNORECASE)
+                ]
+                if not spans:
+                    raise ValueError(
+                        f"Mask word {word!r} is not in the inversion prompt {text!r}: `mask_words` must be words of "
+                        "the prompt the video is inverted with."
+                    )
+                tokens = [
+                    index
+                    for index, (start, end) in enumerate(offsets)
+                    if end > start and any(start < span_end and end > span_start for span_start, span_end in spans)
+                ]
+                if not tokens:
+                    raise ValueError(
+                        f"Mask word {word!r} of {text!r} lies beyond the {max_sequence_length} text tokens the prompt "
+                        "is cut to: raise `max_sequence_length` or move the word forward."
+                    )
+                weights[row, tokens] = 1.0
+        return weights
 
     def check_reference_inputs(
         self,
@@ -1060,6 +1441,14 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         reference_steps: float | tuple[float, float] = 1.0,
         reference_blocks: list[int] | None = None,
         reference_weight: float = 1.0,
+        mask: str | os.PathLike | list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None,
+        mask_steps: float | tuple[float, float] = 1.0,
+        mask_dilation: int = 0,
+        mask_feather: int = 0,
+        mask_latent_dilation: int = 1,
+        source_latents: torch.Tensor | None = None,
+        paste_back: bool = False,
+        source_video: str | os.PathLike | list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None,
     ) -> CogVideoXPipelineOutput | tuple:
         r"""
         Generate a video; with `reference_latents`, regenerate it guided by an inverted source video.
@@ -1107,6 +1496,39 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 Scales the attention mass sample queries give to the reference keys (1 is plain joint attention).
                 Below 1 the edit follows the prompt more and the source less; above 1 the reverse; 0 ignores the
                 reference (its rows are still computed: use `reference_steps` to save compute).
+            mask (`str`, `list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
+                Limits the edit to a region: 1 (white) where the video may change, 0 where it must stay the source.
+                A mask video file, a list of PIL masks, or an array/tensor `[F, H, W]` or `[B, F, H, W]` (bool, uint8
+                or floats in [0, 1]; `[H, W]` for one mask for all frames), such as `inv.mask` from
+                `invert(..., mask_words=...)`; one frame per video frame, at the video's size or any size with its
+                aspect ratio (resized like the source). It is reduced to the latent grid (a latent cell takes the
+                largest value of the pixels and frames it stands for: latent frame 0 is pixel frame 0, latent frame k
+                pixel frames 4k-3 .. 4k), and after each step in `mask_steps` the latents outside it are set to the
+                source's: the inverted latent at the next noise level (`reference_latents[i + 1]`), then, after the
+                last step, `source_latents`. Needs `reference_latents`.
+            mask_steps (`float` or `(float, float)`, defaults to 1.0):
+                The steps after which the latents are blended, as fractions of the steps like `reference_steps`: 1.0
+                blends after every step (outside a hard mask the result is then exactly the source latents); `0.5`
+                only over the noisiest half, leaving the last steps free to smooth the seams.
+            mask_dilation (`int`, defaults to 0):
+                Pixels by which to grow the mask first (a margin for motion or soft edges).
+            mask_feather (`int`, defaults to 0):
+                Pixels over which the mask falls from 1 to 0 around its edge (the inside stays 1): soft seams in the
+                latent blending and in `paste_back`.
+            mask_latent_dilation (`int`, defaults to 1):
+                Latent cells by which the latent mask is grown beyond the cells the mask touches. The VAE spreads a
+                pixel into neighbouring latents, so without this margin the source's latents next to the region pull
+                its edge back (toy colour edits in shared mode: 69% succeed without it, 81% with it, see
+                docs/masks.md). `paste_back` is not affected.
+            source_latents (`torch.Tensor` of shape `[B, F, C, H, W]`, *optional*):
+                The clean source latents, `inv.latents`: where blending ends after the last step (at any `strength`
+                the trajectory stops one step short of them), and what `paste_back` decodes without `source_video`.
+            paste_back (`bool`, defaults to `False`):
+                After decoding, composite the source outside the (dilated, feathered) pixel mask: `source_video`
+                when given, otherwise the decoded `source_latents` (the VAE's reconstruction of the source).
+            source_video (`str`, `list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
+                The source frames for `paste_back`, in any form `invert(video=...)` takes (resized to `height` x
+                `width`); outside the mask the output is then the source's pixels.
 
         Image-to-video checkpoints (in_channels twice out_channels) are served by the same class: with `image` and
         `reference_latents=None` the result is `CogVideoXImageToVideoPipeline`'s, bit for bit. For CogVideoX 1.5,
@@ -1156,6 +1578,47 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             batch_size = len(prompt)
         else:
             batch_size = prompt_embeds.shape[0]
+
+        # A local edit's mask and source pixels are read and checked here, before any model work.
+        pixel_mask = source_pixels = None
+        if mask is not None:
+            if reference_latents is None:
+                raise ValueError(
+                    "`mask` keeps the source outside it by following the inverted trajectory: pass "
+                    "`reference_latents=inv.trajectory` (and `source_latents=inv.latents`)."
+                )
+            self.reference_step_window(mask_steps, num_inference_steps, "mask_steps")  # checks the window
+            pixel_mask = self.prepare_mask(mask, num_frames, height, width, batch_size, mask_dilation, mask_feather)
+            if mask_latent_dilation < 0:
+                raise ValueError(
+                    f"`mask_latent_dilation` is a number of latent cells >= 0, got {mask_latent_dilation}."
+                )
+            if source_latents is None:
+                raise ValueError(
+                    "`mask` needs `source_latents=inv.latents`: the clean source latents that the last step blends to."
+                )
+            if tuple(source_latents.shape) != tuple(reference_latents.shape[1:]):
+                raise ValueError(
+                    f"`source_latents` has shape {tuple(source_latents.shape)} but each reference step is "
+                    f"{tuple(reference_latents.shape[1:])}: pass the `latents` of the same inversion."
+                )
+        if paste_back:
+            if pixel_mask is None:
+                raise ValueError("`paste_back` composites the source outside a mask: pass `mask` too.")
+            if output_type == "latent":
+                raise ValueError(
+                    "`paste_back` composites decoded frames: it does nothing with `output_type='latent'`."
+                )
+            if source_video is not None:
+                source_pixels, _ = self.preprocess_source_video(source_video, height, width, num_frames)
+                if source_pixels.shape[2] != num_frames or source_pixels.shape[0] not in (1, batch_size):
+                    raise ValueError(
+                        f"`source_video` gives {source_pixels.shape[0]} video(s) of {source_pixels.shape[2]} frames; "
+                        f"expected one (or {batch_size}) of {num_frames} frames, the frames the source was inverted "
+                        "from."
+                    )
+        elif source_video is not None:
+            raise ValueError("`source_video` is only used with `paste_back=True`.")
 
         device = self._execution_device
 
@@ -1309,6 +1772,13 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 raise ValueError(f"`reference_weight` must be >= 0, got {reference_weight}.")
             reference_window = self.reference_step_window(reference_steps, len(timesteps))
             reference_processors = self.reference_processors(reference_blocks)
+        latent_mask = None
+        if pixel_mask is not None:
+            mask_window = self.reference_step_window(mask_steps, len(timesteps), "mask_steps")
+            latent_mask = mask_to_latent_grid(
+                pixel_mask, self.vae_scale_factor_spatial, self.vae_scale_factor_temporal
+            )
+            latent_mask = grow_mask(latent_mask, mask_latent_dilation).to(device=device, dtype=latents.dtype)
 
         # 7. Prepare extra step kwargs. TODO: Logic should ideally just be moved out of the pipeline
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
@@ -1398,6 +1868,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         )
                     latents = latents.to(prompt_embeds.dtype)
 
+                    if latent_mask is not None and i in mask_window:
+                        # outside the mask, the source: its inverted latent at the next level, its clean latents last
+                        source = reference_latents[i + 1] if i + 1 < len(timesteps) else source_latents
+                        latents = torch.lerp(source.to(device=device, dtype=latents.dtype), latents, latent_mask)
+
                     # call the callback, if provided
                     if callback_on_step_end is not None:
                         callback_kwargs = {}
@@ -1421,6 +1896,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         latents = latents[:, latents.shape[1] - latent_frames :]
         if not output_type == "latent":
             video = self.decode_latents(latents)
+            if paste_back:
+                if source_pixels is None:
+                    source_pixels = self.decode_latents(source_latents.to(device=device, dtype=latents.dtype))
+                source_pixels = source_pixels.to(device=video.device, dtype=video.dtype)
+                video = torch.lerp(source_pixels, video, pixel_mask.to(video.device, video.dtype).unsqueeze(1))
             video = self.video_processor.postprocess_video(video=video, output_type=output_type)
         else:
             video = latents

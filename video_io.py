@@ -778,3 +778,30 @@ def write_video(frames, path: str | os.PathLike, fps: float = 8.0) -> str:
         if os.path.exists(partial):
             os.remove(partial)
     return path
+
+
+def read_mask_video(path: str | os.PathLike, **selection) -> np.ndarray:
+    """
+    Read a mask video (white = may change) as a float32 array `[F, H, W]` of 0s and 1s.
+
+    Frames are selected as `read_video` selects them (pass the same `skip_frames_start`, `frame_stride`,
+    `max_num_frames`, ... as for the source video so that mask frames line up with video frames). Pixels brighter than
+    half are 1: video compression blurs exact values, so the mask is read back as black and white.
+    """
+    frames, _ = read_video(path, **selection)
+    gray = np.stack([np.asarray(frame.convert("L"), dtype=np.float32) for frame in frames])
+    return (gray > 127.5).astype(np.float32)
+
+
+def write_mask_video(mask, path: str | os.PathLike, fps: float = 8.0) -> str:
+    """
+    Write a video mask (`[F, H, W]`, bool or floats in [0, 1], numpy or torch, e.g. `inv.mask[0]`) as a grayscale
+    MP4: white where the video may change. `read_mask_video` reads it back.
+    """
+    if hasattr(mask, "detach"):
+        mask = mask.detach().to("cpu").float().numpy()
+    mask = np.asarray(mask, dtype=np.float32)
+    if mask.ndim != 3:
+        raise ValueError(f"`mask` must be [F, H, W] (one video), got shape {mask.shape}: e.g. pass `inv.mask[0]`.")
+    gray = np.clip(mask * 255.0, 0, 255).round().astype(np.uint8)
+    return write_video([np.repeat(frame[..., None], 3, axis=-1) for frame in gray], path, fps=fps)

@@ -2,6 +2,7 @@
 
     python benchmarks/edit_quality.py                     # 50 held-out clips, 50 steps, toy/checkpoint/
     python benchmarks/edit_quality.py --clips 20 --steps 25 --json /tmp/edit_quality.json
+    python benchmarks/edit_quality.py --only-masks --mask-latent-dilation 0   # the ceilings and the mask rows only
 
 Source clips are rendered by `toy_world` from held-out (shape, colour, direction, background) combinations and a
 seed the training never used, so the model never saw them. Every mode runs the same number of steps:
@@ -12,12 +13,19 @@ seed the training never used, so the model never saw them. Every mode runs the s
 - shared with ramped guidance: shared mode whose edit starts at low guidance and raises it half-way
   (`callbacks.GuidanceScaleCallback`; reconstruction is the shared row's, at guidance 1);
 - published recipe: `DDIMInverseScheduler(**pipe.scheduler.config)` inversion of an empty prompt with
-  classifier-free guidance, regeneration from fresh noise with guidance and paired reference rows.
+  classifier-free guidance, regeneration from fresh noise with guidance and paired reference rows;
+- local edits (masks) in the shared, ramped and paired modes: the true shape mask (`clip.masks`) or the automatic
+  mask that `invert(video=..., mask_words=[colour, shape])` records from the model's own text attention, passed as
+  `__call__(mask=..., source_latents=inv.latents)` (latent blending after every step), and the same with
+  `paste_back=True, source_video=clip.frames` (the source's pixels composited outside the mask, feathered by
+  `--mask-feather` pixels). The automatic mask's IoU against the true mask is reported.
 
 (a) reconstruction with the source caption: PSNR / SSIM against the source, and the VAE-only ceiling;
 (b) colour edit (the caption with another colour): edit success (detected colour = target), motion kept (mean
-centroid error in pixels against the source's ground truth), background kept (PSNR outside the dilated shape mask),
-and the VAE-only edit ceiling: the exactly recoloured clips (`toy_world.recolour`) through encode/decode.
+centroid error in pixels against the source's ground truth), background kept (PSNR and SSIM outside the shape mask
+dilated by 3 pixels, which leaves out the VAE's blur of the shape's edge; clips whose background is exactly the
+source's, as paste-back can make it, are counted apart and the PSNR is the mean over the others), and the VAE-only
+edit ceiling: the exactly recoloured clips (`toy_world.recolour`) through encode/decode.
 Prints a markdown table and writes JSON. A benchmark, not a test.
 """
 
@@ -97,18 +105,22 @@ def score_reconstruction(videos: np.ndarray, clips) -> dict:
 
 
 def score_edit(videos: np.ndarray, clips, targets) -> dict:
-    success, errors, background = [], [], []
+    success, errors, background, background_ssim = [], [], [], []
     for video, clip, target in zip(videos, clips, targets):
         found = toy_world.describe(video)
         success.append(found["colour"] == target)
         errors.append(toy_world.centroid_error(found["centroids"], clip.centroids))
         outside = ~dilate(clip.masks, 3)
         background.append(toy_world.psnr(video, clip.frames, outside))
+        background_ssim.append(toy_world.ssim(video, clip.frames, outside))
     finite = [e for e in errors if np.isfinite(e)]
+    inexact = [p for p in background if np.isfinite(p)]
     return {"edit_success": float(np.mean(success)),
             "centroid_error_px": float(np.mean(finite)) if finite else float("inf"),
             "centroid_missing": len(errors) - len(finite),
-            "background_psnr": float(np.mean(background)),
+            "background_psnr": float(np.mean(inexact)) if inexact else float("inf"),
+            "background_exact": len(background) - len(inexact),
+            "background_ssim": float(np.mean(background_ssim)),
             "detected_colours": [toy_world.describe(v)["colour"] for v in videos]}
 
 
@@ -172,40 +184,92 @@ def run(args) -> dict:
         print(f"{name}: {time.time() - start_time:.0f} s", file=sys.stderr, flush=True)
         return recon, edit
 
-    our_mode("plain inversion", {}, None)
-    if "fixed_point_iterations" in inspect.signature(pipe.invert).parameters:
-        our_mode(f"refined inversion ({args.fixed_point_iterations} fixed-point iterations)",
-                 {"fixed_point_iterations": args.fixed_point_iterations}, None)
-        if args.refined_reference:
-            our_mode("refined inversion + shared reference",
-                     {"fixed_point_iterations": args.fixed_point_iterations}, "shared")
-    our_mode("reference, shared", {}, "shared")
-    our_mode("reference, paired", {}, "paired")
-    early, late = args.ramped_guidance
-    our_mode(f"reference, shared, guidance {early:g} then {late:g} from {args.ramp_from:.0%} of the steps", {},
-             "shared", edit_guidance=early,
-             edit_callback=GuidanceScaleCallback(guidance_scale=late, cutoff_step_ratio=args.ramp_from))
+    if not args.only_masks:
+        our_mode("plain inversion", {}, None)
+        if "fixed_point_iterations" in inspect.signature(pipe.invert).parameters:
+            our_mode(f"refined inversion ({args.fixed_point_iterations} fixed-point iterations)",
+                     {"fixed_point_iterations": args.fixed_point_iterations}, None)
+            if args.refined_reference:
+                our_mode("refined inversion + shared reference",
+                         {"fixed_point_iterations": args.fixed_point_iterations}, "shared")
+        our_mode("reference, shared", {}, "shared")
+        our_mode("reference, paired", {}, "paired")
+        early, late = args.ramped_guidance
+        our_mode(f"reference, shared, guidance {early:g} then {late:g} from {args.ramp_from:.0%} of the steps", {},
+                 "shared", edit_guidance=early,
+                 edit_callback=GuidanceScaleCallback(guidance_scale=late, cutoff_step_ratio=args.ramp_from))
 
-    # The published recipe, rebuilt from the pipeline's pieces.
-    start_time = time.time()
-    recon, edit = [], []
-    for part in chunks():
-        trajectory = published_inversion(pipe, latents[part], steps, guidance, text_length)
-        generator = torch.Generator().manual_seed(args.seed)
-        recon.append(pipe(prompt=sources[part], guidance_scale=guidance, generator=generator,
-                          reference_latents=trajectory, reference_mode="paired", **common).frames)
-        generator = torch.Generator().manual_seed(args.seed)
-        edit.append(pipe(prompt=edits[part], guidance_scale=guidance, generator=generator,
-                         reference_latents=trajectory, reference_mode="paired", **common).frames)
-    recon, edit = toy_world.to_uint8(np.concatenate(recon)), toy_world.to_uint8(np.concatenate(edit))
-    results["published recipe"] = {**score_reconstruction(recon, clips), **score_edit(edit, clips, targets),
-                                    "seconds": round(time.time() - start_time, 1)}
+        # The published recipe, rebuilt from the pipeline's pieces.
+        start_time = time.time()
+        recon, edit = [], []
+        for part in chunks():
+            trajectory = published_inversion(pipe, latents[part], steps, guidance, text_length)
+            generator = torch.Generator().manual_seed(args.seed)
+            recon.append(pipe(prompt=sources[part], guidance_scale=guidance, generator=generator,
+                              reference_latents=trajectory, reference_mode="paired", **common).frames)
+            generator = torch.Generator().manual_seed(args.seed)
+            edit.append(pipe(prompt=edits[part], guidance_scale=guidance, generator=generator,
+                             reference_latents=trajectory, reference_mode="paired", **common).frames)
+        recon, edit = toy_world.to_uint8(np.concatenate(recon)), toy_world.to_uint8(np.concatenate(edit))
+        results["published recipe"] = {**score_reconstruction(recon, clips), **score_edit(edit, clips, targets),
+                                        "seconds": round(time.time() - start_time, 1)}
+    if args.masks:
+        mask_rows(pipe, args, clips, sources, edits, targets, common, results)
 
     report = {"checkpoint": args.checkpoint, "clips": len(clips), "split": args.split, "seed": args.seed,
               "steps": steps, "edit_guidance": guidance, "reference_weight": args.reference_weight,
-              "edit_negative": args.edit_negative,
+              "edit_negative": args.edit_negative, "mask_threshold": args.mask_threshold,
+              "mask_feather": args.mask_feather, "mask_latent_dilation": args.mask_latent_dilation,
               "source_captions": sources, "edit_captions": edits, "modes": results}
     return report
+
+
+def mask_rows(pipe, args, clips, sources, edits, targets, common, results):
+    """Local edits: the true and the automatic mask, latent blending alone and with paste-back, in three modes."""
+    start_time = time.time()
+    # The inversion records the automatic masks on its own forward passes: each clip's colour and shape words.
+    inversions = []
+    for start in range(0, len(clips), args.batch):
+        part = clips[start : start + args.batch]
+        inversions.append(pipe.invert(
+            video=np.stack([clip.frames for clip in part]), prompt=[clip.caption for clip in part],
+            num_inference_steps=args.steps, height=toy_world.HEIGHT, width=toy_world.WIDTH,
+            max_sequence_length=common["max_sequence_length"], mask_words=[[clip.colour, clip.shape] for clip in part],
+            mask_threshold=args.mask_threshold))
+    inversion_seconds = time.time() - start_time
+    automatic = torch.cat([inv.mask for inv in inversions]).numpy()
+    true = np.stack([clip.masks for clip in clips])
+    ious = [float((a & t).sum() / (a | t).sum()) for a, t in zip(automatic, true)]
+    print(f"automatic masks: mean IoU {np.mean(ious):.3f} ({inversion_seconds:.0f} s)", file=sys.stderr, flush=True)
+    trajectory = torch.cat([inv.trajectory for inv in inversions], dim=1)
+    source_latents = torch.cat([inv.latents for inv in inversions])
+    early, late = args.ramped_guidance
+    modes = [("shared", "shared", args.guidance, None),
+             (f"shared, guidance {early:g} then {late:g}", "shared", early,
+              GuidanceScaleCallback(guidance_scale=late, cutoff_step_ratio=args.ramp_from)),
+             ("paired", "paired", args.guidance, None)]
+    for mask_name, masks, iou in (("true mask", true, None), ("automatic mask", automatic, ious)):
+        for mode_name, reference_mode, guidance_scale, callback in modes:
+            for paste_back in (False, True):
+                name = f"{mask_name}{' + paste-back' if paste_back else ''}, {mode_name}"
+                row_start = time.time()
+                edit = []
+                for start in range(0, len(clips), args.batch):
+                    part = slice(start, start + args.batch)
+                    edit.append(pipe(
+                        prompt=edits[part], negative_prompt=sources[part] if args.edit_negative == "source" else None,
+                        guidance_scale=guidance_scale, callback_on_step_end=callback,
+                        latents=trajectory[0, part], reference_latents=trajectory[:, part],
+                        reference_prompt=sources[part], reference_mode=reference_mode, mask=masks[part],
+                        source_latents=source_latents[part], mask_feather=args.mask_feather,
+                        mask_latent_dilation=args.mask_latent_dilation, paste_back=paste_back,
+                        source_video=np.stack([clip.frames for clip in clips[part]]) if paste_back else None,
+                        **common).frames)
+                edit = toy_world.to_uint8(np.concatenate(edit))
+                results[name] = {**score_edit(edit, clips, targets), "seconds": round(time.time() - row_start, 1)}
+                if iou is not None:
+                    results[name]["mask_iou"] = float(np.mean(iou))
+                print(f"{name}: {time.time() - row_start:.0f} s", file=sys.stderr, flush=True)
 
 
 def markdown(report: dict) -> str:
@@ -213,13 +277,18 @@ def markdown(report: dict) -> str:
         (f"{report['clips']} held-out toy clips, {report['steps']} steps, edit guidance {report['edit_guidance']}, "
          f"negative prompt of our edits: {report['edit_negative']}, reference weight {report['reference_weight']}"),
         "",
-        "| mode | recon PSNR (dB) | recon SSIM | colour-edit success | centroid error (px) | background PSNR (dB) | time (s) |",
-        "|---|---|---|---|---|---|---|",
+        ("| mode | recon PSNR (dB) | recon SSIM | colour-edit success | centroid error (px) | background PSNR (dB) "
+         "| background SSIM | mask IoU | time (s) |"),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     columns = [("recon_psnr", "{:.2f}"), ("recon_ssim", "{:.3f}"), ("edit_success", "{:.0%}"),
-               ("centroid_error_px", "{:.2f}"), ("background_psnr", "{:.2f}"), ("seconds", "{:.0f}")]
+               ("centroid_error_px", "{:.2f}"), ("background_psnr", "{:.2f}"), ("background_ssim", "{:.3f}"),
+               ("mask_iou", "{:.2f}"), ("seconds", "{:.0f}")]
     for name, row in report["modes"].items():
         cells = [style.format(row[key]) if key in row else "-" for key, style in columns]
+        if row.get("background_exact"):  # clips whose background is exactly the source's have no finite PSNR
+            exact = f"{row['background_exact']}/{report['clips']} exact"
+            cells[4] = f"{cells[4]} ({exact})" if np.isfinite(row["background_psnr"]) else f"exact ({exact})"
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -239,6 +308,11 @@ def main(argv=None):
     parser.add_argument("--ramp-from", type=float, default=0.5, help="fraction of the steps where LATE starts")
     parser.add_argument("--fixed-point-iterations", type=int, default=3)
     parser.add_argument("--refined-reference", action="store_true", help="also run refined inversion + shared")
+    parser.add_argument("--no-masks", dest="masks", action="store_false", help="skip the local-edit (mask) rows")
+    parser.add_argument("--mask-threshold", type=float, default=0.5, help="threshold of the automatic mask")
+    parser.add_argument("--mask-feather", type=int, default=2, help="feather (pixels) of the masks")
+    parser.add_argument("--mask-latent-dilation", type=int, default=1, help="latent cells added around the mask")
+    parser.add_argument("--only-masks", action="store_true", help="run only the ceilings and the mask rows")
     parser.add_argument("--split", default="held_out", choices=["held_out", "train", "all"])
     parser.add_argument("--seed", type=int, default=12345, help="clip seed (training used seeds 0-3)")
     parser.add_argument("--batch", type=int, default=25, help="clips per pipeline call")

@@ -112,3 +112,22 @@ def test_image_metrics():
     changed = clip.frames.copy()
     changed[clip.masks] = 0
     assert toy_world.psnr(changed, clip.frames, ~clip.masks) == float("inf")
+
+
+def test_masked_ssim_averages_the_windows_centred_on_the_mask():
+    clip = toy_world.make_clips(1, seed=0)[0]
+    recoloured = toy_world.recolour(clip, "blue" if clip.colour != "blue" else "red").frames
+    everywhere = np.ones(clip.masks.shape, dtype=bool)
+    assert toy_world.ssim(recoloured, clip.frames, everywhere) == toy_world.ssim(recoloured, clip.frames) < 0.99
+    # windows (11x11) centred more than 5 pixels away from the shape do not see the change
+    far = ~dilate_square(clip.masks, 5)
+    assert toy_world.ssim(recoloured, clip.frames, far) == pytest.approx(1.0)
+    assert toy_world.ssim(recoloured, clip.frames, clip.masks) < 0.9
+
+
+def dilate_square(masks, radius):
+    out = masks.copy()
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            out |= np.roll(np.roll(masks, dy, axis=1), dx, axis=2)
+    return out

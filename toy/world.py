@@ -287,8 +287,9 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM over frames and channels (11x11 Gaussian window, sigma 1.5, the standard constants)."""
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean SSIM over frames and channels (11x11 Gaussian window, sigma 1.5, the standard constants); with `mask`
+    (bool, the frames' shape without channels), only over the windows centred on its pixels."""
     import torch
     import torch.nn.functional as F
 
@@ -297,6 +298,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
         x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2)
         return x.reshape(-1, 1, *x.shape[-2:])
 
+    channels = np.asarray(a).shape[-1]
     a, b = as_nchw(a), as_nchw(b)
     taps = torch.exp(-(torch.arange(-5, 6, dtype=torch.float64) ** 2) / (2 * 1.5**2))
     taps = taps / taps.sum()
@@ -311,4 +313,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     var_b = blur(b * b) - mu_b**2
     cov = blur(a * b) - mu_a * mu_b
     ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return float(ssim_map.mean())
+    if mask is None:
+        return float(ssim_map.mean())
+    centres = as_nchw(np.repeat(np.asarray(mask, dtype=bool)[..., None], channels, axis=-1)) > 0
+    return float(ssim_map[centres[..., 5:-5, 5:-5]].mean())  # the centres of the 'valid' windows
