@@ -8,6 +8,7 @@ import os
 import sys
 
 
+from .app import add_app_arguments, run_app  # Gradio loads when the app starts
 from .editing import (
     DEFAULT_MODEL,
     add_edit_arguments,
@@ -173,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=run_tiny_checkpoint)
 
+    app = commands.add_parser(
+        "app", help="web page for editing videos (Gradio; pip install 'cogvideox-ddim-inversion[app]'); without "
+        "--model it runs the committed toy checkpoint, offline"
+    )
+    add_app_arguments(app)
+    app.set_defaults(func=run_app)
+
     from .publish import run_publish  # stdlib only at import time: huggingface_hub loads when publishing
 
     publish = commands.add_parser(
@@ -199,7 +207,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         outcome = args.func(args)
-    except (FileNotFoundError, ValueError, TypeError, OSError) as error:
+    except (FileNotFoundError, ValueError, TypeError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return outcome if type(outcome) is int else 0  # commands that decide their exit status return it

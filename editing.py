@@ -84,7 +84,7 @@ class EditSettings:
     extra: dict = field(default_factory=dict)  # recorded in run.json as given (e.g. a batch job's id)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Flags
 
 
@@ -107,11 +107,17 @@ def add_model_arguments(parser):
     group.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first step)")
 
 
-def _fraction_or_window(text: str):
+def parse_reference_steps(text: str):
+    """`--reference-steps` as typed: "END" (a fraction of the steps) or "START,END" (a window)."""
     parts = [float(part) for part in text.split(",")]
     if len(parts) not in (1, 2):
-        raise ValueError
+        raise ValueError(f"Reference steps must be a fraction or START,END; got {text!r}.")
     return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def parse_reference_blocks(text: str) -> list[int]:
+    """`--reference-blocks` as typed: comma-separated transformer block indices."""
+    return [int(block) for block in text.split(",")]
 
 
 def _words(text: str) -> list[str]:
@@ -169,9 +175,9 @@ def add_edit_arguments(parser):
                       help="raise guidance to SCALE after --guidance-ramp-at of the steps (low, then high guidance)")
     text.add_argument("--guidance-ramp-at", type=float, default=0.5, metavar="FRACTION")
     text.add_argument("--reference-mode", default="shared", choices=REFERENCE_MODES)
-    text.add_argument("--reference-steps", type=_fraction_or_window, default=1.0, metavar="END or START,END",
+    text.add_argument("--reference-steps", type=parse_reference_steps, default=1.0, metavar="END or START,END",
                       help="fraction of the steps (or a window) with reference attention")
-    text.add_argument("--reference-blocks", type=lambda value: [int(b) for b in value.split(",")], default=None,
+    text.add_argument("--reference-blocks", type=parse_reference_blocks, default=None,
                       metavar="I,J,...", help="transformer blocks whose attention reads the reference (default: all)")
     text.add_argument("--reference-weight", type=float, default=1.0,
                       help="attention mass on the reference (<1 follows the prompt more)")
@@ -205,7 +211,7 @@ def settings_from_args(args) -> tuple[ModelSettings, EditSettings]:
     return model, EditSettings(**values)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Checks that need no model
 
 
@@ -314,7 +320,7 @@ def check_output_dir(path: str):
         raise PermissionError(f"Cannot write to the output folder {path!r}: pick another --output-dir.")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Loading
 
 
@@ -388,7 +394,7 @@ def load_pipeline(settings: ModelSettings, log=None):
     return pipe, chosen
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Editing
 
 

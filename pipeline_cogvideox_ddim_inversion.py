@@ -51,6 +51,7 @@ from .video_io import (
     read_mask_video,
     frames_to_tensor,
     probe_video,
+    read_mask_video,
     read_video_frames,
     resize_frames,
 )
@@ -178,9 +179,8 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
         fields = cls._read_fields(path)
         with safe_open(os.fspath(path), framework="pt", device=str(device)) as file:
             tensors = {name: file.get_tensor(name) for name in file.keys()}
-        inversion = cls(
-            **{name: value for name, value in {**fields, **tensors}.items() if name in cls.__dataclass_fields__}
-        )
+        values = {**fields, **tensors}
+        inversion = cls(**{name: value for name, value in values.items() if name in cls.__dataclass_fields__})
         if pipeline is not None:
             pipeline.check_inversion(inversion)
         return inversion
@@ -1855,9 +1855,14 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         encoder_hidden_states = torch.cat([prompt_embeds, reference_embeds])
                         step_attention_kwargs = reference_kwargs
                     latent_model_input = scheduler.scale_model_input(latent_model_input, t)
-                    if model_image_latents is not None:  # image-to-video: the same conditioning for every row
-                        rows = latent_model_input.shape[0] // model_image_latents.shape[0]
-                        image_rows = model_image_latents.repeat(rows, 1, 1, 1, 1)
+                    if model_image_latents is not None:  # image-to-video: each row gets its video's conditioning
+                        copies = sample_rows // model_image_latents.shape[0]
+                        image_rows = model_image_latents.repeat(copies, 1, 1, 1, 1)
+                        reference_rows_now = latent_model_input.shape[0] - sample_rows
+                        if reference_rows_now:  # one video for several prompts: its rows take the first video's
+                            reference_image = model_image_latents[: reference_latents.shape[1]]
+                            repeats = reference_rows_now // reference_image.shape[0]
+                            image_rows = torch.cat([image_rows, reference_image.repeat(repeats, 1, 1, 1, 1)])
                         latent_model_input = torch.cat([latent_model_input, image_rows], dim=2)
 
                     # broadcast to batch dimension in a way that's compatible with ONNX/Core ML

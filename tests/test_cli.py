@@ -88,7 +88,8 @@ def test_edit_every_family_from_a_saved_inversion(tiny_checkpoint, tmp_path, var
         image = tmp_path / "edited_first_frame.png"
         PIL.Image.new("RGB", (96, 64), (0, 0, 255)).save(image)
         assert edit("--inversion", tmp_path / "inv.st", *common, "--output-dir", tmp_path / "image",
-                    "--image", image) == 0
+                    "--image", image, "--prompt", "a green circle") == 0  # two prompts: one shared reference row
+        assert len(read_video(tmp_path / "image" / "edit-2.mp4")[0]) == 9
         conditioned, _ = read_video(tmp_path / "image" / "edit-1.mp4")
         assert np.abs(np.asarray(conditioned[0], float) - np.asarray(reused[0], float)).mean() > 1
 

@@ -11,6 +11,7 @@ from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, CogVideoXRefAttnProcessor
 from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import check_cogvideox_components
 from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames, write_sample_clip
+from cogvideox_ddim_inversion.testing.tiny_checkpoint import write_tiny_checkpoint
 from cogvideox_ddim_inversion.video_io import read_video
 
 
@@ -268,3 +269,23 @@ def test_several_prompts_share_one_inverted_video(load_pipe, reference_mode):
     separate = torch.cat([pipe(prompt=prompt, **common).frames for prompt in prompts])
     torch.testing.assert_close(batched, separate, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(separate[0], separate[1])  # the prompts do change the edit
+
+
+def test_saved_inversion_loads_bit_for_bit_and_refuses_another_checkpoint(load_pipe, tiny_checkpoint, tmp_path):
+    from cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
+
+    pipe = load_pipe("cogvideox1.5-5b-i2v")
+    inv = pipe.invert(video=np.stack(sample_clip_frames(num_frames=9)), prompt="a red disc", num_inference_steps=2,
+                      max_sequence_length=TEXT_LENGTH)
+    path = inv.save(tmp_path / "inv.safetensors")
+    loaded = CogVideoXDDIMInversionOutput.load(path, pipeline=pipe)
+    for name in ("latents", "trajectory", "timesteps", "image_latents"):
+        assert torch.equal(getattr(loaded, name), getattr(inv, name)), name
+    assert loaded.settings == inv.settings and loaded.settings["num_inference_steps"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["inv.safetensors"]  # no temporary file left
+    with pytest.raises(ValueError, match="transformer.in_channels: inversion 32, this pipeline 16"):
+        CogVideoXDDIMInversionOutput.load(path, pipeline=load_pipe("cogvideox1.5-5b"))
+    other = CogVideoXDDIMInversionPipeline.from_pretrained(
+        write_tiny_checkpoint(tmp_path / "other", "cogvideox1.5-5b-i2v", seed=1))
+    with pytest.raises(ValueError, match="made by other weights"):
+        CogVideoXDDIMInversionOutput.load(path, pipeline=other)

@@ -96,17 +96,10 @@ def test_meta_count_of_plain_generation_equals_a_real_cpu_run(load_pipe, variant
     assert meta_count(pipe, "plain", steps=2)["flops_per_step"] * 2 == counted
 
 
-IMAGE_TO_VIDEO_BATCH = pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="the pipeline repeats image-to-video conditioning by rows // prompts: 2N + 1 rows get 2N image rows",
-)
-
-
 @pytest.mark.parametrize(
     "variant,key",
     [("cogvideox1.5-5b-i2v", key) for key in speed.CONFIGS if key != "batch"]  # padding, image latents, ofs
-    + [("cogvideox1.5-5b", "batch"), pytest.param("cogvideox1.5-5b-i2v", "batch", marks=IMAGE_TO_VIDEO_BATCH)],
+    + [("cogvideox1.5-5b", "batch"), ("cogvideox1.5-5b-i2v", "batch")],
 )
 def test_meta_count_of_every_pipeline_configuration_equals_a_real_cpu_run(load_pipe, variant, key):
     pipe = load_pipe(variant)
