@@ -47,6 +47,7 @@ from .editing import (
     checkpoint_config,
     edit_video,
     load_pipeline,
+    parse_mask_words,
     parse_reference_blocks,
     parse_reference_steps,
     print_log,
@@ -56,7 +57,8 @@ from .editing import (
 DEFAULTS = EditSettings(video=None, prompts=[])  # the page's defaults are the API's
 # What an inversion depends on besides the video file and the checkpoint: a change in any of them inverts again.
 INVERSION_FIELDS = ("source_prompt", "steps", "strength", "fixed_point_iterations", "num_frames", "skip_frames_start",
-                    "skip_frames_end", "frame_stride", "sampling", "height", "width", "resize_mode")
+                    "skip_frames_end", "frame_stride", "sampling", "height", "width", "resize_mode", "mask_words",
+                    "mask_threshold")
 KEEP_RUNS = 8  # result folders kept on disk (older ones are deleted; Gradio has copied what the page shows)
 KEEP_INVERSIONS = 4  # saved inversions kept (the least recently used is deleted first)
 MiB = 1024**2
@@ -178,8 +180,9 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
     def edit(video, source_prompt, edit_prompts, steps, guidance, guidance_ramp, guidance_ramp_at, reference_mode,
              reference_steps, reference_weight, strength, fixed_point_iterations, reconstruction, num_frames, sampling,
              resize_mode, skip_frames_start, skip_frames_end, frame_stride, height, width, fps, negative_prompt, seed,
-             start, reference_blocks, prompt_batch_size, image=DEFAULTS.image,
-             progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (how Gradio passes its progress tracker)
+             start, reference_blocks, prompt_batch_size, image=DEFAULTS.image, mask_words="", mask=DEFAULTS.mask,
+             paste_back=DEFAULTS.paste_back, mask_threshold=DEFAULTS.mask_threshold,
+             mask_dilation=DEFAULTS.mask_dilation, mask_feather=DEFAULTS.mask_feather, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (how Gradio passes its progress tracker)
         if not video:
             raise gr.Error("Upload a video (or pick an example clip below it) first.")
         prompts = [line.strip() for line in (edit_prompts or "").splitlines() if line.strip()]
@@ -216,6 +219,12 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                 image=image or None,
                 reconstruction=bool(reconstruction),
                 prompt_batch_size=_zero_as_unset(prompt_batch_size, int),
+                mask=mask or None,
+                mask_words=parse_mask_words(mask_words or "") or None,
+                paste_back=bool(paste_back),
+                mask_threshold=float(mask_threshold),
+                mask_dilation=int(mask_dilation),
+                mask_feather=int(mask_feather),
             )
             # The command line's checks, before any model work; then the app's own limit.
             check_edit_settings(settings)
@@ -239,8 +248,10 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
             os.makedirs(run_dir)
             record = edit_video(pipe, settings, run_dir, load_info, log=log)
         except (ValueError, FileNotFoundError, TypeError, OSError) as error:
-            # The upload's name, not where the server keeps it.
-            raise gr.Error(str(error).replace(video, os.path.basename(video)), print_exception=False) from None
+            message = str(error)
+            for upload in filter(None, (video, mask, image)):  # the upload's name, not where the server keeps it
+                message = message.replace(upload, os.path.basename(upload))
+            raise gr.Error(message, print_exception=False) from None
         finally:
             _prune(runs_dir, KEEP_RUNS)
             _prune(inversions_dir, KEEP_INVERSIONS)
@@ -254,6 +265,11 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                        "kept the inversion for the next prompt on this clip and settings.")]
         if "edit_s" in timings:
             status.append(f"Edited under {len(prompts)} prompt(s) in {timings['edit_s']:.1f} s.")
+        if "mask" in outputs:
+            source = (f"the model's attention to {', '.join(settings.mask_words)}" if settings.mask_words
+                      else "the uploaded mask video")
+            pasted = "; the source pasted back outside it" if settings.paste_back else ""
+            status.append(f"Changed only inside the mask ({source}){pasted}.")
         if "reconstruction_s" in timings:
             status.append(f"Reconstructed in {timings['reconstruction_s']:.1f} s.")
         downloads = [path for name, path in outputs.items() if name != "inversion"]
@@ -261,6 +277,7 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
             outputs.get("side_by_side"),
             outputs.get("edit-1"),
             gr.Video(value=outputs.get("reconstruction"), visible="reconstruction" in outputs),
+            gr.Video(value=outputs.get("mask"), visible="mask" in outputs),
             downloads,
             "\n".join(status),
         )
@@ -343,6 +360,21 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                                                       minimum=0, label="Prompts per batch (0: all)")
                     image = gr.Image(type="filepath", sources=["upload"],
                                      label="Image-to-video checkpoints: first frame to condition on (empty: source's)")
+                with gr.Accordion("Local edit (mask)", open=False, elem_id="local-edit"):
+                    mask_words = gr.Textbox(value="", label="Mask words: words of the source prompt (comma "
+                                            "separated); the model's attention to them is the region that may change",
+                                            elem_id="mask-words")
+                    mask = gr.File(label="Or a mask video (white: may change; a frame for every source frame)",
+                                   file_types=["video"], type="filepath", elem_id="mask-file")
+                    paste_back = gr.Checkbox(value=DEFAULTS.paste_back, label="Paste the source back outside the mask",
+                                             elem_id="paste-back")
+                    with gr.Row():
+                        mask_threshold = gr.Slider(0.05, 0.95, value=DEFAULTS.mask_threshold, step=0.05,
+                                                   label="Mask words' threshold (lower: larger mask)")
+                        mask_dilation = gr.Slider(0, 64, value=DEFAULTS.mask_dilation, step=1,
+                                                  label="Grow the mask (pixels)")
+                        mask_feather = gr.Slider(0, 64, value=DEFAULTS.mask_feather, step=1,
+                                                 label="Feather its edge (pixels)")
                 run = gr.Button("Edit", variant="primary", elem_id="run")
             with gr.Column():
                 side_by_side = gr.Video(label="Source | edit", interactive=False, autoplay=True, loop=True,
@@ -351,6 +383,8 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                                   elem_id="edit-video")
                 reconstructed = gr.Video(label="Reconstruction", interactive=False, loop=True, visible=False,
                                          height=VIDEO_HEIGHT, elem_id="reconstruction-video")
+                mask_video = gr.Video(label="Mask (white: may change)", interactive=False, loop=True, visible=False,
+                                      height=VIDEO_HEIGHT, elem_id="mask-video")
                 status = gr.Textbox(label="Status", interactive=False, lines=3, elem_id="status")
                 downloads = gr.File(label="Downloads (MP4s and run.json)", file_count="multiple", interactive=False,
                                     elem_id="downloads")
@@ -362,8 +396,9 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                     reference_mode, reference_steps, reference_weight, strength, fixed_point_iterations,
                     reconstruction, num_frames, sampling, resize_mode, skip_frames_start, skip_frames_end,
                     frame_stride, height, width, fps, negative_prompt, seed, start, reference_blocks,
-                    prompt_batch_size, image],
-            outputs=[side_by_side, edited, reconstructed, downloads, status],
+                    prompt_batch_size, image, mask_words, mask, paste_back, mask_threshold, mask_dilation,
+                    mask_feather],
+            outputs=[side_by_side, edited, reconstructed, mask_video, downloads, status],
             api_name="edit",
             concurrency_limit=1,  # one pipeline, one GPU: runs wait in the queue
         )

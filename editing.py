@@ -81,6 +81,9 @@ class EditSettings:
     mask: str | None = None  # mask video (white = may change), read with the source's frame selection and resizing
     mask_words: list[str] | None = None  # words of source_prompt whose attention the inversion records as the mask
     paste_back: bool = False  # composite the source outside the mask after decoding
+    mask_threshold: float = 0.5  # --mask-words: where the scaled attention map exceeds this
+    mask_dilation: int = 0  # pixels by which to grow the mask
+    mask_feather: int = 0  # pixels over which the mask falls to 0 outside its edge
     extra: dict = field(default_factory=dict)  # recorded in run.json as given (e.g. a batch job's id)
 
 
@@ -120,7 +123,8 @@ def parse_reference_blocks(text: str) -> list[int]:
     return [int(block) for block in text.split(",")]
 
 
-def _words(text: str) -> list[str]:
+def parse_mask_words(text: str) -> list[str]:
+    """"horse, brown dog" -> ["horse", "brown dog"]: comma-separated words or phrases of the source prompt."""
     return [word.strip() for word in text.split(",") if word.strip()]
 
 
@@ -141,7 +145,8 @@ def add_source_arguments(parser, video: bool = True):
 
     frames = parser.add_argument_group("frames")
     frames.add_argument("--num-frames", type=int, default=None,
-                        help="most frames to use (default: the model's native count, 49)")
+                        help="most frames to use, trimmed to 8k + 1 (an odd number of latent frames: 9, 17, ..., 49; "
+                        "default: the model's native count, 49)")
     frames.add_argument("--skip-frames-start", type=int, default=0)
     frames.add_argument("--skip-frames-end", type=int, default=0)
     frames.add_argument("--frame-stride", type=int, default=1, help="with --sampling first: take every N-th frame")
@@ -158,9 +163,12 @@ def add_source_arguments(parser, video: bool = True):
                            help="invert and regenerate only the last fraction of the schedule (keeps more source)")
     inversion.add_argument("--fixed-point-iterations", type=int, default=0,
                            help="extra evaluations per inversion step for an exact round trip (2-4)")
-    inversion.add_argument("--mask-words", nargs="+", default=None, type=_words, action=_ExtendWords, metavar="WORD",
+    inversion.add_argument("--mask-words", nargs="+", default=None, type=parse_mask_words, action=_ExtendWords, metavar="WORD",
                            help="words of --source-prompt (comma or space separated): the inversion records the "
                            "model's attention to them as the edit mask (mask.mp4); edits change only inside it")
+    inversion.add_argument("--mask-threshold", type=float, default=0.5,
+                           help="with --mask-words: the mask is where the attention, scaled to [0, 1], exceeds this "
+                           "(lower: a larger mask)")
 
 
 def add_edit_arguments(parser):
@@ -197,6 +205,10 @@ def add_edit_arguments(parser):
     text.add_argument("--paste-back", action="store_true",
                       help="with --mask or --mask-words: after decoding, put the source's own pixels back outside the "
                       "mask")
+    text.add_argument("--mask-dilation", type=int, default=0, metavar="PIXELS",
+                      help="grow the mask by this many pixels (a margin for motion and soft edges)")
+    text.add_argument("--mask-feather", type=int, default=0, metavar="PIXELS",
+                      help="let the mask fall from 1 to 0 over this many pixels outside its edge (soft seams)")
     text.add_argument("--save-inversion", default=None, metavar="PATH",
                       help="also save the inversion (.safetensors) to reuse with --inversion")
     text.add_argument("--inversion", default=None, metavar="PATH",
@@ -282,8 +294,18 @@ def check_mask_settings(settings: EditSettings):
     s = settings
     if s.mask is not None and s.mask_words:
         raise ValueError("Give --mask (a mask video) or --mask-words (a mask from the model's attention), not both.")
-    if s.paste_back and s.mask is None and not s.mask_words:
+    masked = s.mask is not None or bool(s.mask_words)
+    if s.paste_back and not masked:
         raise ValueError("--paste-back puts the source back outside a mask: give --mask or --mask-words too.")
+    for flag, value in (("--mask-dilation", s.mask_dilation), ("--mask-feather", s.mask_feather)):
+        if value < 0:
+            raise ValueError(f"{flag} is a number of pixels >= 0, got {value}.")
+        if value and not masked:
+            raise ValueError(f"{flag} shapes a mask: give --mask or --mask-words too.")
+    if not 0 < s.mask_threshold < 1:
+        raise ValueError(f"--mask-threshold must be between 0 and 1 (exclusive), got {s.mask_threshold}.")
+    if s.mask_threshold != 0.5 and not s.mask_words:
+        raise ValueError("--mask-threshold sets the mask --mask-words records: give --mask-words too.")
     for word in s.mask_words or []:
         if not re.search(rf"(?<!\w){re.escape(word)}(?!\w)", s.source_prompt, re.IGNORECASE):
             raise ValueError(
@@ -308,6 +330,11 @@ def check_saved_inversion(settings: EditSettings):
         raise ValueError(
             f"The inversion {settings.inversion!r} recorded no mask for --mask-words {settings.mask_words} (it has "
             f"{recorded.get('mask_words')}): invert again with these --mask-words, or give a --mask video."
+        )
+    if settings.mask_words and recorded.get("mask_threshold") != settings.mask_threshold:
+        raise ValueError(
+            f"The inversion {settings.inversion!r} thresholded its mask at {recorded.get('mask_threshold')}, not "
+            f"{settings.mask_threshold}: pass --mask-threshold {recorded.get('mask_threshold')}, or invert again."
         )
 
 
@@ -452,16 +479,21 @@ def check_source(settings: EditSettings, config: dict):
     frames = select_frame_indices(count_frames(settings.video), *selection)
     if settings.mask is not None:  # read with the same selection, frame for frame
         probe_video(settings.mask)
-        mask_frames = select_frame_indices(count_frames(settings.mask), *selection)
-        if len(mask_frames) != len(frames):
+        mask_count = count_frames(settings.mask)
+        try:
+            mask_frames = len(select_frame_indices(mask_count, *selection))
+        except ValueError:  # fewer frames than any source needs: say how many it gives
+            mask_frames = len(range(settings.skip_frames_start, mask_count - settings.skip_frames_end,
+                                    settings.frame_stride))
+        if mask_frames != len(frames):
             raise ValueError(
-                f"The mask video {settings.mask!r} gives {len(mask_frames)} frames with this frame selection, the "
+                f"The mask video {settings.mask!r} gives {mask_frames} frames with this frame selection, the "
                 f"video {len(frames)}: give a mask video with a frame for every frame of the source."
             )
 
 
 def read_source(pipe, settings: EditSettings):
-    """The source frames to invert, selected and resized while decoding (uint8 [F, H, W, 3], 4k + 1 frames, at the
+    """The source frames to invert, selected and resized while decoding (uint8 [F, H, W, 3], 8k + 1 frames, at the
     model's size for this source), their frame rate, and their frame numbers in the source."""
     import numpy as np
 
@@ -526,6 +558,7 @@ def invert_source(pipe, settings: EditSettings, frames=None, fps=None, indices=N
         width=frames.shape[2],
         max_sequence_length=pipe.transformer.config.max_text_seq_length,
         mask_words=settings.mask_words,
+        mask_threshold=settings.mask_threshold,
     )
     inv.fps = fps
     inv.settings["source"] = {
@@ -548,8 +581,12 @@ def _image_latents(pipe, settings: EditSettings, inv):
         return inv.image_latents
     import PIL.Image
 
+    from .video_io import frames_to_tensor, resize_frames
+
     height, width = (size * pipe.vae_scale_factor_spatial for size in inv.latents.shape[3:])
-    image = pipe.video_processor.preprocess(PIL.Image.open(settings.image).convert("RGB"), height=height, width=width)
+    frame = frames_to_tensor([PIL.Image.open(settings.image).convert("RGB")])[:, 0]  # [1, 3, H, W] in [0, 1]
+    # Resized as the source frames were (--resize-mode), so that an edited first frame lines up with the video.
+    image = resize_frames(frame, height, width, settings.resize_mode) * 2 - 1
     device = pipe._execution_device
     return pipe.prepare_image_latents(image, inv.latents.shape[1], inv.latents.dtype, device)
 
@@ -567,7 +604,8 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
     local_edit = {}
     if mask is not None:
         local_edit = dict(mask=mask, source_latents=inv.latents, paste_back=settings.paste_back,
-                          source_video=source_frames if settings.paste_back else None)
+                          source_video=source_frames if settings.paste_back else None,
+                          mask_dilation=settings.mask_dilation, mask_feather=settings.mask_feather)
     videos = []
     batch = settings.prompt_batch_size or len(prompts)
     for first in range(0, len(prompts), batch):
@@ -587,6 +625,8 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
             reference_weight=settings.reference_weight,
             strength=settings.strength,
             image_latents=_image_latents(pipe, settings, inv),
+            # an edited first frame conditions the edit; the reference rows keep the inversion's own conditioning
+            reference_image_latents=inv.image_latents if settings.image is not None else None,
             num_inference_steps=settings.steps,
             max_sequence_length=pipe.transformer.config.max_text_seq_length,
             callback_on_step_end=callback,

@@ -47,8 +47,8 @@ from .video_io import (
     VideoFrames,
     aspect_preserving_size,
     check_resize_mode,
+    count_frames,
     frame_count_for_vae,
-    read_mask_video,
     frames_to_tensor,
     probe_video,
     read_mask_video,
@@ -499,10 +499,12 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         frames = resize_frames(frames_to_tensor(video), height, width, resize_mode)
         video = (frames * 2 - 1).permute(0, 2, 1, 3, 4)  # [B, F, C, H, W] in [0, 1] -> [B, C, F, H, W] in [-1, 1]
         frames = video.shape[2]
-        if frames < MIN_NUM_FRAMES or (frames - 1) % self.vae_scale_factor_temporal != 0:
+        if frames < MIN_NUM_FRAMES or (frames - 1) % (2 * self.vae_scale_factor_temporal) != 0:
             valid = frame_count_for_vae(frames, self.vae_scale_factor_temporal)
             raise ValueError(
-                f"The video has {frames} frames; CogVideoX's VAE needs 4k + 1 frames and at least {MIN_NUM_FRAMES}. "
+                f"The video has {frames} frames; CogVideoX's VAE needs 8k + 1 frames (an odd number of latent frames: "
+                "diffusers' decoder turns an even number into 4 frames each, out of step with the source) and at least "
+                f"{MIN_NUM_FRAMES}. "
                 + (
                     f"Pass its first {valid} frames (e.g. `video[:{valid}]`)."
                     if valid >= MIN_NUM_FRAMES
@@ -816,7 +818,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         Args:
             video (`str`, `os.PathLike`, `list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
-                The source video: a file path (decoded with ffmpeg; the first `num_frames` frames, trimmed to 4k + 1),
+                The source video: a file path (decoded with ffmpeg; the first `num_frames` frames, trimmed to 8k + 1),
                 a list of PIL frames, an array `[F, H, W, 3]` (uint8, or float in [0, 1]) or a tensor `[F, 3, H, W]`
                 (uint8, or float in [0, 1]); a leading batch axis is accepted. Frames are brought to `height` x
                 `width` with `resize_mode` (by ffmpeg while decoding, for a file). Pass `video` or `latents`.
@@ -1244,6 +1246,12 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         aspect ratio only with `resize_mode` (the source's, e.g. `invert()`'s default `"crop"`).
         """
         if isinstance(mask, (str, os.PathLike)):
+            available = count_frames(mask)  # from the packet list: a short mask is named as such, not as a video
+            if available < num_frames:
+                raise ValueError(
+                    f"The mask has {available} frames but the video has {num_frames}: pass one mask frame per video "
+                    "frame."
+                )
             mask = read_mask_video(
                 mask, max_num_frames=num_frames, temporal_compression=self.vae_scale_factor_temporal
             )
@@ -1456,6 +1464,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         strength: float = 1.0,
         image: PIL.Image.Image | np.ndarray | torch.Tensor | None = None,
         image_latents: torch.Tensor | None = None,
+        reference_image_latents: torch.Tensor | None = None,
         reference_steps: float | tuple[float, float] = 1.0,
         reference_blocks: list[int] | None = None,
         reference_weight: float = 1.0,
@@ -1503,6 +1512,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             image_latents (`torch.Tensor`, *optional*):
                 Image-to-video checkpoints: ready conditioning latents, e.g. `inv.image_latents` (regenerates with
                 exactly the conditioning the inversion used).
+            reference_image_latents (`torch.Tensor` of shape `[B, F, C, H, W]`, *optional*):
+                Image-to-video checkpoints: the conditioning of the reference rows, one per reference video. By
+                default they take the sample's (`image` / `image_latents`); when the edit starts from an edited
+                first frame, pass `inv.image_latents` so that the reference rows are conditioned as the trajectory
+                was inverted (on the source's first frame).
             reference_steps (`float` or `(float, float)`, defaults to 1.0):
                 The step window where the reference is used, as fractions of the steps: `0.5` is the first half (the
                 noisiest steps, which set layout and motion), `(0.2, 0.6)` the steps from 20% to 60%. Outside the
@@ -1537,8 +1551,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             mask_latent_dilation (`int`, defaults to 1):
                 Latent cells by which the latent mask is grown beyond the cells the mask touches. The VAE spreads a
                 pixel into neighbouring latents, so without this margin the source's latents next to the region pull
-                its edge back (toy colour edits in shared mode: 69% succeed without it, 81% with it, see
-                docs/masks.md). `paste_back` is not affected.
+                its edge back (toy colour edits with the true mask in shared mode: 58% succeed without it, 68% with
+                it; in paired mode 100% and 98%, with 2-3 dB less background without paste-back: see docs/masks.md).
+                `paste_back` is not affected.
             mask_resize_mode (`str`, *optional*):
                 How a `mask` or `source_video` of another aspect ratio than the video was brought to its size: the
                 `resize_mode` the source was inverted with (`"crop"`, `"pad"` or `"stretch"`). Without it, only
@@ -1764,6 +1779,20 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         model_padding = additional_frames if stepwise_padding else 0
         # the image-to-video conditioning is the same at every step: pad it once
         model_image_latents = None if image_latents is None else self.pad_frames(image_latents, model_padding)
+        model_reference_image_latents = None
+        if reference_image_latents is not None:
+            if reference_latents is None or not self.is_image_to_video:
+                raise ValueError(
+                    "`reference_image_latents` condition the reference rows of an image-to-video edit: pass them with "
+                    "`reference_latents`, on an image-to-video checkpoint."
+                )
+            reference_image_latents = reference_image_latents.to(device=device, dtype=prompt_embeds.dtype)
+            if reference_image_latents.shape != reference_latents.shape[1:]:
+                raise ValueError(
+                    f"`reference_image_latents` has shape {tuple(reference_image_latents.shape)}, the reference videos "
+                    f"{tuple(reference_latents.shape[1:])}: pass the `image_latents` of the inversion (`inv`)."
+                )
+            model_reference_image_latents = self.pad_frames(reference_image_latents, model_padding)
         model_kwargs = self._model_kwargs(latents)
 
         # 6. Reference rows: validated against this call, laid out after the sample rows.
@@ -1859,8 +1888,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                         copies = sample_rows // model_image_latents.shape[0]
                         image_rows = model_image_latents.repeat(copies, 1, 1, 1, 1)
                         reference_rows_now = latent_model_input.shape[0] - sample_rows
-                        if reference_rows_now:  # one video for several prompts: its rows take the first video's
-                            reference_image = model_image_latents[: reference_latents.shape[1]]
+                        if reference_rows_now:  # the reference videos' own conditioning, or the first videos' rows'
+                            reference_image = model_reference_image_latents
+                            if reference_image is None:
+                                reference_image = model_image_latents[: reference_latents.shape[1]]
                             repeats = reference_rows_now // reference_image.shape[0]
                             image_rows = torch.cat([image_rows, reference_image.repeat(repeats, 1, 1, 1, 1)])
                         latent_model_input = torch.cat([latent_model_input, image_rows], dim=2)

@@ -41,8 +41,11 @@ from diffusers.utils import logging
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
-# CogVideoX's VAE compresses time by 4 after the first frame: pixel videos have 4k + 1 frames.
-MIN_NUM_FRAMES = 5
+# CogVideoX's VAE compresses time by 4 after the first frame (4k + 1 frames -> k + 1 latent frames), and diffusers'
+# decoder returns 4k + 1 frames only for an odd number of latent frames: an even number decodes to 4 frames each, which
+# no longer line up with the source. So videos here have 8k + 1 frames (an odd latent count), as the public
+# checkpoints' 49 and 81 do.
+MIN_NUM_FRAMES = 9
 RESIZE_MODES = ("crop", "pad", "stretch")
 SAMPLINGS = ("first", "spread")
 # A seek starts a new ffmpeg process: about 0.1 s of CPU, the time to decode some 20 1080p H.264 frames. A gap between
@@ -51,8 +54,10 @@ SEEK_OVERHEAD_FRAMES = 24
 
 
 def frame_count_for_vae(num_frames: int, temporal_compression: int = 4) -> int:
-    """Largest count of the form `temporal_compression * k + 1` not above `num_frames`."""
-    return (num_frames - 1) // temporal_compression * temporal_compression + 1 if num_frames > 0 else 0
+    """Largest count of the form `2 * temporal_compression * k + 1` (an odd number of latent frames) not above
+    `num_frames`."""
+    step = 2 * temporal_compression
+    return (num_frames - 1) // step * step + 1 if num_frames > 0 else 0
 
 
 def check_frame_selection(
@@ -93,7 +98,7 @@ def select_frame_indices(
     sampling: str = "first",
 ) -> list[int]:
     """
-    Indices of the frames to keep, 4k + 1 of them, from the frames left after skipping both ends.
+    Indices of the frames to keep, 8k + 1 of them (an odd number of latent frames), from the frames left after skipping both ends.
 
     `sampling="first"` takes every `frame_stride`-th frame from the start, at most `max_num_frames`. `"spread"` takes
     `max_num_frames` frames (fewer if the clip is shorter) evenly over the whole clip, with the largest whole stride
@@ -476,7 +481,7 @@ class VideoFrames:
     Frames read from a video file by `read_video_frames`, with where they came from.
 
     Args:
-        frames: RGB PIL frames (4k + 1 of them).
+        frames: RGB PIL frames (8k + 1 of them).
         fps: the frame rate at which they play at the source's speed (source fps / the stride between them).
         indices: the source frame numbers they are (counting from 0, in presentation order).
         source: what the file's header says (`probe_video`).

@@ -120,7 +120,7 @@ def write_long_clip(
     return path
 
 
-def write_circle_clip(path: str | os.PathLike, width: int, height: int, num_frames: int = 5, fps: int = 8) -> str:
+def write_circle_clip(path: str | os.PathLike, width: int, height: int, num_frames: int = 9, fps: int = 8) -> str:
     """A clip of a white circle (diameter a third of the shorter side) centred on a gray background."""
     radius = min(width, height) / 6
     circle = f"geq=lum='if(lt(hypot(X-{width / 2},Y-{height / 2}),{radius}),235,100)':cb=128:cr=128"

@@ -10,6 +10,7 @@ import httpx
 import imageio_ffmpeg
 import numpy as np
 import pytest
+import torch
 
 
 gradio_client = pytest.importorskip("gradio_client", reason="the app's tests need gradio: pip install -e '.[test]'")
@@ -17,7 +18,8 @@ gradio_client = pytest.importorskip("gradio_client", reason="the app's tests nee
 from cogvideox_ddim_inversion.app import launch_app
 from cogvideox_ddim_inversion.cli import build_parser
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
-from cogvideox_ddim_inversion.video_io import read_video
+from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import grow_mask
+from cogvideox_ddim_inversion.video_io import read_mask_video, read_video, write_mask_video
 
 
 STEPS = 2
@@ -79,12 +81,13 @@ def frame_count(path) -> int:
 def test_edit_reuses_the_inversion_and_refuses_bad_uploads(app, client, clip, tmp_path):
     # 1. An edit: playable MP4s of the model's 9 frames, progress through the inversion then the edit steps.
     job = submit(client, clip, "a blue circle moving right on a white background")
-    side_by_side, edit, reconstruction, downloads, status = job.result()
+    side_by_side, edit, reconstruction, mask, downloads, status = job.result()
     frames, fps = read_video(edit)
     assert (len(frames), frames[0].size, fps) == (9, (64, 64), 8.0) and frame_count(edit) == 9
     frames, _ = read_video(side_by_side)
     assert (len(frames), frames[0].size) == (9, (128, 64)) and frame_count(side_by_side) == 9  # source | edit
     assert reconstruction == {"__type__": "update", "visible": False, "value": None}  # shown only on request
+    assert mask == {"__type__": "update", "visible": False, "value": None}  # shown only for local edits
     assert sorted(os.path.basename(path) for path in downloads) == ["edit-1.mp4", "run.json", "side_by_side.mp4"]
     run = json.loads(Path(next(path for path in downloads if path.endswith("run.json"))).read_text())
     assert run["settings"]["steps"] == STEPS and run["settings"]["inversion"] is None
@@ -98,7 +101,7 @@ def test_edit_reuses_the_inversion_and_refuses_bad_uploads(app, client, clip, tm
     with pytest.raises(gradio_client.exceptions.AppError, match="Could not decode 'notes.mp4' as a video"):
         submit(client, not_a_video, "a blue circle")
     too_short = write_sample_clip(tmp_path / "short.mp4", num_frames=3)
-    with pytest.raises(gradio_client.exceptions.AppError, match="Only 3 frame.*at least 5"):
+    with pytest.raises(gradio_client.exceptions.AppError, match="Only 3 frame.*at least 9"):
         submit(client, too_short, "a blue circle")
     too_long = write_sample_clip(tmp_path / "long.mp4", num_frames=48, fps=8.0)  # 6 s
     with pytest.raises(gradio_client.exceptions.AppError, match=f"lasts 6.0 s; .* up to {MAX_DURATION_S:g} s"):
@@ -113,7 +116,7 @@ def test_edit_reuses_the_inversion_and_refuses_bad_uploads(app, client, clip, tm
 
     # 3. A second prompt on the same clip and settings: no inversion, same result as inverting again.
     job = submit(client, clip, "a green circle moving right on a white background")
-    _, reused_edit, _, downloads, status = job.result()
+    _, reused_edit, _, _, downloads, status = job.result()
     assert status.startswith("Reused the inversion")
     assert [desc.split()[0] for desc, _ in progress_bars(job)] == ["Editing"]
     run = json.loads(Path(next(path for path in downloads if path.endswith("run.json"))).read_text())
@@ -121,7 +124,7 @@ def test_edit_reuses_the_inversion_and_refuses_bad_uploads(app, client, clip, tm
     shutil.rmtree(os.path.join(app.work_dir, "inversions"))
     os.makedirs(os.path.join(app.work_dir, "inversions"))
     job = submit(client, clip, "a green circle moving right on a white background")
-    _, fresh_edit, _, _, status = job.result()
+    _, fresh_edit, _, _, _, status = job.result()
     assert status.startswith("Inverted")
     np.testing.assert_array_equal(np.stack(read_video(reused_edit)[0]), np.stack(read_video(fresh_edit)[0]))
 
@@ -129,7 +132,7 @@ def test_edit_reuses_the_inversion_and_refuses_bad_uploads(app, client, clip, tm
 def test_reconstruction_and_every_file_in_the_apps_temporary_folder(app, client, clip):
     job = submit(client, clip, "a yellow circle moving right on a black background", reconstruction=True,
                  source_prompt="a red circle moving right on a black background")
-    _, _, reconstruction, downloads, status = job.result()
+    _, _, reconstruction, _, downloads, status = job.result()
     assert status.startswith("Inverted")  # another source prompt: another inversion
     assert "Reconstructed" in status and reconstruction["visible"]
     assert frame_count(reconstruction["value"]) == 9 and "reconstruction.mp4" in map(os.path.basename, downloads)
@@ -139,6 +142,42 @@ def test_reconstruction_and_every_file_in_the_apps_temporary_folder(app, client,
     run = json.loads(Path(next(path for path in downloads if path.endswith("run.json"))).read_text())
     written.append(run["settings"]["video"])  # where the server kept the upload
     assert all(os.path.commonpath([path, app.work_dir]) == app.work_dir for path in written)
+
+
+def test_local_edits_with_mask_words_or_a_mask_video(client, clip, tmp_path):
+    # Words of the source prompt: the inversion records the mask, the page shows it, paste-back keeps the outside.
+    job = submit(client, clip, "a blue circle moving right on a white background", mask_words="red, circle",
+                 paste_back=True)
+    side_by_side, edit, _, mask, downloads, status = job.result()
+    assert mask["visible"] and "mask.mp4" in map(os.path.basename, downloads)
+    assert "Changed only inside the mask (the model's attention to red, circle); the source pasted back" in status
+    written = read_mask_video(mask["value"]).astype(bool)
+    assert written.shape == (9, 64, 64) and 0 < written.mean() < 0.5
+    run = json.loads(Path(next(path for path in downloads if path.endswith("run.json"))).read_text())
+    assert run["settings"]["mask_words"] == ["red", "circle"] and run["inversion"]["mask_words"] == ["red", "circle"]
+    # Outside the mask (less a ring where video compression rings) the edit is the source as the model saw it.
+    source = np.stack(read_video(side_by_side)[0])[:, :, :64].astype(int)
+    edited = np.stack(read_video(edit)[0]).astype(int)
+    outside = ~grow_mask(torch.from_numpy(written).float(), 4).bool().numpy()
+    assert np.abs(edited - source)[outside].mean() < 3
+
+    # A mask video upload (a box in every frame), read with the source's frame selection.
+    box = np.zeros((17, 64, 96), dtype=bool)
+    box[:, 16:48, 24:72] = True
+    mask_file = write_mask_video(box, tmp_path / "box.mp4", fps=8)
+    _, _, _, mask, _, status = submit(client, clip, "a blue circle", mask=gradio_client.handle_file(str(mask_file))
+                                      ).result()
+    assert "Changed only inside the mask (the uploaded mask video)." in status
+    assert read_mask_video(mask["value"]).astype(bool)[0, 32].tolist() == [False] * 8 + [True] * 48 + [False] * 8
+
+    # Bad combinations: the page's error, naming the fix.
+    with pytest.raises(gradio_client.exceptions.AppError, match="--paste-back puts the source back outside a mask"):
+        submit(client, clip, "a blue circle", paste_back=True)
+    with pytest.raises(gradio_client.exceptions.AppError, match="'zebra' is not a word of --source-prompt"):
+        submit(client, clip, "a blue circle", mask_words="zebra")
+    short = write_mask_video(box[:5], tmp_path / "short-mask.mp4", fps=8)
+    with pytest.raises(gradio_client.exceptions.AppError, match="The mask video 'short-mask.mp4' gives 5 frames"):
+        submit(client, clip, "a blue circle", mask=gradio_client.handle_file(str(short)))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -174,7 +213,7 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
-    def open_page_and_run(video, source_prompt, edit_prompt, steps=STEPS):
+    def open_page_and_run(video, source_prompt, edit_prompt, steps=STEPS, mask_words=None):
         browser.get(app.url)
         wait = WebDriverWait(browser, 60)
         upload = wait.until(expected_conditions.presence_of_element_located(
@@ -187,6 +226,12 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
         steps_field = browser.find_element(By.CSS_SELECTOR, "#steps input[type=number]")
         steps_field.send_keys(Keys.CONTROL, "a")
         steps_field.send_keys(str(steps), Keys.TAB)
+        if mask_words:  # the local-edit controls, folded away until opened
+            browser.find_element(By.CSS_SELECTOR, "#local-edit .label-wrap").click()
+            words = wait.until(expected_conditions.visibility_of_element_located(
+                (By.CSS_SELECTOR, "#mask-words textarea")))
+            words.send_keys(mask_words)
+            browser.find_element(By.CSS_SELECTOR, "#paste-back input[type=checkbox]").click()
         browser.find_element(By.CSS_SELECTOR, "#run").click()
 
     # The toy clip the page offers as an example (a held-out toy-world clip), uploaded from disk as a user would.
@@ -228,6 +273,17 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
         "Could not decode 'notes.mp4' as a video" in toast.text
         for toast in driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")), "no error in the page")
     assert browser.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value") == ""
+
+    # A local edit from words of the source prompt: the page shows the mask beside the edit.
+    open_page_and_run(toy_clip, "a green circle moving up on a white background",
+                      "a blue circle moving up on a white background", mask_words="circle")
+    status = WebDriverWait(browser, 600).until(status_or_error)
+    assert "Changed only inside the mask (the model's attention to circle); the source pasted back" in status, status
+    mask = WebDriverWait(browser, 30).until(expected_conditions.visibility_of_element_located(
+        (By.CSS_SELECTOR, "#mask-video video")))
+    assert "mask.mp4" in mask.get_attribute("src")
+    WebDriverWait(browser, 30).until(lambda driver: driver.execute_script(
+        "return arguments[0].readyState >= 2", mask), "the mask does not load")
 
 
 def save_screenshot(browser, path):

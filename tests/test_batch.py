@@ -131,6 +131,15 @@ def test_csv_jobs_take_the_flags_and_replace_them_with_their_own_options(tmp_pat
     assert settings.negative_prompt == "blurry" and settings.reconstruction is False
 
 
+def test_jsonl_jobs_take_the_local_edit_options(tmp_path):
+    job = read_jobs_from_values({"video": "a.mp4", "mask": "masks/a.mp4", "paste_back": True})
+    settings = job_settings(job, EditSettings(video=None, prompts=["x"]), "/data")
+    assert settings.mask == "/data/masks/a.mp4" and settings.paste_back is True and settings.mask_words is None
+    job = read_jobs_from_values({"video": "a.mp4", "mask_words": ["brown horse", "rider"]})
+    settings = job_settings(job, EditSettings(video=None, prompts=["x"], paste_back=True), "/data")
+    assert settings.mask_words == ["brown horse", "rider"] and settings.mask is None and settings.paste_back is True
+
+
 @pytest.mark.parametrize(
     "values, message",
     [({"steps": "two"}, "steps: invalid int value: 'two'"),

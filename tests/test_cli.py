@@ -131,7 +131,7 @@ def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsy
     expected = {
         "missing video": "Video file not found",
         "unreadable video": "Could not decode",
-        "too few frames": "needs at least 5",
+        "too few frames": "needs at least 9",
         "not a checkpoint": "model_index.json",
         "empty prompt": "Empty prompt",
         "no prompt": "give at least one --prompt",
@@ -235,3 +235,17 @@ def test_portrait_source_stays_portrait_on_cogvideox_1_5(tiny_checkpoint, tmp_pa
     assert len(frames) == 9 and frames[0].height > frames[0].width
     source = json.loads((out_dir / "run.json").read_text())["inversion"]["source"]
     assert source["sampling"] == "spread" and source["frame_indices"] == list(range(0, 17, 2))
+
+
+def test_frame_counts_that_the_vae_cannot_decode_in_step_are_not_read(tiny_checkpoint, tmp_path):
+    """--num-frames 13 is 4 latent frames, which diffusers' VAE decodes into 16 frames: the source is read as 9 frames
+    (3 latent frames), so the edit and side_by_side.mp4 have the source's frames one for one (this failed when
+    writing side_by_side.mp4, after the whole edit, when 13 frames were read)."""
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=14, fps=8)
+    out_dir = tmp_path / "out"
+    assert edit(clip, "--prompt", "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir",
+                out_dir, "--num-frames", 13, "--reconstruction") == 0
+    for name in ("edit-1", "side_by_side", "reconstruction"):
+        assert len(read_video(out_dir / f"{name}.mp4")[0]) == 9
+    record = json.loads((out_dir / "run.json").read_text())
+    assert record["inversion"]["source"]["frame_indices"] == list(range(9))

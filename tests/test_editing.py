@@ -55,3 +55,37 @@ def test_load_pipeline_applies_the_memory_settings(tiny_checkpoint):
     assert not pipe.vae.use_tiling and pipe.transformer.dtype == torch.bfloat16 and info["vae_tiling"] is False
     with pytest.raises(ValueError, match="--offload model moves weights to a GPU"):
         load_pipeline(ModelSettings(model=tiny_checkpoint("cogvideox-5b"), device="cpu", offload="model"))
+
+
+@pytest.mark.parametrize("mode", ["crop", "pad", "stretch"])
+def test_an_edited_first_frame_is_resized_as_the_source_was(tiny_checkpoint, tmp_path, mode):
+    """--image (image-to-video) goes through --resize-mode like the source frames, so an edited first frame of the
+    source's aspect ratio lines up with the cropped (or padded) video. A 3:1 image, red thirds either side of a green
+    one, for a 96x64 (3:2) video."""
+    import types
+
+    import numpy as np
+    import PIL.Image
+
+    from cogvideox_ddim_inversion.editing import _image_latents
+
+    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(tiny_checkpoint("cogvideox1.5-5b-i2v"))
+    image = np.zeros((32, 96, 3), np.uint8)
+    image[:, :32] = image[:, 64:] = (255, 0, 0)
+    image[:, 32:64] = (0, 255, 0)
+    path = tmp_path / "first_frame.png"
+    PIL.Image.fromarray(image).save(path)
+    seen = []
+    pipe.prepare_image_latents = lambda frame, *args: seen.append(frame)
+    inv = types.SimpleNamespace(latents=torch.zeros(1, 3, 16, 8, 12))  # 64x96 pixels
+    _image_latents(pipe, EditSettings(video=None, prompts=["x"], image=str(path), resize_mode=mode), inv)
+    frame = (seen[0][0] + 1) / 2  # [3, 64, 96] in [0, 1]
+    red, green = frame[0], frame[1]
+    assert frame.shape == (3, 64, 96)
+    if mode == "crop":  # scaled to 192x64, the middle 96 columns: red 16 columns each side, green between
+        assert red[:, :12].min() > 0.9 and green[:, 20:76].min() > 0.9 and red[:, 84:].min() > 0.9
+    elif mode == "pad":  # scaled to 96x32 and centred on black
+        assert frame[:, :14].max() < 0.05 and frame[:, 50:].max() < 0.05
+        assert red[18:46, :28].min() > 0.9 and green[18:46, 36:60].min() > 0.9
+    else:  # each axis scaled: the thirds stay thirds, over the whole height
+        assert red[:, :28].min() > 0.9 and green[:, 36:60].min() > 0.9 and red[:, 68:].min() > 0.9

@@ -204,3 +204,42 @@ def test_image_to_video_needs_an_image(tiny_checkpoint, frames):
     t2v = load_custom(tiny_checkpoint("cogvideox-5b"))
     with pytest.raises(ValueError, match="text-to-video"):
         t2v(prompt="x", image=PIL.Image.fromarray(frames[0]), **CALL)
+
+
+@pytest.mark.parametrize("variant", ["cogvideox-5b-i2v", "cogvideox1.5-5b-i2v"])
+@pytest.mark.parametrize("reference_mode", ["shared", "paired"])
+def test_reference_rows_keep_the_inversions_image_conditioning(tiny_checkpoint, frames, variant, reference_mode):
+    """An edit from an edited first frame: the sample rows are conditioned on it, the reference rows (the inverted
+    trajectory) on the source frame they were inverted with, `reference_image_latents=inv.image_latents`; without it,
+    the reference rows take the sample's conditioning (the behaviour before the argument existed)."""
+    pipe = load_custom(tiny_checkpoint(variant))
+    inv = pipe.invert(video=frames, **CALL)
+    edited = pipe.prepare_image_latents(
+        pipe.video_processor.preprocess(PIL.Image.fromarray(255 - frames[0]), height=64, width=96),
+        inv.latents.shape[1], inv.latents.dtype, pipe._execution_device,
+    )
+    assert not torch.equal(edited, inv.image_latents)
+    channels = inv.latents.shape[2]
+    for reference_image_latents, expected_reference in ((inv.image_latents, inv.image_latents), (None, edited)):
+        inputs = []
+        hook = pipe.transformer.register_forward_pre_hook(
+            lambda module, args, kwargs: inputs.append(kwargs["hidden_states"][:, :, channels:].clone()),
+            with_kwargs=True,
+        )
+        try:
+            pipe(prompt="a blue circle", guidance_scale=2.0, latents=inv.trajectory[0], image_latents=edited,
+                 reference_image_latents=reference_image_latents, reference_latents=inv.trajectory,
+                 reference_mode=reference_mode, output_type="latent", **CALL)
+        finally:
+            hook.remove()
+        padding = inputs[0].shape[1] - inv.latents.shape[1]  # CogVideoX 1.5 pads latent frames in front
+        rows = 2  # sample rows: guidance's negative and positive
+        for step_input in inputs:
+            for row in step_input[:rows]:
+                torch.testing.assert_close(row, pipe.pad_frames(edited, padding)[0], rtol=0, atol=0)
+            for row in step_input[rows:]:
+                torch.testing.assert_close(row, pipe.pad_frames(expected_reference, padding)[0], rtol=0, atol=0)
+            assert len(step_input) == (3 if reference_mode == "shared" else 4)
+    with pytest.raises(ValueError, match="pass the `image_latents` of the inversion"):
+        pipe(prompt="x", image_latents=edited, reference_image_latents=inv.image_latents[:, :1],
+             reference_latents=inv.trajectory, output_type="latent", **CALL)

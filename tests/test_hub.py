@@ -103,7 +103,7 @@ CHILD = textwrap.dedent(
     from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames
 
     args = json.loads(sys.argv[1])
-    video = np.stack(sample_clip_frames(num_frames=5))
+    video = np.stack(sample_clip_frames(num_frames=9))
     phases, outputs = {}, {}
 
 

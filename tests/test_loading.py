@@ -39,7 +39,7 @@ def run_edit(pipe) -> dict:
         seen.update(qualname(proc) for proc in p.transformer.attn_processors.values())
         return {}
 
-    video = np.stack(sample_clip_frames(num_frames=5))  # 5 frames, 2 latent frames: the shortest clip, the cheapest
+    video = np.stack(sample_clip_frames(num_frames=9))  # 9 frames, 3 latent frames: the shortest clip, the cheapest
     inv = pipe.invert(video=video, num_inference_steps=STEPS, max_sequence_length=TEXT_LENGTH)
     out = pipe(
         prompt="a blue circle moving right",
@@ -88,7 +88,7 @@ def test_installed_package_exports_the_pipeline_and_processor(checkpoint, refere
     # The edit swaps in the package's reference processor, and puts the checkpoint's processors back afterwards.
     assert reference["processors_during_edit"] == {qualname(CogVideoXRefAttnProcessor())}
     assert all("CogVideoXAttnProcessor" in name for name in reference["processors_after"])
-    assert reference["edit"].shape == (1, 2, 16, 8, 12)
+    assert reference["edit"].shape == (1, 3, 16, 8, 12)
 
 
 def test_pipeline_modules_list_matches_the_relative_imports():

@@ -70,6 +70,10 @@ def test_mask_video_is_read_with_the_source_frame_selection(tiny_checkpoint, tmp
         ("both masks", "Give --mask (a mask video) or --mask-words"),
         ("missing mask", "Mask file not found"),
         ("short mask", "gives 5 frames with this frame selection, the video 9"),
+        ("feather alone", "--mask-feather shapes a mask: give --mask or --mask-words too"),
+        ("negative dilation", "--mask-dilation is a number of pixels >= 0, got -2"),
+        ("threshold without words", "--mask-threshold sets the mask --mask-words records"),
+        ("threshold out of range", "--mask-threshold must be between 0 and 1 (exclusive), got 1.5"),
     ],
 )
 def test_bad_mask_flags_are_refused_before_the_model_loads(tmp_path, capsys, problem, expected, tiny_checkpoint):
@@ -81,6 +85,10 @@ def test_bad_mask_flags_are_refused_before_the_model_loads(tmp_path, capsys, pro
         "both masks": ["--mask", short, "--mask-words", "circle"],
         "missing mask": ["--mask", tmp_path / "nope.mp4"],
         "short mask": ["--mask", short],
+        "feather alone": ["--mask-feather", "4"],
+        "negative dilation": ["--mask", short, "--mask-dilation", "-2"],
+        "threshold without words": ["--mask", short, "--mask-threshold", "0.3"],
+        "threshold out of range": ["--mask-words", "circle", "--mask-threshold", "1.5"],
     }[problem]
     # a checkpoint folder without weights: the checks that need its config run, loading would fail
     model = tiny_checkpoint("cogvideox-5b") if problem == "short mask" else tmp_path / "no-such-checkpoint"
@@ -88,3 +96,38 @@ def test_bad_mask_flags_are_refused_before_the_model_loads(tmp_path, capsys, pro
     assert edit(clip, "--prompt", "a blue circle", "--model", model, "--output-dir", out_dir, *extra) == 2
     assert expected in capsys.readouterr().err
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_mask_dilation_grows_the_region_that_may_change(tiny_checkpoint, tmp_path):
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9, fps=8)
+    mask_file = write_mask_video(box_mask(), tmp_path / "mask-in.mp4")
+    box = torch.from_numpy(box_mask()).float()
+    ring = (grow_mask(box, 8) > 0).numpy() & ~(grow_mask(box, 4) > 0).numpy()  # 5-8 pixels outside the box
+    source = read_video(clip)[0]
+    ring_change = {}
+    for dilation in (0, 8):
+        out_dir = tmp_path / f"out-{dilation}"
+        assert edit(clip, "--prompt", "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir",
+                    out_dir, "--mask", mask_file, "--paste-back", "--mask-dilation", dilation) == 0
+        ring_change[dilation] = changes(out_dir, source, ring)[1]
+        record = json.loads((out_dir / "run.json").read_text())
+        assert record["settings"]["mask_dilation"] == dilation
+    assert ring_change[0] < 3 < 20 < ring_change[8]  # pasted back without the margin, edited with it
+
+
+def test_a_saved_inversion_must_have_recorded_the_mask_asked_for(tiny_checkpoint, tmp_path, capsys):
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9, fps=8)
+    saved = tmp_path / "inv.safetensors"
+    assert main(["invert", str(clip), "--output", str(saved), "--steps", "2", "--device", "cpu", "--source-prompt",
+                 "a red circle", "--model", tiny_checkpoint("cogvideox-5b"), "--mask-words", "circle",
+                 "--mask-threshold", "0.4"]) == 0
+    for flags, expected in ((["--mask-words", "red"], "recorded no mask for --mask-words ['red']"),
+                            (["--mask-words", "circle"], "thresholded its mask at 0.4, not 0.5: pass "
+                                                          "--mask-threshold 0.4")):
+        assert edit("--inversion", saved, "--prompt", "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"),
+                    "--output-dir", tmp_path / "out", *flags) == 2
+        assert expected in capsys.readouterr().err
+    out_dir = tmp_path / "out"
+    assert edit("--inversion", saved, "--prompt", "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"),
+                "--output-dir", out_dir, "--mask-words", "circle", "--mask-threshold", "0.4") == 0
+    assert (out_dir / "mask.mp4").exists()

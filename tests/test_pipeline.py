@@ -234,9 +234,9 @@ def test_bad_videos_are_refused(load_pipe, tmp_path):
     broken.write_bytes(b"not a video at all")
     with pytest.raises(ValueError, match="Could not decode"):
         pipe.invert(video=str(broken), **CALL)
-    with pytest.raises(ValueError, match=r"Pass its first 5 frames \(e.g. `video\[:5\]`\)"):
-        pipe.invert(video=np.stack(sample_clip_frames(num_frames=7)), **CALL)
-    with pytest.raises(ValueError, match="at least 5"):
+    with pytest.raises(ValueError, match=r"Pass its first 9 frames \(e.g. `video\[:9\]`\)"):
+        pipe.invert(video=np.stack(sample_clip_frames(num_frames=13)), **CALL)  # 4 latent frames would decode to 16
+    with pytest.raises(ValueError, match="at least 9"):
         pipe.invert(video=np.stack(sample_clip_frames(num_frames=3)), **CALL)
     with pytest.raises(TypeError, match="file path, a list of PIL images"):
         pipe.invert(video=12, **CALL)

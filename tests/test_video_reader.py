@@ -68,9 +68,9 @@ def long_clip(tmp_path_factory):
 def test_spread_sampling_covers_the_clip_with_one_stride():
     assert select_frame_indices(9000, max_num_frames=49, sampling="spread") == list(range(0, 9000, 187))[:49]
     assert select_frame_indices(100, max_num_frames=9, sampling="spread") == list(range(0, 100, 12))[:9]
-    # skips bound the span; a clip shorter than max_num_frames gives all its frames, trimmed to 4k + 1
+    # skips bound the span; a clip shorter than max_num_frames gives all its frames, trimmed to 8k + 1
     assert select_frame_indices(100, 10, 20, max_num_frames=9, sampling="spread") == list(range(10, 80, 8))[:9]
-    assert select_frame_indices(30, max_num_frames=49, sampling="spread") == list(range(29))
+    assert select_frame_indices(30, max_num_frames=49, sampling="spread") == list(range(25))
     # the first frame is kept; the last lies within one stride of the end
     indices = select_frame_indices(1860, max_num_frames=49, sampling="spread")
     assert indices[0] == 0 and 1859 - (indices[1] - indices[0]) < indices[-1] <= 1859
@@ -308,12 +308,12 @@ def test_default_video_size(load_pipe, variant, landscape, portrait):
 
 def test_invert_gives_a_portrait_source_a_portrait_size_on_cogvideox_1_5(load_pipe, circle_clips):
     pipe = load_pipe("cogvideox1.5-5b")
-    inv = pipe.invert(video=circle_clips["portrait"], num_frames=5, **CALL)
+    inv = pipe.invert(video=circle_clips["portrait"], num_frames=9, **CALL)
     assert inv.latents.shape[-2:] == (8, 4)  # 64x32 pixels: portrait
     # frames in memory are resized by the same rule and the same function as ffmpeg resizes a file
-    source = pipe.read_source_video(circle_clips["portrait"], num_frames=5)
-    assert (source.height, source.width) == (64, 32) and source.indices == list(range(5))
-    from_file, _ = pipe.preprocess_source_video(circle_clips["portrait"], 64, 32, 5, "crop")
+    source = pipe.read_source_video(circle_clips["portrait"], num_frames=9)
+    assert (source.height, source.width) == (64, 32) and source.indices == list(range(9))
+    from_file, _ = pipe.preprocess_source_video(circle_clips["portrait"], 64, 32, 9, "crop")
     from_frames, _ = pipe.preprocess_source_video(np.stack(full_decode(circle_clips["portrait"])), 64, 32, 5, "crop")
     assert (from_file - from_frames).abs().mean() < 2 / 255
     inv_frames = pipe.invert(video=np.stack(full_decode(circle_clips["portrait"])), **CALL)
@@ -356,8 +356,8 @@ def test_bad_input_is_refused_with_the_fix(tmp_path, numbered_clip):
         read_video(audio)
     with pytest.raises(FileNotFoundError, match="Check the path"):
         read_video(tmp_path / "missing.mp4")
-    with pytest.raises(ValueError, match=r"Only 4 frame\(s\) remain of 300"):
-        read_video(path, skip_frames_start=296)
+    with pytest.raises(ValueError, match=r"Only 8 frame\(s\) remain of 300"):
+        read_video(path, skip_frames_start=292)
     with pytest.raises(ValueError, match=r"Only 3 frame\(s\) remain of 300 after skipping 0 at the start, 297"):
         read_video(path, skip_frames_end=297, sampling="spread", max_num_frames=9)
     # argument errors come before any file access: a missing file is not even looked at
@@ -369,7 +369,7 @@ def test_bad_input_is_refused_with_the_fix(tmp_path, numbered_clip):
         (dict(sampling="spread"), "needs `max_num_frames`"),
         (dict(height=48), "Pass both `height` and `width`"),
         (dict(frame_stride=0), "`frame_stride` must be >= 1"),
-        (dict(max_num_frames=3), "at least 5"),
+        (dict(max_num_frames=3), "at least 9"),
     ]:
         with pytest.raises(ValueError, match=message):
             read_video(missing, **arguments)
