@@ -218,8 +218,61 @@ MUTATIONS = [
         ),
         ("tests/test_batch.py::test_a_killed_run_resumes_without_redoing_finished_jobs",),
     ),
+    Mutation(
+        "mask-blending-skipped",
+        "__call__ never sets the latents outside the mask to the source's: the mask does nothing in latent space",
+        "pipeline_cogvideox_ddim_inversion.py",
+        (("                    if latent_mask is not None and i in mask_window:",
+          "                    if False and latent_mask is not None and i in mask_window:"),),
+        ("tests/test_masks.py",),
+    ),
+    Mutation(
+        "paste-back-skipped",
+        "paste_back=True decodes the edit but never composites the source outside the mask",
+        "pipeline_cogvideox_ddim_inversion.py",
+        (("            if paste_back:\n                if source_pixels is None:",
+          "            if False:\n                if source_pixels is None:"),),
+        ("tests/test_masks.py",),
+    ),
+    Mutation(
+        "cli-drops-mask-dilation",
+        "the edit workflow does not pass --mask-dilation to the pipeline",
+        "editing.py",
+        (("                          mask_dilation=settings.mask_dilation, mask_feather=settings.mask_feather)",
+          "                          mask_feather=settings.mask_feather)"),),
+        ("tests/test_masks_cli.py",),
+    ),
+    Mutation(
+        "app-ignores-mask-words",
+        "the app drops the page's mask words",
+        "app.py",
+        (('                mask_words=parse_mask_words(mask_words or "") or None,', "                mask_words=None,"),),
+        ("tests/test_app.py::test_local_edits_with_mask_words_or_a_mask_video",),
+    ),
+    Mutation(
+        "reference-rows-take-the-edited-image",
+        "image-to-video reference rows are conditioned on the edit's image even when reference_image_latents is given",
+        "pipeline_cogvideox_ddim_inversion.py",
+        (("                            reference_image = model_reference_image_latents\n",
+          "                            reference_image = None\n"),),
+        ("tests/test_families.py",),
+    ),
+    Mutation(
+        "edited-first-frame-stretched",
+        "--image is stretched to the video's size whatever --resize-mode says",
+        "editing.py",
+        (("    image = resize_frames(frame, height, width, settings.resize_mode) * 2 - 1",
+          '    image = resize_frames(frame, height, width, "stretch") * 2 - 1'),),
+        ("tests/test_editing.py",),
+    ),
+    Mutation(
+        "frames-4k-plus-1",
+        "sources are read as 4k + 1 frames again, so an even latent count decodes to 4 frames each",
+        "video_io.py",
+        (("    step = 2 * temporal_compression\n", "    step = temporal_compression\n"),),
+        ("tests/test_video_io.py", "tests/test_cli.py::test_frame_counts_that_the_vae_cannot_decode_in_step_are_not_read"),
+    ),
 ]
-
 
 def repository_files() -> list[str]:
     """The files of the working tree a checkout would have (tracked, and untracked but not ignored)."""
