@@ -497,10 +497,16 @@ def read_source(pipe, settings: EditSettings):
     model's size for this source), their frame rate, and their frame numbers in the source."""
     import numpy as np
 
-    read = pipe.read_source_video(
-        settings.video,
-        height=settings.height,
-        width=settings.width,
+    read = _read_selected_frames(pipe, settings, settings.video, settings.height, settings.width)
+    return np.stack([np.asarray(frame) for frame in read.frames]), read.fps, read.indices
+
+
+def _read_selected_frames(pipe, settings: EditSettings, path: str, height: int | None, width: int | None):
+    """`path`'s frames with the edit's frame selection and resize mode: the source, or a mask frame for frame."""
+    return pipe.read_source_video(
+        path,
+        height=height,
+        width=width,
         resize_mode=settings.resize_mode,
         num_frames=settings.num_frames,
         sampling=settings.sampling,
@@ -508,7 +514,6 @@ def read_source(pipe, settings: EditSettings):
         skip_frames_end=settings.skip_frames_end,
         frame_stride=settings.frame_stride,
     )
-    return np.stack([np.asarray(frame) for frame in read.frames]), read.fps, read.indices
 
 
 def read_mask(pipe, settings: EditSettings, inv):
@@ -521,17 +526,7 @@ def read_mask(pipe, settings: EditSettings, inv):
     if settings.mask is None:
         return inv.mask if settings.mask_words else None
     height, width = (size * pipe.vae_scale_factor_spatial for size in inv.latents.shape[3:])
-    read = pipe.read_source_video(
-        settings.mask,
-        height=height,
-        width=width,
-        resize_mode=settings.resize_mode,
-        num_frames=settings.num_frames,
-        sampling=settings.sampling,
-        skip_frames_start=settings.skip_frames_start,
-        skip_frames_end=settings.skip_frames_end,
-        frame_stride=settings.frame_stride,
-    )
+    read = _read_selected_frames(pipe, settings, settings.mask, height, width)
     gray = np.stack([np.asarray(frame.convert("L")) for frame in read.frames])
     return torch.from_numpy(gray > 127)[None]  # compression blurs a black and white video: threshold at half
 

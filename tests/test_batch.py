@@ -138,6 +138,10 @@ def test_jsonl_jobs_take_the_local_edit_options(tmp_path):
     job = read_jobs_from_values({"video": "a.mp4", "mask_words": ["brown horse", "rider"]})
     settings = job_settings(job, EditSettings(video=None, prompts=["x"], paste_back=True), "/data")
     assert settings.mask_words == ["brown horse", "rider"] and settings.mask is None and settings.paste_back is True
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("video,mask_words,mask_feather\na.mp4,\"brown horse,rider\",4\n")
+    settings = job_settings(read_jobs(str(jobs))[0], EditSettings(video=None, prompts=["x"]), str(tmp_path))
+    assert settings.mask_words == ["brown horse", "rider"] and settings.mask_feather == 4
 
 
 @pytest.mark.parametrize(
