@@ -182,7 +182,8 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
              resize_mode, skip_frames_start, skip_frames_end, frame_stride, height, width, fps, negative_prompt, seed,
              start, reference_blocks, prompt_batch_size, image=DEFAULTS.image, mask_words="", mask=DEFAULTS.mask,
              paste_back=DEFAULTS.paste_back, mask_threshold=DEFAULTS.mask_threshold,
-             mask_dilation=DEFAULTS.mask_dilation, mask_feather=DEFAULTS.mask_feather, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (how Gradio passes its progress tracker)
+             mask_dilation=DEFAULTS.mask_dilation, mask_feather=DEFAULTS.mask_feather,
+             progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (how Gradio passes its progress tracker)
         if not video:
             raise gr.Error("Upload a video (or pick an example clip below it) first.")
         prompts = [line.strip() for line in (edit_prompts or "").splitlines() if line.strip()]

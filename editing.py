@@ -163,7 +163,8 @@ def add_source_arguments(parser, video: bool = True):
                            help="invert and regenerate only the last fraction of the schedule (keeps more source)")
     inversion.add_argument("--fixed-point-iterations", type=int, default=0,
                            help="extra evaluations per inversion step for an exact round trip (2-4)")
-    inversion.add_argument("--mask-words", nargs="+", default=None, type=parse_mask_words, action=_ExtendWords, metavar="WORD",
+    inversion.add_argument("--mask-words", nargs="+", default=None, type=parse_mask_words, action=_ExtendWords,
+                           metavar="WORD",
                            help="words of --source-prompt (comma or space separated): the inversion records the "
                            "model's attention to them as the edit mask (mask.mp4); edits change only inside it")
     inversion.add_argument("--mask-threshold", type=float, default=0.5,

@@ -98,7 +98,8 @@ def select_frame_indices(
     sampling: str = "first",
 ) -> list[int]:
     """
-    Indices of the frames to keep, 8k + 1 of them (an odd number of latent frames), from the frames left after skipping both ends.
+    Indices of the frames to keep, 8k + 1 of them (an odd number of latent frames), from the frames left after
+    skipping both ends.
 
     `sampling="first"` takes every `frame_stride`-th frame from the start, at most `max_num_frames`. `"spread"` takes
     `max_num_frames` frames (fewer if the clip is shorter) evenly over the whole clip, with the largest whole stride

@@ -246,7 +246,12 @@ MUTATIONS = [
         "app-ignores-mask-words",
         "the app drops the page's mask words",
         "app.py",
-        (('                mask_words=parse_mask_words(mask_words or "") or None,', "                mask_words=None,"),),
+        (
+            (
+                '                mask_words=parse_mask_words(mask_words or "") or None,',
+                "                mask_words=None,",
+            ),
+        ),
         ("tests/test_app.py::test_local_edits_with_mask_words_or_a_mask_video",),
     ),
     Mutation(
