@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -290,8 +291,6 @@ def check_edit_settings(settings: EditSettings):
 
 def check_mask_settings(settings: EditSettings):
     """--mask, --mask-words and --paste-back: one mask source, words of the source prompt, paste-back with a mask."""
-    import re
-
     s = settings
     if s.mask is not None and s.mask_words:
         raise ValueError("Give --mask (a mask video) or --mask-words (a mask from the model's attention), not both.")
@@ -602,6 +601,7 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
         local_edit = dict(mask=mask, source_latents=inv.latents, paste_back=settings.paste_back,
                           source_video=source_frames if settings.paste_back else None,
                           mask_dilation=settings.mask_dilation, mask_feather=settings.mask_feather)
+    image_latents = _image_latents(pipe, settings, inv)  # read and encoded once, not per chunk of prompts
     videos = []
     batch = settings.prompt_batch_size or len(prompts)
     for first in range(0, len(prompts), batch):
@@ -620,7 +620,7 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
             reference_blocks=settings.reference_blocks,
             reference_weight=settings.reference_weight,
             strength=settings.strength,
-            image_latents=_image_latents(pipe, settings, inv),
+            image_latents=image_latents,
             # an edited first frame conditions the edit; the reference rows keep the inversion's own conditioning
             reference_image_latents=inv.image_latents if settings.image is not None else None,
             num_inference_steps=settings.steps,
