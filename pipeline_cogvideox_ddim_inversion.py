@@ -42,7 +42,7 @@ from transformers import T5EncoderModel, T5Tokenizer
 
 from .processors.reference_attention import CogVideoXRefAttnProcessor
 from .processors.text_attention import CogVideoXTextAttentionRecorder
-from .video_io import (
+from .cogvideox_ddim_video_io import (
     MIN_NUM_FRAMES,
     VideoFrames,
     aspect_preserving_size,

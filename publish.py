@@ -22,7 +22,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PIPELINE_SOURCE = "pipeline_cogvideox_ddim_inversion.py"
 # The modules `pipeline_cogvideox_ddim_inversion.py` imports relatively, as paths from the package root: diffusers
 # fetches exactly these next to the pipeline file (tests check the list against the file's imports).
-PIPELINE_MODULES = ("processors/reference_attention.py", "processors/text_attention.py", "video_io.py")
+PIPELINE_MODULES = ("processors/reference_attention.py", "processors/text_attention.py", "cogvideox_ddim_video_io.py")
 # The file name diffusers looks for in a `custom_pipeline` repo or folder.
 HUB_PIPELINE_FILE = "pipeline.py"
 MODEL_CARD = "README.md"

@@ -1,0 +1,120 @@
+"""What a CogVideoX checkpoint is and allows, read from its configs alone (no weights).
+
+Every function takes the transformer's (and where needed the VAE's) config as a mapping: a loaded model's `config`
+or the dict `checkpoint_config()` reads from the checkpoint's JSON files. So the command line, batch and the app can
+check a request against a checkpoint before any weights load, with the same rules the pipeline applies.
+"""
+
+import math
+import os
+from collections.abc import Mapping
+
+from .cogvideox_ddim_video_io import aspect_preserving_size
+
+
+DEFAULT_MODEL = "THUDM/CogVideoX-5b"
+# (height, width) CogVideoX 1.5 was trained at (model card). Its config's sample_height/width (300 latents) bound the
+# RoPE grid instead: they are not a size to generate at.
+COGVIDEOX_1_5_NATIVE_SIZE = (768, 1360)
+SPATIAL_COMPRESSION = 8  # CogVideoX's VAE: 8x in space (the VAE config states no ratio of its own)
+_REQUIRED_TRANSFORMER_KEYS = ("patch_size", "patch_size_t", "use_rotary_positional_embeddings", "sample_frames",
+                              "in_channels")
+
+
+def checkpoint_config(model: str | os.PathLike) -> dict:
+    """The checkpoint's transformer and VAE configs (`{"transformer": {...}, "vae": {...}}`), read from its JSON
+    files without loading any weights."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+
+    try:
+        return {
+            "transformer": dict(CogVideoXTransformer3DModel.load_config(model, subfolder="transformer")),
+            "vae": dict(AutoencoderKLCogVideoX.load_config(model, subfolder="vae")),
+        }
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Could not read the CogVideoX checkpoint {os.fspath(model)!r} ({error}). Pass a Hub id such as "
+            f"{DEFAULT_MODEL} or a folder holding model_index.json with transformer/ and vae/ subfolders."
+        ) from None
+
+
+def check_cogvideox_config(transformer: Mapping, vae: Mapping, transformer_name: str = "transformer",
+                           vae_name: str = "VAE"):
+    """Refuse, with a message naming the fix, configs that are not a CogVideoX checkpoint's."""
+    missing = [key for key in _REQUIRED_TRANSFORMER_KEYS if key not in transformer]
+    if missing or "temporal_compression_ratio" not in vae:
+        raise ValueError(
+            f"This is not a CogVideoX checkpoint: got a {transformer_name} transformer and a {vae_name} VAE (missing "
+            f"CogVideoX settings: {missing or ['temporal_compression_ratio']}). Load a CogVideoX checkpoint such as "
+            "THUDM/CogVideoX-5b or THUDM/CogVideoX-2b."
+        )
+    in_channels, out_channels = transformer["in_channels"], transformer.get("out_channels") or 16
+    if in_channels not in (out_channels, 2 * out_channels):
+        raise ValueError(
+            f"This CogVideoX transformer takes {in_channels} input channels for {out_channels} output channels; "
+            "expected a text-to-video (equal) or image-to-video (twice as many) checkpoint."
+        )
+
+
+def is_image_to_video(transformer: Mapping) -> bool:
+    """Image-to-video checkpoints (5B-I2V, 1.5-5B-I2V) take image latents concatenated on the channel axis."""
+    return transformer["in_channels"] == 2 * (transformer.get("out_channels") or 16)
+
+
+def native_size(transformer: Mapping, spatial_compression: int = SPATIAL_COMPRESSION) -> tuple[int, int]:
+    """`(height, width)` of the config's sample size: 2B/5B's native 480x720; for 1.5 the bound of its RoPE grid."""
+    return transformer["sample_height"] * spatial_compression, transformer["sample_width"] * spatial_compression
+
+
+def any_size(transformer: Mapping) -> bool:
+    """CogVideoX 1.5 (RoPE only, temporal patches) runs at sizes other than its config's; the others do not."""
+    return (
+        transformer.get("patch_size_t") is not None
+        and bool(transformer.get("use_rotary_positional_embeddings"))
+        and not transformer.get("use_learned_positional_embeddings")
+    )
+
+
+def default_video_size(
+    transformer: Mapping,
+    source_height: int | None = None,
+    source_width: int | None = None,
+    spatial_compression: int = SPATIAL_COMPRESSION,
+) -> tuple[int, int]:
+    """
+    The `(height, width)` a source video is brought to when no size is given.
+
+    CogVideoX 1.5 (RoPE only, temporal patches: any resolution) keeps the source's aspect and orientation (a portrait
+    video stays portrait) at about its native pixel count (1360x768), both sides multiples of the VAE's 8 times the
+    patch size (16), within its RoPE grid. Other checkpoints get their native size (720x480), the only one 5B-I2V's
+    learned positional embeddings allow, as does a call without a source size.
+    """
+    native = native_size(transformer, spatial_compression)
+    if source_height is None or source_width is None or not any_size(transformer):
+        return native
+    pixel_count = min(math.prod(COGVIDEOX_1_5_NATIVE_SIZE), math.prod(native))
+    multiple = spatial_compression * transformer["patch_size"]
+    return aspect_preserving_size(source_height, source_width, pixel_count, multiple, *native)
+
+
+def check_size_for_positional_embeddings(
+    transformer: Mapping, height: int, width: int, spatial_compression: int = SPATIAL_COMPRESSION
+):
+    """Learned positional embeddings (5B-I2V) exist for the native size only."""
+    native = native_size(transformer, spatial_compression)
+    if transformer.get("use_learned_positional_embeddings") and (height, width) != native:
+        raise ValueError(
+            f"This checkpoint has learned positional embeddings for {native[1]}x{native[0]} (width x height) only, "
+            f"not {width}x{height}: leave the size unset (the source is fitted to it), or use a checkpoint with RoPE "
+            "only (e.g. CogVideoX1.5-5B-I2V) for other sizes."
+        )
+
+
+def latent_frame_count(num_frames: int, temporal_compression: int = 4) -> int:
+    """Latent frames of a video of `num_frames` (4k + 1) frames: the first on its own, then one per group."""
+    return (num_frames - 1) // temporal_compression + 1
+
+
+def pixel_frame_count(latent_frames: int, temporal_compression: int = 4) -> int:
+    """Video frames that `latent_frames` latent frames decode to (the inverse of `latent_frame_count`)."""
+    return (latent_frames - 1) * temporal_compression + 1
