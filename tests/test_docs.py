@@ -113,11 +113,11 @@ def test_reference_documents_every_command_and_option_of_the_cli():
         for action in subparser._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
-            shown = action.option_strings[-1] if action.option_strings else action.dest
-            assert f"`{shown}" in section, (name, shown)
+            shown = action.option_strings[0] if action.option_strings else (action.metavar or action.dest)
+            assert f"| `{shown}" in section, (name, shown)
             if action.help:
-                first_words = " ".join(action.help.split()[:3]).split("%")[0]
-                assert first_words.replace("<", "&lt;").replace(">", "&gt;") in section, (name, shown)
+                help_cell = generator.markdown_text(generator.help_text(subparser, action))
+                assert f" | {help_cell} |" in section, (name, shown)
 
 
 def test_reference_walks_any_parser_generically():
