@@ -247,7 +247,9 @@ def windowed(
     return predict
 
 
-def split_windows(tensor: torch.Tensor, schedule: WindowSchedule, indices: Sequence[int], dim: int = 1) -> torch.Tensor:
+def split_windows(
+    tensor: torch.Tensor, schedule: WindowSchedule, indices: Sequence[int], dim: int = 1
+) -> torch.Tensor:
     """The frames of windows `indices` of a per-frame tensor (reference latents, masks), stacked window-major on the
     batch axis as `windowed` stacks the latents: what a `predict_window` takes of other inputs for its windows."""
     return torch.cat([tensor.narrow(dim, schedule.starts[i], schedule.window) for i in indices])

@@ -125,7 +125,9 @@ def check_boundaries(boundaries, num_frames: int) -> list[int]:
     """Window boundaries as sorted video frame numbers b in [1, F - 1] (the change from frame b - 1 to b)."""
     boundaries = sorted({int(b) for b in boundaries})
     if not boundaries:
-        raise ValueError("`window_boundaries` is empty: pass the frames where windows meet (schedule.video_boundaries()).")
+        raise ValueError(
+            "`window_boundaries` is empty: pass the frames where windows meet (schedule.video_boundaries())."
+        )
     if boundaries[0] < 1 or boundaries[-1] > num_frames - 1:
         raise ValueError(
             f"Window boundaries must be frames 1 to {num_frames - 1} of this {num_frames}-frame video (b: the change "

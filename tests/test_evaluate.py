@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cogvideox_ddim_inversion.cogvideox_ddim_video_io import write_video, write_mask_video
+from cogvideox_ddim_inversion.cogvideox_ddim_video_io import write_mask_video, write_video
 from cogvideox_ddim_inversion.cogvideox_ddim_windows import WindowSchedule
 
 
