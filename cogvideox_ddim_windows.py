@@ -1,0 +1,255 @@
+"""Temporal co-denoising over overlapping windows: clips longer than the model's native length, as one function.
+
+CogVideoX is trained on one window of latent frames (13 for 49 video frames; 21 for CogVideoX 1.5's 81) and collapses
+at longer lengths. A long clip's latents are therefore split into overlapping windows of the native length, the model
+runs on every window (each with its own positions from 0), and each latent frame's prediction is the weighted average
+of the predictions of the windows that hold it. This is MultiDiffusion (Bar-Tal et al., 2023) along time, as in
+Gen-L-Video (Wang et al., 2023) and FreeNoise (Qiu et al., 2024; diffusers' `FreeNoiseMixin` for AnimateDiff, whose
+"flat" and "pyramid" weightings are the ones here).
+
+The window schedule is fixed by the clip's length, so the combined prediction is one deterministic function of the
+whole latent. It is a drop-in for "predict(latents, t) -> model output" on the whole clip: DDIM inversion, its
+fixed-point refinement (exact round trips) and reference-guided regeneration use it unchanged. Memory is bounded by
+the window, not the clip: the model sees `window_batch_size` windows per call.
+
+Windows: W latent frames each, overlapping by O, start at 0, W - O, 2 (W - O), ... and the last one is shifted back to
+end at the last frame, so a clip of F latent frames takes ceil((F - O) / (W - O)) windows.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+WEIGHTING_SCHEMES = ("flat", "pyramid", "hann")
+
+
+def window_starts(latent_frames: int, window: int, overlap: int) -> list[int]:
+    """First latent frame of each window: every `window - overlap` frames, the last window ending at the last frame.
+
+    A clip no longer than one window is one window (starting at 0).
+    """
+    for name, value in (("latent_frames", latent_frames), ("window", window), ("overlap", overlap)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"`{name}` must be an int, got {value!r}.")
+    if latent_frames < 1 or window < 1:
+        raise ValueError(f"`latent_frames` and `window` must be positive, got {latent_frames} and {window}.")
+    if not 0 <= overlap < window:
+        raise ValueError(
+            f"A window overlap of {overlap} latent frames does not fit windows of {window}: pass an overlap from 0 "
+            f"to {window - 1}."
+        )
+    if latent_frames <= window:
+        return [0]
+    count = math.ceil((latent_frames - overlap) / (window - overlap))
+    return [i * (window - overlap) for i in range(count - 1)] + [latent_frames - window]
+
+
+def window_weights(window: int, scheme: str = "pyramid") -> torch.Tensor:
+    """Per-frame weights (float64, strictly positive) of one window of `window` latent frames.
+
+    "flat": all 1, a plain average where windows overlap. "pyramid" (diffusers' FreeNoise): 1, 2, ... up to the
+    middle and back down, so in an overlap the window whose middle is nearer weighs more (a linear cross-fade).
+    "hann": a raised cosine, sin^2(pi (i + 1) / (window + 1)), falling off smoothly towards both edges.
+    Only the ratios between windows matter: `WindowSchedule.frame_weights` normalises them per frame.
+    """
+    if scheme not in WEIGHTING_SCHEMES:
+        raise ValueError(f"Unknown window weighting {scheme!r}: choose one of {', '.join(WEIGHTING_SCHEMES)}.")
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"`window` must be a positive int, got {window!r}.")
+    position = torch.arange(window, dtype=torch.float64)
+    if scheme == "flat":
+        return torch.ones(window, dtype=torch.float64)
+    if scheme == "pyramid":
+        # 4 -> [1, 2, 2, 1], 5 -> [1, 2, 3, 2, 1], as diffusers' FreeNoiseMixin._get_pyramid_weights
+        return torch.minimum(position + 1, window - position)
+    return torch.sin(math.pi * (position + 1) / (window + 1)) ** 2
+
+
+def default_window_overlap(window: int, temporal_compression: int = 4) -> int:
+    """The default overlap in VIDEO frames: a quarter of the window's video frames, rounded to a multiple of the VAE's
+    temporal compression (12 for 49-frame windows, 20 for 81), and less than the window."""
+    video_frames = (window - 1) * temporal_compression + 1
+    overlap = round(video_frames / 4 / temporal_compression) * temporal_compression
+    return min(overlap, (window - 1) * temporal_compression)
+
+
+def overlap_latent_frames(window_overlap: int | None, window: int, temporal_compression: int = 4) -> int:
+    """Latent frames of an overlap of `window_overlap` VIDEO frames (None: `default_window_overlap`) between windows of
+    `window` latent frames. Every latent frame after the first holds `temporal_compression` video frames, so the
+    overlap must be a multiple of it."""
+    if window_overlap is None:
+        window_overlap = default_window_overlap(window, temporal_compression)
+    if not isinstance(window_overlap, int) or isinstance(window_overlap, bool):
+        raise TypeError(f"`window_overlap` must be an int (video frames), got {window_overlap!r}.")
+    if window_overlap < 0 or window_overlap % temporal_compression:
+        lower = max(window_overlap // temporal_compression, 0) * temporal_compression
+        raise ValueError(
+            f"`window_overlap={window_overlap}` video frames is not a non-negative multiple of the VAE's temporal "
+            f"compression {temporal_compression} (one latent frame): pass {lower} or {lower + temporal_compression}."
+        )
+    overlap = window_overlap // temporal_compression
+    if overlap >= window:
+        window_video = (window - 1) * temporal_compression + 1
+        raise ValueError(
+            f"`window_overlap={window_overlap}` video frames leaves windows of {window_video} frames nothing new: "
+            f"pass at most {(window - 1) * temporal_compression} (the default is "
+            f"{default_window_overlap(window, temporal_compression)})."
+        )
+    return overlap
+
+
+@dataclass(frozen=True)
+class WindowSchedule:
+    """Which latent frames each window holds, and how their predictions are weighted. Saved with an inversion
+    (`to_dict`/`from_dict`) so that regeneration runs the same windows over the trajectory."""
+
+    latent_frames: int
+    window: int
+    overlap: int
+    starts: tuple[int, ...]
+    scheme: str = "pyramid"
+
+    def __post_init__(self):
+        object.__setattr__(self, "starts", tuple(self.starts))
+        if self.window > self.latent_frames:
+            raise ValueError(
+                f"Windows of {self.window} latent frames do not fit a clip of {self.latent_frames}: use one window of "
+                f"the clip's length ({self.latent_frames})."
+            )
+        expected = window_starts(self.latent_frames, self.window, self.overlap)
+        if list(self.starts) != expected:
+            raise ValueError(
+                f"Window starts {list(self.starts)} are not the schedule of {self.latent_frames} latent frames in "
+                f"windows of {self.window} overlapping by {self.overlap} ({expected}): build it with "
+                "`WindowSchedule.for_clip`."
+            )
+        window_weights(self.window, self.scheme)  # checks the scheme
+
+    @classmethod
+    def for_clip(
+        cls,
+        latent_frames: int,
+        window: int,
+        window_overlap: int | None = None,
+        scheme: str = "pyramid",
+        temporal_compression: int = 4,
+    ) -> "WindowSchedule":
+        """The schedule of a clip of `latent_frames` in windows of (at most) `window` latent frames overlapping by
+        `window_overlap` VIDEO frames (None: a quarter of the window, see `default_window_overlap`)."""
+        overlap = overlap_latent_frames(window_overlap, window, temporal_compression)
+        window = min(window, latent_frames)
+        overlap = min(overlap, window - 1)
+        return cls(latent_frames, window, overlap, window_starts(latent_frames, window, overlap), scheme)
+
+    @property
+    def num_windows(self) -> int:
+        return len(self.starts)
+
+    def window_slice(self, index: int) -> slice:
+        """The latent frames of window `index`."""
+        return slice(self.starts[index], self.starts[index] + self.window)
+
+    def frame_weights(self) -> torch.Tensor:
+        """`[num_windows, window]` float64 weights, normalised so that each latent frame's weights over the windows
+        holding it sum to 1 (exactly 1.0 for a frame only one window holds)."""
+        raw = window_weights(self.window, self.scheme)
+        total = torch.zeros(self.latent_frames, dtype=torch.float64)
+        for start in self.starts:
+            total[start : start + self.window] += raw
+        return torch.stack([raw / total[start : start + self.window] for start in self.starts])
+
+    def latent_boundaries(self) -> list[int]:
+        """Latent frames L where a window starts or ends (between frames L - 1 and L): where seams could show."""
+        edges = {start for start in self.starts} | {start + self.window for start in self.starts}
+        return sorted(edge for edge in edges if 0 < edge < self.latent_frames)
+
+    def video_boundaries(self, temporal_compression: int = 4) -> list[int]:
+        """`latent_boundaries` in video frames: b where the change from frame b - 1 to frame b crosses a window edge
+        (latent frame L >= 1 decodes to video frames (L - 1) * tc + 1 ... L * tc)."""
+        return [(edge - 1) * temporal_compression + 1 for edge in self.latent_boundaries()]
+
+    def check_frames(self, latent_frames: int, name: str = "latents"):
+        """Refuse latents of another length than the schedule's."""
+        if latent_frames != self.latent_frames:
+            raise ValueError(
+                f"`{name}` has {latent_frames} latent frames but the window schedule is for {self.latent_frames}: "
+                "pass latents of the inverted clip's length, or invert this clip again."
+            )
+
+    def to_dict(self) -> dict:
+        return {
+            "latent_frames": self.latent_frames,
+            "window": self.window,
+            "overlap": self.overlap,
+            "starts": list(self.starts),
+            "scheme": self.scheme,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WindowSchedule":
+        fields = ("latent_frames", "window", "overlap", "starts", "scheme")
+        missing = [field for field in fields if field not in data]
+        if missing:
+            raise ValueError(f"A saved window schedule lacks {missing}: save the inversion again with this version.")
+        return cls(**{field: data[field] for field in fields})
+
+
+def windowed(
+    predict_window: Callable[..., torch.Tensor], schedule: WindowSchedule, window_batch_size: int = 1
+) -> Callable[..., torch.Tensor]:
+    """
+    Turn a model call on windows into `predict(latents, *args, **kwargs)` on the whole clip.
+
+    `predict(latents, ...)` takes `[B, F, C, H, W]` latents of the schedule's F latent frames and calls
+    `predict_window(window_latents, window_indices, ...)` on batches of at most `window_batch_size` windows:
+    `window_latents` is `[k * B, window, C, H, W]`, window-major (window_indices[0]'s B rows, then the next window's),
+    and `window_indices` the k windows' indices into `schedule.starts` (for what else is per window: reference rows,
+    conditioning frames, masks). `predict_window` returns `[k * B, window, ...]` in the same order. Each frame's result
+    is the weighted average of its windows' predictions (`schedule.frame_weights`), accumulated in at least float32
+    and returned in the prediction's dtype; a frame only one window holds gets that window's prediction bit for bit,
+    and a one-window schedule calls `predict_window(latents, (0,), ...)` and returns its result unchanged.
+    """
+    if not isinstance(window_batch_size, int) or isinstance(window_batch_size, bool) or window_batch_size < 1:
+        raise ValueError(
+            f"`window_batch_size` must be a positive int (windows per model call; 1 uses the least memory), got "
+            f"{window_batch_size!r}."
+        )
+    weights = schedule.frame_weights()
+
+    def predict(latents: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        schedule.check_frames(latents.shape[1])
+        if schedule.num_windows == 1:
+            return predict_window(latents, (0,), *args, **kwargs)
+        batch = latents.shape[0]
+        combined = None
+        for first in range(0, schedule.num_windows, window_batch_size):
+            indices = tuple(range(first, min(first + window_batch_size, schedule.num_windows)))
+            window_latents = torch.cat([latents[:, schedule.window_slice(i)] for i in indices])
+            prediction = predict_window(window_latents, indices, *args, **kwargs)
+            if tuple(prediction.shape[:2]) != (len(indices) * batch, schedule.window):
+                raise ValueError(
+                    f"`predict_window` returned shape {tuple(prediction.shape)} for {len(indices)} windows of "
+                    f"{batch} rows and {schedule.window} frames: it must return [windows * rows, frames, ...]."
+                )
+            if combined is None:
+                dtype = torch.promote_types(prediction.dtype, torch.float32)
+                combined = prediction.new_zeros((batch, schedule.latent_frames, *prediction.shape[2:]), dtype=dtype)
+            for k, i in enumerate(indices):
+                weight = weights[i].to(combined.device, combined.dtype).view(1, -1, *[1] * (prediction.ndim - 2))
+                combined[:, schedule.window_slice(i)] += prediction[k * batch : (k + 1) * batch] * weight
+        return combined.to(prediction.dtype)
+
+    predict.schedule = schedule
+    predict.window_batch_size = window_batch_size
+    return predict
+
+
+def split_windows(
+    tensor: torch.Tensor, schedule: WindowSchedule, indices: Sequence[int], dim: int = 1
+) -> torch.Tensor:
+    """The frames of windows `indices` of a per-frame tensor (reference latents, masks), stacked window-major on the
+    batch axis as `windowed` stacks the latents: what a `predict_window` takes of other inputs for its windows."""
+    return torch.cat([tensor.narrow(dim, schedule.starts[i], schedule.window) for i in indices])
