@@ -31,7 +31,8 @@ Inference only: the collectives are not differentiable.
 
 import math
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -51,21 +52,48 @@ _ATTENTION_HOOK = "cogvideox_context_parallel_attention"
 
 @dataclass
 class ContextParallelState:
-    """What the hooks of one transformer share: the process group and the padding of the current forward pass."""
+    """What the hooks of one transformer share: the collectives over its process group and the padding of the
+    current forward pass. The collectives are fields so that the cost model can run the same code on the meta
+    device (benchmarks/context_parallel_cost.py); `enable_context_parallel` binds torch.distributed's."""
 
-    group: dist.ProcessGroup | None
     degree: int
     rank: int
+    all_to_all: Callable[[torch.Tensor], torch.Tensor]  # over dim 0: chunk r to process r, chunk r from process r
+    all_gather: Callable[[torch.Tensor], list[torch.Tensor]]  # one tensor per process, in rank order
+    all_reduce_mean: Callable[[torch.Tensor], torch.Tensor]
     video_tokens: int = 0  # tokens per row before padding, set by the split at the first block
     local_tokens: int = 0  # tokens per row on this process (padding included)
-    exchanges: int = field(default=0)  # attention calls that went through the all-to-all (tests read it)
+    exchanges: int = 0  # attention calls that went through the all-to-all (tests read it)
 
     @property
     def padding(self) -> int:
         return self.local_tokens * self.degree - self.video_tokens
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+def distributed_collectives(group: dist.ProcessGroup | None) -> dict:
+    """torch.distributed's collectives over `group`, as `ContextParallelState` takes them."""
+    degree = dist.get_world_size(group)
+
+    def all_to_all(tensor):
+        tensor = tensor.contiguous()  # before empty_like, which would copy a permuted tensor's strides
+        output = torch.empty_like(tensor)
+        dist.all_to_all_single(output, tensor, group=group)
+        return output
+
+    def all_gather(tensor):
+        tensor = tensor.contiguous()
+        parts = [torch.empty_like(tensor) for _ in range(degree)]
+        dist.all_gather(parts, tensor, group=group)
+        return parts
+
+    def all_reduce_mean(tensor):
+        dist.all_reduce(tensor, group=group)
+        return tensor / degree
+
+    return dict(all_to_all=all_to_all, all_gather=all_gather, all_reduce_mean=all_reduce_mean)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Process group
 
 
@@ -94,7 +122,7 @@ def working_degrees(num_heads: int, limit: int = 16) -> list[int]:
     return [d for d in range(1, limit + 1) if num_heads % d == 0]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Enabling
 
 
@@ -124,12 +152,19 @@ def enable_context_parallel(transformer, degree: int, process_group: dist.Proces
             f"{num_heads} heads allow degrees {working_degrees(num_heads)}."
         )
     if getattr(transformer, "_context_parallel_state", None) is not None:
-        raise RuntimeError("Context parallelism is already enabled on this transformer: `disable_context_parallel` it.")
+        raise RuntimeError("Context parallelism is already on for this transformer: `disable_context_parallel` first.")
 
-    state = ContextParallelState(group=process_group, degree=degree, rank=dist.get_rank(process_group))
-    if degree == 1:
-        transformer._context_parallel_state = state
-        return state
+    state = ContextParallelState(
+        degree=degree, rank=dist.get_rank(process_group), **distributed_collectives(process_group)
+    )
+    if degree > 1:
+        install_context_parallel_hooks(transformer, state)
+    transformer._context_parallel_state = state
+    return state
+
+
+def install_context_parallel_hooks(transformer, state: ContextParallelState):
+    """The hooks alone, without checks (the cost model installs them on a meta-device transformer)."""
     for index, block in enumerate(transformer.transformer_blocks):
         # Every block gets the whole RoPE tables from the transformer; only the first gets the whole video.
         HookRegistry.check_if_exists_or_initialize(block).register_hook(
@@ -143,8 +178,6 @@ def enable_context_parallel(transformer, degree: int, process_group: dist.Proces
             HookRegistry.check_if_exists_or_initialize(module).register_hook(
                 ContextParallelAttentionHook(state), _ATTENTION_HOOK
             )
-    transformer._context_parallel_state = state
-    return state
 
 
 def disable_context_parallel(transformer):
@@ -161,7 +194,7 @@ def disable_context_parallel(transformer):
     transformer._context_parallel_state = None
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Split and gather at the transformer's edges
 
 
@@ -188,10 +221,11 @@ class VideoTokenSplitHook(ModelHook):
             else:
                 args[0] = hidden_states
 
-        rope = kwargs.get("image_rotary_emb") if "image_rotary_emb" in kwargs else (args[3] if len(args) > 3 else None)
+        in_kwargs = "image_rotary_emb" in kwargs
+        rope = kwargs["image_rotary_emb"] if in_kwargs else (args[3] if len(args) > 3 else None)
         if rope is not None:
             rope = tuple(self.shard(table, dim=0) for table in rope)
-            if "image_rotary_emb" in kwargs:
+            if in_kwargs:
                 kwargs["image_rotary_emb"] = rope
             else:
                 args[3] = rope
@@ -214,13 +248,10 @@ class VideoTokenGatherHook(ModelHook):
         self.state = state
 
     def post_forward(self, module, output):
-        state = self.state
-        shards = [torch.empty_like(output) for _ in range(state.degree)]
-        dist.all_gather(shards, output.contiguous(), group=state.group)
-        return torch.cat(shards, dim=1)[:, : state.video_tokens]
+        return torch.cat(self.state.all_gather(output), dim=1)[:, : self.state.video_tokens]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Attention
 
 
@@ -295,14 +326,12 @@ def context_parallel_attention(
         qkv.append(states)
     if image_rotary_emb is not None:
         for index in (0, 1):  # queries and keys; CogVideoX attention is self-attention
-            qkv[index] = torch.cat(
-                [qkv[index][:, :, :text_seq_length], apply_rotary_emb(qkv[index][:, :, text_seq_length:], image_rotary_emb)],
-                dim=2,
-            )
+            text, video = qkv[index][:, :, :text_seq_length], qkv[index][:, :, text_seq_length:]
+            qkv[index] = torch.cat([text, apply_rotary_emb(video, image_rotary_emb)], dim=2)
 
     # 2. Token shards -> head shards: one all-to-all for q, k and v together. Text heads are sliced locally.
     video = torch.stack([states[:, :, text_seq_length:] for states in qkv])  # [3, B, H, n, d]
-    video = _all_to_all(video.unflatten(2, (degree, local_heads)).movedim(2, 0), state.group)  # [N, 3, B, h, n, d]
+    video = state.all_to_all(video.unflatten(2, (degree, local_heads)).movedim(2, 0))  # [N, 3, B, h, n, d]
     video = video.movedim(0, 3).flatten(3, 4)[:, :, :, : state.video_tokens]  # [3, B, h, N * n - padding, d]
     query, key, value = (
         torch.cat([states[:, head_slice, :text_seq_length], video[index]], dim=2) for index, states in enumerate(qkv)
@@ -321,24 +350,13 @@ def context_parallel_attention(
     text_out, video_out = out[:, :, :text_seq_length], out[:, :, text_seq_length:]
     if state.padding:
         video_out = F.pad(video_out, (0, 0, 0, state.padding))
-    video_out = _all_to_all(video_out.unflatten(2, (degree, state.local_tokens)).movedim(2, 0), state.group)
+    video_out = state.all_to_all(video_out.unflatten(2, (degree, state.local_tokens)).movedim(2, 0))
     video_out = video_out.movedim(0, 1).flatten(1, 2)  # [B, H, n, d], heads in rank order
-    text_parts = [torch.empty_like(text_out) for _ in range(degree)]
-    dist.all_gather(text_parts, text_out.contiguous(), group=state.group)
-    out = torch.cat([torch.cat(text_parts, dim=1), video_out], dim=2).transpose(1, 2).flatten(2, 3)
+    out = torch.cat([torch.cat(state.all_gather(text_out), dim=1), video_out], dim=2).transpose(1, 2).flatten(2, 3)
 
     out = attn.to_out[1](attn.to_out[0](out))
     encoder_hidden_states, hidden_states = out.split([text_seq_length, out.size(1) - text_seq_length], dim=1)
     return hidden_states, encoder_hidden_states
-
-
-def _all_to_all(tensor: torch.Tensor, group) -> torch.Tensor:
-    """`all_to_all_single` over dim 0 (one chunk per process): chunk r goes to process r, chunk r of the result came
-    from process r."""
-    tensor = tensor.contiguous()  # before empty_like, which would copy a permuted tensor's strides
-    output = torch.empty_like(tensor)
-    dist.all_to_all_single(output, tensor, group=group)
-    return output
 
 
 def _reference_attention(query, key, value, reference_rows: int, reference_weight: float) -> torch.Tensor:
@@ -367,7 +385,5 @@ def _record_gathered(recorder: CogVideoXTextAttentionRecorder, state, query, key
     every process holds the map of all heads."""
     previous, recorder.attention = recorder.attention, None
     recorder._record(query, key, text_seq_length)
-    attention = recorder.attention
-    dist.all_reduce(attention, group=state.group)
-    attention /= state.degree
+    attention = state.all_reduce_mean(recorder.attention)
     recorder.attention = attention if previous is None else previous + attention
