@@ -120,3 +120,25 @@ def test_without_a_process_group_enabling_names_torchrun(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(RuntimeError, match="RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT not set"):
         init_process_group_from_env()
+
+
+def test_cost_model_counts_one_shard_and_the_bytes_each_exchange_moves():
+    """benchmarks/context_parallel_cost.py on the faithful size (CogVideoX-5B's structure, 8 heads, 2 layers, 1950
+    video tokens): process 0 of 2 holds half the tokens, and the buffers are those of the exchange's shapes."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "context_parallel_cost.py"
+    spec = importlib.util.spec_from_file_location("context_parallel_cost", path)
+    cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cost)
+
+    one, two = cost.count_shard("faithful", 1, 2, 1), cost.count_shard("faithful", 2, 2, 1)
+    rows, heads, head_dim, bf16 = 3, 8, 64, 2
+    assert one["video_tokens"] == two["video_tokens"] == 1950 and two["local_tokens"] == 975
+    assert two["qkv_all_to_all_bytes"] == 3 * rows * heads * 975 * head_dim * bf16
+    assert two["output_all_to_all_bytes"] == rows * heads * 975 * head_dim * bf16
+    assert two["text_all_gather_bytes"] == rows * heads // 2 * 226 * head_dim * bf16
+    assert two["collectives_per_call"] == 3 * 2 + 1  # per block: two all-to-alls and the text; the output gather
+    # Half the video work, the text's projections and feed-forward on both processes: a little over half.
+    assert 0.5 < two["flops"] / one["flops"] < 0.56
+    assert one["sent_bytes"] == 0 and one["collectives_per_call"] == 0
