@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from diffusers import CogVideoXTransformer3DModel
-from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
+from diffusers.models.attention_processor import AttnProcessor2_0, CogVideoXAttnProcessor2_0
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
 from cogvideox_ddim_inversion.cogvideox_ddim_context_parallel import (
@@ -100,6 +100,35 @@ def transformer_cases(pipe, transformer, variant: str, degree: int, results: dic
         results[f"{variant} | {name}"] = entry
 
 
+def refusals(transformer, degree: int) -> dict:
+    """What enabling refuses once a process group exists: a degree that is not the group's size, enabling twice, and
+    an attention processor it does not know (refused at the call, on every process, before any exchange)."""
+    messages = {}
+    try:
+        enable_context_parallel(transformer, degree + 1)
+    except ValueError as error:
+        messages["degree"] = str(error)
+    enable_context_parallel(transformer, degree)
+    try:
+        enable_context_parallel(transformer, degree)
+    except RuntimeError as error:
+        messages["twice"] = str(error)
+    transformer.set_attn_processor(AttnProcessor2_0())
+    config = transformer.config
+    try:
+        transformer(
+            hidden_states=torch.randn(1, 3, config.in_channels, 8, 12),
+            encoder_hidden_states=torch.randn(1, TEXT_LENGTH, config.text_embed_dim),
+            timestep=torch.tensor([500]),
+        )
+    except TypeError as error:
+        messages["processor"] = str(error)
+    finally:
+        disable_context_parallel(transformer)
+        transformer.set_attn_processor(CogVideoXAttnProcessor2_0())
+    return messages
+
+
 def pipeline_cases(pipe, variant: str, degree: int, results: dict):
     """`invert` with `mask_words` and a shared and a paired edit, alone and with context parallelism."""
     frames = np.stack(sample_clip_frames(num_frames=9))
@@ -162,6 +191,9 @@ def main():
             transformer_cases(pipe, transformer, variant, degree, results)
         if args.pipeline:
             pipeline_cases(pipe, variant, degree, results)
+        if "refusals" not in results and transformer.config.patch_size_t is None:  # 3 latent frames fit
+            with torch.no_grad():
+                results["refusals"] = refusals(transformer, degree)
     if rank == 0:
         args.out.write_text(json.dumps(results, indent=1))
     dist.destroy_process_group()
