@@ -54,8 +54,8 @@ MANIFEST = "manifest.jsonl"
 JOB_RECORD = "job.json"
 REPLACED_PREFIX = ".replaced-"  # a finished job's old folder, between its replacement and its deletion
 PATH_FIELDS = ("video", "image", "inversion", "mask")  # relative to the JOBS file's folder; hashed by content
-BOOL_FIELDS = ("reconstruction", "save_inversion", "paste_back")
-LIST_FIELDS = ("prompts", "reference_steps", "reference_blocks", "mask_words")
+BOOL_FIELDS = ("reconstruction", "save_inversion", "paste_back", "mask_refine")
+LIST_FIELDS = ("prompts", "reference_steps", "reference_blocks", "mask_words", "mask_steps", "mask_blocks")
 NULLABLE_FIELDS = tuple(f.name for f in dataclasses.fields(EditSettings) if f.default is None)  # null: "not set"
 JOB_KEYS = ("id", *(f.name for f in dataclasses.fields(EditSettings) if f.name != "extra"))
 KEY_ALIASES = {"prompt": "prompts"}
