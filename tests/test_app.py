@@ -180,7 +180,7 @@ def test_local_edits_with_mask_words_or_a_mask_video(client, clip, tmp_path):
         submit(client, clip, "a blue circle", mask=gradio_client.handle_file(str(short)))
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # A real browser
 
 
@@ -296,7 +296,7 @@ def save_screenshot(browser, path):
     image.quantize(colors=64, method=PIL.Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # The page's fields come from EditSettings
 
 

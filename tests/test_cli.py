@@ -251,7 +251,7 @@ def test_frame_counts_that_the_vae_cannot_decode_in_step_are_not_read(tiny_check
     assert record["inversion"]["source"]["frame_indices"] == list(range(9))
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # A saved inversion is used only with what it was made from, checked before any weights load
 
 
@@ -328,9 +328,9 @@ def test_the_same_settings_pass_every_check(saved_inversion, tiny_checkpoint, no
     """The control of the test above: with the settings the inversion was made with, the checks pass and the edit
     goes on to load the weights (refused here)."""
     with pytest.raises(RuntimeError, match="weights were loaded"):
-        main(["edit", saved_inversion["clip"], "--inversion", saved_inversion["inversion"], "--prompt", "a blue circle",
-              "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir", str(tmp_path / "out"), "--device", "cpu",
-              "--source-prompt", "a red circle", "--steps", "2"])
+        main(["edit", saved_inversion["clip"], "--inversion", saved_inversion["inversion"], "--prompt",
+              "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir", str(tmp_path / "out"),
+              "--device", "cpu", "--source-prompt", "a red circle", "--steps", "2"])
     assert len(no_weights) == 1
 
 
@@ -374,7 +374,7 @@ def test_output_paths_are_checked_before_any_weights_load(saved_inversion, tiny_
     assert no_weights == [] and not (tmp_path / "out").exists()
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Options the pipeline takes, and the help
 
 
