@@ -53,17 +53,16 @@ class ModelSettings:
     compile: bool = False  # torch.compile the transformer
 
 
-def _option(default=None, *, inversion: str | None = None, memory_only: bool = False, page: dict | None = None,
-            default_factory=None):
+def _option(default=None, *, inversion: str | None = None, memory_only: bool = False, default_factory=None):
     """An `EditSettings` field and what the entry points need to know about it (`dataclasses.fields(...).metadata`):
 
     - `inversion`: the inversion depends on it: `"always"`, `"source"` (only where a video is read: frame selection
       and size) or `"mask"` (only with --mask-words); see `inversion_dependencies`.
     - `memory_only`: it changes memory or speed, never the outputs (left out of batch's settings hash).
-    - `page`: how the app shows it (`app.py`): `label`, a `kind` and its parameters; fields without one are not on
-      the page.
+
+    The app makes its page fields from the fields' names, types and defaults (`app.PAGE_FIELDS`).
     """
-    metadata = {"inversion": inversion, "memory_only": memory_only, "page": page}
+    metadata = {"inversion": inversion, "memory_only": memory_only}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -76,7 +75,7 @@ class EditSettings:
     video: str | None
     prompts: list[str]
     source_prompt: str = _option("", inversion="always")
-    negative_prompt: str = _option("", page={"kind": "text", "label": "Negative prompt"})
+    negative_prompt: str = _option("")
     steps: int = _option(50, inversion="always")
     guidance: float = _option(6.0)
     guidance_ramp: float | None = _option(None)  # guidance from `guidance_ramp_at` of the steps on
@@ -842,9 +841,8 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
     local_edit = {}
     if mask is not None:
         local_edit = dict(mask=mask, source_latents=inv.latents, paste_back=settings.paste_back,
-                          source_video=source_frames if settings.paste_back else None,
-                          mask_dilation=settings.mask_dilation, mask_feather=settings.mask_feather,
-                          mask_steps=settings.mask_steps)
+                          source_video=source_frames if settings.paste_back else None, mask_steps=settings.mask_steps,
+                          mask_dilation=settings.mask_dilation, mask_feather=settings.mask_feather)
     image_latents = _image_latents(pipe, settings, inv)  # read and encoded once, not per chunk of prompts
     videos = []
     batch = settings.prompt_batch_size or len(prompts)
