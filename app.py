@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
@@ -164,6 +165,7 @@ def settings_from_page(values: dict) -> EditSettings:
                            for name in PAGE_FIELDS})
 
 
+@functools.cache
 def _flag_help() -> dict:
     """Each edit option's command-line help and choices, by field name: the label of a field the page has no
     hand-made control for."""

@@ -41,7 +41,7 @@ def run_invert(args) -> dict:
     settings.save_inversion = args.output
     if settings.video is None:
         raise ValueError("invert needs a video file: cogvideox-ddim-inversion invert VIDEO --output PATH.")
-    prepare_edit(settings, model_settings.model)
+    prepare_edit(settings, model_settings.model, save_flag="--output")
     pipe, _ = load_pipeline(model_settings, log=print_log)
     invert_source(pipe, settings, *read_source(pipe, settings), log=print_log)
     print(f"inversion: {args.output}")

@@ -316,14 +316,14 @@ def settings_from_args(args) -> tuple[ModelSettings, EditSettings]:
 
 
 def prepare_edit(settings: EditSettings, model: str | None = None, *, config: dict | None = None,
-                 output_dir: str | None = None, check_video=None) -> dict:
+                 output_dir: str | None = None, check_video=None, save_flag: str = "--save-inversion") -> dict:
     """Every check of an edit that needs no weights, in one order, so that bad input fails before anything loads and
     nothing is written: the settings, the output paths, the checkpoint's config (read from `model` unless `config`
     is given) and what it allows, the source video (`check_video(path)`: an entry point's own limits, first), and a
     saved inversion against all of these. The command line, batch and the app call this, then load the pipeline.
-    Returns the checkpoint's config."""
+    `save_flag` names the flag of `settings.save_inversion` in messages. Returns the checkpoint's config."""
     check_edit_settings(settings)
-    check_output_paths(settings, output_dir)
+    check_output_paths(settings, output_dir, save_flag)
     if config is None:
         config = checkpoint_config(model)
     check_settings_for_checkpoint(settings, config)
@@ -475,15 +475,15 @@ def check_output_path(path: str, flag: str, folder: bool = False):
         raise PermissionError(f"Cannot write to {existing!r} ({flag} {path!r}): pick another {flag}.")
 
 
-def check_output_paths(settings: EditSettings, output_dir: str | None = None):
-    """Where the edit writes: the output folder and the --save-inversion file (batch's switch names no path)."""
+def check_output_paths(settings: EditSettings, output_dir: str | None = None, save_flag: str = "--save-inversion"):
+    """Where the edit writes: the output folder and the inversion file (`save_flag`; batch's switch names no path)."""
     if output_dir is not None:
         check_output_path(output_dir, "--output-dir", folder=True)
     if isinstance(settings.save_inversion, (str, os.PathLike)):
-        check_output_path(settings.save_inversion, "--save-inversion")
+        check_output_path(settings.save_inversion, save_flag)
         if settings.inversion is not None and os.path.abspath(settings.save_inversion) == os.path.abspath(
                 settings.inversion):
-            raise ValueError("--save-inversion names the --inversion being read: leave --save-inversion out.")
+            raise ValueError(f"{save_flag} names the --inversion being read: leave {save_flag} out.")
 
 
 def check_settings_for_checkpoint(settings: EditSettings, config: dict):

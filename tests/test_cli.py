@@ -365,7 +365,8 @@ def test_output_paths_are_checked_before_any_weights_load(saved_inversion, tiny_
         "save over the inversion": (["edit", clip, "--prompt", "x", "--source-prompt", "a red circle", "--steps", "2",
                                      "--inversion", saved_inversion["inversion"], "--save-inversion",
                                      saved_inversion["inversion"]], "--save-inversion names the --inversion"),
-        "invert output is a folder": (["invert", clip, "--output", str(tmp_path)], "is a folder: give a file name"),
+        "invert output is a folder": (["invert", clip, "--output", str(tmp_path)],
+                                      f"--output {str(tmp_path)!r} is a folder: give a file name"),
     }[problem]
     if args[0] == "edit" and "--output-dir" not in args:
         args += ["--output-dir", str(tmp_path / "out")]
