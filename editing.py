@@ -166,11 +166,6 @@ def parse_mask_words(text: str) -> list[str]:
     return [word.strip() for word in text.split(",") if word.strip()]
 
 
-def _window_text(value) -> str:
-    """A `--reference-steps`-style value as typed: 1.0, or 0.2,0.8."""
-    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
-
-
 class _ExtendWords(argparse.Action):
     """`--mask-words horse rider` and `--mask-words horse,rider` both give ["horse", "rider"]."""
 
