@@ -1,16 +1,16 @@
 """The web page: upload a video, type what should change, watch source and edit side by side (Gradio Blocks).
 
 `cogvideox-ddim-inversion app` loads the checkpoint once (the committed toy checkpoint unless `--model` names another)
-and serves one page. Each run calls `editing.py` as the command line does: `check_edit_settings()`,
-`check_settings_for_checkpoint()`, `check_source()`, `edit_video()`; the page only turns its fields into
-`EditSettings`, whose defaults are the page's defaults.
+and serves one page. Each run calls `editing.py` as the command line does: `prepare_edit()` (every check), then
+`edit_video()`. The page's fields are `EditSettings`' fields (`PAGE_FIELDS`), read back by their type
+(`PAGE_READERS`), with its defaults; a field without a hand-placed control gets one from its command-line flag
+(`field_component`), so a new option needs no code here.
 
 Keeping the inversion: `edit_video()` saves the inversion (`save_inversion`) into the app's temporary folder under a
-hash of what it depends on (the video file, the source prompt, frame selection, size and inversion settings, the
-checkpoint), and
-the next run with the same hash passes that file back as `inversion`, so a new edit prompt skips the inversion. Files
-on disk rather than tensors in memory: the same code path as `edit --inversion` (checked against the loaded
-checkpoint), and nothing held in memory between requests.
+hash of what it depends on (`editing.inversion_dependencies`: the video file's content, the source prompt, frame
+selection, size and inversion settings) and the checkpoint, and the next run with the same hash passes that file back
+as `inversion`, so a new edit prompt skips the inversion. Files on disk rather than tensors in memory: the same code
+path as `edit --inversion` (checked against the loaded checkpoint), and nothing held in memory between requests.
 
 Safe to expose: one run at a time (Gradio's queue, concurrency 1); upload size and duration limits; every file the app
 writes (Gradio's uploads and cache included) lives under one temporary folder, removed when the app exits; bad input
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
@@ -33,32 +34,25 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from .cogvideox_ddim_checkpoint import checkpoint_config, default_video_size
 from .editing import (
-    REFERENCE_MODES,
-    RESIZE_MODES,
-    SAMPLING_MODES,
-    START_MODES,
     EditSettings,
     ModelSettings,
+    add_edit_arguments,
     add_model_arguments,
-    check_edit_settings,
-    check_settings_for_checkpoint,
-    check_source,
-    checkpoint_config,
+    add_source_arguments,
     edit_video,
+    inversion_dependencies,
     load_pipeline,
     parse_mask_words,
     parse_reference_blocks,
     parse_reference_steps,
+    prepare_edit,
     print_log,
 )
 
 
 DEFAULTS = EditSettings(video=None, prompts=[])  # the page's defaults are the API's
-# What an inversion depends on besides the video file and the checkpoint: a change in any of them inverts again.
-INVERSION_FIELDS = ("source_prompt", "steps", "strength", "fixed_point_iterations", "num_frames", "skip_frames_start",
-                    "skip_frames_end", "frame_stride", "sampling", "height", "width", "resize_mode", "mask_words",
-                    "mask_threshold")
 KEEP_RUNS = 8  # result folders kept on disk (older ones are deleted; Gradio has copied what the page shows)
 KEEP_INVERSIONS = 4  # saved inversions kept (the least recently used is deleted first)
 MiB = 1024**2
@@ -68,20 +62,25 @@ VIDEO_HEIGHT = 256  # pixels each video takes on the page
 def add_app_arguments(parser):
     """The app's flags: the command line's model and memory flags, then the server and its limits."""
     add_model_arguments(parser)
-    parser.set_defaults(model=None)  # no --model: the committed toy checkpoint (offline, CPU)
+    model = next(action for action in parser._actions if action.dest == "model")
+    model.default = None  # no --model: the committed toy checkpoint (offline, CPU)
+    model.help = "Hub id or local folder of a CogVideoX checkpoint (default: the committed toy checkpoint)"
     server = parser.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (0.0.0.0 serves the local network)")
+                        help="address to listen on; 0.0.0.0 serves the local network (default: %(default)s)")
     server.add_argument("--port", type=int, default=None, help="default: the first free port from 7860")
-    server.add_argument("--share", action="store_true", help="also open a temporary public link through Gradio")
-    server.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload accepted (MB)")
+    server.add_argument("--share", action="store_true",
+                        help="also open a temporary public link through Gradio (default: off)")
+    server.add_argument("--max-upload-mb", type=float, default=100.0,
+                        help="largest upload accepted, in MB (default: %(default)s)")
     server.add_argument("--max-duration", type=float, default=30.0, metavar="SECONDS",
-                        help="longest video accepted (read from the file's header before decoding)")
+                        help="longest video accepted, read from the file's header before decoding (default: "
+                        "%(default)s)")
     server.add_argument("--temp-dir", default=None,
                         help="folder in which the app makes its temporary folder (default: the system's)")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Checks and the inversion cache (no Gradio needed)
 
 
@@ -99,15 +98,11 @@ def check_duration(path: str, max_duration: float):
 
 
 def inversion_key(settings: EditSettings, model: str) -> str:
-    """Hash of what an inversion depends on: the video file's bytes, the frame selection and inversion settings, and
-    the checkpoint."""
-    digest = hashlib.sha256()
-    with open(settings.video, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    digest.update(json.dumps({name: getattr(settings, name) for name in INVERSION_FIELDS} | {"model": model},
-                             sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:32]
+    """Name of the saved inversion these settings can reuse: a hash of what an inversion depends on
+    (`editing.inversion_dependencies`: the video by content, the source prompt, frames, size, steps, ...) and the
+    checkpoint."""
+    payload = json.dumps({"depends_on": inversion_dependencies(settings), "model": model}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
 def _prune(folder: str, keep: int):
@@ -117,18 +112,92 @@ def _prune(folder: str, keep: int):
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
-def _unset_as_zero(default):
-    """The page's value for an EditSettings default of None ("not set"): 0, as the field's label says. (An emptied
-    number field reaches the server as 0 from the browser.)"""
-    return 0 if default is None else default
+# ---------------------------------------------------------------------------------------------------------------------
+# The page's fields: EditSettings' fields, read back by their type
+
+
+# Set by the app itself, not on the page: where the inversion is kept, and run.json's extras.
+APP_SET_FIELDS = ("save_inversion", "inversion", "extra")
+PAGE_FIELDS = tuple(f.name for f in dataclasses.fields(EditSettings) if f.name not in APP_SET_FIELDS)
+API_NAMES = {"prompts": "edit_prompts"}  # the edit function's parameter names where they differ from the field's
 
 
 def _zero_as_unset(value, kind):
-    """A page number field whose 0 means "not set" (None in EditSettings)."""
+    """A page number field whose 0 means "not set" (None in EditSettings); an emptied number field reaches the server
+    as 0 from the browser."""
     return None if value is None or value == "" or value == 0 else kind(value)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# How a page value becomes an EditSettings value, by the field's type (as annotated: a string).
+PAGE_READERS = {
+    "str": lambda value: value or "",
+    "str | None": lambda value: value or None,  # files and texts: empty is "not set"
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "int | None": lambda value: _zero_as_unset(value, int),
+    "float | None": lambda value: _zero_as_unset(value, float),
+    "float | tuple[float, float]": lambda value: parse_reference_steps(str(value)),
+    "list[int] | None": lambda value: parse_reference_blocks(value) if (value or "").strip() else None,
+    "list[str] | None": lambda value: parse_mask_words(value or "") or None,
+    "list[str]": lambda value: [line.strip() for line in (value or "").splitlines() if line.strip()],
+    "bool | None": lambda value: {"auto": None, "on": True, "off": False}[value or "auto"],
+}
+
+
+def page_default(name: str):
+    """The page's value for a field's default: None ("not set") is 0 in a number field and empty in a text field."""
+    kind, default = EditSettings.__dataclass_fields__[name].type, getattr(DEFAULTS, name, None)
+    if kind in ("int | None", "float | None"):
+        return 0 if default is None else default
+    if kind == "bool | None":
+        return {None: "auto", True: "on", False: "off"}[default]
+    if kind == "float | tuple[float, float]":
+        return ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+    if kind in ("list[int] | None", "list[str] | None", "list[str]"):
+        return ", ".join(map(str, default or []))
+    return default
+
+
+def settings_from_page(values: dict) -> EditSettings:
+    """EditSettings from the page's values (by field name)."""
+    return EditSettings(**{name: PAGE_READERS[EditSettings.__dataclass_fields__[name].type](values[name])
+                           for name in PAGE_FIELDS})
+
+
+@functools.cache
+def _flag_help() -> dict:
+    """Each edit option's command-line help and choices, by field name: the label of a field the page has no
+    hand-made control for."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_source_arguments(parser, video=False)
+    add_edit_arguments(parser)
+    return {action.dest: action for action in parser._actions}
+
+
+def field_component(name: str, **options):
+    """A page control for an EditSettings field, made from its type, default and command-line flag (`options`
+    replace any of its arguments): how a new option reaches the page without more code."""
+    import gradio as gr
+
+    action = _flag_help().get(name)
+    kind = EditSettings.__dataclass_fields__[name].type
+    arguments = {"value": page_default(name), "label": name.replace("_", " ").capitalize(),
+                 "info": action.help % vars(action) if action is not None and action.help else None}
+    if action is not None and action.choices:
+        return gr.Radio(list(action.choices), **{**arguments, **options})
+    if kind == "bool":
+        return gr.Checkbox(**{**arguments, **options})
+    if kind == "bool | None":
+        return gr.Radio(["auto", "on", "off"], **{**arguments, **options})
+    if kind in ("int", "float", "int | None", "float | None"):
+        return gr.Number(precision=0 if kind.startswith("int") else None, **{**arguments, **options})
+    return gr.Textbox(**{**arguments, **options})
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # The page
 
 
@@ -162,77 +231,50 @@ def _example_clips(folder: str) -> list[list[str]]:
     ]
 
 
-def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes: int, max_duration: float):
-    """The page, editing with `pipe`; every file it writes goes under `work_dir`."""
+def _status(record: dict, settings: EditSettings, reused: bool) -> str:
+    """The status line after a run: what was inverted or reused, edited, masked and reconstructed."""
+    outputs, timings = record["outputs"], record["timings_s"]
+    if reused:
+        status = ["Reused the inversion of this clip and settings (no inversion run)."]
+    else:
+        inverted = len(record["inversion"]["source"]["frame_indices"])
+        status = [(f"Inverted {inverted} frames with {settings.steps} steps in {timings['invert_s']:.1f} s; "
+                   "kept the inversion for the next prompt on this clip and settings.")]
+    if "edit_s" in timings:
+        status.append(f"Edited under {len(settings.prompts)} prompt(s) in {timings['edit_s']:.1f} s.")
+    if "mask" in outputs:
+        source = (f"the model's attention to {', '.join(settings.mask_words)}" if settings.mask_words
+                  else "the uploaded mask video")
+        pasted = "; the source pasted back outside it" if settings.paste_back else ""
+        status.append(f"Changed only inside the mask ({source}){pasted}.")
+    if "reconstruction_s" in timings:
+        status.append(f"Reconstructed in {timings['reconstruction_s']:.1f} s.")
+    return "\n".join(status)
+
+
+def _edit_function(pipe, load_info: dict, model: str, config: dict, work_dir: str, max_duration: float):
+    """The function the Edit button calls, with one parameter per page field (API names: `API_NAMES`), each
+    defaulting to the page's default so that API callers may leave it out."""
+    import inspect
+
     import gradio as gr
 
-    runs_dir, inversions_dir, examples_dir = (os.path.join(work_dir, name)
-                                              for name in ("runs", "inversions", "examples"))
-    for folder in (runs_dir, inversions_dir, examples_dir):
-        os.makedirs(folder, exist_ok=True)
-    config = checkpoint_config(model)
-    native_frames = config["transformer"]["sample_frames"]
-    native_height, native_width = (config["transformer"][f"sample_{side}"] * pipe.vae_scale_factor_spatial
-                                   for side in ("height", "width"))
+    runs_dir, inversions_dir = os.path.join(work_dir, "runs"), os.path.join(work_dir, "inversions")
 
-    # `image` defaults to None here so that API callers may leave it out (fields with a value on the page are
-    # optional for them already).
-    def edit(video, source_prompt, edit_prompts, steps, guidance, guidance_ramp, guidance_ramp_at, reference_mode,
-             reference_steps, reference_weight, strength, fixed_point_iterations, reconstruction, num_frames, sampling,
-             resize_mode, skip_frames_start, skip_frames_end, frame_stride, height, width, fps, negative_prompt, seed,
-             start, reference_blocks, prompt_batch_size, image=DEFAULTS.image, mask_words="", mask=DEFAULTS.mask,
-             paste_back=DEFAULTS.paste_back, mask_threshold=DEFAULTS.mask_threshold,
-             mask_dilation=DEFAULTS.mask_dilation, mask_feather=DEFAULTS.mask_feather,
-             progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (how Gradio passes its progress tracker)
+    def edit(*values):
+        values = dict(zip(PAGE_FIELDS, values))
+        video = values["video"]
         if not video:
             raise gr.Error("Upload a video (or pick an example clip below it) first.")
-        prompts = [line.strip() for line in (edit_prompts or "").splitlines() if line.strip()]
-        if not prompts and not reconstruction:
+        try:
+            settings = settings_from_page(values)
+        except (ValueError, TypeError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        if not settings.prompts and not settings.reconstruction:
             raise gr.Error("Type an edit prompt (one per line for several edits), or tick Reconstruction.")
         try:
-            settings = EditSettings(
-                video=video,
-                prompts=prompts,
-                source_prompt=source_prompt or "",
-                negative_prompt=negative_prompt or "",
-                steps=int(steps),
-                guidance=float(guidance),
-                guidance_ramp=_zero_as_unset(guidance_ramp, float),
-                guidance_ramp_at=float(guidance_ramp_at),
-                seed=int(seed),
-                height=_zero_as_unset(height, int),
-                width=_zero_as_unset(width, int),
-                num_frames=_zero_as_unset(num_frames, int),
-                skip_frames_start=int(skip_frames_start),
-                skip_frames_end=int(skip_frames_end),
-                frame_stride=int(frame_stride),
-                sampling=sampling,
-                resize_mode=resize_mode,
-                reference_mode=reference_mode,
-                reference_steps=parse_reference_steps(str(reference_steps)),
-                reference_blocks=(parse_reference_blocks(reference_blocks) if (reference_blocks or "").strip()
-                                  else None),
-                reference_weight=float(reference_weight),
-                strength=float(strength),
-                fixed_point_iterations=int(fixed_point_iterations),
-                start=start,
-                fps=_zero_as_unset(fps, float),
-                image=image or None,
-                reconstruction=bool(reconstruction),
-                prompt_batch_size=_zero_as_unset(prompt_batch_size, int),
-                mask=mask or None,
-                mask_words=parse_mask_words(mask_words or "") or None,
-                paste_back=bool(paste_back),
-                mask_threshold=float(mask_threshold),
-                mask_dilation=int(mask_dilation),
-                mask_feather=int(mask_feather),
-            )
-            # The command line's checks, before any model work; then the app's own limit.
-            check_edit_settings(settings)
-            check_settings_for_checkpoint(settings, config)
-            check_duration(video, max_duration)
-            check_source(settings, config)
-
+            # The command line's checks, with the app's duration limit before the video is read.
+            prepare_edit(settings, config=config, check_video=lambda path: check_duration(path, max_duration))
             inversion = os.path.join(inversions_dir, inversion_key(settings, model) + ".safetensors")
             reused = os.path.isfile(inversion)
             if reused:
@@ -246,33 +288,17 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                 pipe.set_progress_bar_config(desc=message.rstrip("."))  # names the stage of the next progress bar
 
             run_dir = os.path.join(runs_dir, time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8])
-            os.makedirs(run_dir)
             record = edit_video(pipe, settings, run_dir, load_info, log=log)
         except (ValueError, FileNotFoundError, TypeError, OSError) as error:
             message = str(error)
-            for upload in filter(None, (video, mask, image)):  # the upload's name, not where the server keeps it
+            for upload in filter(None, (video, settings.mask, settings.image)):  # the upload's name, not the path
                 message = message.replace(upload, os.path.basename(upload))
             raise gr.Error(message, print_exception=False) from None
         finally:
             _prune(runs_dir, KEEP_RUNS)
             _prune(inversions_dir, KEEP_INVERSIONS)
 
-        outputs, timings = record["outputs"], record["timings_s"]
-        if reused:
-            status = ["Reused the inversion of this clip and settings (no inversion run)."]
-        else:
-            inverted = len(record["inversion"]["source"]["frame_indices"])
-            status = [(f"Inverted {inverted} frames with {settings.steps} steps in {timings['invert_s']:.1f} s; "
-                       "kept the inversion for the next prompt on this clip and settings.")]
-        if "edit_s" in timings:
-            status.append(f"Edited under {len(prompts)} prompt(s) in {timings['edit_s']:.1f} s.")
-        if "mask" in outputs:
-            source = (f"the model's attention to {', '.join(settings.mask_words)}" if settings.mask_words
-                      else "the uploaded mask video")
-            pasted = "; the source pasted back outside it" if settings.paste_back else ""
-            status.append(f"Changed only inside the mask ({source}){pasted}.")
-        if "reconstruction_s" in timings:
-            status.append(f"Reconstructed in {timings['reconstruction_s']:.1f} s.")
+        outputs = record["outputs"]
         downloads = [path for name, path in outputs.items() if name != "inversion"]
         return (
             outputs.get("side_by_side"),
@@ -280,8 +306,117 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
             gr.Video(value=outputs.get("reconstruction"), visible="reconstruction" in outputs),
             gr.Video(value=outputs.get("mask"), visible="mask" in outputs),
             downloads,
-            "\n".join(status),
+            _status(record, settings, reused),
         )
+
+    parameter = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    edit.__signature__ = inspect.Signature(
+        [inspect.Parameter("video", parameter)]
+        + [inspect.Parameter(API_NAMES.get(name, name), parameter, default=page_default(name))
+           for name in PAGE_FIELDS if name != "video"]
+        # how Gradio passes its progress tracker
+        + [inspect.Parameter("progress", parameter, default=gr.Progress(track_tqdm=True))]
+    )
+    return edit
+
+
+def _page_inputs(native_frames: int, native_height: int, native_width: int) -> dict:
+    """The form: a control per page field, by field name. Fields without a hand-placed control here get one from
+    `field_component` under "More options"."""
+    import gradio as gr
+
+    inputs = {"video": gr.Video(label="Source video", sources=["upload"], height=VIDEO_HEIGHT, elem_id="source-video")}
+    with gr.Row():
+        inputs["num_frames"] = field_component("num_frames", minimum=0, info=None,
+                                               label=f"Frames (0: the model's {native_frames})")
+        inputs["sampling"] = field_component("sampling", label="Frame sampling", info=None)
+        inputs["resize_mode"] = field_component("resize_mode", label="Resize mode", info=None)
+    inputs["source_prompt"] = gr.Textbox(value=DEFAULTS.source_prompt, label="Source prompt",
+                                         placeholder="what the video shows", elem_id="source-prompt")
+    inputs["prompts"] = gr.Textbox(label="Edit prompt", lines=2, elem_id="edit-prompt",
+                                   placeholder="what the edited video shows (one per line for several edits)")
+    with gr.Row():
+        inputs["steps"] = gr.Slider(1, 100, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
+        inputs["guidance"] = gr.Slider(1, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance")
+        inputs["strength"] = gr.Slider(0.05, 1, value=DEFAULTS.strength, step=0.05, label="Strength",
+                                       info="fraction of the schedule inverted and regenerated")
+    with gr.Row():
+        inputs["guidance_ramp"] = field_component("guidance_ramp", minimum=0, info=None,
+                                                  label="Guidance ramp: raise guidance to (0: off)")
+        inputs["guidance_ramp_at"] = gr.Slider(0.05, 0.95, value=DEFAULTS.guidance_ramp_at, step=0.05,
+                                               label="... from this fraction of the steps")
+    with gr.Row():
+        inputs["reference_mode"] = field_component("reference_mode", label="Reference mode", info=None)
+        inputs["reference_steps"] = field_component("reference_steps", info=None,
+                                                    label="Reference steps (END or START,END)")
+        inputs["reference_weight"] = gr.Slider(0, 2, value=DEFAULTS.reference_weight, step=0.05,
+                                               label="Reference weight")
+    with gr.Row():
+        inputs["fixed_point_iterations"] = gr.Slider(0, 5, value=DEFAULTS.fixed_point_iterations, step=1,
+                                                     label="Fixed-point iterations (inversion)")
+        inputs["reconstruction"] = field_component("reconstruction", info=None,
+                                                   label="Reconstruction (regenerate with the source prompt)")
+    with gr.Accordion("Advanced", open=False):
+        with gr.Row():
+            inputs["skip_frames_start"] = field_component("skip_frames_start", minimum=0, info=None,
+                                                          label="Skip frames at the start")
+            inputs["skip_frames_end"] = field_component("skip_frames_end", minimum=0, info=None,
+                                                        label="Skip frames at the end")
+            inputs["frame_stride"] = field_component("frame_stride", minimum=1, info=None, label="Frame stride")
+        with gr.Row():
+            inputs["height"] = field_component("height", minimum=0, info=None,
+                                               label=f"Height (0: the model's {native_height})")
+            inputs["width"] = field_component("width", minimum=0, info=None,
+                                              label=f"Width (0: the model's {native_width})")
+            inputs["fps"] = field_component("fps", minimum=0, info=None, label="Output fps (0: the source's)")
+        inputs["negative_prompt"] = gr.Textbox(value=DEFAULTS.negative_prompt, label="Negative prompt",
+                                               placeholder="the source prompt often works well here")
+        with gr.Row():
+            inputs["seed"] = field_component("seed", info=None, label="Seed")
+            inputs["start"] = field_component("start", info=None,
+                                              label="Start from (inverted noise, or fresh noise as published)")
+        with gr.Row():
+            inputs["reference_blocks"] = field_component("reference_blocks", info=None,
+                                                         label="Reference blocks (I,J,...; empty: all)")
+            inputs["prompt_batch_size"] = field_component("prompt_batch_size", minimum=0, info=None,
+                                                          label="Prompts per batch (0: all)")
+        inputs["image"] = gr.Image(type="filepath", sources=["upload"],
+                                   label="Image-to-video checkpoints: first frame to condition on (empty: source's)")
+    with gr.Accordion("Local edit (mask)", open=False, elem_id="local-edit"):
+        inputs["mask_words"] = field_component(
+            "mask_words", info=None, elem_id="mask-words",
+            label="Mask words: words of the source prompt (comma separated); the model's attention to them is the "
+            "region that may change")
+        inputs["mask"] = gr.File(label="Or a mask video (white: may change; a frame for every source frame)",
+                                 file_types=["video"], type="filepath", elem_id="mask-file")
+        inputs["paste_back"] = field_component("paste_back", info=None, elem_id="paste-back",
+                                               label="Paste the source back outside the mask")
+        with gr.Row():
+            inputs["mask_threshold"] = gr.Slider(0.05, 0.95, value=DEFAULTS.mask_threshold, step=0.05,
+                                                 label="Mask words' threshold (lower: larger mask)")
+            inputs["mask_dilation"] = gr.Slider(0, 64, value=DEFAULTS.mask_dilation, step=1,
+                                                label="Grow the mask (pixels)")
+            inputs["mask_feather"] = gr.Slider(0, 64, value=DEFAULTS.mask_feather, step=1,
+                                               label="Feather its edge (pixels)")
+        for name in ("mask_steps", "mask_blocks", "mask_refine"):
+            inputs[name] = field_component(name)
+    with gr.Accordion("More options", open=False):
+        for name in PAGE_FIELDS:
+            if name not in inputs:
+                inputs[name] = field_component(name)
+    return inputs
+
+
+def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes: int, max_duration: float):
+    """The page, editing with `pipe`; every file it writes goes under `work_dir`."""
+    import gradio as gr
+
+    for name in ("runs", "inversions", "examples"):
+        os.makedirs(os.path.join(work_dir, name), exist_ok=True)
+    config = checkpoint_config(model)
+    native_frames = config["transformer"]["sample_frames"]
+    native_height, native_width = default_video_size(config["transformer"])
+    edit = _edit_function(pipe, load_info, model, config, work_dir, max_duration)
 
     from .toy.demo import TOY_CHECKPOINT
 
@@ -302,80 +437,7 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
         )
         with gr.Row():
             with gr.Column():
-                video = gr.Video(label="Source video", sources=["upload"], height=VIDEO_HEIGHT, elem_id="source-video")
-                with gr.Row():
-                    num_frames = gr.Number(value=_unset_as_zero(DEFAULTS.num_frames), precision=0, minimum=0,
-                                           label=f"Frames (0: the model's {native_frames})")
-                    sampling = gr.Radio(list(SAMPLING_MODES), value=DEFAULTS.sampling, label="Frame sampling")
-                    resize_mode = gr.Radio(list(RESIZE_MODES), value=DEFAULTS.resize_mode, label="Resize mode")
-                source_prompt = gr.Textbox(value=DEFAULTS.source_prompt, label="Source prompt",
-                                           placeholder="what the video shows", elem_id="source-prompt")
-                edit_prompts = gr.Textbox(label="Edit prompt", lines=2, elem_id="edit-prompt",
-                                          placeholder="what the edited video shows (one per line for several edits)")
-                with gr.Row():
-                    steps = gr.Slider(1, 100, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
-                    guidance = gr.Slider(1, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance")
-                    strength = gr.Slider(0.05, 1, value=DEFAULTS.strength, step=0.05, label="Strength",
-                                         info="fraction of the schedule inverted and regenerated")
-                with gr.Row():
-                    guidance_ramp = gr.Number(value=_unset_as_zero(DEFAULTS.guidance_ramp), minimum=0,
-                                              label="Guidance ramp: raise guidance to (0: off)")
-                    guidance_ramp_at = gr.Slider(0.05, 0.95, value=DEFAULTS.guidance_ramp_at, step=0.05,
-                                                 label="... from this fraction of the steps")
-                with gr.Row():
-                    reference_mode = gr.Radio(list(REFERENCE_MODES), value=DEFAULTS.reference_mode,
-                                              label="Reference mode")
-                    reference_steps = gr.Textbox(value=str(DEFAULTS.reference_steps),
-                                                 label="Reference steps (END or START,END)")
-                    reference_weight = gr.Slider(0, 2, value=DEFAULTS.reference_weight, step=0.05,
-                                                 label="Reference weight")
-                with gr.Row():
-                    fixed_point_iterations = gr.Slider(0, 5, value=DEFAULTS.fixed_point_iterations, step=1,
-                                                       label="Fixed-point iterations (inversion)")
-                    reconstruction = gr.Checkbox(value=DEFAULTS.reconstruction,
-                                                 label="Reconstruction (regenerate with the source prompt)")
-                with gr.Accordion("Advanced", open=False):
-                    with gr.Row():
-                        skip_frames_start = gr.Number(value=DEFAULTS.skip_frames_start, precision=0, minimum=0,
-                                                      label="Skip frames at the start")
-                        skip_frames_end = gr.Number(value=DEFAULTS.skip_frames_end, precision=0, minimum=0,
-                                                    label="Skip frames at the end")
-                        frame_stride = gr.Number(value=DEFAULTS.frame_stride, precision=0, minimum=1,
-                                                 label="Frame stride")
-                    with gr.Row():
-                        height = gr.Number(value=_unset_as_zero(DEFAULTS.height), precision=0, minimum=0,
-                                           label=f"Height (0: the model's {native_height})")
-                        width = gr.Number(value=_unset_as_zero(DEFAULTS.width), precision=0, minimum=0,
-                                          label=f"Width (0: the model's {native_width})")
-                        fps = gr.Number(value=_unset_as_zero(DEFAULTS.fps), minimum=0,
-                                        label="Output fps (0: the source's)")
-                    negative_prompt = gr.Textbox(value=DEFAULTS.negative_prompt, label="Negative prompt",
-                                                 placeholder="the source prompt often works well here")
-                    with gr.Row():
-                        seed = gr.Number(value=DEFAULTS.seed, precision=0, label="Seed")
-                        start = gr.Radio(list(START_MODES), value=DEFAULTS.start,
-                                         label="Start from (inverted noise, or fresh noise as published)")
-                    with gr.Row():
-                        reference_blocks = gr.Textbox(value="", label="Reference blocks (I,J,...; empty: all)")
-                        prompt_batch_size = gr.Number(value=_unset_as_zero(DEFAULTS.prompt_batch_size), precision=0,
-                                                      minimum=0, label="Prompts per batch (0: all)")
-                    image = gr.Image(type="filepath", sources=["upload"],
-                                     label="Image-to-video checkpoints: first frame to condition on (empty: source's)")
-                with gr.Accordion("Local edit (mask)", open=False, elem_id="local-edit"):
-                    mask_words = gr.Textbox(value="", label="Mask words: words of the source prompt (comma "
-                                            "separated); the model's attention to them is the region that may change",
-                                            elem_id="mask-words")
-                    mask = gr.File(label="Or a mask video (white: may change; a frame for every source frame)",
-                                   file_types=["video"], type="filepath", elem_id="mask-file")
-                    paste_back = gr.Checkbox(value=DEFAULTS.paste_back, label="Paste the source back outside the mask",
-                                             elem_id="paste-back")
-                    with gr.Row():
-                        mask_threshold = gr.Slider(0.05, 0.95, value=DEFAULTS.mask_threshold, step=0.05,
-                                                   label="Mask words' threshold (lower: larger mask)")
-                        mask_dilation = gr.Slider(0, 64, value=DEFAULTS.mask_dilation, step=1,
-                                                  label="Grow the mask (pixels)")
-                        mask_feather = gr.Slider(0, 64, value=DEFAULTS.mask_feather, step=1,
-                                                 label="Feather its edge (pixels)")
+                inputs = _page_inputs(native_frames, native_height, native_width)
                 run = gr.Button("Edit", variant="primary", elem_id="run")
             with gr.Column():
                 side_by_side = gr.Video(label="Source | edit", interactive=False, autoplay=True, loop=True,
@@ -389,16 +451,12 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                 status = gr.Textbox(label="Status", interactive=False, lines=3, elem_id="status")
                 downloads = gr.File(label="Downloads (MP4s and run.json)", file_count="multiple", interactive=False,
                                     elem_id="downloads")
-        gr.Examples(_example_clips(examples_dir), inputs=[video, source_prompt, edit_prompts],
+        gr.Examples(_example_clips(os.path.join(work_dir, "examples")),
+                    inputs=[inputs["video"], inputs["source_prompt"], inputs["prompts"]],
                     label="Example clips", cache_examples=False)
         run.click(
             edit,
-            inputs=[video, source_prompt, edit_prompts, steps, guidance, guidance_ramp, guidance_ramp_at,
-                    reference_mode, reference_steps, reference_weight, strength, fixed_point_iterations,
-                    reconstruction, num_frames, sampling, resize_mode, skip_frames_start, skip_frames_end,
-                    frame_stride, height, width, fps, negative_prompt, seed, start, reference_blocks,
-                    prompt_batch_size, image, mask_words, mask, paste_back, mask_threshold, mask_dilation,
-                    mask_feather],
+            inputs=[inputs[name] for name in PAGE_FIELDS],
             outputs=[side_by_side, edited, reconstructed, mask_video, downloads, status],
             api_name="edit",
             concurrency_limit=1,  # one pipeline, one GPU: runs wait in the queue

@@ -31,31 +31,31 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from .cogvideox_ddim_files import PARTIAL_PREFIX, atomic_write, file_digest, user_umask
 from .editing import (
     EditSettings,
-    _write_json,
     add_edit_arguments,
     add_source_arguments,
-    check_edit_settings,
-    check_output_dir,
-    check_settings_for_checkpoint,
-    check_source,
+    check_output_path,
     checkpoint_config,
     edit_video,
+    inversion_dependencies,
     load_pipeline,
+    prepare_edit,
     resolve_device_and_dtype,
+    settings_fields,
     settings_from_args,
+    write_json,
 )
 
 
 PROMPT_SEPARATOR = "|"  # CSV only: several edit prompts in one cell
 MANIFEST = "manifest.jsonl"
 JOB_RECORD = "job.json"
-PARTIAL_PREFIX = ".partial-"  # a job being written (and editing._write_json's and write_video's temporary files)
 REPLACED_PREFIX = ".replaced-"  # a finished job's old folder, between its replacement and its deletion
 PATH_FIELDS = ("video", "image", "inversion", "mask")  # relative to the JOBS file's folder; hashed by content
-BOOL_FIELDS = ("reconstruction", "save_inversion", "paste_back")
-LIST_FIELDS = ("prompts", "reference_steps", "reference_blocks", "mask_words")
+BOOL_FIELDS = ("reconstruction", "save_inversion", "paste_back", "mask_refine")
+LIST_FIELDS = ("prompts", "reference_steps", "reference_blocks", "mask_words", "mask_steps", "mask_blocks")
 NULLABLE_FIELDS = tuple(f.name for f in dataclasses.fields(EditSettings) if f.default is None)  # null: "not set"
 JOB_KEYS = ("id", *(f.name for f in dataclasses.fields(EditSettings) if f.name != "extra"))
 KEY_ALIASES = {"prompt": "prompts"}
@@ -241,23 +241,20 @@ def job_settings(job: Job, defaults: EditSettings, jobs_dir: str, parser=None) -
     return dataclasses.replace(defaults, **overrides, extra={**defaults.extra, "job_id": job.id})
 
 
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def settings_hash(settings: EditSettings, model: str, dtype: str) -> str:
-    """What a job's outputs depend on: every edit setting, the checkpoint and the dtype, with the video, image and
+    """What a job's outputs depend on: the checkpoint and the dtype, what its inversion depends on
+    (`editing.inversion_dependencies`: the video by content), and every other edit setting, with the image, mask and
     inversion files by content (so moving the data keeps finished jobs, replacing a video redoes its job). Not the
-    device, offload, tiling or library versions (recorded in job.json)."""
-    values = {name: value for name, value in dataclasses.asdict(settings).items() if name != "extra"}
+    options that only change memory or speed (`prompt_batch_size`, `trajectory_device`), the device, offload, tiling
+    or library versions (recorded in job.json)."""
+    skipped = {"extra", "video", *settings_fields(memory_only=True)}
+    values = {name: value for name, value in dataclasses.asdict(settings).items() if name not in skipped}
     for name in PATH_FIELDS:
-        values[name] = None if values[name] is None else _file_digest(values[name])
+        if name in values:
+            values[name] = None if values[name] is None else file_digest(values[name])
     values["save_inversion"] = bool(values["save_inversion"])
-    payload = json.dumps({"model": model, "dtype": dtype, "edit": values}, sort_keys=True, default=str)
+    payload = json.dumps({"model": model, "dtype": dtype, "inversion": inversion_dependencies(settings),
+                          "edit": values}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -301,7 +298,7 @@ def finished_record(folder: str, digest: str) -> dict | None:
     return record
 
 
-def publish(partial: str, final: str):
+def move_into_place(partial: str, final: str):
     """Move a complete job folder into place. A directory cannot be renamed over a non-empty one, so an old folder is
     first renamed aside (to a name the next run deletes), then the new one in, then the old one deleted: at every
     moment `final` is absent, old and whole, or new and whole."""
@@ -327,28 +324,15 @@ def _relocate(value, old: str, new: str):
 
 
 def _write_jsonl(rows: list[dict], path: str):
-    handle, partial = tempfile.mkstemp(suffix=".jsonl", prefix=PARTIAL_PREFIX, dir=os.path.dirname(path))
-    try:
-        with os.fdopen(handle, "w") as file:
-            for row in rows:
-                file.write(json.dumps(row, default=str) + "\n")
-        os.chmod(partial, 0o666 & ~_umask())
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    with atomic_write(path, suffix=".jsonl") as partial, open(partial, "w") as file:
+        for row in rows:
+            file.write(json.dumps(row, default=str) + "\n")
 
 
 def _first_line(error) -> str:
     """An error's first line, for the log and summary (ffmpeg's errors carry its whole banner; the manifest keeps
     every line)."""
     return str(error).strip().split("\n", 1)[0]
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -405,8 +389,7 @@ class BatchWorker:
         final = os.path.join(self.output_dir, job.id)
         try:
             settings = job_settings(job, self.defaults, self.jobs_dir, self.parser)
-            check_edit_settings(settings)
-            check_settings_for_checkpoint(settings, self.config)
+            prepare_edit(settings, config=self.config)  # a bad video fails here, before the pipeline loads
             digest = settings_hash(settings, self.model_settings.model, self.dtype)
             result["settings_hash"] = digest
             record = finished_record(final, digest)
@@ -432,19 +415,17 @@ class BatchWorker:
 
     def edit(self, job: Job, settings: EditSettings, digest: str, final: str) -> dict:
         started = time.perf_counter()
-        if settings.video is not None:
-            check_source(settings, self.config)  # a bad video fails here, before the pipeline loads
         pipe, load_info = self.pipeline()
         partial = tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{job.id}-", dir=self.output_dir)
         try:
-            os.chmod(partial, 0o777 & ~_umask())  # mkdtemp makes it private; the finished folder is the user's
+            os.chmod(partial, 0o777 & ~user_umask())  # mkdtemp makes it private; the finished folder is the user's
             inversion = os.path.join(partial, "inversion.safetensors") if settings.save_inversion else None
             run = edit_video(pipe, dataclasses.replace(settings, save_inversion=inversion), partial, load_info,
                              log=lambda message: self.log(f"{job.id}: {message}"))
             # run.json names the files where they end up, not in the temporary folder
             run = _relocate({key: value for key, value in run.items()}, partial, final)
             run["outputs"].pop("run", None)
-            _write_json(run, os.path.join(partial, "run.json"))
+            write_json(run, os.path.join(partial, "run.json"))
             outputs = {name: os.path.relpath(path, final) for name, path in run["outputs"].items()}
             outputs["run"] = "run.json"
             record = {
@@ -462,8 +443,8 @@ class BatchWorker:
                             "host": socket.gethostname(), "device": self.model_settings.device},
                 "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             }
-            _write_json(record, os.path.join(partial, JOB_RECORD))  # last: a folder with job.json is complete
-            publish(partial, final)
+            write_json(record, os.path.join(partial, JOB_RECORD))  # last: a folder with job.json is complete
+            move_into_place(partial, final)
         finally:
             if os.path.exists(partial):
                 shutil.rmtree(partial, ignore_errors=True)
@@ -514,8 +495,9 @@ def run_batch(args) -> int:
     jobs_path = os.path.abspath(args.jobs)
     jobs = read_jobs(jobs_path)
     output_dir = os.path.abspath(args.output_dir)
-    check_output_dir(output_dir)
+    check_output_path(output_dir, "--output-dir", folder=True)
     config = checkpoint_config(model_settings.model)
+    os.makedirs(output_dir, exist_ok=True)
 
     state = _partial_state(model_settings.device)
     if model_settings.device == "auto":

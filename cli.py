@@ -14,14 +14,10 @@ from .editing import (
     add_edit_arguments,
     add_model_arguments,
     add_source_arguments,
-    check_edit_settings,
-    check_output_dir,
-    check_settings_for_checkpoint,
-    check_source,
-    checkpoint_config,
     edit_video,
     invert_source,
     load_pipeline,
+    prepare_edit,
     print_log,
     read_source,
     settings_from_args,
@@ -31,12 +27,7 @@ from .editing import (
 def run_edit(args) -> dict:
     """Check everything, load the checkpoint, then invert (or load the inversion of) the video and write the edits."""
     model_settings, settings = settings_from_args(args)
-    check_edit_settings(settings)
-    check_output_dir(args.output_dir)
-    config = checkpoint_config(model_settings.model)
-    check_settings_for_checkpoint(settings, config)
-    if settings.video is not None:
-        check_source(settings, config)
+    prepare_edit(settings, model_settings.model, output_dir=args.output_dir)
     pipe, load_info = load_pipeline(model_settings, log=print_log)
     record = edit_video(pipe, settings, args.output_dir, load_info, log=print_log)
     for name, path in record["outputs"].items():
@@ -48,11 +39,9 @@ def run_invert(args) -> dict:
     """`invert VIDEO --output PATH`: the inversion alone, saved for `edit --inversion PATH`."""
     model_settings, settings = settings_from_args(args)
     settings.save_inversion = args.output
-    check_edit_settings(settings)
-    check_output_dir(os.path.dirname(os.path.abspath(args.output)))
-    config = checkpoint_config(model_settings.model)
-    check_settings_for_checkpoint(settings, config)
-    check_source(settings, config)
+    if settings.video is None:
+        raise ValueError("invert needs a video file: cogvideox-ddim-inversion invert VIDEO --output PATH.")
+    prepare_edit(settings, model_settings.model, save_flag="--output")
     pipe, _ = load_pipeline(model_settings, log=print_log)
     invert_source(pipe, settings, *read_source(pipe, settings), log=print_log)
     print(f"inversion: {args.output}")
@@ -110,6 +99,14 @@ def run_tiny_checkpoint(args) -> str:
     return path
 
 
+def option_group(parser: argparse.ArgumentParser, title: str):
+    """The parser's argument group called `title` (made if missing), so every option sits in a titled group."""
+    for group in parser._action_groups:
+        if group.title == title:
+            return group
+    return parser.add_argument_group(title)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cogvideox-ddim-inversion",
@@ -122,17 +119,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_source_arguments(edit)
     add_edit_arguments(edit)
-    edit.add_argument("--output-dir", default="output",
-                      help="folder for edit-<n>.mp4, side_by_side.mp4, reconstruction.mp4 and run.json")
+    option_group(edit, "outputs").add_argument(
+        "--output-dir", default="output",
+        help="folder for edit-<n>.mp4, side_by_side.mp4, reconstruction.mp4 and run.json (default: %(default)s)")
     add_model_arguments(edit)
     edit.set_defaults(func=run_edit)
 
     invert = commands.add_parser("invert", help="invert a video and save the inversion for `edit --inversion`")
     add_source_arguments(invert)
-    invert.add_argument("--output", required=True, help="inversion file to write (.safetensors)")
+    option_group(invert, "outputs").add_argument("--output", required=True,
+                                                 help="inversion file to write (.safetensors; required)")
     add_model_arguments(invert)
     invert.set_defaults(func=run_invert)
 
+    add_batch_parser(commands)
+    add_demo_parser(commands)
+
+    from .testing.tiny_checkpoint import VARIANTS
+
+    tiny = commands.add_parser("tiny-checkpoint", help="write a tiny random CogVideoX checkpoint (tests, demos)")
+    tiny.add_argument("path", help="folder to write the checkpoint to")
+    checkpoint = option_group(tiny, "checkpoint")
+    checkpoint.add_argument("--variant", default="cogvideox-5b", choices=sorted(VARIANTS),
+                            help="family whose structure the tiny model mirrors: %(choices)s (default: %(default)s)")
+    checkpoint.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: %(default)s)")
+    tiny.set_defaults(func=run_tiny_checkpoint)
+
+    app = commands.add_parser(
+        "app", help="web page for editing videos (Gradio; pip install 'cogvideox-ddim-inversion[app]'); without "
+        "--model it runs the committed toy checkpoint, offline"
+    )
+    add_app_arguments(app)
+    app.set_defaults(func=run_app)
+
+    add_publish_parser(commands)
+    return parser
+
+
+def add_batch_parser(commands):
     # `--save-inversion PATH` of `edit` becomes a switch here: each job's inversion goes into its own folder.
     batch = commands.add_parser(
         "batch", conflict_handler="resolve",
@@ -143,58 +167,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("jobs", help="JSONL (one JSON object per line) or CSV file (header row; several prompts "
                        "separated by '|'); video, image and inversion paths are relative to its folder")
-    batch.add_argument("--output-dir", required=True,
-                       help="one folder per job (edits, side_by_side.mp4, run.json, job.json) and manifest.jsonl")
     add_source_arguments(batch, video=False)
     add_edit_arguments(batch)
-    batch.add_argument("--save-inversion", action="store_true",
-                       help="also save each job's inversion as OUTPUT_DIR/<job id>/inversion.safetensors")
-    batch.add_argument("--fail-on-error", action="store_true",
-                       help="exit with status 1 when any job failed (default: 0; failures are in manifest.jsonl)")
+    outputs = option_group(batch, "outputs")
+    outputs.add_argument("--output-dir", required=True,
+                         help="one folder per job (edits, side_by_side.mp4, run.json, job.json) and manifest.jsonl "
+                         "(required)")
+    outputs.add_argument("--save-inversion", action="store_true",
+                         help="also save each job's inversion as OUTPUT_DIR/<job id>/inversion.safetensors (default: "
+                         "off)")
+    outputs.add_argument("--fail-on-error", action="store_true",
+                         help="exit with status 1 when any job failed (default: off, exit 0; failures are in "
+                         "manifest.jsonl)")
     add_model_arguments(batch)
     batch.set_defaults(func=run_batch)
+
+
+def add_demo_parser(commands):
+    from .testing.tiny_checkpoint import VARIANTS
 
     demo = commands.add_parser(
         "demo", help="invert and colour-edit a toy-world clip with the committed toy model (trained on CPU)"
     )
-    demo.add_argument("--output-dir", default="demo_output")
-    demo.add_argument("--steps", type=int, default=50, help="DDIM steps (with --random-tiny: 10 is plenty)")
-    demo.add_argument("--model", default=None, help="toy checkpoint folder (default: the one shipped in the package)")
-    demo.add_argument("--seed", type=int, default=0, help="which held-out toy clip to edit")
-    demo.add_argument(
+    group = option_group(demo, "demo")
+    group.add_argument("--output-dir", default="demo_output",
+                       help="folder for the demo's videos and metrics.json (default: %(default)s)")
+    group.add_argument("--steps", type=int, default=50,
+                       help="DDIM steps; with --random-tiny 10 is plenty (default: %(default)s)")
+    group.add_argument("--model", default=None,
+                       help="toy checkpoint folder (default: the one shipped in the package)")
+    group.add_argument("--seed", type=int, default=0, help="which held-out toy clip to edit (default: %(default)s)")
+    group.add_argument(
         "--random-tiny", action="store_true",
-        help="instead: write a tiny randomly initialised checkpoint and run edit on a sample clip (outputs are noise)",
+        help="instead: write a tiny randomly initialised checkpoint and run edit on a sample clip, whose outputs are "
+        "noise (default: off)",
     )
-    demo.add_argument("--variant", default="cogvideox-5b", help="with --random-tiny: tiny model structure to mirror")
+    group.add_argument("--variant", default="cogvideox-5b", choices=sorted(VARIANTS),
+                       help="with --random-tiny: tiny model structure to mirror, %(choices)s (default: %(default)s)")
     demo.set_defaults(func=run_demo)
 
-    tiny = commands.add_parser("tiny-checkpoint", help="write a tiny random CogVideoX checkpoint (tests, demos)")
-    tiny.add_argument("path")
-    tiny.add_argument("--variant", default="cogvideox-5b")
-    tiny.add_argument("--seed", type=int, default=0)
-    tiny.set_defaults(func=run_tiny_checkpoint)
 
-    app = commands.add_parser(
-        "app", help="web page for editing videos (Gradio; pip install 'cogvideox-ddim-inversion[app]'); without "
-        "--model it runs the committed toy checkpoint, offline"
-    )
-    add_app_arguments(app)
-    app.set_defaults(func=run_app)
-
+def add_publish_parser(commands):
     from .publish import run_publish  # stdlib only at import time: huggingface_hub loads when publishing
 
     publish = commands.add_parser(
         "publish", help="upload the pipeline code as a Hub repo that custom_pipeline='<namespace>/<name>' loads"
     )
     publish.add_argument("repo_id", help="model repo to create or update, as namespace/name")
-    publish.add_argument("--folder", default=None, help="write the Hub folder here (default: a temporary folder)")
-    publish.add_argument("--token", default=None, help="Hub token with write access (default: HF_TOKEN, `hf auth login`)")
-    publish.add_argument("--private", action="store_true", help="create the repo as private")
-    publish.add_argument("--dry-run", action="store_true", help="only write the folder; upload nothing")
-    publish.add_argument("--revision", default=None, help="branch to commit to (created if missing; default: main)")
-    publish.add_argument("--commit-message", default=None)
+    hub = option_group(publish, "Hub")
+    hub.add_argument("--folder", default=None, help="write the Hub folder here (default: a temporary folder)")
+    hub.add_argument("--token", default=None,
+                     help="Hub token with write access (default: HF_TOKEN, or the login of `hf auth login`)")
+    hub.add_argument("--private", action="store_true", help="create the repo as private (default: public)")
+    hub.add_argument("--dry-run", action="store_true", help="only write the folder; upload nothing (default: off)")
+    hub.add_argument("--revision", default=None, help="branch to commit to, created if missing (default: main)")
+    hub.add_argument("--commit-message", default=None,
+                     help="message of the Hub commit (default: one naming the package version)")
     publish.set_defaults(func=run_publish)
-    return parser
 
 
 def run_batch(args) -> int:

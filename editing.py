@@ -1,9 +1,10 @@
 """Editing video files end to end: the one implementation behind the command line, batch editing and the app.
 
 An entry point turns its input (flags, a job line, the page's fields) into `ModelSettings` and `EditSettings`, calls
-`check_edit_settings()` before any model work, loads the pipeline once with `load_pipeline()`, then calls
-`edit_video()` for each video. Nothing here parses flags: `add_model_arguments()` / `add_edit_arguments()` declare them
-and `settings_from_args()` reads them back, so every entry point offers the same options with the same defaults.
+`prepare_edit()` (every check that needs no weights, in one order), loads the pipeline once with `load_pipeline()`,
+then calls `edit_video()` for each video. Nothing here parses flags: `add_model_arguments()` / `add_edit_arguments()`
+declare them and `settings_from_args()` reads them back, so every entry point offers the same options with the same
+defaults. What a saved inversion depends on is defined once, by `inversion_dependencies()`.
 """
 
 from __future__ import annotations
@@ -14,16 +15,23 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
+from .cogvideox_ddim_checkpoint import (
+    DEFAULT_MODEL,
+    check_size_for_positional_embeddings,
+    checkpoint_config,
+    default_video_size,
+    is_image_to_video,
+)
+from .cogvideox_ddim_files import atomic_write, file_digest
+from .cogvideox_ddim_video_io import RESIZE_MODES, SAMPLING_MODES
 
-DEFAULT_MODEL = "THUDM/CogVideoX-5b"
+
+__all__ = ["DEFAULT_MODEL", "RESIZE_MODES", "SAMPLING_MODES", "checkpoint_config"]  # re-exported for the entry points
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # torch loads only when a command runs
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")
-RESIZE_MODES = ("crop", "pad", "stretch")
-SAMPLING_MODES = ("first", "spread")
 REFERENCE_MODES = ("shared", "paired")
 START_MODES = ("inverted", "noise")
 GiB = 1024**3
@@ -45,47 +53,72 @@ class ModelSettings:
     compile: bool = False  # torch.compile the transformer
 
 
+def _option(default=None, *, inversion: str | None = None, memory_only: bool = False, default_factory=None):
+    """An `EditSettings` field and what the entry points need to know about it (`dataclasses.fields(...).metadata`):
+
+    - `inversion`: the inversion depends on it: `"always"`, `"source"` (only where a video is read: frame selection
+      and size) or `"mask"` (only with --mask-words); see `inversion_dependencies`.
+    - `memory_only`: it changes memory or speed, never the outputs (left out of batch's settings hash).
+
+    The app makes its page fields from the fields' names, types and defaults (`app.PAGE_FIELDS`).
+    """
+    metadata = {"inversion": inversion, "memory_only": memory_only}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class EditSettings:
     """One video and what to do with it. Defaults are the pipeline's (`invert()` and `__call__`)."""
 
     video: str | None
     prompts: list[str]
-    source_prompt: str = ""
-    negative_prompt: str = ""
-    steps: int = 50
-    guidance: float = 6.0
-    guidance_ramp: float | None = None  # guidance from `guidance_ramp_at` of the steps on (GuidanceScaleCallback)
-    guidance_ramp_at: float = 0.5
-    seed: int = 42
-    height: int | None = None
-    width: int | None = None
-    num_frames: int | None = None
-    skip_frames_start: int = 0
-    skip_frames_end: int = 0
-    frame_stride: int = 1
-    sampling: str = "first"
-    resize_mode: str = "crop"
-    reference_mode: str = "shared"
-    reference_steps: float | tuple[float, float] = 1.0
-    reference_blocks: list[int] | None = None
-    reference_weight: float = 1.0
-    strength: float = 1.0
-    fixed_point_iterations: int = 0
-    start: str = "inverted"
-    fps: float | None = None
-    image: str | None = None  # image-to-video: condition the edits on this (edited) first frame
-    reconstruction: bool = False
-    save_inversion: str | None = None
-    inversion: str | None = None  # reuse a saved inversion instead of inverting
-    prompt_batch_size: int | None = None  # prompts per pipeline call (None: all at once)
-    mask: str | None = None  # mask video (white = may change), read with the source's frame selection and resizing
-    mask_words: list[str] | None = None  # words of source_prompt whose attention the inversion records as the mask
-    paste_back: bool = False  # composite the source outside the mask after decoding
-    mask_threshold: float = 0.5  # --mask-words: where the scaled attention map exceeds this
-    mask_dilation: int = 0  # pixels by which to grow the mask
-    mask_feather: int = 0  # pixels over which the mask falls to 0 outside its edge
-    extra: dict = field(default_factory=dict)  # recorded in run.json as given (e.g. a batch job's id)
+    source_prompt: str = _option("", inversion="always")
+    negative_prompt: str = _option("")
+    steps: int = _option(50, inversion="always")
+    guidance: float = _option(6.0)
+    guidance_ramp: float | None = _option(None)  # guidance from `guidance_ramp_at` of the steps on
+    guidance_ramp_at: float = _option(0.5)
+    seed: int = _option(42)
+    height: int | None = _option(None, inversion="source")
+    width: int | None = _option(None, inversion="source")
+    num_frames: int | None = _option(None, inversion="source")
+    skip_frames_start: int = _option(0, inversion="source")
+    skip_frames_end: int = _option(0, inversion="source")
+    frame_stride: int = _option(1, inversion="source")
+    sampling: str = _option("first", inversion="source")
+    resize_mode: str = _option("crop", inversion="source")
+    reference_mode: str = _option("shared")
+    reference_steps: float | tuple[float, float] = _option(1.0)
+    reference_blocks: list[int] | None = _option(None)
+    reference_weight: float = _option(1.0)
+    strength: float = _option(1.0, inversion="always")
+    fixed_point_iterations: int = _option(0, inversion="always")
+    start: str = _option("inverted")
+    fps: float | None = _option(None)
+    image: str | None = _option(None)  # image-to-video: condition the edits on this (edited) first frame
+    reconstruction: bool = _option(False)
+    save_inversion: str | None = _option(None)
+    inversion: str | None = _option(None)  # reuse a saved inversion instead of inverting
+    prompt_batch_size: int | None = _option(None, memory_only=True)  # prompts per pipeline call (None: all at once)
+    mask: str | None = _option(None)  # mask video (white = may change), read with the source's selection and resizing
+    mask_words: list[str] | None = _option(None, inversion="mask")  # words whose attention is recorded as the mask
+    paste_back: bool = _option(False)  # composite the source outside the mask after decoding
+    mask_threshold: float = _option(0.5, inversion="mask")  # --mask-words: where the scaled attention exceeds this
+    mask_dilation: int = _option(0)  # pixels by which to grow the mask
+    mask_feather: int = _option(0)  # pixels over which the mask falls to 0 outside its edge
+    mask_steps: float | tuple[float, float] = _option(1.0, inversion="mask")  # steps recording / keeping the mask
+    mask_blocks: list[int] | None = _option(None, inversion="mask")  # blocks whose attention is recorded
+    mask_refine: bool | None = _option(None, inversion="mask")  # snap the recorded mask to the frames' edges
+    trajectory_device: str | None = _option(None, memory_only=True)  # "cpu": keep the trajectory in host memory
+    extra: dict = _option(default_factory=dict)  # recorded in run.json as given (e.g. a batch job's id)
+
+
+def settings_fields(**metadata) -> list[str]:
+    """Names of the `EditSettings` fields whose metadata has these values, e.g. `settings_fields(memory_only=True)`."""
+    return [f.name for f in dataclasses.fields(EditSettings)
+            if all(f.metadata.get(key) == value for key, value in metadata.items())]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -94,25 +127,29 @@ class EditSettings:
 
 def add_model_arguments(parser):
     group = parser.add_argument_group("model and memory")
-    group.add_argument("--model", default=DEFAULT_MODEL, help="Hub id or local folder of a CogVideoX checkpoint")
-    group.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, ... (default: cuda when available)")
-    group.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="default: bf16 on GPU, fp32 on CPU")
+    group.add_argument("--model", default=DEFAULT_MODEL,
+                       help="Hub id or local folder of a CogVideoX checkpoint (default: %(default)s)")
+    group.add_argument("--device", default="auto",
+                       help="cuda, cuda:1, cpu, ... (default: %(default)s, cuda when available)")
+    group.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
+                       help="weights' precision (default: %(default)s, bf16 on a GPU, fp32 on the CPU)")
     group.add_argument(
         "--offload", default="auto", choices=OFFLOAD_MODES,
         help="keep weights on the CPU and move them to the GPU when used: 'model' moves whole models (text encoder, "
         "transformer, VAE), 'sequential' single layers (slowest, least memory); 'auto' picks from the GPU's free "
-        "memory and the checkpoint's size (none on the CPU)",
+        "memory and the checkpoint's size, none on the CPU (default: %(default)s)",
     )
     group.add_argument(
         "--vae-tiling", default="auto", choices=["auto", "on", "off"],
-        help="decode and encode the VAE in tiles and slices (default: on with CUDA, where 49 frames of 720x480 need "
-        "about 19 GB without it)",
+        help="decode and encode the VAE in tiles and slices; auto: on with CUDA, where 49 frames of 720x480 need "
+        "about 19 GB without it (default: %(default)s)",
     )
-    group.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first step)")
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile the transformer (slow first step; default: off)")
 
 
 def parse_reference_steps(text: str):
-    """`--reference-steps` as typed: "END" (a fraction of the steps) or "START,END" (a window)."""
+    """`--reference-steps` / `--mask-steps` as typed: "END" (a fraction of the steps) or "START,END" (a window)."""
     parts = [float(part) for part in text.split(",")]
     if len(parts) not in (1, 2):
         raise ValueError(f"Reference steps must be a fraction or START,END; got {text!r}.")
@@ -120,7 +157,7 @@ def parse_reference_steps(text: str):
 
 
 def parse_reference_blocks(text: str) -> list[int]:
-    """`--reference-blocks` as typed: comma-separated transformer block indices."""
+    """`--reference-blocks` / `--mask-blocks` as typed: comma-separated transformer block indices."""
     return [int(block) for block in text.split(",")]
 
 
@@ -137,84 +174,128 @@ class _ExtendWords(argparse.Action):
 
 
 def add_source_arguments(parser, video: bool = True):
-    """The source and its inversion: frames, size, steps. `video=False` leaves out the positional video (batch
-    editing reads videos from its jobs)."""
+    """The source and its inversion: frames, size, steps, the mask the inversion records. `video=False` leaves out the
+    positional video (batch editing reads videos from its jobs)."""
+    source = parser.add_argument_group("source")
     if video:
-        parser.add_argument("video", nargs="?", default=None,
+        source.add_argument("video", nargs="?", default=None,
                             help="input video file (any format ffmpeg reads); optional with --inversion")
-    parser.add_argument("--source-prompt", default="", help="prompt the video is inverted (and reconstructed) with")
+    source.add_argument("--source-prompt", default="",
+                        help="prompt the video is inverted (and reconstructed) with (default: empty, as published)")
 
     frames = parser.add_argument_group("frames")
     frames.add_argument("--num-frames", type=int, default=None,
                         help="most frames to use, trimmed to 8k + 1 (an odd number of latent frames: 9, 17, ..., 49; "
                         "default: the model's native count, 49)")
-    frames.add_argument("--skip-frames-start", type=int, default=0)
-    frames.add_argument("--skip-frames-end", type=int, default=0)
-    frames.add_argument("--frame-stride", type=int, default=1, help="with --sampling first: take every N-th frame")
+    frames.add_argument("--skip-frames-start", type=int, default=0,
+                        help="source frames to skip at the start (default: %(default)s)")
+    frames.add_argument("--skip-frames-end", type=int, default=0,
+                        help="source frames to skip at the end (default: %(default)s)")
+    frames.add_argument("--frame-stride", type=int, default=1,
+                        help="with --sampling first: take every N-th frame (default: %(default)s)")
     frames.add_argument("--sampling", default="first", choices=SAMPLING_MODES,
-                        help="'first': the first frames (with the stride); 'spread': evenly spaced over the clip")
-    frames.add_argument("--height", type=int, default=None, help="default: the model's native height")
-    frames.add_argument("--width", type=int, default=None, help="default: the model's native width")
+                        help="'first': the first frames (with the stride); 'spread': evenly spaced over the clip "
+                        "(default: %(default)s)")
+    frames.add_argument("--height", type=int, default=None, help="default: the model's size for this source")
+    frames.add_argument("--width", type=int, default=None, help="default: the model's size for this source")
     frames.add_argument("--resize-mode", default="crop", choices=RESIZE_MODES,
-                        help="fit the source to the model's size: 'crop' (cover, centre crop), 'pad', 'stretch'")
+                        help="fit the source to the model's size: 'crop' (cover, centre crop), 'pad', 'stretch' "
+                        "(default: %(default)s)")
 
     inversion = parser.add_argument_group("inversion")
-    inversion.add_argument("--steps", type=int, default=50, help="DDIM steps, for inversion and regeneration")
+    inversion.add_argument("--steps", type=int, default=50,
+                           help="DDIM steps, for inversion and regeneration (default: %(default)s)")
     inversion.add_argument("--strength", type=float, default=1.0,
-                           help="invert and regenerate only the last fraction of the schedule (keeps more source)")
+                           help="invert and regenerate only the last fraction of the schedule, keeping more of the "
+                           "source (default: %(default)s)")
     inversion.add_argument("--fixed-point-iterations", type=int, default=0,
-                           help="extra evaluations per inversion step for an exact round trip (2-4)")
-    inversion.add_argument("--mask-words", nargs="+", default=None, type=parse_mask_words, action=_ExtendWords,
-                           metavar="WORD",
-                           help="words of --source-prompt (comma or space separated): the inversion records the "
-                           "model's attention to them as the edit mask (mask.mp4); edits change only inside it")
-    inversion.add_argument("--mask-threshold", type=float, default=0.5,
-                           help="with --mask-words: the mask is where the attention, scaled to [0, 1], exceeds this "
-                           "(lower: a larger mask)")
+                           help="extra evaluations per inversion step for an exact round trip, 2-4 (default: "
+                           "%(default)s)")
+    inversion.add_argument("--trajectory-device", default=None, metavar="DEVICE",
+                           help="where to keep the inverted trajectory: 'cpu' keeps it in host memory and copies one "
+                           "step at a time to the GPU (default: the model's device)")
+
+    mask = parser.add_argument_group("mask (local edits)")
+    mask.add_argument("--mask-words", nargs="+", default=None, type=parse_mask_words, action=_ExtendWords,
+                      metavar="WORD",
+                      help="words of --source-prompt (comma or space separated): the inversion records the model's "
+                      "attention to them as the edit mask (mask.mp4); edits change only inside it (default: none)")
+    mask.add_argument("--mask-threshold", type=float, default=0.5,
+                      help="with --mask-words: the mask is where the attention, scaled to [0, 1], exceeds this "
+                      "(lower: a larger mask; default: %(default)s)")
+    mask.add_argument("--mask-blocks", type=parse_reference_blocks, default=None, metavar="I,J,...",
+                      help="with --mask-words: transformer blocks whose attention is recorded (default: the last)")
+    mask.add_argument("--mask-steps", type=parse_reference_steps, default=1.0, metavar="END or START,END",
+                      help="with a mask: the fraction of the steps (or a window) on which the inversion records the "
+                      "attention (--mask-words) and the edit keeps the source outside the mask (default: %(default)s)")
+    mask.add_argument("--mask-refine", action=argparse.BooleanOptionalAction, default=None,
+                      help="with --mask-words: snap the mask to the source frames' edges (default: on when a video "
+                      "is inverted)")
 
 
 def add_edit_arguments(parser):
-    """The edits: prompts, guidance, reference attention, outputs, and reusing or saving the inversion."""
+    """The edits: prompts, guidance, reference attention, local edits, outputs, and reusing or saving the
+    inversion."""
     text = parser.add_argument_group("edit")
     text.add_argument("--prompt", action="append", default=None, dest="prompts", metavar="PROMPT",
-                      help="prompt of an edit; repeat for several edits of one inversion (written as edit-1.mp4, ...)")
+                      help="prompt of an edit; repeat for several edits of one inversion, written as edit-1.mp4, ... "
+                      "(default: none)")
     text.add_argument("--negative-prompt", default="",
-                      help="negative prompt of the edits (the source prompt often works well here)")
-    text.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance scale of the edits")
+                      help="negative prompt of the edits; the source prompt often works well here (default: empty)")
+    text.add_argument("--guidance", type=float, default=6.0,
+                      help="classifier-free guidance scale of the edits (default: %(default)s)")
     text.add_argument("--guidance-ramp", type=float, default=None, metavar="SCALE",
-                      help="raise guidance to SCALE after --guidance-ramp-at of the steps (low, then high guidance)")
-    text.add_argument("--guidance-ramp-at", type=float, default=0.5, metavar="FRACTION")
-    text.add_argument("--reference-mode", default="shared", choices=REFERENCE_MODES)
-    text.add_argument("--reference-steps", type=parse_reference_steps, default=1.0, metavar="END or START,END",
-                      help="fraction of the steps (or a window) with reference attention")
-    text.add_argument("--reference-blocks", type=parse_reference_blocks, default=None,
-                      metavar="I,J,...", help="transformer blocks whose attention reads the reference (default: all)")
-    text.add_argument("--reference-weight", type=float, default=1.0,
-                      help="attention mass on the reference (<1 follows the prompt more)")
+                      help="raise guidance to SCALE after --guidance-ramp-at of the steps: low, then high guidance "
+                      "(default: off)")
+    text.add_argument("--guidance-ramp-at", type=float, default=0.5, metavar="FRACTION",
+                      help="with --guidance-ramp: the fraction of the steps after which guidance is raised (default: "
+                      "%(default)s)")
+    text.add_argument("--seed", type=int, default=42,
+                      help="seed of the noise (with --start noise) and any sampling (default: %(default)s)")
     text.add_argument("--start", default="inverted", choices=START_MODES,
-                      help="start from the inverted noise (closer to the source) or fresh noise (the published method)")
-    text.add_argument("--seed", type=int, default=42)
+                      help="start from the inverted noise (closer to the source) or fresh noise (the published "
+                      "method; default: %(default)s)")
     text.add_argument("--image", default=None,
                       help="image-to-video checkpoints: condition the edits on this image, e.g. an edited first frame "
                       "(default: the source's first frame)")
-    text.add_argument("--reconstruction", action="store_true",
-                      help="also regenerate the source with the source prompt (reconstruction.mp4)")
-    text.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's)")
-    text.add_argument("--prompt-batch-size", type=int, default=None,
-                      help="prompts per batched call (default: all; lower it when memory is short)")
-    text.add_argument("--mask", default=None, metavar="FILE",
-                      help="mask video (white = may change, same frames as the source): edits change only inside it")
-    text.add_argument("--paste-back", action="store_true",
-                      help="with --mask or --mask-words: after decoding, put the source's own pixels back outside the "
-                      "mask")
-    text.add_argument("--mask-dilation", type=int, default=0, metavar="PIXELS",
-                      help="grow the mask by this many pixels (a margin for motion and soft edges)")
-    text.add_argument("--mask-feather", type=int, default=0, metavar="PIXELS",
-                      help="let the mask fall from 1 to 0 over this many pixels outside its edge (soft seams)")
-    text.add_argument("--save-inversion", default=None, metavar="PATH",
-                      help="also save the inversion (.safetensors) to reuse with --inversion")
-    text.add_argument("--inversion", default=None, metavar="PATH",
-                      help="reuse a saved inversion instead of inverting the video")
+
+    reference = parser.add_argument_group("reference attention")
+    reference.add_argument("--reference-mode", default="shared", choices=REFERENCE_MODES,
+                           help="'shared': one reference row per step for all prompts; 'paired': one per prompt "
+                           "(default: %(default)s)")
+    reference.add_argument("--reference-steps", type=parse_reference_steps, default=1.0, metavar="END or START,END",
+                           help="fraction of the steps (or a window) with reference attention (default: %(default)s)")
+    reference.add_argument("--reference-blocks", type=parse_reference_blocks, default=None, metavar="I,J,...",
+                           help="transformer blocks whose attention reads the reference (default: all)")
+    reference.add_argument("--reference-weight", type=float, default=1.0,
+                           help="attention mass on the reference; below 1 follows the prompt more (default: "
+                           "%(default)s)")
+
+    local = parser.add_argument_group("local edits")
+    local.add_argument("--mask", default=None, metavar="FILE",
+                       help="mask video (white = may change, same frames as the source): edits change only inside it "
+                       "(default: none)")
+    local.add_argument("--paste-back", action="store_true",
+                       help="with --mask or --mask-words: after decoding, put the source's own pixels back outside "
+                       "the mask (default: off)")
+    local.add_argument("--mask-dilation", type=int, default=0, metavar="PIXELS",
+                       help="grow the mask by this many pixels, a margin for motion and soft edges (default: "
+                       "%(default)s)")
+    local.add_argument("--mask-feather", type=int, default=0, metavar="PIXELS",
+                       help="let the mask fall from 1 to 0 over this many pixels outside its edge, soft seams "
+                       "(default: %(default)s)")
+
+    outputs = parser.add_argument_group("outputs")
+    outputs.add_argument("--reconstruction", action="store_true",
+                         help="also regenerate the source with the source prompt, reconstruction.mp4 (default: off)")
+    outputs.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's)")
+    outputs.add_argument("--prompt-batch-size", type=int, default=None,
+                         help="prompts per batched call; lower it when memory is short (default: all)")
+    outputs.add_argument("--save-inversion", default=None, metavar="PATH",
+                         help="also save the inversion (.safetensors) to reuse with --inversion (default: not saved)")
+    outputs.add_argument("--inversion", default=None, metavar="PATH",
+                         help="reuse a saved inversion instead of inverting the video; it must have been made with "
+                         "this video, source prompt, frames, size, steps and strength (default: invert)")
 
 
 def settings_from_args(args) -> tuple[ModelSettings, EditSettings]:
@@ -226,11 +307,33 @@ def settings_from_args(args) -> tuple[ModelSettings, EditSettings]:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Checks that need no model
+# Checks that need no weights
+
+
+def prepare_edit(settings: EditSettings, model: str | None = None, *, config: dict | None = None,
+                 output_dir: str | None = None, check_video=None, save_flag: str = "--save-inversion") -> dict:
+    """Every check of an edit that needs no weights, in one order, so that bad input fails before anything loads and
+    nothing is written: the settings, the output paths, the checkpoint's config (read from `model` unless `config`
+    is given) and what it allows, the source video (`check_video(path)`: an entry point's own limits, first), and a
+    saved inversion against all of these. The command line, batch and the app call this, then load the pipeline.
+    `save_flag` names the flag of `settings.save_inversion` in messages. Returns the checkpoint's config."""
+    check_edit_settings(settings)
+    check_output_paths(settings, output_dir, save_flag)
+    if config is None:
+        config = checkpoint_config(model)
+    check_settings_for_checkpoint(settings, config)
+    source = None
+    if settings.video is not None:
+        if check_video is not None:
+            check_video(settings.video)
+        source = check_source(settings, config)
+    if settings.inversion is not None:
+        check_saved_inversion(settings, config, source)
+    return config
 
 
 def check_edit_settings(settings: EditSettings):
-    """Raise, naming the fix, for any setting that would fail later: files, prompts and numbers. Needs no model."""
+    """Raise, naming the fix, for any setting that would fail later: files, prompts and numbers."""
     s = settings
     if not s.prompts and not s.reconstruction and not s.save_inversion:
         raise ValueError("Nothing to do: give at least one --prompt (or --reconstruction, or --save-inversion).")
@@ -239,6 +342,33 @@ def check_edit_settings(settings: EditSettings):
             raise ValueError(f"Empty prompt {prompt!r}: every --prompt needs text describing the edited video.")
     if s.video is None and s.inversion is None:
         raise ValueError("Give a video file to edit, or --inversion with a saved inversion.")
+    check_input_files(s)
+    check_mask_settings(s)
+    check_numbers(s)
+    for name, value, choices in (("--resize-mode", s.resize_mode, RESIZE_MODES),
+                                 ("--sampling", s.sampling, SAMPLING_MODES),
+                                 ("--reference-mode", s.reference_mode, REFERENCE_MODES),
+                                 ("--start", s.start, START_MODES)):
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+    from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+
+    CogVideoXDDIMInversionPipeline.reference_step_window(s.reference_steps, s.steps)  # raises for a bad window
+    CogVideoXDDIMInversionPipeline.reference_step_window(s.mask_steps, s.steps, "mask_steps")
+    if s.trajectory_device is not None:
+        import torch
+
+        try:
+            torch.device(s.trajectory_device)
+        except RuntimeError:
+            raise ValueError(
+                f"--trajectory-device {s.trajectory_device!r} is not a device: pass cpu, cuda or cuda:N."
+            ) from None
+
+
+def check_input_files(settings: EditSettings):
+    """The video, image, mask and inversion files exist; the image is an image and the inversion one (its header)."""
+    s = settings
     for name, path in (("video", s.video), ("image", s.image), ("inversion", s.inversion), ("mask", s.mask)):
         if path is not None and not os.path.isfile(path):
             raise FileNotFoundError(f"{name.capitalize()} file not found: {path!r}. Check the path.")
@@ -250,7 +380,15 @@ def check_edit_settings(settings: EditSettings):
                 image.verify()
         except Exception as error:
             raise ValueError(f"Could not read the image {s.image!r} ({error}). Pass a PNG or JPEG file.") from None
-    check_mask_settings(s)
+    if s.inversion is not None:
+        from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
+
+        CogVideoXDDIMInversionOutput.read_settings(s.inversion)  # raises for a file that is not an inversion
+
+
+def check_numbers(settings: EditSettings):
+    """Steps, guidance, strength, weights, sizes: in range."""
+    s = settings
     if s.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {s.steps}.")
     if s.guidance < 1:
@@ -273,24 +411,19 @@ def check_edit_settings(settings: EditSettings):
         raise ValueError(f"--prompt-batch-size must be at least 1, got {s.prompt_batch_size}.")
     if s.fps is not None and not s.fps > 0:
         raise ValueError(f"--fps must be positive, got {s.fps}.")
-    for name, value, choices in (("--resize-mode", s.resize_mode, RESIZE_MODES),
-                                 ("--sampling", s.sampling, SAMPLING_MODES),
-                                 ("--reference-mode", s.reference_mode, REFERENCE_MODES),
-                                 ("--start", s.start, START_MODES)):
-        if value not in choices:
-            raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
-    from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
-
-    CogVideoXDDIMInversionPipeline.reference_step_window(s.reference_steps, s.steps)  # raises for a bad window
-    if s.inversion is not None:
-        check_saved_inversion(s)
     for size in (s.height, s.width):
         if size is not None and (size <= 0 or size % 16):
             raise ValueError(f"--height/--width must be positive multiples of 16 (VAE 8x, patches of 2), got {size}.")
 
 
+def mask_word_pattern(word: str) -> re.Pattern:
+    """`word` as a whole word or phrase of a prompt, in any case (how --mask-words are found in --source-prompt)."""
+    return re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
+
+
 def check_mask_settings(settings: EditSettings):
-    """--mask, --mask-words and --paste-back: one mask source, words of the source prompt, paste-back with a mask."""
+    """--mask, --mask-words and --paste-back: one mask source, words of the source prompt, paste-back with a mask;
+    the options that shape a mask only with one."""
     s = settings
     if s.mask is not None and s.mask_words:
         raise ValueError("Give --mask (a mask video) or --mask-words (a mask from the model's attention), not both.")
@@ -302,49 +435,216 @@ def check_mask_settings(settings: EditSettings):
             raise ValueError(f"{flag} is a number of pixels >= 0, got {value}.")
         if value and not masked:
             raise ValueError(f"{flag} shapes a mask: give --mask or --mask-words too.")
+    if s.mask_steps != 1.0 and not masked:
+        raise ValueError("--mask-steps sets the steps a mask applies on: give --mask or --mask-words too.")
     if not 0 < s.mask_threshold < 1:
         raise ValueError(f"--mask-threshold must be between 0 and 1 (exclusive), got {s.mask_threshold}.")
-    if s.mask_threshold != 0.5 and not s.mask_words:
-        raise ValueError("--mask-threshold sets the mask --mask-words records: give --mask-words too.")
+    for flag, unset in (("--mask-threshold", s.mask_threshold == 0.5), ("--mask-blocks", s.mask_blocks is None),
+                        ("--mask-refine", s.mask_refine is None)):
+        if not unset and not s.mask_words:
+            raise ValueError(f"{flag} sets the mask --mask-words records: give --mask-words too.")
+    if any(block < 0 for block in s.mask_blocks or []):
+        raise ValueError(f"--mask-blocks are transformer block indices >= 0, got {s.mask_blocks}.")
     for word in s.mask_words or []:
-        if not re.search(rf"(?<!\w){re.escape(word)}(?!\w)", s.source_prompt, re.IGNORECASE):
+        if not mask_word_pattern(word).search(s.source_prompt):
             raise ValueError(
                 f"--mask-words {word!r} is not a word of --source-prompt {s.source_prompt!r}: the mask is the "
                 "attention the inversion gives to words of its own prompt. Add the word to --source-prompt."
             )
 
 
-def check_saved_inversion(settings: EditSettings):
-    """A saved inversion must be one (read from its header alone) and have this edit's steps and strength."""
+def check_output_path(path: str, flag: str, folder: bool = False):
+    """`path` can be written as a folder (`folder`) or a file: not the other kind already, inside a folder we may
+    write to (the nearest existing one; missing folders are created when the outputs are written)."""
+    path = os.path.abspath(path)
+    if folder and os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag} {path!r} is a file: give a folder.")
+    if not folder and os.path.isdir(path):
+        raise ValueError(f"{flag} {path!r} is a folder: give a file name in it, e.g. {path}/inversion.safetensors.")
+    existing = path if folder else os.path.dirname(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{flag} {path!r} lies under {existing!r}, which is a file: give a path under a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"Cannot write to {existing!r} ({flag} {path!r}): pick another {flag}.")
+
+
+def check_output_paths(settings: EditSettings, output_dir: str | None = None, save_flag: str = "--save-inversion"):
+    """Where the edit writes: the output folder and the inversion file (`save_flag`; batch's switch names no path)."""
+    if output_dir is not None:
+        check_output_path(output_dir, "--output-dir", folder=True)
+    if isinstance(settings.save_inversion, (str, os.PathLike)):
+        check_output_path(settings.save_inversion, save_flag)
+        if settings.inversion is not None and os.path.abspath(settings.save_inversion) == os.path.abspath(
+                settings.inversion):
+            raise ValueError(f"{save_flag} names the --inversion being read: leave {save_flag} out.")
+
+
+def check_settings_for_checkpoint(settings: EditSettings, config: dict):
+    """Settings this checkpoint cannot run (from its config alone, before the weights load)."""
+    transformer = config["transformer"]
+    if settings.image is not None and not is_image_to_video(transformer):
+        raise ValueError(
+            "--image conditions image-to-video checkpoints (CogVideoX-5b-I2V, CogVideoX1.5-5B-I2V); this checkpoint "
+            "is text-to-video: leave --image out, or pass an image-to-video --model."
+        )
+    if settings.height is not None or settings.width is not None:
+        native = default_video_size(transformer)  # where the size matters (learned embeddings) it is the native one
+        check_size_for_positional_embeddings(transformer, settings.height or native[0], settings.width or native[1])
+    layers = transformer.get("num_layers")
+    for flag, blocks in (("--reference-blocks", settings.reference_blocks), ("--mask-blocks", settings.mask_blocks)):
+        if layers is not None and any(not 0 <= block < layers for block in blocks or []):
+            raise ValueError(f"{flag} {blocks}: this checkpoint has blocks 0 to {layers - 1}.")
+
+
+@dataclass(frozen=True)
+class SourceShape:
+    """What the edit will read of the source: frames (8k + 1) at the size they are brought to."""
+
+    num_frames: int
+    height: int
+    width: int
+
+
+def check_source(settings: EditSettings, config: dict) -> SourceShape:
+    """Refuse a video that cannot be read or has too few frames for this selection, from its header and packet list
+    alone (no frame is decoded); `config` is `checkpoint_config()`. Returns what the edit will read of it."""
+    from .video_io import count_frames, probe_video, select_frame_indices
+
+    selection = (
+        settings.skip_frames_start,
+        settings.skip_frames_end,
+        settings.frame_stride,
+        settings.num_frames or config["transformer"]["sample_frames"],
+        config["vae"].get("temporal_compression_ratio", 4),
+        settings.sampling,
+    )
+    info = probe_video(settings.video)
+    frames = select_frame_indices(count_frames(settings.video), *selection)
+    if settings.mask is not None:  # read with the same selection, frame for frame
+        probe_video(settings.mask)
+        mask_count = count_frames(settings.mask)
+        try:
+            mask_frames = len(select_frame_indices(mask_count, *selection))
+        except ValueError:  # fewer frames than any source needs: say how many it gives
+            mask_frames = len(range(settings.skip_frames_start, mask_count - settings.skip_frames_end,
+                                    settings.frame_stride))
+        if mask_frames != len(frames):
+            raise ValueError(
+                f"The mask video {settings.mask!r} gives {mask_frames} frames with this frame selection, the "
+                f"video {len(frames)}: give a mask video with a frame for every frame of the source."
+            )
+    default = default_video_size(config["transformer"], *info.display_size)
+    return SourceShape(len(frames), settings.height or default[0], settings.width or default[1])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What an inversion depends on
+
+
+def inversion_dependencies(settings: EditSettings) -> dict:
+    """What an inversion made with these settings depends on, besides the checkpoint (`invert()` records that as
+    `settings["model"]`): the video's content (SHA-256) and every `EditSettings` field marked `inversion`; the frame
+    selection and size only where a video is read, the mask's settings only with --mask-words (None otherwise).
+    JSON values: recorded in a saved inversion (`settings["depends_on"]`), compared by `check_saved_inversion`, and
+    hashed for the app's inversion cache and batch's settings hash."""
+    values = {"video_sha256": None if settings.video is None else file_digest(settings.video)}
+    for f in dataclasses.fields(EditSettings):
+        if f.metadata.get("inversion") is not None:
+            values[f.name] = getattr(settings, f.name) if _depends_on(f.name, settings) else None
+    return json.loads(json.dumps(values))  # as saved and read back: tuples become lists
+
+
+def _depends_on(name: str, settings: EditSettings) -> bool:
+    """Whether an inversion for `settings` depends on the field `name` (see `inversion_dependencies`)."""
+    kind = EditSettings.__dataclass_fields__[name].metadata.get("inversion")
+    return kind == "always" or (kind == "source" and settings.video is not None) or (
+        kind == "mask" and bool(settings.mask_words))
+
+
+def recorded_dependencies(recorded: dict) -> dict:
+    """A saved inversion's `inversion_dependencies`; for one saved by `inv.save()` outside the edit workflow, what
+    `invert()` itself records (prompt, steps, strength, fixed-point iterations, the mask's words and threshold)."""
+    if "depends_on" in recorded:
+        return recorded["depends_on"]
+    values = {"steps": recorded.get("num_inference_steps"), "mask_words": recorded.get("mask_words")}
+    for name in ("strength", "fixed_point_iterations", "mask_threshold"):
+        if name in recorded:
+            values[name] = recorded[name]
+    if isinstance(recorded.get("prompt"), str):
+        values["source_prompt"] = recorded["prompt"]
+    return values
+
+
+def _flag_value(name: str, value) -> str:
+    """How to pass `value` to the flag of the field `name`, as typed on the command line."""
+    import shlex
+
+    flag = "--" + name.replace("_", "-")
+    if value is None:
+        return f"leave {flag} out"
+    if isinstance(value, bool):
+        return f"pass {flag if value else '--no-' + name.replace('_', '-')}"
+    if isinstance(value, list):
+        return f"pass {flag} " + shlex.quote(",".join(map(str, value)))
+    return f"pass {flag} {shlex.quote(str(value))}"
+
+
+def inversion_differences(settings: EditSettings, recorded: dict, source: SourceShape | None = None) -> list[str]:
+    """Each way the saved inversion (its `recorded` settings) differs from what this edit would invert, naming the
+    flag that makes them agree; `source` is what the edit reads of the video (`check_source`)."""
+    before, now = recorded_dependencies(recorded), inversion_dependencies(settings)
+    differences = []
+    if before.get("video_sha256") and now["video_sha256"] and before["video_sha256"] != now["video_sha256"]:
+        made_from = (recorded.get("source") or {}).get("video")
+        differences.append(f"it was made from another video ({made_from!r}, by content): pass that video, or leave "
+                           "--inversion out to invert this one")
+    for name, value in now.items():
+        if name == "video_sha256" or name not in before or not _depends_on(name, settings) or before[name] == value:
+            continue
+        if name == "mask_words":
+            differences.append(f"it recorded no mask for --mask-words {value} (it has {before[name]}): invert again "
+                               "with these --mask-words, or give a --mask video")
+        elif name == "mask_threshold":
+            differences.append(f"it thresholded its mask at {before[name]}, not {value}: pass --mask-threshold "
+                               f"{before[name]}")
+        else:
+            label = "num_inference_steps" if name == "steps" else name
+            differences.append(f"{label}={before[name]!r}, not {value!r}: {_flag_value(name, before[name])}")
+    made = tuple(recorded.get(key) for key in ("num_frames", "height", "width"))
+    if source is not None and not differences and None not in made and made != dataclasses.astuple(source):
+        differences.append(
+            f"it holds {made[0]} frames of {made[2]}x{made[1]}, this edit reads the video as {source.num_frames} "
+            f"frames of {source.width}x{source.height}: pass the frame selection and size it was made with"
+        )
+    return differences
+
+
+def check_inversion_checkpoint(recorded: dict, config: dict):
+    """The checkpoint a saved inversion was made with (`recorded["model"]`, `invert()`'s fingerprint) against the one
+    about to load (`config`, `checkpoint_config()`). An inversion that records none is refused here; the structure,
+    weights and noise schedule are compared by the pipeline as it loads the inversion (`check_inversion`)."""
+    if not recorded.get("model"):
+        raise ValueError(
+            "This inversion does not record the checkpoint that made it (it was not made by `invert()`), so it cannot "
+            "be checked against --model: invert the video again."
+        )
+
+
+def check_saved_inversion(settings: EditSettings, config: dict, source: SourceShape | None = None):
+    """Refuse a saved inversion (read from its header alone) made with other settings than this edit's, naming each
+    difference and the flag to change, or without a record of its checkpoint."""
     from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
 
     recorded = CogVideoXDDIMInversionOutput.read_settings(settings.inversion)
-    for name, flag, wanted in (("num_inference_steps", "--steps", settings.steps),
-                               ("strength", "--strength", settings.strength)):
-        if recorded.get(name) != wanted:
-            raise ValueError(
-                f"The inversion {settings.inversion!r} was made with {name}={recorded.get(name)}, not {wanted}: pass "
-                f"{flag} {recorded.get(name)}, or invert again."
-            )
-    if settings.mask_words and recorded.get("mask_words") != settings.mask_words:
+    check_inversion_checkpoint(recorded, config)
+    differences = inversion_differences(settings, recorded, source)
+    if differences:
         raise ValueError(
-            f"The inversion {settings.inversion!r} recorded no mask for --mask-words {settings.mask_words} (it has "
-            f"{recorded.get('mask_words')}): invert again with these --mask-words, or give a --mask video."
+            f"The inversion {settings.inversion!r} was made with other settings than this edit: "
+            + "; ".join(differences) + ". Change these, or leave --inversion out to invert again."
         )
-    if settings.mask_words and recorded.get("mask_threshold") != settings.mask_threshold:
-        raise ValueError(
-            f"The inversion {settings.inversion!r} thresholded its mask at {recorded.get('mask_threshold')}, not "
-            f"{settings.mask_threshold}: pass --mask-threshold {recorded.get('mask_threshold')}, or invert again."
-        )
-
-
-def check_output_dir(path: str):
-    """The output folder must be a folder we can write to; created if missing (it is the user's choice)."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"--output-dir {path!r} is a file: give a folder.")
-    os.makedirs(path, exist_ok=True)
-    if not os.access(path, os.W_OK):
-        raise PermissionError(f"Cannot write to the output folder {path!r}: pick another --output-dir.")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -425,73 +725,6 @@ def load_pipeline(settings: ModelSettings, log=None):
 # Editing
 
 
-def checkpoint_config(model: str) -> dict:
-    """The checkpoint's transformer and VAE configs, without loading any weights (JSON files only), so that the
-    source video can be read and checked before the model loads."""
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
-
-    try:
-        return {
-            "transformer": dict(CogVideoXTransformer3DModel.load_config(model, subfolder="transformer")),
-            "vae": dict(AutoencoderKLCogVideoX.load_config(model, subfolder="vae")),
-        }
-    except (OSError, ValueError) as error:
-        raise ValueError(
-            f"Could not read the CogVideoX checkpoint {model!r} ({error}). Pass a Hub id such as {DEFAULT_MODEL} or a "
-            "folder holding model_index.json with transformer/ and vae/ subfolders."
-        ) from None
-
-
-def check_settings_for_checkpoint(settings: EditSettings, config: dict):
-    """Settings this checkpoint cannot run (from its config alone, before the weights load)."""
-    transformer = config["transformer"]
-    image_to_video = transformer["in_channels"] == 2 * (transformer.get("out_channels") or 16)
-    if settings.image is not None and not image_to_video:
-        raise ValueError(
-            "--image conditions image-to-video checkpoints (CogVideoX-5b-I2V, CogVideoX1.5-5B-I2V); this checkpoint "
-            "is text-to-video: leave --image out, or pass an image-to-video --model."
-        )
-    if transformer.get("use_learned_positional_embeddings"):
-        native = (transformer["sample_height"] * 8, transformer["sample_width"] * 8)
-        wanted = (settings.height or native[0], settings.width or native[1])
-        if wanted != native:
-            raise ValueError(
-                f"This checkpoint has learned positional embeddings for {native[1]}x{native[0]} (width x height) only: "
-                f"leave --height/--width out (the source is fitted with --resize-mode), or use a CogVideoX 1.5 "
-                "checkpoint for other sizes."
-            )
-
-
-def check_source(settings: EditSettings, config: dict):
-    """Refuse a video that cannot be read or has too few frames for this selection, from its header and packet list
-    alone (no frame is decoded); `config` is `checkpoint_config()`."""
-    from .video_io import count_frames, probe_video, select_frame_indices
-
-    selection = (
-        settings.skip_frames_start,
-        settings.skip_frames_end,
-        settings.frame_stride,
-        settings.num_frames or config["transformer"]["sample_frames"],
-        config["vae"].get("temporal_compression_ratio", 4),
-        settings.sampling,
-    )
-    probe_video(settings.video)
-    frames = select_frame_indices(count_frames(settings.video), *selection)
-    if settings.mask is not None:  # read with the same selection, frame for frame
-        probe_video(settings.mask)
-        mask_count = count_frames(settings.mask)
-        try:
-            mask_frames = len(select_frame_indices(mask_count, *selection))
-        except ValueError:  # fewer frames than any source needs: say how many it gives
-            mask_frames = len(range(settings.skip_frames_start, mask_count - settings.skip_frames_end,
-                                    settings.frame_stride))
-        if mask_frames != len(frames):
-            raise ValueError(
-                f"The mask video {settings.mask!r} gives {mask_frames} frames with this frame selection, the "
-                f"video {len(frames)}: give a mask video with a frame for every frame of the source."
-            )
-
-
 def read_source(pipe, settings: EditSettings):
     """The source frames to invert, selected and resized while decoding (uint8 [F, H, W, 3], 8k + 1 frames, at the
     model's size for this source), their frame rate, and their frame numbers in the source."""
@@ -538,7 +771,6 @@ def invert_source(pipe, settings: EditSettings, frames=None, fps=None, indices=N
 
     log = log or (lambda message: None)
     if settings.inversion is not None:
-        check_saved_inversion(settings)
         inv = CogVideoXDDIMInversionOutput.load(settings.inversion, pipeline=pipe)
         log(f"Reusing the inversion {settings.inversion} ({inv.trajectory.shape[0]} steps, no inversion run).")
         return inv
@@ -552,8 +784,12 @@ def invert_source(pipe, settings: EditSettings, frames=None, fps=None, indices=N
         height=frames.shape[1],
         width=frames.shape[2],
         max_sequence_length=pipe.transformer.config.max_text_seq_length,
+        trajectory_device=settings.trajectory_device,
         mask_words=settings.mask_words,
         mask_threshold=settings.mask_threshold,
+        mask_blocks=settings.mask_blocks,
+        mask_steps=settings.mask_steps,
+        mask_refine=settings.mask_refine,
     )
     inv.fps = fps
     inv.settings["source"] = {
@@ -562,6 +798,7 @@ def invert_source(pipe, settings: EditSettings, frames=None, fps=None, indices=N
            ("skip_frames_start", "skip_frames_end", "frame_stride", "num_frames", "sampling", "resize_mode")},
         "frame_indices": indices,
     }
+    inv.settings["depends_on"] = inversion_dependencies(settings)  # compared when it is reused (--inversion)
     if settings.save_inversion:
         inv.save(settings.save_inversion)
         log(f"Saved the inversion to {settings.save_inversion}.")
@@ -599,7 +836,7 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
     local_edit = {}
     if mask is not None:
         local_edit = dict(mask=mask, source_latents=inv.latents, paste_back=settings.paste_back,
-                          source_video=source_frames if settings.paste_back else None,
+                          source_video=source_frames if settings.paste_back else None, mask_steps=settings.mask_steps,
                           mask_dilation=settings.mask_dilation, mask_feather=settings.mask_feather)
     image_latents = _image_latents(pipe, settings, inv)  # read and encoded once, not per chunk of prompts
     videos = []
@@ -661,19 +898,10 @@ def _versions() -> dict:
     return versions
 
 
-def _write_json(data: dict, path: str):
-    """Write JSON under a temporary name and move it into place: the file is whole or absent."""
-    handle, partial = tempfile.mkstemp(suffix=".json", prefix=".partial-", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(data, f, indent=2, default=str)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(partial, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+def write_json(data: dict, path: str):
+    """Write JSON whole or not at all (`atomic_write`), with the user's usual permissions."""
+    with atomic_write(path, suffix=".json") as partial, open(partial, "w") as file:
+        json.dump(data, file, indent=2, default=str)
 
 
 def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | None = None, log=None) -> dict:
@@ -686,6 +914,7 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | 
     from .video_io import write_mask_video, write_video
 
     log = log or (lambda message: None)
+    os.makedirs(output_dir, exist_ok=True)  # checked by `prepare_edit`; made only now that there is work to write
     timings = {}
     started = time.perf_counter()
     frames, fps, indices = None, None, None
@@ -736,7 +965,7 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | 
         "outputs": outputs,
         "versions": _versions(),
     }
-    _write_json(record, os.path.join(output_dir, "run.json"))
+    write_json(record, os.path.join(output_dir, "run.json"))
     outputs["run"] = os.path.join(output_dir, "run.json")
     return record
 

@@ -180,7 +180,7 @@ def test_local_edits_with_mask_words_or_a_mask_video(client, clip, tmp_path):
         submit(client, clip, "a blue circle", mask=gradio_client.handle_file(str(short)))
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # A real browser
 
 
@@ -294,3 +294,48 @@ def save_screenshot(browser, path):
 
     image = PIL.Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
     image.quantize(colors=64, method=PIL.Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The page's fields come from EditSettings
+
+
+def test_the_page_fields_are_the_settings_fields_and_read_back_to_their_defaults(app, client):
+    """Every EditSettings field but those the app sets is a page field and an API parameter; the page's default
+    values read back as EditSettings' defaults, so a new option needs no list kept by hand."""
+    import dataclasses
+
+    from cogvideox_ddim_inversion.app import API_NAMES, APP_SET_FIELDS, PAGE_FIELDS, page_default, settings_from_page
+    from cogvideox_ddim_inversion.editing import EditSettings
+
+    names = [f.name for f in dataclasses.fields(EditSettings)]
+    assert list(PAGE_FIELDS) == [name for name in names if name not in APP_SET_FIELDS]
+    assert {"mask_steps", "mask_blocks", "mask_refine", "trajectory_device"} <= set(PAGE_FIELDS)
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/edit"]["parameters"]
+    assert [p["parameter_name"] for p in parameters] == [API_NAMES.get(name, name) for name in PAGE_FIELDS]
+    assert settings_from_page({name: page_default(name) for name in PAGE_FIELDS}) == EditSettings(video=None,
+                                                                                                   prompts=[])
+
+
+def test_the_inversion_cache_key_is_what_the_inversion_depends_on(tmp_path):
+    import dataclasses
+
+    from cogvideox_ddim_inversion.app import inversion_key
+    from cogvideox_ddim_inversion.editing import EditSettings
+
+    clip = write_sample_clip(tmp_path / "a.mp4", num_frames=9)
+    copy = shutil.copyfile(clip, tmp_path / "copy.mp4")
+    base = EditSettings(video=clip, prompts=["x"], source_prompt="a red circle")
+    key = inversion_key(base, "model")
+    for same in ({"prompts": ["y"]}, {"guidance": 3.0}, {"seed": 1}, {"video": str(copy)}, {"mask_threshold": 0.5},
+                 {"prompt_batch_size": 1}):
+        assert inversion_key(dataclasses.replace(base, **same), "model") == key, same
+    for change in ({"source_prompt": "a circle"}, {"steps": 3}, {"strength": 0.5}, {"fixed_point_iterations": 1},
+                   {"num_frames": 9}, {"skip_frames_start": 1}, {"frame_stride": 2}, {"sampling": "spread"},
+                   {"height": 32}, {"width": 32}, {"resize_mode": "pad"}, {"mask_words": ["circle"]},
+                   {"video": write_sample_clip(tmp_path / "b.mp4", num_frames=10)}):
+        assert inversion_key(dataclasses.replace(base, **change), "model") != key, change
+    masked = dataclasses.replace(base, mask_words=["circle"])
+    for change in ({"mask_threshold": 0.4}, {"mask_blocks": [0]}, {"mask_steps": 0.5}, {"mask_refine": False}):
+        assert inversion_key(dataclasses.replace(masked, **change), "model") != inversion_key(masked, "model")
+    assert inversion_key(base, "other model") != key

@@ -144,6 +144,37 @@ def test_jsonl_jobs_take_the_local_edit_options(tmp_path):
     assert settings.mask_words == ["brown horse", "rider"] and settings.mask_feather == 4
 
 
+def test_jobs_take_the_mask_and_trajectory_options(tmp_path):
+    job = read_jobs_from_values({"video": "a.mp4", "mask_words": "horse", "mask_blocks": [0, 2],
+                                 "mask_steps": [0.2, 0.8], "mask_refine": False, "trajectory_device": "cpu"})
+    settings = job_settings(job, EditSettings(video=None, prompts=["x"]), "/data")
+    assert (settings.mask_blocks, settings.mask_steps, settings.mask_refine, settings.trajectory_device) == (
+        [0, 2], (0.2, 0.8), False, "cpu")
+    job = read_jobs_from_values({"video": "a.mp4", "mask_refine": None})
+    assert job_settings(job, EditSettings(video=None, prompts=["x"], mask_refine=True), "/data").mask_refine is None
+
+
+def test_the_settings_hash_follows_what_the_outputs_depend_on(tmp_path):
+    """The video by content (a copy keeps finished jobs), every setting of the inversion and the edit, the checkpoint
+    and dtype; not the options that only change memory (issue 24.2)."""
+    import dataclasses
+    import shutil
+
+    from cogvideox_ddim_inversion.batch import settings_hash
+
+    clip = write_sample_clip(tmp_path / "a.mp4", num_frames=9)
+    copy = shutil.copyfile(clip, tmp_path / "copy.mp4")
+    other = write_sample_clip(tmp_path / "b.mp4", num_frames=10)
+    base = EditSettings(video=clip, prompts=["x"])
+    digest = settings_hash(base, "model", "float32")
+    for same in ({"prompt_batch_size": 1}, {"trajectory_device": "cpu"}, {"video": str(copy)}):
+        assert settings_hash(dataclasses.replace(base, **same), "model", "float32") == digest, same
+    for change in ({"video": other}, {"seed": 1}, {"source_prompt": "y"}, {"num_frames": 9}, {"guidance": 5.0},
+                   {"mask_words": ["x"], "source_prompt": "x"}, {"prompts": ["y"]}):
+        assert settings_hash(dataclasses.replace(base, **change), "model", "float32") != digest, change
+    assert settings_hash(base, "other model", "float32") != digest != settings_hash(base, "model", "bfloat16")
+
+
 @pytest.mark.parametrize(
     "values, message",
     [({"steps": "two"}, "steps: invalid int value: 'two'"),

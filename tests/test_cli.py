@@ -249,3 +249,219 @@ def test_frame_counts_that_the_vae_cannot_decode_in_step_are_not_read(tiny_check
         assert len(read_video(out_dir / f"{name}.mp4")[0]) == 9
     record = json.loads((out_dir / "run.json").read_text())
     assert record["inversion"]["source"]["frame_indices"] == list(range(9))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A saved inversion is used only with what it was made from, checked before any weights load
+
+
+@pytest.fixture(scope="module")
+def saved_inversion(tiny_checkpoint, tmp_path_factory):
+    """`invert` of a 17-frame clip (read as the tiny model's 9 frames) with a source prompt and 2 steps."""
+    folder = tmp_path_factory.mktemp("saved-inversion")
+    clip = write_sample_clip(folder / "clip.mp4", num_frames=17)
+    path = folder / "inv.safetensors"
+    assert main(["invert", clip, "--output", str(path), "--steps", "2", "--device", "cpu", "--source-prompt",
+                 "a red circle", "--model", tiny_checkpoint("cogvideox-5b")]) == 0
+    return {"clip": clip, "inversion": str(path), "folder": folder}
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Loading any weights fails the test: the loader and `from_pretrained` record the attempt and raise."""
+    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, cli, editing
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise RuntimeError("weights were loaded")
+
+    monkeypatch.setattr(editing, "load_pipeline", refuse)
+    monkeypatch.setattr(cli, "load_pipeline", refuse)
+    monkeypatch.setattr(CogVideoXDDIMInversionPipeline, "from_pretrained", refuse)
+    return attempts
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--source-prompt", "a blue circle"], "source_prompt='a red circle', not 'a blue circle': pass "
+                                               "--source-prompt 'a red circle'"),
+        (["--steps", "3"], "num_inference_steps=2, not 3: pass --steps 2"),
+        (["--strength", "0.5"], "strength=1.0, not 0.5: pass --strength 1.0"),
+        (["--fixed-point-iterations", "2"], "fixed_point_iterations=0, not 2: pass --fixed-point-iterations 0"),
+        (["--skip-frames-start", "4"], "skip_frames_start=0, not 4: pass --skip-frames-start 0"),
+        (["--skip-frames-end", "4"], "skip_frames_end=0, not 4: pass --skip-frames-end 0"),
+        (["--frame-stride", "2"], "frame_stride=1, not 2: pass --frame-stride 1"),
+        (["--sampling", "spread"], "sampling='first', not 'spread': pass --sampling first"),
+        (["--num-frames", "9"], "num_frames=None, not 9: leave --num-frames out"),
+        (["--height", "32"], "height=None, not 32: leave --height out"),
+        (["--width", "64"], "width=None, not 64: leave --width out"),
+        (["--resize-mode", "pad"], "resize_mode='crop', not 'pad': pass --resize-mode crop"),
+        ("other clip", "it was made from another video"),
+        (["--mask-words", "circle"], "it recorded no mask for --mask-words ['circle'] (it has None)"),
+    ],
+)
+def test_an_inversion_is_refused_with_settings_it_was_not_made_with(saved_inversion, tiny_checkpoint, no_weights,
+                                                                     tmp_path, capsys, flags, expected):
+    """Issue 24.2: every setting the inversion depends on is compared, before any weights load, with a message
+    naming the difference and the flag to change; nothing is written."""
+    video = saved_inversion["clip"]
+    if flags == "other clip":  # the same size and frames read, another video (the disc moves slower)
+        video, flags = write_sample_clip(tmp_path / "other.mp4", num_frames=18), []
+    base = {"--source-prompt": "a red circle", "--steps": "2"}
+    for flag in flags[::2]:
+        base.pop(flag, None)
+    out_dir = tmp_path / "out"
+    code = main(["edit", video, "--inversion", saved_inversion["inversion"], "--prompt", "a blue circle",
+                 "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir", str(out_dir), "--device", "cpu",
+                 *[item for pair in base.items() for item in pair], *flags])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"The inversion {saved_inversion['inversion']!r} was made with other settings than this edit" in err
+    assert expected in err
+    assert no_weights == [] and not out_dir.exists()
+
+
+def test_the_same_settings_pass_every_check(saved_inversion, tiny_checkpoint, no_weights, tmp_path, capsys):
+    """The control of the test above: with the settings the inversion was made with, the checks pass and the edit
+    goes on to load the weights (refused here)."""
+    with pytest.raises(RuntimeError, match="weights were loaded"):
+        main(["edit", saved_inversion["clip"], "--inversion", saved_inversion["inversion"], "--prompt",
+              "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir", str(tmp_path / "out"),
+              "--device", "cpu", "--source-prompt", "a red circle", "--steps", "2"])
+    assert len(no_weights) == 1
+
+
+def test_an_inversion_saved_outside_the_workflow_is_checked_by_its_shape(load_pipe, tiny_checkpoint, request,
+                                                                         tmp_path, capsys):
+    """An inversion saved with `inv.save()` records no edit settings, only what `invert()` records: 17 frames read
+    as 9 is refused before loading (it crashed after the edit, leaving a lone edit-1.mp4)."""
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=17)
+    pipe = load_pipe("cogvideox-5b")
+    pipe.invert(video=clip, num_inference_steps=2, num_frames=17, max_sequence_length=16).save(tmp_path / "inv.st")
+    no_weights = request.getfixturevalue("no_weights")
+    out_dir = tmp_path / "out"
+    code = main(["edit", clip, "--inversion", str(tmp_path / "inv.st"), "--prompt", "a blue circle", "--steps", "2",
+                 "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir", str(out_dir), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "it holds 17 frames of 96x64, this edit reads the video as 9 frames of 96x64" in err
+    assert no_weights == [] and not out_dir.exists()
+
+
+@pytest.mark.parametrize("problem", ["save-inversion is a folder", "output under a file", "save over the inversion",
+                                     "invert output is a folder"])
+def test_output_paths_are_checked_before_any_weights_load(saved_inversion, tiny_checkpoint, no_weights, tmp_path,
+                                                          capsys, problem):
+    (tmp_path / "a-file").write_text("")
+    clip, model = saved_inversion["clip"], tiny_checkpoint("cogvideox-5b")
+    args, expected = {
+        "save-inversion is a folder": (["edit", clip, "--prompt", "x", "--save-inversion", str(tmp_path)],
+                                       "is a folder: give a file name in it"),
+        "output under a file": (["edit", clip, "--prompt", "x", "--output-dir", str(tmp_path / "a-file" / "out")],
+                                "which is a file: give a path under a folder"),
+        "save over the inversion": (["edit", clip, "--prompt", "x", "--source-prompt", "a red circle", "--steps", "2",
+                                     "--inversion", saved_inversion["inversion"], "--save-inversion",
+                                     saved_inversion["inversion"]], "--save-inversion names the --inversion"),
+        "invert output is a folder": (["invert", clip, "--output", str(tmp_path)],
+                                      f"--output {str(tmp_path)!r} is a folder: give a file name"),
+    }[problem]
+    if args[0] == "edit" and "--output-dir" not in args:
+        args += ["--output-dir", str(tmp_path / "out")]
+    assert main([*args, "--model", model, "--device", "cpu"]) == 2
+    assert expected in capsys.readouterr().err
+    assert no_weights == [] and not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Options the pipeline takes, and the help
+
+
+def test_mask_and_trajectory_options_reach_the_pipeline_and_the_saved_inversion(tiny_checkpoint, tmp_path,
+                                                                                monkeypatch):
+    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+
+    seen = {}
+    invert, call = CogVideoXDDIMInversionPipeline.invert, CogVideoXDDIMInversionPipeline.__call__
+
+    def spy_invert(self, *args, **kwargs):
+        seen["invert"] = kwargs
+        inv = invert(self, *args, **kwargs)
+        seen["trajectory_device"] = inv.trajectory.device.type
+        return inv
+
+    def spy_call(self, *args, **kwargs):
+        seen["call"] = kwargs
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(CogVideoXDDIMInversionPipeline, "invert", spy_invert)
+    monkeypatch.setattr(CogVideoXDDIMInversionPipeline, "__call__", spy_call)
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9)
+    out_dir = tmp_path / "out"
+    assert edit(clip, "--prompt", "a blue circle", "--source-prompt", "a red circle", "--model",
+                tiny_checkpoint("cogvideox-5b"), "--output-dir", out_dir, "--mask-words", "circle", "--mask-blocks",
+                "0,1", "--mask-steps", "0.5", "--no-mask-refine", "--trajectory-device", "cpu",
+                "--save-inversion", tmp_path / "inv.st") == 0
+    assert {name: seen["invert"][name] for name in ("mask_blocks", "mask_steps", "mask_refine", "trajectory_device")} \
+        == {"mask_blocks": [0, 1], "mask_steps": 0.5, "mask_refine": False, "trajectory_device": "cpu"}
+    assert seen["call"]["mask_steps"] == 0.5 and seen["trajectory_device"] == "cpu"
+    from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
+
+    recorded = CogVideoXDDIMInversionOutput.read_settings(tmp_path / "inv.st")["depends_on"]
+    assert recorded["mask_blocks"] == [0, 1] and recorded["mask_refine"] is False and recorded["mask_steps"] == 0.5
+    assert "trajectory_device" not in recorded  # memory only
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--mask-blocks", "0"], "--mask-blocks sets the mask --mask-words records: give --mask-words too"),
+    (["--mask-refine"], "--mask-refine sets the mask --mask-words records"),
+    (["--mask-steps", "0.5"], "--mask-steps sets the steps a mask applies on: give --mask or --mask-words too"),
+    (["--mask-words", "circle", "--mask-blocks", "99"], "--mask-blocks [99]: this checkpoint has blocks 0 to"),
+    (["--mask-words", "circle", "--mask-steps", "0.8,0.2"], "`mask_steps` must be"),
+    (["--trajectory-device", "gpu7"], "--trajectory-device 'gpu7' is not a device"),
+])
+def test_bad_mask_and_trajectory_options_are_refused_before_the_model_loads(tiny_checkpoint, no_weights, tmp_path,
+                                                                            capsys, flags, expected):
+    clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9)
+    assert edit(clip, "--prompt", "x", "--source-prompt", "a red circle", "--model", tiny_checkpoint("cogvideox-5b"),
+                "--output-dir", tmp_path / "out", *flags) == 2
+    assert expected in capsys.readouterr().err
+    assert no_weights == []
+
+
+def subcommand_parsers():
+    import argparse
+
+    from cogvideox_ddim_inversion.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices
+
+
+@pytest.mark.parametrize("command", sorted(subcommand_parsers()))
+def test_every_option_has_help_a_group_and_its_default(command):
+    """Issue 24.18: every option of every subcommand says what it does and its default (or that it is required),
+    inside a titled group."""
+    parser = subcommand_parsers()[command]
+    text = parser.format_help()
+    for group in parser._action_groups:
+        for action in group._group_actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            name = action.option_strings[0]
+            assert action.help, f"{command} {name} has no help"
+            assert group.title not in ("options", "optional arguments"), f"{command} {name} is in no group"
+            help_text = action.help % vars(action)
+            assert "default" in help_text or action.required or "required" in help_text, (command, name)
+            if action.default not in (None, False, "") and not isinstance(action.default, bool):
+                assert f"default: {action.default}" in help_text, (command, name, help_text)
+    assert "default:" in text
+
+
+def test_tiny_checkpoint_help_lists_its_variants(capsys):
+    with pytest.raises(SystemExit):
+        main(["tiny-checkpoint", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(variant in out for variant in VARIANTS)

@@ -89,3 +89,38 @@ def test_an_edited_first_frame_is_resized_as_the_source_was(tiny_checkpoint, tmp
         assert red[18:46, :28].min() > 0.9 and green[18:46, 36:60].min() > 0.9
     else:  # each axis scaled: the thirds stay thirds, over the whole height
         assert red[:, :28].min() > 0.9 and green[:, 36:60].min() > 0.9 and red[:, 68:].min() > 0.9
+
+
+def test_every_setting_is_a_flag_with_the_same_default():
+    """The command line, batch (whose jobs are read by these flags) and the app (whose fields are EditSettings') offer
+    the same options: each EditSettings field is a flag of `edit` with the field's default."""
+    import argparse
+
+    from cogvideox_ddim_inversion.editing import add_edit_arguments, add_source_arguments
+
+    parser = argparse.ArgumentParser()
+    add_source_arguments(parser)
+    add_edit_arguments(parser)
+    flags = {action.dest: action.default for action in parser._actions}
+    for f in dataclasses.fields(EditSettings):
+        if f.name in ("extra", "prompts", "video"):  # required fields: no default
+            continue
+        assert f.name in flags, f"no flag for EditSettings.{f.name}"
+        assert flags[f.name] == f.default, f.name
+
+
+def test_new_pipeline_options_keep_the_pipelines_defaults_and_what_an_inversion_depends_on():
+    from cogvideox_ddim_inversion.editing import settings_fields
+
+    invert = inspect.signature(CogVideoXDDIMInversionPipeline.invert).parameters
+    call = inspect.signature(CogVideoXDDIMInversionPipeline.__call__).parameters
+    defaults = {f.name: f.default for f in dataclasses.fields(EditSettings)}
+    for name in ("mask_blocks", "mask_steps", "mask_refine", "trajectory_device", "mask_threshold"):
+        assert defaults[name] == invert[name].default, name
+    assert defaults["mask_steps"] == call["mask_steps"].default
+    assert set(settings_fields(inversion="always")) == {"source_prompt", "steps", "strength", "fixed_point_iterations"}
+    assert set(settings_fields(inversion="source")) == {"num_frames", "skip_frames_start", "skip_frames_end",
+                                                        "frame_stride", "sampling", "height", "width", "resize_mode"}
+    assert set(settings_fields(inversion="mask")) == {"mask_words", "mask_threshold", "mask_blocks", "mask_steps",
+                                                      "mask_refine"}
+    assert set(settings_fields(memory_only=True)) == {"prompt_batch_size", "trajectory_device"}

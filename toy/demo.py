@@ -6,7 +6,6 @@ the toy world and the metrics (read with the exact detectors of `world.py`) say 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from . import world as toy_world
+from ..editing import write_json
 from ..video_io import write_video
 
 
@@ -88,8 +88,8 @@ def run_toy_demo(output_dir: str, steps: int = 50, checkpoint: str | None = None
     for name, frames in (("source", clip.frames), ("reconstruction", reconstruction), ("edit", edit)):
         files[name] = write_video(_enlarge(frames, upscale), os.path.join(output_dir, f"{name}.mp4"), fps)
     side_by_side = np.concatenate([clip.frames, reconstruction, edit], axis=2)
-    files["side_by_side"] = write_video(_enlarge(side_by_side, upscale), os.path.join(output_dir, "side_by_side.mp4"), fps)
+    files["side_by_side"] = write_video(_enlarge(side_by_side, upscale), os.path.join(output_dir, "side_by_side.mp4"),
+                                        fps)
     files["metrics"] = os.path.join(output_dir, "metrics.json")
-    with open(files["metrics"], "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json(metrics, files["metrics"])
     return {**metrics, "files": files}
