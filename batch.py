@@ -19,6 +19,8 @@ import argparse
 import csv
 import dataclasses
 import datetime
+import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -52,6 +54,7 @@ from .editing import (
 PROMPT_SEPARATOR = "|"  # CSV only: several edit prompts in one cell
 MANIFEST = "manifest.jsonl"
 JOB_RECORD = "job.json"
+LOCK_FILE = ".batch-lock"  # while a run writes the output folder: its processes hold it locked and are listed in it
 REPLACED_PREFIX = ".replaced-"  # a finished job's old folder, between its replacement and its deletion
 PATH_FIELDS = ("video", "image", "inversion", "mask")  # relative to the JOBS file's folder; hashed by content
 BOOL_FIELDS = ("reconstruction", "save_inversion", "paste_back", "mask_refine")
@@ -64,6 +67,9 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 # timeout (30 minutes with gloo; NCCL has its own) can be shorter than an uneven share of 5B jobs. If even this runs
 # out, every finished job is saved: rerunning skips them and writes the manifest.
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=24)
+# A launched process that is not its node's first one exits this long after an error that its node's first process
+# reports (every process reads the same arguments and jobs file, so they fail alike).
+QUIET_EXIT_DELAY_S = 10
 
 
 @dataclass
@@ -336,6 +342,193 @@ def _first_line(error) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# One run per output folder
+
+
+class OutputDirBusy(OSError):
+    """Another run is writing the output folder."""
+
+
+class OutputDirLock:
+    """This process's share of its run's hold on the output folder: a shared `flock` on `OUT/.batch-lock`.
+
+    Every process of a run holds it until it ends, so a run whose launcher was killed (its workers go on) still holds
+    the folder; the OS drops the lock of a process that dies, however it dies. A new run needs the lock exclusively,
+    so it is refused while any process of another run lives. The file lists the run's processes for that message."""
+
+    held: list["OutputDirLock"] = []  # what this process holds, released when the batch command ends however it ends
+
+    def __init__(self, path: str, file):
+        self.path = path
+        self.file = file
+        OutputDirLock.held.append(self)
+
+    @classmethod
+    def claim(cls, output_dir: str) -> tuple["OutputDirLock", str]:
+        """The main process: take the folder for a new run, or raise OutputDirBusy naming the run that holds it.
+        Returns the lock and the run's token, which the run's other processes check when they join."""
+        path = os.path.join(output_dir, LOCK_FILE)
+        try:
+            file = _open_locked(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputDirBusy(_busy_message(output_dir, _read_lock_record(path))) from None
+        token = uuid.uuid4().hex
+        file.seek(0)
+        file.truncate()
+        file.write(json.dumps({"token": token, "started_at": _now(), "command": sys.argv, **_process()}) + "\n")
+        file.flush()
+        # Shared from now on, for this run's other processes. flock converts a lock by dropping it first: a run
+        # started at that very moment can take it in between, write its own record and go on. Then this one stops.
+        fcntl.flock(file, fcntl.LOCK_SH)
+        record = _read_lock_record(path)
+        if not record or record[0].get("token") != token:
+            file.close()
+            raise OutputDirBusy(_busy_message(output_dir, record))
+        return cls(path, file), token
+
+    @classmethod
+    def join(cls, output_dir: str, token: str, process_index: int) -> "OutputDirLock":
+        """Another process of the run: hold the lock its main process took, and add this process to the list."""
+        path = os.path.join(output_dir, LOCK_FILE)
+        file = _open_locked(path, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        record = _read_lock_record(path)
+        if not record or record[0].get("token") != token:  # e.g. another node does not see the same folder
+            file.close()
+            raise OutputDirBusy(
+                f"{path} is not the lock this run's main process took: every process of a run must see the same "
+                "output folder (on several nodes, a shared file system)."
+            )
+        file.write(json.dumps({"process_index": process_index, **_process()}) + "\n")
+        file.flush()
+        return cls(path, file)
+
+    def release(self, remove: bool = False):
+        """Unlock; `remove` (the main process, once every process is done) deletes the file too."""
+        if self.file.closed:
+            return
+        if remove:
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self.file.fileno()).st_ino:
+                    os.remove(self.path)
+            except FileNotFoundError:
+                pass
+        self.file.close()
+        OutputDirLock.held.remove(self)
+
+    @classmethod
+    def release_all(cls):
+        for lock in list(cls.held):
+            lock.release()
+
+
+def _open_locked(path: str, operation: int):
+    """Open the lock file (created if missing) and flock it. A run that ends deletes the file, so one opened just
+    before that is locked in vain: then open the new one."""
+    while True:
+        file = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(file, operation)
+            if os.stat(path).st_ino == os.fstat(file.fileno()).st_ino:
+                return file
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            file.close()
+            raise
+        file.close()
+
+
+def _read_lock_record(path: str) -> list[dict]:
+    """The lock file's lines: the run (its main process) first, then its other processes; [] if unreadable."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # a line being written
+    return [record for record in records if isinstance(record, dict)]
+
+
+def _process() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _busy_message(output_dir: str, record: list[dict]) -> str:
+    if record:
+        run = record[0]
+        processes = ", ".join(f"pid {row.get('pid')} on {row.get('host')}" for row in record)
+        holder = (f"the run started at {run.get('started_at')} by `{' '.join(map(str, run.get('command') or []))}` "
+                  f"(processes: {processes})")
+    else:
+        holder = "a run that is starting"
+    return (
+        f"Another batch run is writing {output_dir}: {holder}. Two runs must never write one output folder: wait for "
+        f"it to end, or stop it (kill those processes: docs/batch.md, 'Stopping a run') and rerun. This run changed "
+        "nothing."
+    )
+
+
+def lock_output_dir(output_dir: str, state) -> OutputDirLock:
+    """Hold the output folder for this run on every process, or raise OutputDirBusy on every process (the main
+    process decides; the others follow, so that all stop alike)."""
+    from accelerate.utils import broadcast_object_list
+
+    lock, verdict = None, [None, None]  # [token, error]
+    if state.is_main_process:
+        try:
+            lock, token = OutputDirLock.claim(output_dir)
+            verdict = [token, None]
+        except OutputDirBusy as error:
+            verdict = [None, str(error)]
+    if state.num_processes > 1:
+        broadcast_object_list(verdict, from_process=0)
+    token, error = verdict
+    if error is not None:
+        raise OutputDirBusy(error)
+    return lock or OutputDirLock.join(output_dir, token, state.process_index)
+
+
+def _local_process_index() -> int:
+    """This process's index on its node, from the launcher's environment (before accelerate is set up)."""
+    from accelerate.utils import get_int_from_env
+
+    return get_int_from_env(["LOCAL_RANK", "MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK",
+                             "MV2_COMM_WORLD_LOCAL_RANK"], 0)
+
+
+def batch_command(run):
+    """The batch command's wrapper: under a launch that starts several processes per node, each reads the same
+    arguments and the same jobs file, so a mistake there fails on every one of them; only the node's first process
+    reports it and the others exit with the same status (2) silently. And whatever ends the run, this process lets go
+    of the output folder."""
+
+    @functools.wraps(run)
+    def wrapper(args) -> int:
+        try:
+            return run(args)
+        except (FileNotFoundError, ValueError, TypeError, OSError, ImportError):  # what `cli.main` reports, status 2
+            if _local_process_index() != 0:
+                # Leave the node's first process time to report it: torchrun stops every process when one exits,
+                # so were this one first, the message could be lost.
+                time.sleep(QUIET_EXIT_DELAY_S)
+                return 2
+            raise
+        finally:
+            OutputDirLock.release_all()
+
+    return wrapper
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Running
 
 
@@ -384,8 +577,9 @@ class BatchWorker:
 
     def run_job(self, job: Job) -> dict:
         started = time.perf_counter()
+        # every documented manifest field on every line (docs/batch.md), null until known
         result = {"id": job.id, "line": job.line, "status": "failed", "error": None, "error_type": None,
-                  "outputs": {}, "seconds": None, "process_index": self.process_index}
+                  "outputs": {}, "seconds": None, "process_index": self.process_index, "settings_hash": None}
         final = os.path.join(self.output_dir, job.id)
         try:
             settings = job_settings(job, self.defaults, self.jobs_dir, self.parser)
@@ -485,6 +679,7 @@ def _partial_state(device: str):
     return state
 
 
+@batch_command
 def run_batch(args) -> int:
     """`batch JOBS --output-dir OUT`: run every job of JOBS on this process's share; the main process writes the
     manifest and prints a summary. Returns the exit status: 1 if a job failed and `--fail-on-error`, else 0."""
@@ -512,6 +707,7 @@ def run_batch(args) -> int:
     model_settings = dataclasses.replace(model_settings, device=device)
     dtype = str(resolve_device_and_dtype(device, model_settings.dtype)[1]).removeprefix("torch.")
 
+    lock = lock_output_dir(output_dir, state)  # before anything is deleted: another run's unfinished jobs are live
     if state.is_local_main_process:  # on a shared disk several nodes may clean at once: deletions ignore that
         removed = remove_partial_outputs(output_dir)
         if removed:
@@ -540,5 +736,6 @@ def run_batch(args) -> int:
                 print(f"failed: {result['id']} (line {result['line']}): {result['error_type']}: "
                       f"{_first_line(result['error'])}")
     state.wait_for_everyone()
+    lock.release(remove=state.is_main_process)  # every process is done writing
     state.destroy_process_group()
     return 1 if counts["failed"] and args.fail_on_error else 0

@@ -1,10 +1,15 @@
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 
 # Keep Hugging Face caches (and diffusers' dynamic-module copies) out of the user's home. Set before diffusers loads.
-os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="cogvideox-ddim-inversion-hf-home-")
+# Removed when pytest exits, after every test and the subprocesses they start (which inherit HF_HOME) have ended.
+HF_HOME_PREFIX = "cogvideox-ddim-inversion-hf-home-"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix=HF_HOME_PREFIX)
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest  # noqa: E402

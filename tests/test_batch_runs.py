@@ -1,0 +1,230 @@
+"""How batch runs start and stop: one run per output folder (a lock the OS drops when a process dies), a complete
+manifest line for every job, one message for a bad jobs file under `accelerate launch`, and the test session's own
+temporary Hugging Face home removed when it ends."""
+
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from test_batch import accelerate_launch, free_port, leftovers, read_manifest, write_jsonl
+
+from cogvideox_ddim_inversion.batch import LOCK_FILE
+from cogvideox_ddim_inversion.cli import main
+from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
+
+
+# docs/batch.md, "Outputs": the fields of a manifest line
+MANIFEST_FIELDS = {"id", "line", "status", "error", "error_type", "outputs", "seconds", "process_index",
+                   "settings_hash"}
+# tiny-checkpoint jobs still running when the test looks (at least a minute each on an idle machine; the test kills
+# them): 1000 inversion steps of 11 transformer calls each
+SLOW = ["--steps", "1000", "--fixed-point-iterations", "10"]
+
+
+def wait_for(condition, what: str, process: subprocess.Popen, log: Path, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the run ended before {what}: {log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s: {log.read_text()[-3000:]}"
+        time.sleep(0.05)
+
+
+def lock_is_free(out: Path) -> bool:
+    """Whether a new run could take the output folder now (what the OS says, not what the lock file says)."""
+    with open(out / LOCK_FILE, "a") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+def holders(out: Path) -> list[int]:
+    return [json.loads(line)["pid"] for line in (out / LOCK_FILE).read_text().splitlines()]
+
+
+def processes_naming(folder: Path) -> list[int]:
+    """Processes whose command line names `folder` (a run's workers, whatever became of their launcher)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(folder).encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue  # ended meanwhile
+    return pids
+
+
+def kill(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def rerun_after_the_kill(jobs_dir: Path, out: Path, model: str, capsys) -> None:
+    """Once the holders are dead the folder is free: a run (of jobs that fail fast, no model load) starts, deletes
+    the dead run's unfinished folders and leaves nothing behind."""
+    deadline = time.monotonic() + 60
+    while not lock_is_free(out):  # the OS drops a killed process's lock as soon as it is gone
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    jobs = write_jsonl(jobs_dir / "quick.jsonl", [{"id": "missing", "video": "missing.mp4", "prompts": ["x"]}])
+    assert main(["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2"]) == 0
+    assert "unfinished output(s) of an interrupted run: .partial-" in capsys.readouterr().err
+    assert [row["status"] for row in read_manifest(out)] == ["failed"]
+    assert leftovers(out) == []  # the unfinished folders and the lock file are gone
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# One run per output folder
+
+
+def test_a_second_run_on_a_busy_output_folder_is_refused_and_changes_nothing(tiny_checkpoint, tmp_path, capsys):
+    write_sample_clip(tmp_path / "a.mp4", num_frames=9)
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"id": "slow", "video": "a.mp4", "prompts": ["a dog"]}])
+    out = tmp_path / "out"
+    model = tiny_checkpoint("cogvideox-5b")
+    args = ["batch", str(jobs), "--output-dir", str(out), "--model", model, *SLOW]
+    log = tmp_path / "log"
+    with open(log, "w") as file:
+        first = subprocess.Popen([sys.executable, "-m", "cogvideox_ddim_inversion.cli", *args], stdout=file,
+                                 stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: any(out.glob(".partial-slow-*")), "unfinished job folder", first, log)
+        before = sorted(path.name for path in out.iterdir())
+
+        assert main(args) == 2
+        error = capsys.readouterr().err
+        assert f"Another batch run is writing {out}: the run started at " in error
+        assert f"(processes: pid {first.pid} on " in error and "'Stopping a run'" in error
+        assert sorted(path.name for path in out.iterdir()) == before  # the live job's folder kept, no manifest
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.wait()
+        kill(processes_naming(out))
+    rerun_after_the_kill(tmp_path, out, model, capsys)
+
+
+def test_killing_the_launcher_leaves_its_workers_holding_the_folder(tiny_checkpoint, tmp_path, capsys):
+    """kill -9 of `accelerate launch`: its workers go on (torchrun starts them in their own sessions), and so does
+    their hold on the output folder; a new run is refused until they are killed too."""
+    write_sample_clip(tmp_path / "a.mp4", num_frames=9)
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"id": "slow-1", "video": "a.mp4", "prompts": ["a dog"]},
+                                                 {"id": "slow-2", "video": "a.mp4", "prompts": ["a cat"]}])
+    out = tmp_path / "out"
+    model = tiny_checkpoint("cogvideox-5b")
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", "--main_process_port", str(free_port()), "--multi_gpu",
+               "-m", "cogvideox_ddim_inversion.cli", "batch", str(jobs), "--output-dir", str(out), "--model", model,
+               *SLOW]
+    log = tmp_path / "log"
+    with open(log, "w") as file:
+        launcher = subprocess.Popen(command, stdout=file, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: len(list(out.glob(".partial-slow-*"))) == 2, "two unfinished job folders", launcher, log)
+        workers = holders(out)
+        assert len(workers) == 2 and launcher.pid not in workers
+        launcher.kill()
+        launcher.wait()
+        time.sleep(1)
+        assert sorted(processes_naming(out)) == sorted(workers)  # the workers still run, and the lock names them
+        before = sorted(path.name for path in out.iterdir())
+
+        assert main(["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2"]) == 2
+        error = capsys.readouterr().err
+        assert all(f"pid {pid} on " in error for pid in workers), error
+        assert sorted(path.name for path in out.iterdir()) == before
+    finally:
+        launcher.kill()
+        kill(processes_naming(out))
+    rerun_after_the_kill(tmp_path, out, model, capsys)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The manifest
+
+
+def test_every_manifest_line_has_every_documented_field(tiny_checkpoint, tmp_path, capsys):
+    write_sample_clip(tmp_path / "a.mp4", num_frames=9)
+    (tmp_path / "broken.mp4").write_text("not a video")
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [
+        {"id": "good", "video": "a.mp4", "prompts": ["a dog"]},
+        {"id": "missing-video", "video": "missing.mp4", "prompts": ["a dog"]},
+        {"id": "bad-value", "video": "a.mp4", "prompts": ["a dog"], "steps": "two"},
+        {"id": "bad-strength", "video": "a.mp4", "prompts": ["a dog"], "strength": 1.5},
+        {"id": "broken", "video": "broken.mp4", "prompts": ["a dog"]},
+        {"id": "not-ours", "video": "a.mp4", "prompts": ["a cat"]},
+    ])
+    out = tmp_path / "out"
+    (out / "not-ours").mkdir(parents=True)
+    model = tiny_checkpoint("cogvideox-5b")
+    assert main(["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2"]) == 0
+    assert "6 jobs: 1 done, 0 skipped (already done with the same settings), 5 failed" in capsys.readouterr().out
+    rows = {row["id"]: row for row in read_manifest(out)}
+    assert list(rows) == ["good", "missing-video", "bad-value", "bad-strength", "broken", "not-ours"]
+    for row in rows.values():
+        assert set(row) == MANIFEST_FIELDS, row["id"]
+    assert rows["good"]["status"] == "done" and rows["good"]["error"] is None and rows["good"]["error_type"] is None
+    for name, row in rows.items():
+        assert row["settings_hash"] is None or re.fullmatch(r"[0-9a-f]{64}", row["settings_hash"]), name
+        assert isinstance(row["seconds"], float) and row["process_index"] == 0
+        if name != "good":
+            assert row["status"] == "failed" and row["outputs"] == {} and row["error"] and row["error_type"], name
+    assert rows["good"]["settings_hash"] is not None and rows["missing-video"]["settings_hash"] is None  # unhashable
+    assert rows["missing-video"]["error_type"] == "FileNotFoundError"
+    assert rows["bad-value"]["error"] == "steps: invalid int value: 'two'"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Under accelerate launch
+
+
+def test_a_bad_jobs_file_is_reported_once_under_accelerate_launch(tmp_path):
+    """Every launched process reads the jobs file; only the first one reports the mistake, each exits with 2 (the
+    plain run's status). What follows is torchrun's summary of the failed processes, which accelerate prints and
+    ends with status 1: that part is accelerate's."""
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"video": "a.mp4", "stpes": 3}])
+    out = tmp_path / "out"
+    run = accelerate_launch(2, jobs, "--output-dir", out, "--model", tmp_path / "no-checkpoint")
+    assert run.returncode != 0
+    assert run.stderr.count("unknown option 'stpes'") == 1, run.stderr
+    assert "error: " + str(jobs) + ":1: unknown option 'stpes'" in run.stderr
+    assert re.search(r"rank\s*:\s*0 \(local_rank: 0\)\s*exitcode\s*:\s*2 ", run.stderr), run.stderr
+    assert not [line for line in run.stderr.splitlines() if line.strip().startswith("File ")
+                and "cogvideox_ddim_inversion" in line]  # no traceback of ours
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The test session
+
+
+def test_the_test_session_removes_its_hugging_face_home(tmp_path):
+    """conftest.py points HF_HOME at a temporary folder for the session (subprocesses inherit it); it must be there
+    for every test and gone after the session."""
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
+    (tests / "test_home.py").write_text(
+        "import os, subprocess, sys\n\n\n"
+        "def test_home_exists_for_subprocesses():\n"
+        "    code = 'import os; assert os.path.isdir(os.environ[\"HF_HOME\"])'\n"
+        "    assert subprocess.run([sys.executable, '-c', code]).returncode == 0\n"
+    )
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout + run.stderr
+    assert [path.name for path in temp.iterdir() if path.name.startswith("cogvideox-ddim-inversion-hf-home-")] == []
