@@ -26,8 +26,8 @@ from typing import Any
 
 GiB = 1024**3
 # What `--offload auto` keeps free beside the weights on the GPU: the CogVideoX-5b model card reports a 20.7 GB peak
-# with model offload and VAE tiling, of which the bf16 transformer is about 11 GB, so about 10 GB is activations and the
-# VAE's tiled decode (editing.ACTIVATION_HEADROOM_BYTES, the same reasoning).
+# with model offload and VAE tiling, of which the bf16 transformer is about 11 GB, so about 10 GB is activations and
+# the VAE's tiled decode (editing.ACTIVATION_HEADROOM_BYTES, the same reasoning).
 ACTIVATION_HEADROOM_BYTES = 10 * GiB
 # Tokens the transformer attends over at each family's native size, the headroom above is CogVideoX-5B's (13 latent
 # frames of 30x45 patches); 1.5-5B at 1360x768, 81 frames has 11 frame patches of 48x85: its headroom is scaled by the
@@ -39,6 +39,7 @@ QUANTIZE = ("int8", "fp8")
 OFFLOAD_RUNGS = ("none", "model", "group", "group-leaf", "sequential")
 OFFLOAD_MODES = (*OFFLOAD_RUNGS, "auto")
 CACHES = ("first-block", "mag", "taylorseer")
+TAYLORSEER_BLOCKS = r"transformer_blocks\.\d+"  # the modules TaylorSeer predicts between full steps
 DEFAULT_CACHE_THRESHOLDS = {"first-block": 0.05, "mag": 0.06}  # diffusers' defaults
 # Caches diffusers has that cannot serve this pipeline, and why.
 REFUSED_CACHES = {
@@ -205,10 +206,12 @@ def cache_config(options: MemoryOptions, num_inference_steps: int = 50):
     if options.cache == "mag":
         return MagCacheConfig(threshold=threshold, mag_ratios=list(options.mag_ratios),
                               num_inference_steps=num_inference_steps)
-    return TaylorSeerCacheConfig(cache_interval=options.cache_interval)
+    # diffusers' default patterns (`^transformer_blocks.*attn`, fullmatch) miss CogVideoX's `attn1`: predict whole
+    # blocks instead, as the other caches skip them.
+    return TaylorSeerCacheConfig(cache_interval=options.cache_interval, cache_identifiers=[TAYLORSEER_BLOCKS])
 
 
-# Counting bytes ---------------------------------------------------------------------------------------------------
+# Counting bytes ------------------------------------------------------------------------------------------------------
 
 # Structural configs of the public transformers (diffusers format; /work/shared/reference/cogvideox_family.json and
 # the Hub configs), for counting bytes where the checkpoint itself is not at hand.
@@ -336,7 +339,7 @@ def loaded_configs(pipe) -> dict:
             "text_encoder": pipe.text_encoder.config.to_dict()}
 
 
-# Applying the options ---------------------------------------------------------------------------------------------
+# Applying the options ------------------------------------------------------------------------------------------------
 
 def enable_fp8_storage(pipe, text_encoder: bool = False):
     """Layerwise casting: fp8 storage, each layer upcast to the model's dtype for its forward."""
@@ -398,7 +401,7 @@ def apply_memory_options(pipe, options: MemoryOptions, device: str = "cuda", num
             "free_gpu_memory_gib": None if free_bytes is None else round(free_bytes / GiB, 2)}
 
 
-# Caches around inversion ------------------------------------------------------------------------------------------
+# Caches around inversion ---------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
 def cache_disabled(transformer) -> Iterator[None]:
@@ -437,19 +440,27 @@ def inversion_cache(transformer, allowed: bool = False):
 # Counting block evaluations (tests and benchmarks) ----------------------------------------------------------------
 
 class BlockEvaluationCounter:
-    """Counts the transformer blocks that really ran, with a forward hook on each block's first norm (a block a cache
-    skips never reaches it). Use as a context manager around the calls to count."""
+    """Counts the transformer blocks that really ran (`evaluations`, a forward hook on each block's first norm: a
+    block a cache skips never reaches it) and the attention layers that really ran (`attention_evaluations`, on each
+    attention's query projection: TaylorSeer predicts attention outputs inside blocks that run). Use as a context
+    manager around the calls to count."""
 
     def __init__(self, transformer):
         self.blocks = list(transformer.transformer_blocks)
         self.evaluations = 0
+        self.attention_evaluations = 0
         self._handles = []
 
-    def _count(self, *_):
+    def _count_block(self, *_):
         self.evaluations += 1
 
+    def _count_attention(self, *_):
+        self.attention_evaluations += 1
+
     def __enter__(self):
-        self._handles = [block.norm1.register_forward_hook(self._count) for block in self.blocks]
+        for block in self.blocks:
+            self._handles.append(block.norm1.register_forward_hook(self._count_block))
+            self._handles.append(block.attn1.to_q.register_forward_hook(self._count_attention))
         return self
 
     def __exit__(self, *exc):

@@ -33,8 +33,9 @@ STEPS = 6
 CALL = dict(num_inference_steps=STEPS, max_sequence_length=TEXT_LENGTH)
 LAYERS = 2  # transformer blocks of the tiny checkpoints
 HAS_TORCHAO = importlib.util.find_spec("torchao") is not None
-# Relative tolerances of the 8-bit rungs against the plain fp32 run (edit latents, after STEPS steps); measured on the
-# tiny 5B-structure checkpoint: fp8 storage 0.013, int8 weight-only 0.0026.
+# Relative tolerances of the 8-bit rungs against the plain fp32 run (edit latents after STEPS steps, reference edit);
+# measured on the tiny 5B-structure checkpoint: fp8 storage 0.027, int8 weight-only 0.0072 (loading it all in bf16
+# instead: 0.052).
 FP8_TOLERANCE = 0.05
 INT8_TOLERANCE = 0.02
 # bf16 weights of CogVideoX-5B's components (as in tests/test_editing.py): transformer, T5-XXL encoder, VAE.
@@ -73,7 +74,7 @@ def plain(tiny_checkpoint, clip):
     return inv, edit(pipe, inv)
 
 
-# Offloading ---------------------------------------------------------------------------------------------------------
+# Offloading ----------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("level", ["block", "leaf"])
 def test_group_offload_to_the_cpu_gives_the_plain_output_bit_for_bit(load_pipe, clip, plain, level):
@@ -158,7 +159,7 @@ def test_a_reference_edit_under_each_option_still_attends_to_the_reference(load_
         assert relative_difference(ignored, unguided) < 1e-3
 
 
-# Caches ---------------------------------------------------------------------------------------------------------------
+# Caches --------------------------------------------------------------------------------------------------------------
 
 def cached_pipe(load_pipe, threshold=0.5, **options):
     pipe = load_pipe()
@@ -167,8 +168,11 @@ def cached_pipe(load_pipe, threshold=0.5, **options):
     return pipe
 
 
-def test_first_block_cache_skips_block_evaluations_on_an_edit(load_pipe, clip, plain):
-    pipe = cached_pipe(load_pipe)
+@pytest.mark.parametrize("cache", [dict(cache="first-block", cache_threshold=0.5),
+                                   dict(cache="taylorseer", cache_interval=2)])
+def test_caches_skip_block_evaluations_on_an_edit(load_pipe, clip, plain, cache):
+    pipe = load_pipe()
+    apply_memory_options(pipe, MemoryOptions(offload="none", **cache), "cpu")
     with inversion_cache(pipe.transformer):
         inv = invert(pipe, clip)
     assert torch.equal(inv.trajectory, plain[0].trajectory)
@@ -180,7 +184,7 @@ def test_first_block_cache_skips_block_evaluations_on_an_edit(load_pipe, clip, p
     assert counter.evaluations < STEPS * LAYERS
     # A skip is decided per call, for the whole batch: sample and reference rows are computed, or skipped, together.
     assert rows == [3] * STEPS
-    assert counter.evaluations > STEPS  # the first block always runs, the others on the first step at least
+    assert counter.evaluations >= 2 * LAYERS  # every block runs on the first steps at least
     assert 0 < relative_difference(cached, plain[1]) < 0.5
 
 
@@ -228,7 +232,7 @@ def test_masks_and_multi_prompt_batches_work_under_the_cache(load_pipe, clip):
     assert relative_difference(both[0], both[1]) > 1e-3
 
 
-# Counted bytes ------------------------------------------------------------------------------------------------------
+# Counted bytes -------------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def configs_5b():
@@ -278,7 +282,7 @@ def test_auto_fits_a_5b_edit_to_the_card(configs_5b, free_gib, expected):
     assert choose_offload(free, counted_bytes(configs_5b)) == expected
 
 
-# Refusals -------------------------------------------------------------------------------------------------------------
+# Refusals ------------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options, device, message", [
     (dict(quantize="fp8"), "cpu", "--quantize fp8 computes in fp8 on a GPU; on cpu use --quantize int8"),
