@@ -53,6 +53,9 @@ REFUSED_CACHES = {
         "reference rows' own timesteps do not follow. Use --cache first-block, mag or taylorseer."
     ),
 }
+# Transformer modules torchao leaves unquantized: the patch embedding (small; 1.5's is a Linear whose weight the
+# pipeline digests into the inversion fingerprint with `Tensor.view(dtype)`, which torchao's int8 tensors lack).
+TORCHAO_KEEP = ("patch_embed",)
 TORCHAO_INSTALL = 'pip install "cogvideox-ddim-inversion[quantization]"'
 TORCHAO_MIN_VERSION = "0.15.0"  # diffusers 0.42's TorchAoConfig refuses older versions
 FP8_COMPUTE_CAPABILITY = (8, 9)  # Ada and Hopper: the first GPUs with fp8 matrix multiplication
@@ -188,7 +191,7 @@ def quantization_config(options: MemoryOptions):
     def quant_type():
         return Int8WeightOnlyConfig() if options.quantize == "int8" else Float8DynamicActivationFloat8WeightConfig()
 
-    mapping = {"transformer": diffusers.TorchAoConfig(quant_type())}
+    mapping = {"transformer": diffusers.TorchAoConfig(quant_type(), modules_to_not_convert=list(TORCHAO_KEEP))}
     if options.quantize_text_encoder:
         mapping["text_encoder"] = transformers.TorchAoConfig(quant_type())
     return diffusers.PipelineQuantizationConfig(quant_mapping=mapping)
@@ -278,7 +281,8 @@ def _own_bytes(name: str, module, component: str, options: MemoryOptions, dtype_
         if isinstance(module, _GO_LC_SUPPORTED_PYTORCH_LAYERS) and not any(re.search(p, name) for p in skip):
             total -= sum(p.numel() for p in parameters) * (dtype_bytes - 1)
         return total
-    if isinstance(module, torch.nn.Linear) and any(p is module.weight for p in parameters):
+    kept = component == "transformer" and any(name == key or name.startswith(f"{key}.") for key in TORCHAO_KEEP)
+    if isinstance(module, torch.nn.Linear) and any(p is module.weight for p in parameters) and not kept:
         scale_bytes = 2 if options.quantize == "int8" else 4
         total -= module.weight.numel() * (dtype_bytes - 1) - module.out_features * scale_bytes
     return total
