@@ -383,11 +383,12 @@ def apply_memory_options(pipe, options: MemoryOptions, device: str = "cuda", num
     cuda = _device_type(device) == "cuda"
     if cuda and free_bytes is None:
         free_bytes = torch.cuda.mem_get_info(torch.device(device))[0]
+    dtype_bytes = pipe.vae.dtype.itemsize  # the load dtype (the VAE is never cast or quantized)
     if options.weights == "fp8":
         enable_fp8_storage(pipe, text_encoder=options.quantize_text_encoder)
     offload = options.offload
     if offload == "auto":
-        counted = counted_bytes(loaded_configs(pipe), options) if cuda else None
+        counted = counted_bytes(loaded_configs(pipe), options, dtype_bytes) if cuda else None
         offload = choose_offload(free_bytes if cuda else None, counted)
     streams = cuda if options.offload_streams is None else options.offload_streams
     if offload == "model":
