@@ -7,6 +7,7 @@ from conftest import TEXT_LENGTH
 from diffusers import DDIMInverseScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+from cogvideox_ddim_inversion import cogvideox_ddim_sampling as sampling
 from cogvideox_ddim_inversion.testing.analytic_denoiser import GaussianVDenoiser
 from cogvideox_ddim_inversion.testing.tiny_checkpoint import build_components
 
@@ -58,14 +59,14 @@ def test_unshifted_inverse_schedule_breaks_the_2b_round_trip(monkeypatch):
     unshifted = DDIMInverseScheduler(**pipe.scheduler.config).alphas_cumprod
     assert abs(unshifted[500].item() - pipe.scheduler.alphas_cumprod[500].item()) > 0.1
 
-    original = pipe._ddim_alphas
+    original = sampling.ddim_alphas
 
     def unshifted_alphas(scheduler, timestep):
         alpha_t, alpha_s = original(scheduler, timestep)
         t, s = int(timestep), int(timestep) - 1000 // pipe.scheduler.num_inference_steps
         return unshifted[t].double(), (unshifted[s].double() if s >= 0 else alpha_s)
 
-    monkeypatch.setattr(pipe, "_ddim_alphas", unshifted_alphas)
+    monkeypatch.setattr(sampling, "ddim_alphas", unshifted_alphas)
     assert round_trip_error(pipe, data, 50) > 0.03  # the threshold of the round-trip test above
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import TEXT_LENGTH
 
-from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import (
+from cogvideox_ddim_inversion.cogvideox_ddim_masks import (
     attention_map_to_video,
     feather_mask,
     grow_mask,

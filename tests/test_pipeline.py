@@ -9,7 +9,7 @@ from diffusers import CogVideoXPipeline
 from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, CogVideoXRefAttnProcessor
-from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import check_cogvideox_components
+from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import check_cogvideox_config
 from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames, write_sample_clip
 from cogvideox_ddim_inversion.testing.tiny_checkpoint import write_tiny_checkpoint
 from cogvideox_ddim_inversion.video_io import read_video
@@ -247,7 +247,7 @@ def test_non_cogvideox_components_are_refused(tiny_checkpoint):
     with pytest.raises(ValueError, match="not a CogVideoX checkpoint.*THUDM/CogVideoX-5b"):
         CogVideoXDDIMInversionPipeline(**{**components, "transformer": torch.nn.Linear(2, 2)})
     with pytest.raises(ValueError, match="not a CogVideoX checkpoint"):
-        check_cogvideox_components(components["transformer"], torch.nn.Linear(2, 2))
+        check_cogvideox_config(components["transformer"].config, {})
 
 
 @pytest.mark.parametrize("reference_mode", ["shared", "paired"])
