@@ -24,8 +24,8 @@ def check_blocks(blocks, num_blocks: int, name: str) -> list[int]:
     unknown = [block for block in blocks if not (isinstance(block, int) and 0 <= block < num_blocks)]
     if unknown or not blocks:
         raise ValueError(
-            f"`{name}` {blocks} must be a non-empty list of transformer blocks, 0..{num_blocks - 1}"
-            + (f" ({unknown} out of range)." if unknown else ".")
+            f"`{name}` {blocks} must be blocks of the transformer, 0..{num_blocks - 1}"
+            + (f" ({unknown} out of range)." if unknown else " (at least one).")
         )
     return blocks
 

@@ -47,7 +47,8 @@ from .cogvideox_ddim_checkpoint import (
     pixel_frame_count,
 )
 from .cogvideox_ddim_files import atomic_write  # noqa: F401  (shipped: cogvideox_ddim_output imports it)
-from .cogvideox_ddim_masks import (
+from .cogvideox_ddim_masks import (  # attention_map_to_video: benchmarks/mask_*.py import it from here
+    attention_map_to_video,  # noqa: F401
     check_aspect_or_resize_mode,
     grow_mask,
     mask_from_attention_map,
