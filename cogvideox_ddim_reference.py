@@ -18,13 +18,14 @@ from .processors.text_attention import CogVideoXTextAttentionRecorder
 REFERENCE_MODES = ("shared", "paired")
 
 
-def check_blocks(blocks, num_blocks: int, name: str) -> list[int]:
-    """`blocks` as a list, refused (naming the range) when empty or holding an index outside the transformer."""
+def check_blocks(blocks, num_blocks: int, name: str, allow_empty: bool = False) -> list[int]:
+    """`blocks` as a list, refused (naming the range) when holding an index outside the transformer, or when empty
+    unless `allow_empty` (no block reads the reference: the rows still run, a control experiment)."""
     blocks = list(blocks)
     unknown = [block for block in blocks if not (isinstance(block, int) and 0 <= block < num_blocks)]
-    if unknown or not blocks:
+    if unknown or not (blocks or allow_empty):
         raise ValueError(
-            f"`{name}` {blocks} must be blocks of the transformer, 0..{num_blocks - 1}"
+            f"`{name}` {blocks} must be blocks of the transformer, which has blocks 0..{num_blocks - 1}"
             + (f" ({unknown} out of range)." if unknown else " (at least one).")
         )
     return blocks
@@ -34,7 +35,7 @@ def reference_processors(layer_names: list[str], reference_blocks: list[int] | N
     """One `CogVideoXRefAttnProcessor` per attention layer; layers outside `reference_blocks` (default: all) pass the
     reference rows through without reading them."""
     blocks = range(len(layer_names)) if reference_blocks is None else check_blocks(
-        reference_blocks, len(layer_names), "reference_blocks"
+        reference_blocks, len(layer_names), "reference_blocks", allow_empty=True
     )
     return {
         name: CogVideoXRefAttnProcessor(attend_to_reference=index in blocks) for index, name in enumerate(layer_names)
