@@ -405,6 +405,46 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             image_latents = self.prepare_image_latents(pixels, latents.shape[1], dtype, device)
         return image_latents.to(device=device, dtype=dtype)
 
+    def _mask_recorders(self, prompt, mask_words, mask_threshold, mask_blocks, mask_steps, mask_refine, video,
+                        num_steps: int, max_sequence_length: int) -> tuple[dict, range]:
+        """`invert()`'s attention recorders for `mask_words` (none without) and the steps they record, checked."""
+        if mask_words is None:
+            return {}, range(0)
+        if prompt is None:
+            raise ValueError("`mask_words` are found in the prompt's text: pass `prompt`, not `prompt_embeds`.")
+        if not 0 < mask_threshold < 1:
+            raise ValueError(f"`mask_threshold` must be in (0, 1), got {mask_threshold}.")
+        if mask_refine and video is None:
+            raise ValueError(
+                "`mask_refine=True` snaps the mask to the source frames' edges: pass `video`, not `latents` (or "
+                "leave `mask_refine` unset)."
+            )
+        mask_window = step_window(mask_steps, num_steps, "mask_steps")
+        weights = self.word_token_weights(prompt, mask_words, max_sequence_length)
+        return text_attention_recorders(list(self.transformer.attn_processors), mask_blocks, weights), mask_window
+
+    def _word_mask(self, recorders: dict, latents_shape, threshold: float, source_frames, device):
+        """The recorded attention map and the edit mask thresholded from it (snapped to `source_frames`' edges with
+        a guided filter of one token's radius, on the execution device, when they are given)."""
+        config = self.transformer.config
+        latent_frames = latents_shape[1]
+        height, width = (n * self.vae_scale_factor_spatial for n in latents_shape[3:])
+        attention_map = word_attention_map(
+            list(recorders.values()), latents_shape, config.patch_size, config.patch_size_t,
+            self.padding_frames(latent_frames),
+        )
+        mask = mask_from_attention_map(
+            attention_map,
+            threshold,
+            pixel_frame_count(latent_frames, self.vae_scale_factor_temporal),
+            height,
+            width,
+            self.vae_scale_factor_temporal,
+            self.vae_scale_factor_spatial * config.patch_size,  # one token
+            None if source_frames is None else source_frames.to(device),
+        )
+        return attention_map, mask
+
     @torch.no_grad()
     def invert(
         self,
@@ -565,23 +605,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         timesteps, _ = retrieve_timesteps(scheduler, num_inference_steps, device)
         timesteps = cut_timesteps(timesteps, strength)
         check_invertible(scheduler, timesteps)
-        recorders, mask_window = {}, range(0)
-        if mask_words is not None:
-            if prompt is None:
-                raise ValueError("`mask_words` are found in the prompt's text: pass `prompt`, not `prompt_embeds`.")
-            if not 0 < mask_threshold < 1:
-                raise ValueError(f"`mask_threshold` must be in (0, 1), got {mask_threshold}.")
-            if mask_refine and video is None:
-                raise ValueError(
-                    "`mask_refine=True` snaps the mask to the source frames' edges: pass `video`, not `latents` (or "
-                    "leave `mask_refine` unset)."
-                )
-            mask_window = step_window(mask_steps, len(timesteps), "mask_steps")
-            recorders = text_attention_recorders(
-                list(self.transformer.attn_processors),
-                mask_blocks,
-                self.word_token_weights(prompt, mask_words, max_sequence_length),
-            )
+        recorders, mask_window = self._mask_recorders(
+            prompt, mask_words, mask_threshold, mask_blocks, mask_steps, mask_refine, video, len(timesteps),
+            max_sequence_length,
+        )
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
         self._current_timestep = None
@@ -695,24 +722,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         # 6. The edit mask from the recorded attention (snapped to the source frames' edges on the device)
         attention_map = mask = None
         if recorders:
-            config = self.transformer.config
-            attention_map = word_attention_map(
-                list(recorders.values()),
-                latents.shape,
-                config.patch_size,
-                config.patch_size_t,
-                self.padding_frames(latents.shape[1]),
-            )
-            mask = mask_from_attention_map(
-                attention_map,
-                mask_threshold,
-                pixel_frame_count(latents.shape[1], self.vae_scale_factor_temporal),
-                height,
-                width,
-                self.vae_scale_factor_temporal,
-                self.vae_scale_factor_spatial * config.patch_size,  # one token
-                None if source_frames is None else source_frames.to(device),
-            )
+            attention_map, mask = self._word_mask(recorders, latents.shape, mask_threshold, source_frames, device)
 
         # Offload all models
         self.maybe_free_model_hooks()
@@ -743,6 +753,28 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             mask=mask,
             attention_map=attention_map,
         )
+
+    def _decode(self, latents, output_type, paste_mask=None, source_pixels=None, source_latents=None):
+        """Decode and postprocess; with `paste_mask`, composite the source outside it first: `source_pixels`, or
+        else the decoded `source_latents`."""
+        video = self.decode_latents(latents)
+        if paste_mask is not None:
+            if source_pixels is None:
+                source_pixels = self.decode_latents(source_latents.to(device=latents.device, dtype=latents.dtype))
+            source_pixels = source_pixels.to(device=video.device, dtype=video.dtype)
+            video = torch.lerp(source_pixels, video, paste_mask.to(video.device, video.dtype).unsqueeze(1))
+        return self.video_processor.postprocess_video(video=video, output_type=output_type)
+
+    def _call_size(self, height, width, num_frames, reference_latents) -> tuple[int, int, int]:
+        """`__call__`'s video size: as given, else the reference's (it fixes the latent size), else the config's."""
+        if reference_latents is not None and reference_latents.ndim == 6:
+            _, _, ref_frames, _, ref_height, ref_width = reference_latents.shape
+            height = height or ref_height * self.vae_scale_factor_spatial
+            width = width or ref_width * self.vae_scale_factor_spatial
+            num_frames = num_frames or pixel_frame_count(ref_frames, self.vae_scale_factor_temporal)
+        height = height or self.transformer.config.sample_height * self.vae_scale_factor_spatial
+        width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
+        return height, width, num_frames or self.transformer.config.sample_frames
 
     def _check_local_edit(self, mask, reference_latents, source_latents, paste_back, source_video, output_type,
                           num_frames, height, width, batch_size, mask_dilation, mask_feather, mask_latent_dilation,
@@ -793,6 +825,19 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 )
         return pixel_mask, source_pixels
 
+    def _check_reference_controls(self, reference_latents, reference_steps, reference_mode, reference_weight,
+                                  reference_blocks, num_steps: int) -> tuple[range, dict]:
+        """The steps that run reference rows and the processors that read them (none without a reference), checked
+        before any model work."""
+        if reference_latents is None:
+            return range(0), {}
+        reference_window = step_window(reference_steps, num_steps, "reference_steps")
+        if reference_mode not in ("shared", "paired"):
+            raise ValueError(f"`reference_mode` must be 'shared' or 'paired', got {reference_mode!r}.")
+        if reference_weight < 0:
+            raise ValueError(f"`reference_weight` must be >= 0, got {reference_weight}.")
+        return reference_window, reference_processors(list(self.transformer.attn_processors), reference_blocks)
+
     def _reference_rows(self, reference_mode, reference_prompt, reference_prompt_embeds, reference_latents,
                         prompt_embeds, device) -> torch.Tensor:
         """The text embeddings of the reference rows: in paired mode the sample's (one per guidance branch), in
@@ -819,6 +864,87 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 f"{tuple(prompt_embeds.shape[1:])}."
             )
         return reference_embeds
+
+    def _prepare_call_latents(self, latents, image, image_latents, reference_latents, reference_image_latents,
+                              batch_size, num_frames, height, width, resize_mode, dtype, device, generator):
+        """`__call__`'s start latents and image-to-video conditioning (the sample's and the reference rows', padded as
+        the model sees them). Returns them with the video's latent frame count and the padding made at every step."""
+        latent_frames = latent_frame_count(num_frames, self.vae_scale_factor_temporal)
+
+        # For CogVideoX 1.5, the latent frames should be padded to make it divisible by patch_size_t. Generating from
+        # scratch, the padding frames are sampled and denoised as diffusers does; following an inversion (a
+        # reference, or unpadded start latents) they are re-made at every step as copies of the first frame, as
+        # `invert()` makes them, so both directions see the same padding.
+        additional_frames = self.padding_frames(latent_frames)
+        stepwise_padding = additional_frames > 0 and (
+            reference_latents is not None or (latents is not None and latents.shape[1] == latent_frames)
+        )
+        if additional_frames > 0 and not stepwise_padding:
+            num_frames += additional_frames * self.vae_scale_factor_temporal
+
+        latent_channels = self.transformer.config.in_channels // (2 if self.is_image_to_video else 1)
+        if reference_latents is not None:
+            # Conditioned as `invert()` conditions (one preparation path): resized with `resize_mode`, the mode.
+            image_latents = self._conditioning_latents(
+                image, image_latents, reference_latents[0], height, width, resize_mode, dtype, device
+            )
+            if batch_size > 1:
+                # One inverted video edited under several prompts: its start latents and conditioning serve them all.
+                if latents is not None and latents.shape[0] == 1:
+                    latents = latents.expand(batch_size, *latents.shape[1:])
+                if image_latents is not None and image_latents.shape[0] == 1:
+                    image_latents = image_latents.expand(batch_size, *image_latents.shape[1:])
+        elif not self.is_image_to_video and (image is not None or image_latents is not None):
+            raise ValueError("`image`/`image_latents` are for image-to-video checkpoints; this one is text-to-video.")
+        elif self.is_image_to_video and image_latents is None and image is None:
+            raise ValueError(
+                "This is an image-to-video checkpoint: pass `image` (e.g. the first frame of the video) or "
+                "`image_latents` (e.g. `inv.image_latents`)."
+            )
+
+        if self.is_image_to_video and image_latents is None:
+            # Without a reference: diffusers' own preparation (no crop, a posterior sample), for bit-for-bit parity
+            image = self.video_processor.preprocess(image, height=height, width=width).to(
+                device, dtype=dtype
+            )
+            latents, image_latents = CogVideoXImageToVideoPipeline.prepare_latents(
+                self, image, batch_size, latent_channels, num_frames, height, width,
+                dtype, device, generator, latents,
+            )
+            if stepwise_padding:  # diffusers pads by itself here; the padding is re-made at every step instead
+                latents, image_latents = latents[:, -latent_frames:], image_latents[:, -latent_frames:]
+        else:
+            latents = self.prepare_latents(
+                batch_size, latent_channels, num_frames, height, width, dtype,
+                device, generator, latents,
+            )
+            if image_latents is not None:
+                image_latents = image_latents.to(device=device, dtype=dtype)
+                if not stepwise_padding:
+                    image_latents = self.pad_frames(image_latents, latents.shape[1] - image_latents.shape[1])
+                if image_latents.shape != latents.shape:
+                    raise ValueError(
+                        f"`image_latents` has shape {tuple(image_latents.shape)} but the latents are "
+                        f"{tuple(latents.shape)}: pass the `image_latents` of the inversion these latents come from."
+                    )
+        model_padding = additional_frames if stepwise_padding else 0
+        # the image-to-video conditioning is the same at every step: pad it once
+        model_image_latents = None if image_latents is None else self.pad_frames(image_latents, model_padding)
+        model_reference_image_latents = None
+        if reference_image_latents is not None:
+            if reference_latents is None or not self.is_image_to_video:
+                raise ValueError(
+                    "`reference_image_latents` condition the reference rows of an image-to-video edit: pass them with "
+                    "`reference_latents`, on an image-to-video checkpoint."
+                )
+            reference_image_latents = reference_image_latents.to(device=device, dtype=dtype)
+            if reference_image_latents.shape != reference_latents.shape[1:]:
+                raise ValueError(
+                    f"`reference_image_latents` has shape {tuple(reference_image_latents.shape)}, the reference "
+                    f"videos {tuple(reference_latents.shape[1:])}: pass the `image_latents` of the inversion (`inv`)."
+                )
+            model_reference_image_latents = self.pad_frames(reference_image_latents, model_padding)
+        return latents, model_image_latents, model_reference_image_latents, latent_frames, model_padding
 
     @torch.no_grad()
     @replace_example_docstring(EXAMPLE_DOC_STRING)
@@ -981,15 +1107,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
-        if reference_latents is not None and reference_latents.ndim == 6:
-            # The reference fixes the latent size: default the pixel size to it.
-            _, _, ref_frames, _, ref_height, ref_width = reference_latents.shape
-            height = height or ref_height * self.vae_scale_factor_spatial
-            width = width or ref_width * self.vae_scale_factor_spatial
-            num_frames = num_frames or pixel_frame_count(ref_frames, self.vae_scale_factor_temporal)
-        height = height or self.transformer.config.sample_height * self.vae_scale_factor_spatial
-        width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
-        num_frames = num_frames or self.transformer.config.sample_frames
+        height, width, num_frames = self._call_size(height, width, num_frames, reference_latents)
 
         # 1. Check inputs. Raise error if not correct (windows, masks and source pixels too: before any model work)
         if num_videos_per_prompt != 1:
@@ -998,46 +1116,29 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 "CogVideoXDDIMInversionPipeline.__call__: pass each prompt that many times (`prompt=[p] * n`)."
             )
         self.check_inputs(
-            prompt,
-            height,
-            width,
-            negative_prompt,
-            callback_on_step_end_tensor_inputs,
-            prompt_embeds,
+            prompt, height, width, negative_prompt, callback_on_step_end_tensor_inputs, prompt_embeds,
             negative_prompt_embeds,
         )
         self.check_size_for_positional_embeddings(height, width)
         num_steps = len(cut_timesteps(range(len(timesteps) if timesteps else num_inference_steps), strength))
-        if reference_latents is not None:
-            reference_window = step_window(reference_steps, num_steps, "reference_steps")
-            if reference_mode not in ("shared", "paired"):
-                raise ValueError(f"`reference_mode` must be 'shared' or 'paired', got {reference_mode!r}.")
-            if reference_weight < 0:
-                raise ValueError(f"`reference_weight` must be >= 0, got {reference_weight}.")
-            processors = reference_processors(list(self.transformer.attn_processors), reference_blocks)
-        if mask is not None:
-            mask_window = step_window(mask_steps, num_steps, "mask_steps")
+        reference_window, processors = self._check_reference_controls(
+            reference_latents, reference_steps, reference_mode, reference_weight, reference_blocks, num_steps
+        )
+        mask_window = step_window(mask_steps, num_steps, "mask_steps") if mask is not None else range(0)
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
         self._current_timestep = None
         self._interrupt = False
 
         # 2. Default call parameters
-        if prompt is not None and isinstance(prompt, str):
-            batch_size = 1
-        elif prompt is not None and isinstance(prompt, list):
-            batch_size = len(prompt)
-        else:
-            batch_size = prompt_embeds.shape[0]
+        batch_size = prompt_embeds.shape[0] if prompt is None else 1 if isinstance(prompt, str) else len(prompt)
         pixel_mask, source_pixels = self._check_local_edit(
             mask, reference_latents, source_latents, paste_back, source_video, output_type, num_frames, height,
             width, batch_size, mask_dilation, mask_feather, mask_latent_dilation, mask_resize_mode,
         )
         device = self._execution_device
 
-        # here `guidance_scale` is defined analog to the guidance weight `w` of equation (2)
-        # of the Imagen paper: https://huggingface.co/papers/2205.11487 . `guidance_scale = 1`
-        # corresponds to doing no classifier free guidance.
+        # `guidance_scale` is the guidance weight `w` of equation (2) of the Imagen paper; 1 means no guidance
         do_classifier_free_guidance = guidance_scale > 1.0
 
         # 3. Encode input prompt
@@ -1068,100 +1169,27 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         self._num_timesteps = len(timesteps)
 
         # 5. Prepare latents
-        latent_frames = latent_frame_count(num_frames, self.vae_scale_factor_temporal)
-
-        # For CogVideoX 1.5, the latent frames should be padded to make it divisible by patch_size_t. Generating from
-        # scratch, the padding frames are sampled and denoised as diffusers does; following an inversion (a
-        # reference, or unpadded start latents) they are re-made at every step as copies of the first frame, as
-        # `invert()` makes them, so both directions see the same padding.
-        additional_frames = self.padding_frames(latent_frames)
-        stepwise_padding = additional_frames > 0 and (
-            reference_latents is not None or (latents is not None and latents.shape[1] == latent_frames)
+        latents, model_image_latents, model_reference_image_latents, latent_frames, model_padding = (
+            self._prepare_call_latents(
+                latents, image, image_latents, reference_latents, reference_image_latents, batch_size, num_frames,
+                height, width, resize_mode, prompt_embeds.dtype, device, generator,
+            )
         )
-        if additional_frames > 0 and not stepwise_padding:
-            num_frames += additional_frames * self.vae_scale_factor_temporal
-
-        latent_channels = self.transformer.config.in_channels // (2 if self.is_image_to_video else 1)
-        if reference_latents is not None:
-            # Conditioned as `invert()` conditions (one preparation path): resized with `resize_mode`, the mode.
-            image_latents = self._conditioning_latents(
-                image, image_latents, reference_latents[0], height, width, resize_mode, prompt_embeds.dtype, device
-            )
-            if batch_size > 1:
-                # One inverted video edited under several prompts: its start latents and conditioning serve them all.
-                if latents is not None and latents.shape[0] == 1:
-                    latents = latents.expand(batch_size, *latents.shape[1:])
-                if image_latents is not None and image_latents.shape[0] == 1:
-                    image_latents = image_latents.expand(batch_size, *image_latents.shape[1:])
-        elif not self.is_image_to_video and (image is not None or image_latents is not None):
-            raise ValueError("`image`/`image_latents` are for image-to-video checkpoints; this one is text-to-video.")
-        elif self.is_image_to_video and image_latents is None and image is None:
-            raise ValueError(
-                "This is an image-to-video checkpoint: pass `image` (e.g. the first frame of the video) or "
-                "`image_latents` (e.g. `inv.image_latents`)."
-            )
-
-        if self.is_image_to_video and image_latents is None:
-            # Without a reference: diffusers' own preparation (no crop, a posterior sample), for bit-for-bit parity
-            image = self.video_processor.preprocess(image, height=height, width=width).to(
-                device, dtype=prompt_embeds.dtype
-            )
-            latents, image_latents = CogVideoXImageToVideoPipeline.prepare_latents(
-                self, image, batch_size * num_videos_per_prompt, latent_channels, num_frames, height, width,
-                prompt_embeds.dtype, device, generator, latents,
-            )
-            if stepwise_padding:  # diffusers pads by itself here; the padding is re-made at every step instead
-                latents, image_latents = latents[:, -latent_frames:], image_latents[:, -latent_frames:]
-        else:
-            latents = self.prepare_latents(
-                batch_size * num_videos_per_prompt, latent_channels, num_frames, height, width, prompt_embeds.dtype,
-                device, generator, latents,
-            )
-            if image_latents is not None:
-                image_latents = image_latents.to(device=device, dtype=prompt_embeds.dtype)
-                if not stepwise_padding:
-                    image_latents = self.pad_frames(image_latents, latents.shape[1] - image_latents.shape[1])
-                if image_latents.shape != latents.shape:
-                    raise ValueError(
-                        f"`image_latents` has shape {tuple(image_latents.shape)} but the latents are "
-                        f"{tuple(latents.shape)}: pass the `image_latents` of the inversion these latents come from."
-                    )
-        model_padding = additional_frames if stepwise_padding else 0
-        # the image-to-video conditioning is the same at every step: pad it once
-        model_image_latents = None if image_latents is None else self.pad_frames(image_latents, model_padding)
-        model_reference_image_latents = None
-        if reference_image_latents is not None:
-            if reference_latents is None or not self.is_image_to_video:
-                raise ValueError(
-                    "`reference_image_latents` condition the reference rows of an image-to-video edit: pass them with "
-                    "`reference_latents`, on an image-to-video checkpoint."
-                )
-            reference_image_latents = reference_image_latents.to(device=device, dtype=prompt_embeds.dtype)
-            if reference_image_latents.shape != reference_latents.shape[1:]:
-                raise ValueError(
-                    f"`reference_image_latents` has shape {tuple(reference_image_latents.shape)}, the reference "
-                    f"videos {tuple(reference_latents.shape[1:])}: pass the `image_latents` of the inversion (`inv`)."
-                )
-            model_reference_image_latents = self.pad_frames(reference_image_latents, model_padding)
         model_kwargs = self._model_kwargs(latents)
 
         # 6. Prepare the reference rows (laid out after the sample rows) and the latent mask
         sample_rows = prompt_embeds.shape[0]
         if reference_latents is not None:
-            check_reference_inputs(
-                reference_latents, reference_timesteps, reference_mode, timesteps, tuple(latents.shape)
-            )
+            check_reference_inputs(reference_latents, reference_timesteps, reference_mode, timesteps, latents.shape)
             reference_embeds = self._reference_rows(
                 reference_mode, reference_prompt, reference_prompt_embeds, reference_latents, prompt_embeds, device
             )
             reference_kwargs = {**(attention_kwargs or {}), "reference_rows": reference_embeds.shape[0]}
-            if reference_weight != 1.0:
-                reference_kwargs["reference_weight"] = reference_weight
+            reference_kwargs.update({} if reference_weight == 1.0 else {"reference_weight": reference_weight})
         latent_mask = None
-        if pixel_mask is not None:
-            latent_mask = mask_to_latent_grid(
-                pixel_mask, self.vae_scale_factor_spatial, self.vae_scale_factor_temporal
-            )
+        if pixel_mask is not None:  # each latent cell takes the largest value of its pixels
+            spatial, temporal = self.vae_scale_factor_spatial, self.vae_scale_factor_temporal
+            latent_mask = mask_to_latent_grid(pixel_mask, spatial, temporal)
             latent_mask = grow_mask(latent_mask, mask_latent_dilation).to(device=device, dtype=latents.dtype)
 
         # 7. Prepare extra step kwargs. TODO: Logic should ideally just be moved out of the pipeline
@@ -1178,7 +1206,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         num_warmup_steps = max(len(timesteps) - num_inference_steps * scheduler.order, 0)
 
         with self.progress_bar(total=num_inference_steps) as progress_bar, processors_swapped(
-            self.transformer, processors if reference_latents is not None else {}
+            self.transformer, processors
         ):
             # for DPM-solver++
             old_pred_original_sample = None
@@ -1259,16 +1287,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 "to a black video): check the inputs (`latents`, `reference_latents`: an inversion with NaN), or "
                 "run in float32/bfloat16 rather than float16."
             )
+        video = latents
         if not output_type == "latent":
-            video = self.decode_latents(latents)
-            if paste_back:
-                if source_pixels is None:
-                    source_pixels = self.decode_latents(source_latents.to(device=device, dtype=latents.dtype))
-                source_pixels = source_pixels.to(device=video.device, dtype=video.dtype)
-                video = torch.lerp(source_pixels, video, pixel_mask.to(video.device, video.dtype).unsqueeze(1))
-            video = self.video_processor.postprocess_video(video=video, output_type=output_type)
-        else:
-            video = latents
+            paste_mask = pixel_mask if paste_back else None
+            video = self._decode(latents, output_type, paste_mask, source_pixels, source_latents)
 
         # Offload all models
         self.maybe_free_model_hooks()
