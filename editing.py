@@ -904,17 +904,23 @@ def write_json(data: dict, path: str):
         json.dump(data, file, indent=2, default=str)
 
 
-def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | None = None, log=None) -> dict:
+def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | None = None, log=None,
+               write_outputs: bool = True) -> dict:
     """Invert (or load the inversion of) `settings.video` and write into `output_dir`: `edit-<n>.mp4` per prompt,
     `side_by_side.mp4` (source | edits), `reconstruction.mp4` on request, and `run.json` (settings, versions, timings,
-    outputs), written last. Returns the run record."""
+    outputs), written last. Returns the run record. `write_outputs=False` computes everything and writes nothing
+    (context parallelism: every process computes the edit, process 0 writes it); its record lists no outputs."""
     import numpy as np
 
     from .callbacks import GuidanceScaleCallback
     from .video_io import write_mask_video, write_video
 
     log = log or (lambda message: None)
-    os.makedirs(output_dir, exist_ok=True)  # checked by `prepare_edit`; made only now that there is work to write
+    if not write_outputs:
+        settings = dataclasses.replace(settings, save_inversion=None)
+        write_video = write_mask_video = _not_written  # noqa: F811  (the writers, for this call)
+    else:
+        os.makedirs(output_dir, exist_ok=True)  # checked by `prepare_edit`; made only now that there is work to write
     timings = {}
     started = time.perf_counter()
     frames, fps, indices = None, None, None
@@ -962,12 +968,17 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | 
         "inversion": {k: v for k, v in inv.settings.items() if k != "model"} | {"model": inv.settings.get("model")},
         "fps": fps,
         "timings_s": {name: round(value, 3) for name, value in timings.items()},
-        "outputs": outputs,
+        "outputs": outputs if write_outputs else {},
         "versions": _versions(),
     }
-    write_json(record, os.path.join(output_dir, "run.json"))
-    outputs["run"] = os.path.join(output_dir, "run.json")
+    if write_outputs:
+        write_json(record, os.path.join(output_dir, "run.json"))
+        outputs["run"] = os.path.join(output_dir, "run.json")
     return record
+
+
+def _not_written(*args) -> None:
+    """A writer of `edit_video` for a process that does not write: nothing, and no path."""
 
 
 def print_log(message: str):
