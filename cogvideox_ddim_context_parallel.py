@@ -224,7 +224,8 @@ class SameInputsHook(ModelHook):
     def pre_forward(self, module, *args, **kwargs):
         names = ("hidden_states", "encoder_hidden_states", "timestep")
         inputs = [kwargs[name] if name in kwargs else args[index] for index, name in enumerate(names)]
-        parts = [part for value in inputs for part in (value.double().sum(), value.double().abs().sum())]
+        inputs = [torch.as_tensor(value, device=inputs[0].device).double() for value in inputs]  # an int timestep too
+        parts = [part for value in inputs for part in (value.sum(), value.abs().sum())]
         checksum = torch.nan_to_num(torch.stack(parts))
         gathered = [torch.empty_like(checksum) for _ in range(dist.get_world_size(self.process_group))]
         dist.all_gather(gathered, checksum, group=self.process_group)
