@@ -170,3 +170,18 @@ def test_a_launch_of_another_size_is_refused_once_before_loading(tiny_checkpoint
     message = "error: --context-parallel 1 but 2 process(es) were launched"
     assert (run.stdout + run.stderr).count(message) == 1, run.stderr[-3000:]
     assert "Loading" not in run.stderr and not out.exists()
+
+
+def test_speed_benchmark_measures_on_n_processes(tmp_path):
+    """benchmarks/speed.py --context-parallel 2: each configuration runs under torchrun, process 0 reports."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+    out = tmp_path / "speed.json"
+    run = subprocess.run(
+        [sys.executable, str(script), "--sizes", "tiny", "--configs", "shared", "--steps", "2", "--repeats", "1",
+         "--e2e", "none", "--count-sizes", "--context-parallel", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "BENCH_THREADS": "2"},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    (measured,) = json.loads(out.read_text())["measured"]
+    assert measured["context_parallel"] == 2 and measured["rows_per_step"] == 3 and measured["seconds_per_step"] > 0
+    assert "the transformer on 2 processes (context parallelism)" in run.stdout
