@@ -464,7 +464,18 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
     WebDriverWait(browser, 30).until(lambda driver: driver.execute_script(
         "return arguments[0].readyState >= 2", mask), "the mask does not load")
 
-    # 7. Reloading during a long run stops it at its next step: another client's run starts (and ends) within
+    # 7. Stop during a run: the run ends at its next step, the page says so and Edit is back.
+    open_page_and_fill(clip, SOURCE_PROMPT, "a blue circle moving right on a white background", steps=100)
+    find("#run").click()
+    WebDriverWait(browser, 60).until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "#status .progress-text"))
+    find("#stop").click()
+    WebDriverWait(browser, 30).until(lambda driver: find("#run").is_enabled() and find("#run").text == "Edit")
+    assert not find("#stop").is_enabled()
+    WebDriverWait(browser, 30).until(lambda driver: not app.runs.lock.locked(), "the run goes on after Stop")
+    runs = Path(app.work_dir, "runs").glob("*/run.json")
+    assert [json.loads(path.read_text())["settings"]["steps"] for path in runs].count(100) == 0  # stopped, removed
+
+    # 8. Reloading during a long run stops it at its next step: another client's run starts (and ends) within
     # seconds, not after the abandoned run.
     open_page_and_fill(clip, SOURCE_PROMPT, "a blue circle moving right on a white background", steps=100)
     find("#run").click()
