@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 # Public names load on first use, so that the command line (`--help`, `publish`) starts without importing diffusers.
 _EXPORTS = {
-    "CogVideoXDDIMInversionOutput": "pipeline_cogvideox_ddim_inversion",
+    "CogVideoXDDIMInversionOutput": "cogvideox_ddim_output",
     "CogVideoXDDIMInversionPipeline": "pipeline_cogvideox_ddim_inversion",
     "CogVideoXRefAttnProcessor": "processors.reference_attention",
     "CogVideoXTextAttentionRecorder": "processors.text_attention",

@@ -100,7 +100,13 @@ def default_video_size(
 def check_size_for_positional_embeddings(
     transformer: Mapping, height: int, width: int, spatial_compression: int = SPATIAL_COMPRESSION
 ):
-    """Learned positional embeddings (5B-I2V) exist for the native size only."""
+    """Refuse a size the checkpoint's positional embeddings do not cover, naming the sizes that work.
+
+    Learned positional embeddings (5B-I2V) exist for the native size only. CogVideoX 1.5 (temporal patches) builds its
+    RoPE table for the config's `sample_height x sample_width` latents, `// patch_size` tokens a side, and diffusers
+    (`get_3d_rotary_pos_embed(grid_type="slice")`) only slices that table: a larger token grid cannot be extended and
+    would fail inside diffusers' embedding code. (CogVideoX 1.0's RoPE interpolates to any grid instead.)
+    """
     native = native_size(transformer, spatial_compression)
     if transformer.get("use_learned_positional_embeddings") and (height, width) != native:
         raise ValueError(
@@ -108,6 +114,16 @@ def check_size_for_positional_embeddings(
             f"not {width}x{height}: leave the size unset (the source is fitted to it), or use a checkpoint with RoPE "
             "only (e.g. CogVideoX1.5-5B-I2V) for other sizes."
         )
+    if transformer.get("patch_size_t") is not None and transformer.get("use_rotary_positional_embeddings"):
+        token = spatial_compression * transformer["patch_size"]
+        max_height = transformer["sample_height"] // transformer["patch_size"] * token
+        max_width = transformer["sample_width"] // transformer["patch_size"] * token
+        if height // token > max_height // token or width // token > max_width // token:
+            raise ValueError(
+                f"{width}x{height} (width x height) is beyond this CogVideoX 1.5 checkpoint's RoPE grid, which covers "
+                f"at most {max_width}x{max_height}: pass a smaller height/width, or leave them unset (the source is "
+                "fitted within the grid at its own aspect)."
+            )
 
 
 def latent_frame_count(num_frames: int, temporal_compression: int = 4) -> int:

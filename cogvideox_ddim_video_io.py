@@ -793,7 +793,8 @@ def read_mask_video(path: str | os.PathLike, **selection) -> np.ndarray:
 
     Frames are selected as `read_video` selects them (pass the same `skip_frames_start`, `frame_stride`,
     `max_num_frames`, ... as for the source video so that mask frames line up with video frames). Pixels brighter than
-    half are 1: video compression blurs exact values, so the mask is read back as black and white.
+    half are 1 (8-bit gray level > 127.5, i.e. 128 and up): video compression blurs exact values, so the mask is read
+    back as black and white. This is the one rule for mask videos: read them with this function.
     """
     frames, _ = read_video(path, **selection)
     gray = np.stack([np.asarray(frame.convert("L"), dtype=np.float32) for frame in frames])

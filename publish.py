@@ -8,6 +8,7 @@ itself.
 """
 
 import argparse
+import ast
 import importlib.metadata
 import os
 import re
@@ -20,9 +21,34 @@ from typing import NamedTuple
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PIPELINE_SOURCE = "pipeline_cogvideox_ddim_inversion.py"
-# The modules `pipeline_cogvideox_ddim_inversion.py` imports relatively, as paths from the package root: diffusers
-# fetches exactly these next to the pipeline file (tests check the list against the file's imports).
-PIPELINE_MODULES = ("processors/reference_attention.py", "processors/text_attention.py", "cogvideox_ddim_video_io.py")
+
+
+def relative_imports(path: str | os.PathLike) -> list[str]:
+    """The modules a Python file imports relatively (`from .a.b import c`), as paths `a/b.py` from its folder, in
+    the order of the file. `from . import x` names no module path and is refused: diffusers' loader does not see it."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    modules = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            if node.level != 1 or not node.module:
+                raise ValueError(
+                    f"{path}: `from {'.' * node.level}{node.module or ''} import ...` is not a direct relative import; "
+                    "diffusers' custom_pipeline loader ships only `from .module import name`."
+                )
+            module = node.module.replace(".", "/") + ".py"
+            if module not in modules:
+                modules.append(module)
+    return sorted(modules, key=lambda module: (module.count("/"), module))
+
+
+def pipeline_modules() -> tuple[str, ...]:
+    """The modules `pipeline_cogvideox_ddim_inversion.py` imports relatively, as paths from the package root, derived
+    from its imports: diffusers' `custom_pipeline` loader fetches exactly these next to the pipeline file (only the
+    pipeline file's direct relative imports, so a shipped module may import only modules among these)."""
+    return tuple(relative_imports(PACKAGE_DIR / PIPELINE_SOURCE))
+
+
+PIPELINE_MODULES = pipeline_modules()  # derived from the pipeline file's imports, not a hand list
 # The file name diffusers looks for in a `custom_pipeline` repo or folder.
 HUB_PIPELINE_FILE = "pipeline.py"
 MODEL_CARD = "README.md"

@@ -22,6 +22,8 @@ import torch
 from diffusers import DDIMInverseScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+from cogvideox_ddim_inversion import cogvideox_ddim_sampling as sampling
+from cogvideox_ddim_inversion.cogvideox_ddim_reference import guided_prediction
 from cogvideox_ddim_inversion.testing.analytic_denoiser import GaussianVDenoiser
 from cogvideox_ddim_inversion.testing.tiny_checkpoint import build_components
 
@@ -61,14 +63,14 @@ def published_round_trip(pipe, data, steps):
     inverse.set_timesteps(steps)
     latents = data
     for t in inverse.timesteps:
-        model_output = pipe.transformer(latents, timestep=t.expand(1))[0]
+        model_output = guided_prediction(pipe.transformer, latents, None, t, sample_rows=1)
         latents = inverse.step(model_output, t, latents).prev_sample.float()
     return relative_error(pipe, data, latents, steps), 1.0
 
 
 def our_round_trip(pipe, data, steps, iterations=0, tolerance=None, history=3):
-    solve = CogVideoXDDIMInversionPipeline._solve_inverse_step
-    pipe._solve_inverse_step = functools.partial(solve, pipe, history=history)
+    solve = sampling.solve_inverse_step
+    sampling.solve_inverse_step = functools.partial(solve, history=history)
     try:
         inv = pipe.invert(
             latents=data,
@@ -78,7 +80,7 @@ def our_round_trip(pipe, data, steps, iterations=0, tolerance=None, history=3):
             max_sequence_length=TEXT_LENGTH,
         )
     finally:
-        del pipe._solve_inverse_step
+        sampling.solve_inverse_step = solve
     return relative_error(pipe, data, inv.trajectory[0], steps), inv.model_evaluations / steps
 
 

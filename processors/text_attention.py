@@ -1,15 +1,14 @@
 """Recording how much CogVideoX's video tokens attend to chosen text tokens, for automatic edit masks."""
 
 import torch
-import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, CogVideoXAttnProcessor2_0
 from diffusers.models.embeddings import apply_rotary_emb
 
 
 class CogVideoXTextAttentionRecorder(CogVideoXAttnProcessor2_0):
     r"""
-    An attention processor that computes exactly what [`~models.attention_processor.CogVideoXAttnProcessor2_0`]
-    computes and, while `recording` is on, adds up the joint attention that each video token gives to chosen text
+    An attention processor that returns exactly what [`~models.attention_processor.CogVideoXAttnProcessor2_0`]
+    returns (it calls it) and, while `recording` is on, adds up the joint attention that each video token gives to chosen text
     tokens (the tokens of some words of the prompt), averaged over heads.
 
     CogVideoX attends jointly over `[text tokens ; video tokens]`: for a video query, the attention on a text key is
@@ -46,57 +45,31 @@ class CogVideoXTextAttentionRecorder(CogVideoXAttnProcessor2_0):
         attention_mask: torch.Tensor | None = None,
         image_rotary_emb: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        # The body of diffusers' CogVideoXAttnProcessor2_0 (0.42.1), with the recording between RoPE and attention.
+        # The attention itself is diffusers' (as CogVideoXRefAttnProcessor delegates); while recording, the queries and
+        # keys are projected again beside it (two linear layers per recorded layer and pass), after RoPE as there.
+        if self.recording:
+            self._record(*self._queries_and_keys(attn, hidden_states, encoder_hidden_states, image_rotary_emb))
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+
+    @staticmethod
+    def _queries_and_keys(attn: Attention, hidden_states, encoder_hidden_states, image_rotary_emb):
+        """`[B, heads, L + N, head_dim]` queries and keys over `[text ; video]` tokens, as CogVideoXAttnProcessor2_0
+        makes them (normalised, RoPE on the video tokens), and the text length."""
         text_seq_length = encoder_hidden_states.size(1)
-
-        hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
-
-        batch_size, sequence_length, _ = hidden_states.shape
-
-        if attention_mask is not None:
-            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
-            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
-
-        query = attn.to_q(hidden_states)
-        key = attn.to_k(hidden_states)
-        value = attn.to_v(hidden_states)
-
-        inner_dim = key.shape[-1]
-        head_dim = inner_dim // attn.heads
-
-        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-
+        tokens = torch.cat([encoder_hidden_states, hidden_states], dim=1)
+        query, key = attn.to_q(tokens), attn.to_k(tokens)
+        head_dim = key.shape[-1] // attn.heads
+        query = query.unflatten(2, (attn.heads, head_dim)).transpose(1, 2)
+        key = key.unflatten(2, (attn.heads, head_dim)).transpose(1, 2)
         if attn.norm_q is not None:
             query = attn.norm_q(query)
         if attn.norm_k is not None:
             key = attn.norm_k(key)
-
-        # Apply RoPE if needed
         if image_rotary_emb is not None:
             query[:, :, text_seq_length:] = apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
             if not attn.is_cross_attention:
                 key[:, :, text_seq_length:] = apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
-
-        if self.recording:
-            self._record(query, key, text_seq_length)
-
-        hidden_states = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
-        )
-
-        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
-
-        # linear proj
-        hidden_states = attn.to_out[0](hidden_states)
-        # dropout
-        hidden_states = attn.to_out[1](hidden_states)
-
-        encoder_hidden_states, hidden_states = hidden_states.split(
-            [text_seq_length, hidden_states.size(1) - text_seq_length], dim=1
-        )
-        return hidden_states, encoder_hidden_states
+        return query, key, text_seq_length
 
     @torch.no_grad()
     def _record(self, query: torch.Tensor, key: torch.Tensor, text_seq_length: int):

@@ -8,6 +8,7 @@ from conftest import TEXT_LENGTH
 from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DDIMScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+from cogvideox_ddim_inversion import cogvideox_ddim_sampling as sampling
 from cogvideox_ddim_inversion.testing.analytic_denoiser import GaussianVDenoiser
 from cogvideox_ddim_inversion.testing.tiny_checkpoint import build_components
 
@@ -59,8 +60,8 @@ def test_refined_inversion_is_exact_within_five_evaluations_per_step(variant):
 def test_naive_iteration_needs_more_evaluations_than_anderson(monkeypatch):
     pipe, data = analytic_pipeline("cogvideox-5b")
     anderson = round_trip(pipe, data, fixed_point_iterations=2, fixed_point_tolerance=None)[0]
-    solve = pipe._solve_inverse_step
-    monkeypatch.setattr(pipe, "_solve_inverse_step", lambda *args, **kwargs: solve(*args, **kwargs, history=0))
+    solve = sampling.solve_inverse_step
+    monkeypatch.setattr(sampling, "solve_inverse_step", lambda *args, **kwargs: solve(*args, **kwargs, history=0))
     naive = round_trip(pipe, data, fixed_point_iterations=2, fixed_point_tolerance=None)[0]
     assert anderson < naive / 10
 

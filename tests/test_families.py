@@ -10,6 +10,7 @@ from by_hand import edit_by_hand, invert_by_hand
 from conftest import PIPELINE_FILE, SHARED, TEXT_LENGTH
 from diffusers import CogVideoXImageToVideoPipeline, CogVideoXPipeline, DiffusionPipeline
 
+from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import check_size_for_positional_embeddings, checkpoint_config
 from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames
 from cogvideox_ddim_inversion.testing.tiny_checkpoint import VARIANTS
 
@@ -243,3 +244,43 @@ def test_reference_rows_keep_the_inversions_image_conditioning(tiny_checkpoint, 
     with pytest.raises(ValueError, match="pass the `image_latents` of the inversion"):
         pipe(prompt="x", image_latents=edited, reference_image_latents=inv.image_latents[:, :1],
              reference_latents=inv.trajectory, output_type="latent", **CALL)
+
+
+def test_cogvideox_1_5_sizes_beyond_the_rope_grid_are_refused_before_any_model_work(tiny_checkpoint, frames):
+    """diffusers slices 1.5's RoPE table (sample_height x sample_width latents): a larger size died inside diffusers'
+    embedding code. The tiny 1.5 grid is 4 x 6 tokens of 16 pixels: at most 96x64 (width x height)."""
+    checkpoint = tiny_checkpoint("cogvideox1.5-5b")
+    config = checkpoint_config(checkpoint)["transformer"]
+    check_size_for_positional_embeddings(config, 64, 96)
+    check_size_for_positional_embeddings(config, 48, 80)  # smaller sizes are slices of the table
+    message = r"96x96 \(width x height\) is beyond .*RoPE grid, which covers at most 96x64"
+    with pytest.raises(ValueError, match=message):
+        check_size_for_positional_embeddings(config, 96, 96)
+    pipe = load_custom(checkpoint)
+    seen = []
+    pipe.transformer.register_forward_pre_hook(lambda *args: seen.append(1))
+    with pytest.raises(ValueError, match="RoPE grid"):
+        pipe.invert(video=frames, height=64, width=128, **CALL)
+    with pytest.raises(ValueError, match="RoPE grid"):
+        pipe(prompt="x", height=96, width=96, **CALL)
+    assert seen == []
+
+
+def test_invert_and_a_referenced_call_condition_on_the_same_image_latents(tiny_checkpoint, frames):
+    """One preparation for an image-to-video conditioning image: resized with `resize_mode`, encoded with the
+    posterior's mode, in invert() and in a referenced __call__ (before, __call__ ran diffusers' no-crop resize and
+    sampled the posterior: the same frame gave latents up to 1.1 apart)."""
+    pipe = load_custom(tiny_checkpoint("cogvideox-5b-i2v"))
+    image = PIL.Image.fromarray(frames[0][:, 8:-8])  # another aspect: crop and diffusers' resize differ
+    inputs = []
+    pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: inputs.append(kwargs["hidden_states"][0, :, 16:].clone()), with_kwargs=True
+    )
+    inv = pipe.invert(video=frames, image=image, **CALL)
+    assert all(torch.equal(seen, inv.image_latents[0]) for seen in inputs)
+    inputs.clear()
+    pipe(prompt="x", image=image, latents=inv.trajectory[0], reference_latents=inv.trajectory,
+         generator=torch.Generator().manual_seed(0), output_type="latent", **CALL)
+    assert len(inputs) == 2 and all(torch.equal(seen, inv.image_latents[0]) for seen in inputs)
+    expected = pipe.prepare_image_latents(pipe.image_pixels(image, 64, 96, "crop"), 3, torch.float32, "cpu")
+    assert torch.equal(inv.image_latents, expected)

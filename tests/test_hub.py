@@ -12,12 +12,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
 from conftest import PIPELINE_FILE, REPO_ROOT
 from hub_server import HubServer
 
+import cogvideox_ddim_inversion
 from cogvideox_ddim_inversion import cli
 from cogvideox_ddim_inversion.publish import HUB_PIPELINE_FILE, PIPELINE_MODULES, copy_pipeline_files, publish
 
@@ -38,6 +40,13 @@ def hub():
     assert not server.running
 
 
+def package_path() -> str:
+    """The folder the tested `cogvideox_ddim_inversion` was imported from when it is not the installed one (a checkout
+    put on PYTHONPATH as `<folder>/cogvideox_ddim_inversion`); empty for the installed package."""
+    package = Path(os.path.abspath(cogvideox_ddim_inversion.__file__)).parent  # not resolved: a symlinked checkout
+    return str(package.parent) if package.name == "cogvideox_ddim_inversion" else ""
+
+
 @pytest.fixture(scope="module")
 def hub_env(hub, tmp_path_factory):
     """Environment of the child processes: the test Hub, a fresh cache, no proxy, no stray Hugging Face settings."""
@@ -51,7 +60,7 @@ def hub_env(hub, tmp_path_factory):
         HF_HUB_DISABLE_PROGRESS_BARS="1",
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
-        PYTHONPATH="",  # the installed package, not whatever a caller put on the path
+        PYTHONPATH=package_path(),  # the package under test, not whatever else a caller put on the path
     )
     return env
 

@@ -7,6 +7,7 @@ from conftest import TEXT_LENGTH
 from diffusers import DDIMInverseScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+from cogvideox_ddim_inversion import cogvideox_ddim_sampling as sampling
 from cogvideox_ddim_inversion.testing.analytic_denoiser import GaussianVDenoiser
 from cogvideox_ddim_inversion.testing.tiny_checkpoint import build_components
 
@@ -58,14 +59,14 @@ def test_unshifted_inverse_schedule_breaks_the_2b_round_trip(monkeypatch):
     unshifted = DDIMInverseScheduler(**pipe.scheduler.config).alphas_cumprod
     assert abs(unshifted[500].item() - pipe.scheduler.alphas_cumprod[500].item()) > 0.1
 
-    original = pipe._ddim_alphas
+    original = sampling.ddim_alphas
 
     def unshifted_alphas(scheduler, timestep):
         alpha_t, alpha_s = original(scheduler, timestep)
         t, s = int(timestep), int(timestep) - 1000 // pipe.scheduler.num_inference_steps
         return unshifted[t].double(), (unshifted[s].double() if s >= 0 else alpha_s)
 
-    monkeypatch.setattr(pipe, "_ddim_alphas", unshifted_alphas)
+    monkeypatch.setattr(sampling, "ddim_alphas", unshifted_alphas)
     assert round_trip_error(pipe, data, 50) > 0.03  # the threshold of the round-trip test above
 
 
@@ -121,3 +122,25 @@ def test_invert_rejects_both_or_neither_source():
         pipe.invert(video=[data], latents=data, num_inference_steps=2)
     with pytest.raises(ValueError, match=r"\[B, F, C, H, W\]"):
         pipe.invert(latents=data[0], num_inference_steps=2)
+
+
+def test_one_step_is_refused_and_non_finite_latents_are_not_decoded():
+    """With 1 step the only timestep is the zero-terminal-SNR one (alpha_cumprod 0) and its forward step lands on
+    alpha_cumprod 1: the inverse step's noise is (x_s - original) / sqrt(1 - 1), a NaN trajectory (a black edit)."""
+    pipe, data = analytic_pipeline("cogvideox-5b")
+    scheduler = pipe.ddim_scheduler()
+    scheduler.set_timesteps(1)
+    t = scheduler.timesteps[0]
+    assert sampling.ddim_alphas(scheduler, t) == (0, 1)
+    unguarded = sampling.inverse_step(scheduler, pipe.transformer(data, timestep=t.expand(1))[0], t, data)
+    assert not torch.isfinite(unguarded).all()  # the root cause, which invert() now refuses up front
+    pipe.transformer.calls.clear()
+    with pytest.raises(ValueError, match=r"cannot be inverted.*`num_inference_steps` >= 2"):
+        pipe.invert(latents=data, num_inference_steps=1, max_sequence_length=TEXT_LENGTH)
+    assert pipe.transformer.calls == []
+    two_steps = pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH)
+    assert torch.isfinite(two_steps.trajectory).all()
+
+    with pytest.raises(FloatingPointError, match=r"__call__ produced latents with NaN or inf"):
+        pipe(prompt="", latents=torch.full_like(data, float("nan")), guidance_scale=1.0, num_inference_steps=2,
+             output_type="latent", max_sequence_length=TEXT_LENGTH)

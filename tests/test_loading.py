@@ -18,7 +18,13 @@ from diffusers.utils.dynamic_modules_utils import get_relative_imports
 
 import cogvideox_ddim_inversion
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, CogVideoXRefAttnProcessor
-from cogvideox_ddim_inversion.publish import PIPELINE_MODULES, copy_pipeline_files, write_hub_folder
+from cogvideox_ddim_inversion.publish import (
+    PIPELINE_MODULES,
+    copy_pipeline_files,
+    pipeline_modules,
+    relative_imports,
+    write_hub_folder,
+)
 from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames
 
 
@@ -92,12 +98,26 @@ def test_installed_package_exports_the_pipeline_and_processor(checkpoint, refere
 
 
 def test_pipeline_modules_list_matches_the_relative_imports():
-    # diffusers copies a custom pipeline's relative imports (one level deep for local files) next to it: the Hub folder
-    # and bundled layouts must ship exactly those, and they must not import further local modules themselves.
+    # diffusers copies a custom pipeline's direct relative imports (no recursion) next to it: the Hub folder and
+    # bundled layouts must ship exactly those, and a shipped module may import only modules among them.
     imported = {name.replace(".", "/") + ".py" for name in get_relative_imports(PIPELINE_FILE)}
-    assert imported == set(PIPELINE_MODULES)
+    assert imported == set(PIPELINE_MODULES) == set(pipeline_modules())
+    assert "cogvideox_ddim_sampling.py" in imported and "processors/reference_attention.py" in imported
     for module in PIPELINE_MODULES:
-        assert get_relative_imports(REPO_ROOT / module) == [], f"{module} imports a local module diffusers won't copy"
+        own = get_relative_imports(REPO_ROOT / module)
+        if module.startswith("processors/"):  # a subfolder: its relative imports would resolve inside processors/
+            assert own == [], f"{module} imports a local module"
+        own_paths = {name.replace(".", "/") + ".py" for name in own}
+        assert own_paths <= imported, f"{module} imports {own_paths - imported}, which the pipeline file does not"
+
+
+def test_pipeline_modules_are_derived_from_the_imports(tmp_path):
+    pipeline = tmp_path / "pipeline.py"
+    pipeline.write_text("import os\nfrom .b_mod import x\nfrom .sub.a_mod import (\n    y,\n)\nfrom .b_mod import z\n")
+    assert relative_imports(pipeline) == ["b_mod.py", "sub/a_mod.py"]
+    pipeline.write_text("from . import b_mod\n")
+    with pytest.raises(ValueError, match="not a direct relative import"):
+        relative_imports(pipeline)
 
 
 def test_custom_pipeline_file_path(checkpoint, reference):

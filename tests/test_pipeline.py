@@ -1,5 +1,8 @@
 """CogVideoXDDIMInversionPipeline on tiny random checkpoints: parity, reference rows, processor handling, bad input."""
 
+import os
+import stat
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -8,8 +11,13 @@ from conftest import TEXT_LENGTH
 from diffusers import CogVideoXPipeline
 from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
 
-from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, CogVideoXRefAttnProcessor
-from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import check_cogvideox_components
+from cogvideox_ddim_inversion import (
+    CogVideoXDDIMInversionOutput,
+    CogVideoXDDIMInversionPipeline,
+    CogVideoXRefAttnProcessor,
+)
+from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import check_cogvideox_config
+from cogvideox_ddim_inversion.cogvideox_ddim_sampling import step_window
 from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames, write_sample_clip
 from cogvideox_ddim_inversion.testing.tiny_checkpoint import write_tiny_checkpoint
 from cogvideox_ddim_inversion.video_io import read_video
@@ -247,7 +255,7 @@ def test_non_cogvideox_components_are_refused(tiny_checkpoint):
     with pytest.raises(ValueError, match="not a CogVideoX checkpoint.*THUDM/CogVideoX-5b"):
         CogVideoXDDIMInversionPipeline(**{**components, "transformer": torch.nn.Linear(2, 2)})
     with pytest.raises(ValueError, match="not a CogVideoX checkpoint"):
-        check_cogvideox_components(components["transformer"], torch.nn.Linear(2, 2))
+        check_cogvideox_config(components["transformer"].config, {})
 
 
 @pytest.mark.parametrize("reference_mode", ["shared", "paired"])
@@ -289,3 +297,53 @@ def test_saved_inversion_loads_bit_for_bit_and_refuses_another_checkpoint(load_p
         write_tiny_checkpoint(tmp_path / "other", "cogvideox1.5-5b-i2v", seed=1))
     with pytest.raises(ValueError, match="made by other weights"):
         CogVideoXDDIMInversionOutput.load(path, pipeline=other)
+
+
+def test_step_windows_round_halves_up():
+    # Python's round() would give range(0, 2) here (0.5 -> 0, 1.5 -> 2): halves go up, consistently.
+    assert CogVideoXDDIMInversionPipeline.reference_step_window((0.25, 0.75), 2) == range(1, 2)
+    assert step_window(0.25, 10) == range(0, 3)
+    assert step_window(0.5, 5) == range(0, 3)
+    assert step_window((0.2, 0.6), 10, "mask_steps") == range(2, 6)
+
+
+def test_empty_step_windows_are_refused_before_any_model_work(load_pipe):
+    """`reference_steps=0.1` of 4 steps selected no step and silently gave the unreferenced output; `mask_steps=0.1`
+    the unmasked edit; invert(mask_words=..., mask_steps=0.1) failed only after the whole inversion."""
+    pipe = load_pipe("cogvideox-5b")
+    seen = []
+    pipe.transformer.register_forward_pre_hook(lambda *args: seen.append("transformer"))
+    pipe.text_encoder.register_forward_pre_hook(lambda *args: seen.append("text encoder"))
+    trajectory = torch.zeros(4, 1, 3, 16, 8, 12)
+    steps = dict(num_inference_steps=4, max_sequence_length=TEXT_LENGTH)
+    with pytest.raises(ValueError, match=r"`reference_steps=0.1` selects no step of 4.*at least 1/4"):
+        pipe(prompt="a red circle", reference_latents=trajectory, reference_steps=0.1, **steps)
+    with pytest.raises(ValueError, match=r"`mask_steps=0.1` selects no step of 4"):
+        pipe(prompt="a red circle", reference_latents=trajectory, mask=torch.ones(9, 64, 96),
+             source_latents=trajectory[0], mask_steps=0.1, **steps)
+    frames = np.stack(sample_clip_frames(num_frames=9))
+    with pytest.raises(ValueError, match=r"`mask_steps=0.1` selects no step of 4"):
+        pipe.invert(video=frames, prompt="a red circle", mask_words=["red"], mask_steps=0.1, **steps)
+    with pytest.raises(ValueError, match=r"`reference_steps=\(0.5, 0.6\)` selects no step of 4"):
+        pipe(prompt="a red circle", reference_latents=trajectory, reference_steps=(0.5, 0.6), **steps)
+    assert seen == []
+
+
+def test_saved_inversion_has_the_permissions_of_any_new_file(tmp_path):
+    inv = CogVideoXDDIMInversionOutput(
+        latents=torch.zeros(1, 1, 2, 2, 2), trajectory=torch.zeros(1, 1, 1, 2, 2, 2), timesteps=torch.tensor([999])
+    )
+    previous = os.umask(0o022)
+    try:
+        path = inv.save(tmp_path / "inv.safetensors")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644  # 0666 less the umask, not mkstemp's 0600
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".partial-")]
+    assert torch.equal(CogVideoXDDIMInversionOutput.load(path).trajectory, inv.trajectory)
+
+
+def test_num_videos_per_prompt_other_than_one_is_refused(load_pipe):
+    pipe = load_pipe("cogvideox-5b")
+    with pytest.raises(ValueError, match=r"`num_videos_per_prompt=2` is not supported.*\[p\] \* n"):
+        pipe(prompt="a red circle", num_videos_per_prompt=2, **CALL)

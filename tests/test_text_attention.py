@@ -10,7 +10,7 @@ from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
 from test_reference_attention import FRAMES, HEIGHT, IMAGE, TEXT, WIDTH, naive_rope, random_rows
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
-from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import attention_map_to_video
+from cogvideox_ddim_inversion.cogvideox_ddim_masks import attention_map_to_video
 from cogvideox_ddim_inversion.processors.text_attention import CogVideoXTextAttentionRecorder
 from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames
 from cogvideox_ddim_inversion.testing.tiny_checkpoint import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, build_components

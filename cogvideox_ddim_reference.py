@@ -1,0 +1,159 @@
+"""The rows the transformer runs at each step: sample rows, reference rows (an inverted trajectory's latent at the
+step's noise level) and image-to-video conditioning; the attention processors that let the sample read the reference
+(or record attention on words); and the one transformer call with classifier-free guidance that `invert()` and
+`__call__` share.
+
+Imports only the processors, which the pipeline file also imports directly (diffusers' `custom_pipeline` loader
+ships only the pipeline file's direct relative imports).
+"""
+
+import contextlib
+
+import torch
+
+from .processors.reference_attention import CogVideoXRefAttnProcessor
+from .processors.text_attention import CogVideoXTextAttentionRecorder
+
+
+REFERENCE_MODES = ("shared", "paired")
+
+
+def check_blocks(blocks, num_blocks: int, name: str, allow_empty: bool = False) -> list[int]:
+    """`blocks` as a list, refused (naming the range) when holding an index outside the transformer, or when empty
+    unless `allow_empty` (no block reads the reference: the rows still run, a control experiment)."""
+    blocks = list(blocks)
+    unknown = [block for block in blocks if not (isinstance(block, int) and 0 <= block < num_blocks)]
+    if unknown or not (blocks or allow_empty):
+        raise ValueError(
+            f"`{name}` {blocks} must be blocks of the transformer, which has blocks 0..{num_blocks - 1}"
+            + (f" ({unknown} out of range)." if unknown else " (at least one).")
+        )
+    return blocks
+
+
+def reference_processors(layer_names: list[str], reference_blocks: list[int] | None) -> dict:
+    """One `CogVideoXRefAttnProcessor` per attention layer; layers outside `reference_blocks` (default: all) pass the
+    reference rows through without reading them."""
+    blocks = range(len(layer_names)) if reference_blocks is None else check_blocks(
+        reference_blocks, len(layer_names), "reference_blocks", allow_empty=True
+    )
+    return {
+        name: CogVideoXRefAttnProcessor(attend_to_reference=index in blocks) for index, name in enumerate(layer_names)
+    }
+
+
+def text_attention_recorders(layer_names: list[str], blocks: list[int] | None, text_token_weights: torch.Tensor):
+    """Recording processors for the attention layers of `blocks` (default: the last block)."""
+    blocks = [len(layer_names) - 1] if blocks is None else check_blocks(blocks, len(layer_names), "mask_blocks")
+    return {layer_names[b]: CogVideoXTextAttentionRecorder(text_token_weights) for b in sorted(set(blocks))}
+
+
+@contextlib.contextmanager
+def processors_swapped(transformer, processors: dict):
+    """Install `processors` (by attention layer name) on `transformer` for the duration of a `with` block, then put
+    back what was installed before, also on an error. Nothing happens for an empty dict."""
+    if not processors:
+        yield
+        return
+    installed = transformer.attn_processors
+    transformer.set_attn_processor({**installed, **processors})
+    try:
+        yield
+    finally:
+        transformer.set_attn_processor(installed)
+
+
+def check_reference_inputs(
+    reference_latents: torch.Tensor,
+    reference_timesteps: torch.Tensor | None,
+    reference_mode: str,
+    timesteps: torch.Tensor,
+    latents_shape: tuple[int, ...],
+):
+    if reference_mode not in ("shared", "paired"):
+        raise ValueError(f"`reference_mode` must be 'shared' or 'paired', got {reference_mode!r}.")
+    if not isinstance(reference_latents, torch.Tensor) or reference_latents.ndim != 6:
+        raise ValueError(
+            "`reference_latents` must be a trajectory tensor [T, B, F, C, H, W] in denoising order, e.g. "
+            "`pipe.invert(...).trajectory`."
+        )
+    if reference_latents.shape[0] != len(timesteps):
+        raise ValueError(
+            f"`reference_latents` has {reference_latents.shape[0]} steps but this call runs {len(timesteps)}: "
+            f"call with `num_inference_steps={reference_latents.shape[0]}`, or invert again with "
+            f"`num_inference_steps={len(timesteps)}`."
+        )
+    if reference_timesteps is not None and not torch.equal(
+        torch.as_tensor(reference_timesteps).cpu().long(), timesteps.cpu().long()
+    ):
+        raise ValueError(
+            f"`reference_timesteps` {torch.as_tensor(reference_timesteps).tolist()} differ from this call's "
+            f"timesteps {timesteps.tolist()}: invert and regenerate with the same scheduler and step count."
+        )
+    if reference_latents.shape[1] == 1 and latents_shape[0] > 1:  # one video, several prompts
+        latents_shape = (1, *latents_shape[1:])
+    if tuple(reference_latents.shape[1:]) != tuple(latents_shape):
+        raise ValueError(
+            f"Each `reference_latents` step has shape {tuple(reference_latents.shape[1:])} but the sample latents "
+            f"are {tuple(latents_shape)} [B, F, C, H, W]: use the same height, width, num_frames and number of "
+            "prompts as the inversion, or leave height/width/num_frames unset to take them from the reference."
+        )
+
+
+
+def with_reference_rows(sample_input: torch.Tensor, reference: torch.Tensor, reference_rows: int) -> torch.Tensor:
+    """The sample rows followed by `reference_rows` rows of the step's reference latents (one per reference video,
+    repeated for the paired layout's two guidance branches)."""
+    reference = reference.to(device=sample_input.device, dtype=sample_input.dtype, non_blocking=True)
+    return torch.cat([sample_input, reference.repeat(reference_rows // reference.shape[0], 1, 1, 1, 1)])
+
+
+def with_image_rows(
+    model_input: torch.Tensor,
+    sample_rows: int,
+    image_latents: torch.Tensor,
+    reference_image_latents: torch.Tensor | None = None,
+    reference_videos: int = 1,
+) -> torch.Tensor:
+    """Image-to-video: every row gets its video's conditioning on the channel axis; reference rows the reference
+    videos' own (`reference_image_latents`) or else that of the first `reference_videos` sample videos."""
+    image_rows = image_latents.repeat(sample_rows // image_latents.shape[0], 1, 1, 1, 1)
+    extra_rows = model_input.shape[0] - sample_rows
+    if extra_rows:
+        reference_image = reference_image_latents
+        if reference_image is None:
+            reference_image = image_latents[:reference_videos]
+        repeats = extra_rows // reference_image.shape[0]
+        image_rows = torch.cat([image_rows, reference_image.repeat(repeats, 1, 1, 1, 1)])
+    return torch.cat([model_input, image_rows], dim=2)
+
+
+def guided_prediction(
+    transformer,
+    model_input: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    timestep: torch.Tensor,
+    sample_rows: int,
+    padding: int = 0,
+    guidance_scale: float | None = None,
+    image_rotary_emb=None,
+    attention_kwargs: dict | None = None,
+    model_kwargs: dict | None = None,
+) -> torch.Tensor:
+    """The transformer on `model_input`, then classifier-free guidance: the prediction for the first `sample_rows`
+    rows (`[uncond ; cond]` when `guidance_scale` is given), the `padding` front frames dropped, in float32."""
+    with transformer.cache_context("cond_uncond"):
+        prediction = transformer(
+            hidden_states=model_input,
+            encoder_hidden_states=encoder_hidden_states,
+            timestep=timestep.expand(model_input.shape[0]),  # broadcast in a way compatible with ONNX/Core ML
+            image_rotary_emb=image_rotary_emb,
+            attention_kwargs=attention_kwargs,
+            return_dict=False,
+            **(model_kwargs or {}),
+        )[0]
+    prediction = prediction[:sample_rows, padding:].float()  # the reference rows' and padding frames' are not used
+    if guidance_scale is not None:
+        uncond, text = prediction.chunk(2)
+        prediction = uncond + guidance_scale * (text - uncond)
+    return prediction
