@@ -421,9 +421,13 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
     assert shown("#results-hint") and in_viewport(browser, find("#source-video"))
     save_screenshot(browser, screenshots["app_phone.png"])
     set_viewport(browser, 1280, 800)
-    for name, path in screenshots.items():  # how docs/app.png is made: APP_SCREENSHOT=docs pytest ... -k browser
-        if os.environ.get("APP_SCREENSHOT"):
-            shutil.copyfile(path, os.path.join(os.environ["APP_SCREENSHOT"], name))
+    # How docs/app.png and docs/app_phone.png are made: APP_SCREENSHOT=docs/app.png pytest ... -k browser (the phone's
+    # beside it, as app_phone.png; or a folder for both).
+    target = os.environ.get("APP_SCREENSHOT")
+    if target:
+        laptop = os.path.join(target, "app.png") if os.path.isdir(target) else target
+        shutil.copyfile(screenshots["app.png"], laptop)
+        shutil.copyfile(screenshots["app_phone.png"], laptop.removesuffix(".png") + "_phone.png")
 
     # 4. Messages in the page's words: a bad number and a word that is not in the source prompt name the page's
     # fields, never a command-line flag or Python's own message.
