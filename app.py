@@ -296,7 +296,7 @@ def adjustment_notes(pipe, settings: EditSettings, config: dict) -> list[str]:
     if shape.num_frames < asked:
         whose = "asked" if settings.num_frames else "the model's"
         notes.append(f"Used {shape.num_frames} frames, not the {asked} {whose}: the clip has fewer with this frame "
-                     "selection (trimmed to 8k + 1).")
+                     "selection, trimmed to a count the model takes.")
     height, width = probe_video(settings.video).display_size
     if abs(height / width - shape.height / shape.width) > 0.01 and settings.resize_mode != "stretch":
         orientation = "portrait " if height > width else ""
@@ -317,29 +317,33 @@ def adjustment_notes(pipe, settings: EditSettings, config: dict) -> list[str]:
     return notes
 
 
-def _portable(value, run_dir: str, uploads: dict):
-    """`value` (run.json's content) with each path the server chose made portable: files of the run relative to it,
-    uploads and saved inversions by their own file names."""
+def _within(path: str, folder: str) -> bool:
+    return os.path.commonpath([os.path.abspath(path), folder]) == folder
+
+
+def _portable(value, run_dir: str, work_dir: str, uploads: dict):
+    """`value` (run.json's content) with each path in the app's temporary folder made portable: files of the run
+    relative to it, uploads by their own file names, saved inversions by theirs."""
     if isinstance(value, dict):
-        return {key: _portable(item, run_dir, uploads) for key, item in value.items()}
+        return {key: _portable(item, run_dir, work_dir, uploads) for key, item in value.items()}
     if isinstance(value, list):
-        return [_portable(item, run_dir, uploads) for item in value]
-    if isinstance(value, str) and os.path.isabs(value):
-        if os.path.commonpath([os.path.abspath(value), run_dir]) == run_dir:
+        return [_portable(item, run_dir, work_dir, uploads) for item in value]
+    if isinstance(value, str) and os.path.isabs(value) and _within(value, work_dir):
+        if _within(value, run_dir):
             return os.path.relpath(value, run_dir)
         return uploads.get(os.path.abspath(value), os.path.basename(value))
     return value
 
 
-def write_portable_run_json(run_dir: str, uploads: dict):
-    """Rewrite `run_dir`/run.json, which the page serves for download, without the server's temporary paths.
-    `uploads`: absolute path -> the name to show (the upload's own file name)."""
+def write_portable_run_json(run_dir: str, work_dir: str, uploads: dict):
+    """Rewrite `run_dir`/run.json, which the page serves for download, without paths in the app's temporary folder
+    `work_dir`. `uploads`: absolute path -> the name to show (the upload's own file name)."""
     from .editing import write_json
 
     path = os.path.join(run_dir, "run.json")
     with open(path) as file:
         record = json.load(file)
-    write_json(_portable(record, os.path.abspath(run_dir), uploads), path)
+    write_json(_portable(record, os.path.abspath(run_dir), os.path.abspath(work_dir), uploads), path)
 
 
 def _status(record: dict, settings: EditSettings, reused: bool, notes=()) -> str:
@@ -514,7 +518,8 @@ def _edit_function(pipe, load_info: dict, model: str, config: dict, work_dir: st
 
                 runs.check()
                 record = edit_video(pipe, settings, run_dir, load_info, log=log)
-                write_portable_run_json(run_dir, {os.path.abspath(path): os.path.basename(path) for path in uploads})
+                write_portable_run_json(run_dir, work_dir,
+                                        {os.path.abspath(path): os.path.basename(path) for path in uploads})
                 status = _status(record, settings, reused, notes)
                 with open(os.path.join(run_dir, "status.txt"), "w") as file:  # what a reload of the page shows
                     file.write(status)
