@@ -25,12 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import (
-    AutoencoderKLCogVideoX,
-    CogVideoXImageToVideoPipeline,
-    CogVideoXPipeline,
-    CogVideoXTransformer3DModel,
-)
+from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import retrieve_timesteps
 from diffusers.pipelines.cogvideo.pipeline_output import CogVideoXPipelineOutput
@@ -43,41 +38,42 @@ from .cogvideox_ddim_checkpoint import (
     check_size_for_positional_embeddings,
     default_video_size,
     is_image_to_video,
-    latent_frame_count,
     pixel_frame_count,
 )
 from .cogvideox_ddim_files import atomic_write  # noqa: F401  (shipped: cogvideox_ddim_output imports it)
-from .cogvideox_ddim_masks import (  # attention_map_to_video: benchmarks/mask_*.py import it from here
+from .cogvideox_ddim_latents import (
+    call_size,
+    decode_with_paste_back,
+    image_pixels,
+    load_source_video,
+    prepare_call_latents,
+    prepare_image_latents,
+    prepare_source_latents,
+    read_source_video,
+    source_size,
+)
+from .cogvideox_ddim_masks import (  # attention_map_to_video, grow_mask: benchmarks and tests import them from here
     attention_map_to_video,  # noqa: F401
-    check_aspect_or_resize_mode,
-    grow_mask,
-    mask_from_attention_map,
-    mask_to_latent_grid,
+    check_local_edit,
+    grow_mask,  # noqa: F401
+    latent_edit_mask,
     prepare_mask,
-    word_attention_map,
+    word_mask,
+    word_mask_recorders,
     word_token_weights,
 )
 from .cogvideox_ddim_output import CogVideoXDDIMInversionOutput, check_fingerprint, config_fingerprint
 from .cogvideox_ddim_reference import (
+    check_reference_controls,
     check_reference_inputs,
     guided_prediction,
     processors_swapped,
-    reference_processors,
-    text_attention_recorders,
+    reference_row_embeds,
     with_image_rows,
     with_reference_rows,
 )
-from .cogvideox_ddim_sampling import check_invertible, cut_timesteps, invert_ddim, step_window
-from .cogvideox_ddim_video_io import (
-    MIN_NUM_FRAMES,
-    VideoFrames,
-    check_resize_mode,
-    frame_count_for_vae,
-    frames_to_tensor,
-    probe_video,
-    read_video_frames,
-    resize_frames,
-)
+from .cogvideox_ddim_sampling import check_invertible, cut_timesteps, invert_ddim, step_window, stored_on
+from .cogvideox_ddim_video_io import VideoFrames, check_resize_mode, frames_to_tensor
 from .processors.reference_attention import CogVideoXRefAttnProcessor  # noqa: F401  (shipped; a public name)
 from .processors.text_attention import CogVideoXTextAttentionRecorder  # noqa: F401  (shipped; a public name)
 
@@ -209,12 +205,6 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             return {}
         return {"ofs": latents.new_full((1,), fill_value=2.0)}
 
-    def _source_size(self, video) -> tuple[int, int]:
-        """The display `(height, width)` of a source: a file's header (square pixels), or in-memory frames' size."""
-        if isinstance(video, (str, os.PathLike)):
-            return probe_video(video).display_size  # the header only: a broken file fails before any model work
-        return tuple(frames_to_tensor(video).shape[-2:])
-
     def read_source_video(
         self,
         path: str | os.PathLike,
@@ -234,22 +224,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         transformer's `sample_frames`. Frame selection (`sampling`, skips, stride) is `read_video_frames`'. Returns its
         `VideoFrames` (frames, fps, source frame numbers, the source's `VideoInfo`).
         """
-        check_resize_mode(resize_mode)
-        if height is None or width is None:
-            default = self.default_video_size(*self._source_size(path))
-            height, width = height or default[0], width or default[1]
-        self.check_size_for_positional_embeddings(height, width)
-        return read_video_frames(
-            path,
-            skip_frames_start,
-            skip_frames_end,
+        return read_source_video(
+            self, path, height, width, resize_mode, num_frames, sampling, skip_frames_start, skip_frames_end,
             frame_stride,
-            max_num_frames=num_frames or self.transformer.config.sample_frames,
-            temporal_compression=self.vae_scale_factor_temporal,
-            sampling=sampling,
-            height=height,
-            width=width,
-            resize_mode=resize_mode,
         )
 
     def load_source_video(
@@ -259,26 +236,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         Decode (a file path) or convert (frames) the source video, resize it (`resize_frames`, `resize_mode`) and check
         that it has 8k + 1 frames; returns `[B, C, F, H, W]` in [-1, 1] and the source fps (`None` for frames).
         """
-        fps = None
-        if isinstance(video, (str, os.PathLike)):
-            source = self.read_source_video(video, height, width, resize_mode, num_frames)
-            video, fps = source.frames, source.fps
-        frames = resize_frames(frames_to_tensor(video), height, width, resize_mode)
-        video = (frames * 2 - 1).permute(0, 2, 1, 3, 4)  # [B, F, C, H, W] in [0, 1] -> [B, C, F, H, W] in [-1, 1]
-        frames = video.shape[2]
-        if frames < MIN_NUM_FRAMES or (frames - 1) % (2 * self.vae_scale_factor_temporal) != 0:
-            valid = frame_count_for_vae(frames, self.vae_scale_factor_temporal)
-            raise ValueError(
-                f"The video has {frames} frames; CogVideoX's VAE needs 8k + 1 frames (an odd number of latent frames: "
-                "diffusers' decoder turns an even number into 4 frames each, out of step with the source) and at "
-                f"least {MIN_NUM_FRAMES}. "
-                + (
-                    f"Pass its first {valid} frames (e.g. `video[:{valid}]`)."
-                    if valid >= MIN_NUM_FRAMES
-                    else "Pass a longer video."
-                )
-            )
-        return video, fps
+        return load_source_video(self, video, height, width, num_frames, resize_mode)
 
     preprocess_source_video = load_source_video  # the former name (it also decodes and checks): kept for callers
 
@@ -291,15 +249,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         latents = latents * self.vae_scaling_factor_image
         return latents.permute(0, 2, 1, 3, 4).to(dtype=dtype)  # [B, F, C, H, W]
 
-    @staticmethod
-    def image_pixels(image, height: int, width: int, resize_mode: str = "crop") -> torch.Tensor:
-        """A conditioning image (PIL, `[H, W, 3]` array, `[3, H, W]` or `[B, 3, H, W]` tensor; uint8 or floats in
-        [0, 1]) as `[B, 3, H, W]` in [-1, 1] at `height` x `width`, resized with `resize_mode` as source frames are."""
-        if isinstance(image, torch.Tensor) and image.ndim == 4:
-            pixels = frames_to_tensor(image)[0]  # a batch of images, read as frames
-        else:
-            pixels = frames_to_tensor([image])[:, 0]
-        return resize_frames(pixels, height, width, resize_mode) * 2 - 1
+    image_pixels = staticmethod(image_pixels)
 
     def prepare_image_latents(
         self,
@@ -313,15 +263,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         """Image-to-video conditioning `[B, F, C, H, W]` of pixels `[B, 3, H, W]` in [-1, 1] (`image_pixels`): the
         encoded image, then zeros, as `CogVideoXImageToVideoPipeline` builds it (before the 1.5 padding). The
         posterior's mode; `sample_posterior` samples it as diffusers does (to compare with diffusers)."""
-        posterior = self.vae.encode(image.unsqueeze(2).to(device=device, dtype=self.vae.dtype)).latent_dist
-        image_latents = posterior.sample(generator) if sample_posterior else posterior.mode()
-        image_latents = image_latents.to(dtype).permute(0, 2, 1, 3, 4)  # [B, 1, C, H, W]
-        if self.vae.config.get("invert_scale_latents", False):
-            image_latents = image_latents / self.vae_scaling_factor_image  # as diffusers does for 1.5-I2V
-        else:
-            image_latents = image_latents * self.vae_scaling_factor_image
-        padding = image_latents.new_zeros(image_latents.shape[0], latent_frames - 1, *image_latents.shape[2:])
-        return torch.cat([image_latents, padding], dim=1)
+        return prepare_image_latents(self, image, latent_frames, dtype, device, generator, sample_posterior)
 
     def ddim_scheduler(self) -> CogVideoXDDIMScheduler | DDIMScheduler:
         """
@@ -375,75 +317,6 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
     def word_token_weights(self, prompt, words, max_sequence_length: int) -> torch.Tensor:
         """`cogvideox_ddim_masks.word_token_weights` with this pipeline's tokenizer."""
         return word_token_weights(self.tokenizer, prompt, words, max_sequence_length)
-
-    @staticmethod
-    def _store(latents: torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
-        """A trajectory entry on `device` (default: where it is), pinned on the host when CUDA is there to copy to."""
-        if device is None or torch.device(device) == latents.device:
-            return latents
-        stored = latents.to(device)
-        if stored.device.type == "cpu" and torch.cuda.is_available():
-            stored = stored.pin_memory()
-        return stored
-
-    def _conditioning_latents(self, image, image_latents, latents, height, width, resize_mode, dtype, device):
-        """Image-to-video conditioning for `latents` by the one path `invert()` and a referenced `__call__` share:
-        `image_latents` as given, or `image` resized with `resize_mode` and encoded with the posterior's mode."""
-        if not self.is_image_to_video:
-            if image is not None or image_latents is not None:
-                raise ValueError(
-                    "`image`/`image_latents` are for image-to-video checkpoints; this one is text-to-video."
-                )
-            return None
-        if image_latents is None:
-            if image is None:
-                raise ValueError(
-                    "This is an image-to-video checkpoint: pass `image` (e.g. the first frame of the video) or "
-                    "`image_latents` (e.g. `inv.image_latents`)."
-                )
-            pixels = self.image_pixels(image, height, width, resize_mode)
-            image_latents = self.prepare_image_latents(pixels, latents.shape[1], dtype, device)
-        return image_latents.to(device=device, dtype=dtype)
-
-    def _mask_recorders(self, prompt, mask_words, mask_threshold, mask_blocks, mask_steps, mask_refine, video,
-                        num_steps: int, max_sequence_length: int) -> tuple[dict, range]:
-        """`invert()`'s attention recorders for `mask_words` (none without) and the steps they record, checked."""
-        if mask_words is None:
-            return {}, range(0)
-        if prompt is None:
-            raise ValueError("`mask_words` are found in the prompt's text: pass `prompt`, not `prompt_embeds`.")
-        if not 0 < mask_threshold < 1:
-            raise ValueError(f"`mask_threshold` must be in (0, 1), got {mask_threshold}.")
-        if mask_refine and video is None:
-            raise ValueError(
-                "`mask_refine=True` snaps the mask to the source frames' edges: pass `video`, not `latents` (or "
-                "leave `mask_refine` unset)."
-            )
-        mask_window = step_window(mask_steps, num_steps, "mask_steps")
-        weights = self.word_token_weights(prompt, mask_words, max_sequence_length)
-        return text_attention_recorders(list(self.transformer.attn_processors), mask_blocks, weights), mask_window
-
-    def _word_mask(self, recorders: dict, latents_shape, threshold: float, source_frames, device):
-        """The recorded attention map and the edit mask thresholded from it (snapped to `source_frames`' edges with
-        a guided filter of one token's radius, on the execution device, when they are given)."""
-        config = self.transformer.config
-        latent_frames = latents_shape[1]
-        height, width = (n * self.vae_scale_factor_spatial for n in latents_shape[3:])
-        attention_map = word_attention_map(
-            list(recorders.values()), latents_shape, config.patch_size, config.patch_size_t,
-            self.padding_frames(latent_frames),
-        )
-        mask = mask_from_attention_map(
-            attention_map,
-            threshold,
-            pixel_frame_count(latent_frames, self.vae_scale_factor_temporal),
-            height,
-            width,
-            self.vae_scale_factor_temporal,
-            self.vae_scale_factor_spatial * config.patch_size,  # one token
-            None if source_frames is None else source_frames.to(device),
-        )
-        return attention_map, mask
 
     @torch.no_grad()
     def invert(
@@ -585,7 +458,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             height, width = (size * self.vae_scale_factor_spatial for size in latents.shape[3:])
         else:
             video = video if isinstance(video, (str, os.PathLike)) else frames_to_tensor(video)
-            default_height, default_width = self.default_video_size(*self._source_size(video))
+            default_height, default_width = self.default_video_size(*source_size(video))
             height, width = height or default_height, width or default_width
         if prompt_embeds is not None:
             prompt = None
@@ -605,8 +478,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         timesteps, _ = retrieve_timesteps(scheduler, num_inference_steps, device)
         timesteps = cut_timesteps(timesteps, strength)
         check_invertible(scheduler, timesteps)
-        recorders, mask_window = self._mask_recorders(
-            prompt, mask_words, mask_threshold, mask_blocks, mask_steps, mask_refine, video, len(timesteps),
+        recorders, mask_window = word_mask_recorders(
+            self, prompt, mask_words, mask_threshold, mask_blocks, mask_steps, mask_refine, video, len(timesteps),
             max_sequence_length,
         )
         self._guidance_scale = guidance_scale
@@ -630,29 +503,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         dtype = prompt_embeds.dtype
 
         # 3. Prepare the clean latents and the image-to-video conditioning
-        fps = source_frames = None
-        if latents is None:
-            video, fps = self.load_source_video(video, height, width, num_frames, resize_mode)
-            source_frames = video if recorders and mask_refine is not False else None
-            latents = self.prepare_video_latents(video, dtype, device)
-            if image is None and image_latents is None and self.is_image_to_video:
-                # the first source frame, already resized and in [-1, 1]
-                image_latents = self.prepare_image_latents(video[:, :, 0], latents.shape[1], dtype, device)
-        latents = latents.to(device=device, dtype=dtype)
-        batch_size = latents.shape[0]
-        if self.is_image_to_video and image is None and image_latents is None:
-            raise ValueError(
-                "This is an image-to-video checkpoint: with `latents`, also pass `image` (the first frame) or "
-                "`image_latents`."
-            )
-        image_latents = self._conditioning_latents(
-            image, image_latents, latents, height, width, resize_mode, dtype, device
+        latents, image_latents, fps, source_frames = prepare_source_latents(
+            self, video, latents, image, image_latents, height, width, num_frames, resize_mode,
+            bool(recorders) and mask_refine is not False, dtype, device,
         )
-        if image_latents is not None and image_latents.shape != latents.shape:
-            raise ValueError(
-                f"`image_latents` has shape {tuple(image_latents.shape)}, the video latents {tuple(latents.shape)}: "
-                "they must match."
-            )
+        batch_size = latents.shape[0]
         if prompt_embeds.shape[0] != batch_size:
             if prompt_embeds.shape[0] != 1:
                 raise ValueError(
@@ -714,7 +569,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 fixed_point_tolerance,
                 on_step=on_step,
                 before_step=before_step,
-                store=lambda stored: self._store(stored, trajectory_device),
+                store=lambda stored: stored_on(stored, trajectory_device),
             )
         self._current_timestep = None
         trajectory = torch.stack(trajectory)
@@ -722,7 +577,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         # 6. The edit mask from the recorded attention (snapped to the source frames' edges on the device)
         attention_map = mask = None
         if recorders:
-            attention_map, mask = self._word_mask(recorders, latents.shape, mask_threshold, source_frames, device)
+            attention_map, mask = word_mask(self, recorders, latents.shape, mask_threshold, source_frames, device)
 
         # Offload all models
         self.maybe_free_model_hooks()
@@ -753,198 +608,6 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             mask=mask,
             attention_map=attention_map,
         )
-
-    def _decode(self, latents, output_type, paste_mask=None, source_pixels=None, source_latents=None):
-        """Decode and postprocess; with `paste_mask`, composite the source outside it first: `source_pixels`, or
-        else the decoded `source_latents`."""
-        video = self.decode_latents(latents)
-        if paste_mask is not None:
-            if source_pixels is None:
-                source_pixels = self.decode_latents(source_latents.to(device=latents.device, dtype=latents.dtype))
-            source_pixels = source_pixels.to(device=video.device, dtype=video.dtype)
-            video = torch.lerp(source_pixels, video, paste_mask.to(video.device, video.dtype).unsqueeze(1))
-        return self.video_processor.postprocess_video(video=video, output_type=output_type)
-
-    def _call_size(self, height, width, num_frames, reference_latents) -> tuple[int, int, int]:
-        """`__call__`'s video size: as given, else the reference's (it fixes the latent size), else the config's."""
-        if reference_latents is not None and reference_latents.ndim == 6:
-            _, _, ref_frames, _, ref_height, ref_width = reference_latents.shape
-            height = height or ref_height * self.vae_scale_factor_spatial
-            width = width or ref_width * self.vae_scale_factor_spatial
-            num_frames = num_frames or pixel_frame_count(ref_frames, self.vae_scale_factor_temporal)
-        height = height or self.transformer.config.sample_height * self.vae_scale_factor_spatial
-        width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
-        return height, width, num_frames or self.transformer.config.sample_frames
-
-    def _check_local_edit(self, mask, reference_latents, source_latents, paste_back, source_video, output_type,
-                          num_frames, height, width, batch_size, mask_dilation, mask_feather, mask_latent_dilation,
-                          mask_resize_mode) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """A local edit's pixel mask and paste-back source pixels, read and checked before any model work."""
-        pixel_mask = source_pixels = None
-        if mask is not None:
-            if reference_latents is None:
-                raise ValueError(
-                    "`mask` keeps the source outside it by following the inverted trajectory: pass "
-                    "`reference_latents=inv.trajectory` (and `source_latents=inv.latents`)."
-                )
-            pixel_mask = self.prepare_mask(
-                mask, num_frames, height, width, batch_size, mask_dilation, mask_feather, mask_resize_mode
-            )
-            if mask_latent_dilation < 0:
-                raise ValueError(
-                    f"`mask_latent_dilation` is a number of latent cells >= 0, got {mask_latent_dilation}."
-                )
-            if source_latents is None:
-                raise ValueError(
-                    "`mask` needs `source_latents=inv.latents`: the clean source latents that the last step blends to."
-                )
-            if tuple(source_latents.shape) != tuple(reference_latents.shape[1:]):
-                raise ValueError(
-                    f"`source_latents` has shape {tuple(source_latents.shape)} but each reference step is "
-                    f"{tuple(reference_latents.shape[1:])}: pass the `latents` of the same inversion."
-                )
-        if not paste_back:
-            if source_video is not None:
-                raise ValueError("`source_video` is only used with `paste_back=True`.")
-            return pixel_mask, None
-        if pixel_mask is None:
-            raise ValueError("`paste_back` composites the source outside a mask: pass `mask` too.")
-        if output_type == "latent":
-            raise ValueError("`paste_back` composites decoded frames: it does nothing with `output_type='latent'`.")
-        if source_video is not None:
-            if not isinstance(source_video, (str, os.PathLike)):
-                source_video = frames_to_tensor(source_video)
-            source_size = self._source_size(source_video)
-            check_aspect_or_resize_mode("source video", *source_size, height, width, mask_resize_mode)
-            resize = mask_resize_mode or "crop"
-            source_pixels, _ = self.load_source_video(source_video, height, width, num_frames, resize)
-            if source_pixels.shape[2] != num_frames or source_pixels.shape[0] not in (1, batch_size):
-                raise ValueError(
-                    f"`source_video` gives {source_pixels.shape[0]} video(s) of {source_pixels.shape[2]} frames; "
-                    f"expected one (or {batch_size}) of {num_frames} frames, the frames the source was inverted from."
-                )
-        return pixel_mask, source_pixels
-
-    def _check_reference_controls(self, reference_latents, reference_steps, reference_mode, reference_weight,
-                                  reference_blocks, num_steps: int) -> tuple[range, dict]:
-        """The steps that run reference rows and the processors that read them (none without a reference), checked
-        before any model work."""
-        if reference_latents is None:
-            return range(0), {}
-        reference_window = step_window(reference_steps, num_steps, "reference_steps")
-        if reference_mode not in ("shared", "paired"):
-            raise ValueError(f"`reference_mode` must be 'shared' or 'paired', got {reference_mode!r}.")
-        if reference_weight < 0:
-            raise ValueError(f"`reference_weight` must be >= 0, got {reference_weight}.")
-        return reference_window, reference_processors(list(self.transformer.attn_processors), reference_blocks)
-
-    def _reference_rows(self, reference_mode, reference_prompt, reference_prompt_embeds, reference_latents,
-                        prompt_embeds, device) -> torch.Tensor:
-        """The text embeddings of the reference rows: in paired mode the sample's (one per guidance branch), in
-        shared mode the reference prompt's, one row per reference video."""
-        if reference_mode == "paired":
-            return prompt_embeds
-        if reference_prompt_embeds is None:
-            reference_prompt_embeds, _ = self.encode_prompt(
-                reference_prompt,
-                do_classifier_free_guidance=False,
-                max_sequence_length=prompt_embeds.shape[1],
-                device=device,
-                dtype=prompt_embeds.dtype,
-            )
-        # one shared row per reference video: several prompts editing one video share a single row
-        reference_videos = reference_latents.shape[1]
-        reference_embeds = reference_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
-        if reference_embeds.shape[0] == 1 and reference_videos > 1:
-            reference_embeds = reference_embeds.expand(reference_videos, -1, -1)
-        if reference_embeds.shape[0] != reference_videos or reference_embeds.shape[1:] != prompt_embeds.shape[1:]:
-            raise ValueError(
-                f"`reference_prompt` gives embeddings of shape {tuple(reference_embeds.shape)}; expected one prompt, "
-                f"or {reference_videos} (one per reference video), encoded like `prompt` "
-                f"{tuple(prompt_embeds.shape[1:])}."
-            )
-        return reference_embeds
-
-    def _prepare_call_latents(self, latents, image, image_latents, reference_latents, reference_image_latents,
-                              batch_size, num_frames, height, width, resize_mode, dtype, device, generator):
-        """`__call__`'s start latents and image-to-video conditioning (the sample's and the reference rows', padded as
-        the model sees them). Returns them with the video's latent frame count and the padding made at every step."""
-        latent_frames = latent_frame_count(num_frames, self.vae_scale_factor_temporal)
-
-        # For CogVideoX 1.5, the latent frames should be padded to make it divisible by patch_size_t. Generating from
-        # scratch, the padding frames are sampled and denoised as diffusers does; following an inversion (a
-        # reference, or unpadded start latents) they are re-made at every step as copies of the first frame, as
-        # `invert()` makes them, so both directions see the same padding.
-        additional_frames = self.padding_frames(latent_frames)
-        stepwise_padding = additional_frames > 0 and (
-            reference_latents is not None or (latents is not None and latents.shape[1] == latent_frames)
-        )
-        if additional_frames > 0 and not stepwise_padding:
-            num_frames += additional_frames * self.vae_scale_factor_temporal
-
-        latent_channels = self.transformer.config.in_channels // (2 if self.is_image_to_video else 1)
-        if reference_latents is not None:
-            # Conditioned as `invert()` conditions (one preparation path): resized with `resize_mode`, the mode.
-            image_latents = self._conditioning_latents(
-                image, image_latents, reference_latents[0], height, width, resize_mode, dtype, device
-            )
-            if batch_size > 1:
-                # One inverted video edited under several prompts: its start latents and conditioning serve them all.
-                if latents is not None and latents.shape[0] == 1:
-                    latents = latents.expand(batch_size, *latents.shape[1:])
-                if image_latents is not None and image_latents.shape[0] == 1:
-                    image_latents = image_latents.expand(batch_size, *image_latents.shape[1:])
-        elif not self.is_image_to_video and (image is not None or image_latents is not None):
-            raise ValueError("`image`/`image_latents` are for image-to-video checkpoints; this one is text-to-video.")
-        elif self.is_image_to_video and image_latents is None and image is None:
-            raise ValueError(
-                "This is an image-to-video checkpoint: pass `image` (e.g. the first frame of the video) or "
-                "`image_latents` (e.g. `inv.image_latents`)."
-            )
-
-        if self.is_image_to_video and image_latents is None:
-            # Without a reference: diffusers' own preparation (no crop, a posterior sample), for bit-for-bit parity
-            image = self.video_processor.preprocess(image, height=height, width=width).to(
-                device, dtype=dtype
-            )
-            latents, image_latents = CogVideoXImageToVideoPipeline.prepare_latents(
-                self, image, batch_size, latent_channels, num_frames, height, width,
-                dtype, device, generator, latents,
-            )
-            if stepwise_padding:  # diffusers pads by itself here; the padding is re-made at every step instead
-                latents, image_latents = latents[:, -latent_frames:], image_latents[:, -latent_frames:]
-        else:
-            latents = self.prepare_latents(
-                batch_size, latent_channels, num_frames, height, width, dtype,
-                device, generator, latents,
-            )
-            if image_latents is not None:
-                image_latents = image_latents.to(device=device, dtype=dtype)
-                if not stepwise_padding:
-                    image_latents = self.pad_frames(image_latents, latents.shape[1] - image_latents.shape[1])
-                if image_latents.shape != latents.shape:
-                    raise ValueError(
-                        f"`image_latents` has shape {tuple(image_latents.shape)} but the latents are "
-                        f"{tuple(latents.shape)}: pass the `image_latents` of the inversion these latents come from."
-                    )
-        model_padding = additional_frames if stepwise_padding else 0
-        # the image-to-video conditioning is the same at every step: pad it once
-        model_image_latents = None if image_latents is None else self.pad_frames(image_latents, model_padding)
-        model_reference_image_latents = None
-        if reference_image_latents is not None:
-            if reference_latents is None or not self.is_image_to_video:
-                raise ValueError(
-                    "`reference_image_latents` condition the reference rows of an image-to-video edit: pass them with "
-                    "`reference_latents`, on an image-to-video checkpoint."
-                )
-            reference_image_latents = reference_image_latents.to(device=device, dtype=dtype)
-            if reference_image_latents.shape != reference_latents.shape[1:]:
-                raise ValueError(
-                    f"`reference_image_latents` has shape {tuple(reference_image_latents.shape)}, the reference "
-                    f"videos {tuple(reference_latents.shape[1:])}: pass the `image_latents` of the inversion (`inv`)."
-                )
-            model_reference_image_latents = self.pad_frames(reference_image_latents, model_padding)
-        return latents, model_image_latents, model_reference_image_latents, latent_frames, model_padding
 
     @torch.no_grad()
     @replace_example_docstring(EXAMPLE_DOC_STRING)
@@ -1107,7 +770,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
-        height, width, num_frames = self._call_size(height, width, num_frames, reference_latents)
+        height, width, num_frames = call_size(self, height, width, num_frames, reference_latents)
 
         # 1. Check inputs. Raise error if not correct (windows, masks and source pixels too: before any model work)
         if num_videos_per_prompt != 1:
@@ -1121,8 +784,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         )
         self.check_size_for_positional_embeddings(height, width)
         num_steps = len(cut_timesteps(range(len(timesteps) if timesteps else num_inference_steps), strength))
-        reference_window, processors = self._check_reference_controls(
-            reference_latents, reference_steps, reference_mode, reference_weight, reference_blocks, num_steps
+        reference_window, processors = check_reference_controls(
+            self.transformer, reference_latents, reference_steps, reference_mode, reference_weight, reference_blocks,
+            num_steps,
         )
         mask_window = step_window(mask_steps, num_steps, "mask_steps") if mask is not None else range(0)
         self._guidance_scale = guidance_scale
@@ -1132,8 +796,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         # 2. Default call parameters
         batch_size = prompt_embeds.shape[0] if prompt is None else 1 if isinstance(prompt, str) else len(prompt)
-        pixel_mask, source_pixels = self._check_local_edit(
-            mask, reference_latents, source_latents, paste_back, source_video, output_type, num_frames, height,
+        pixel_mask, source_pixels = check_local_edit(
+            self, mask, reference_latents, source_latents, paste_back, source_video, output_type, num_frames, height,
             width, batch_size, mask_dilation, mask_feather, mask_latent_dilation, mask_resize_mode,
         )
         device = self._execution_device
@@ -1170,9 +834,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         # 5. Prepare latents
         latents, model_image_latents, model_reference_image_latents, latent_frames, model_padding = (
-            self._prepare_call_latents(
-                latents, image, image_latents, reference_latents, reference_image_latents, batch_size, num_frames,
-                height, width, resize_mode, prompt_embeds.dtype, device, generator,
+            prepare_call_latents(
+                self, latents, image, image_latents, reference_latents, reference_image_latents, batch_size,
+                num_frames, height, width, resize_mode, prompt_embeds.dtype, device, generator,
             )
         )
         model_kwargs = self._model_kwargs(latents)
@@ -1181,16 +845,18 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         sample_rows = prompt_embeds.shape[0]
         if reference_latents is not None:
             check_reference_inputs(reference_latents, reference_timesteps, reference_mode, timesteps, latents.shape)
-            reference_embeds = self._reference_rows(
-                reference_mode, reference_prompt, reference_prompt_embeds, reference_latents, prompt_embeds, device
+            reference_embeds = reference_row_embeds(
+                self, reference_mode, reference_prompt, reference_prompt_embeds, reference_latents, prompt_embeds,
+                device,
             )
             reference_kwargs = {**(attention_kwargs or {}), "reference_rows": reference_embeds.shape[0]}
             reference_kwargs.update({} if reference_weight == 1.0 else {"reference_weight": reference_weight})
         latent_mask = None
-        if pixel_mask is not None:  # each latent cell takes the largest value of its pixels
-            spatial, temporal = self.vae_scale_factor_spatial, self.vae_scale_factor_temporal
-            latent_mask = mask_to_latent_grid(pixel_mask, spatial, temporal)
-            latent_mask = grow_mask(latent_mask, mask_latent_dilation).to(device=device, dtype=latents.dtype)
+        if pixel_mask is not None:
+            latent_mask = latent_edit_mask(
+                pixel_mask, self.vae_scale_factor_spatial, self.vae_scale_factor_temporal, mask_latent_dilation,
+                device, latents.dtype,
+            )
 
         # 7. Prepare extra step kwargs. TODO: Logic should ideally just be moved out of the pipeline
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
@@ -1290,7 +956,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         video = latents
         if not output_type == "latent":
             paste_mask = pixel_mask if paste_back else None
-            video = self._decode(latents, output_type, paste_mask, source_pixels, source_latents)
+            video = decode_with_paste_back(self, latents, output_type, paste_mask, source_pixels, source_latents)
 
         # Offload all models
         self.maybe_free_model_hooks()
