@@ -76,6 +76,31 @@ def load_source_video(pipe, video, height: int, width: int, num_frames: int | No
     return video, fps
 
 
+def source_video_size(pipe, video, latents, height, width, resize_mode):
+    """`invert()`'s source checked and its size: the latents' size, else `height`/`width` or the default for the
+    source (a file's header, or in-memory frames, returned as a tensor). Returns `(video, height, width)`."""
+    if (video is None) == (latents is None):
+        raise ValueError("Pass exactly one of `video` (frames or a file path) or `latents` (clean video latents).")
+    if latents is not None and latents.ndim != 5:
+        raise ValueError(f"`latents` must be [B, F, C, H, W] clean video latents, got shape {tuple(latents.shape)}.")
+    check_resize_mode(resize_mode)
+    if latents is not None:  # the latents fix the size
+        return video, *(size * pipe.vae_scale_factor_spatial for size in latents.shape[3:])
+    video = video if isinstance(video, (str, os.PathLike)) else frames_to_tensor(video)
+    default_height, default_width = pipe.default_video_size(*source_size(video))
+    return video, height or default_height, width or default_width
+
+
+def encode_video(pipe, video: torch.Tensor, dtype, device) -> torch.Tensor:
+    """`CogVideoXDDIMInversionPipeline.prepare_video_latents`: scaled latents `[B, F, C, H, W]`, the posterior's mode,
+    one video at a time."""
+    video = video.to(device=device, dtype=pipe.vae.dtype)
+    posteriors = [pipe.vae.encode(video[index : index + 1]).latent_dist for index in range(len(video))]
+    latents = torch.cat([posterior.mode() for posterior in posteriors])
+    latents = latents * pipe.vae_scaling_factor_image
+    return latents.permute(0, 2, 1, 3, 4).to(dtype=dtype)  # [B, F, C, H, W]
+
+
 def image_pixels(image, height: int, width: int, resize_mode: str = "crop") -> torch.Tensor:
     """A conditioning image (PIL, `[H, W, 3]` array, `[3, H, W]` or `[B, 3, H, W]` tensor; uint8 or floats in
     [0, 1]) as `[B, 3, H, W]` in [-1, 1] at `height` x `width`, resized with `resize_mode` as source frames are."""
@@ -126,7 +151,7 @@ def prepare_source_latents(pipe, video, latents, image, image_latents, height, w
     if latents is None:
         video, fps = load_source_video(pipe, video, height, width, num_frames, resize_mode)
         source_frames = video if keep_source_frames else None
-        latents = pipe.prepare_video_latents(video, dtype, device)
+        latents = encode_video(pipe, video, dtype, device)
         if image is None and image_latents is None and pipe.is_image_to_video:
             # the first source frame, already resized and in [-1, 1]
             image_latents = prepare_image_latents(pipe, video[:, :, 0], latents.shape[1], dtype, device)

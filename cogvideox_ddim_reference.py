@@ -200,3 +200,23 @@ def reference_row_embeds(pipe, reference_mode, reference_prompt, reference_promp
             f"{tuple(prompt_embeds.shape[1:])}."
         )
     return reference_embeds
+
+
+def embeds_per_video(prompt_embeds, negative_prompt_embeds, batch_size: int):
+    """Text embeddings with one row per video: one prompt serves every video; otherwise one prompt per video."""
+    if prompt_embeds.shape[0] == batch_size:
+        return prompt_embeds, negative_prompt_embeds
+    if prompt_embeds.shape[0] != 1:
+        raise ValueError(
+            f"{prompt_embeds.shape[0]} prompts for {batch_size} videos: pass one prompt, or one per video."
+        )
+    if negative_prompt_embeds is not None:
+        negative_prompt_embeds = negative_prompt_embeds.expand(batch_size, -1, -1)
+    return prompt_embeds.expand(batch_size, -1, -1), negative_prompt_embeds
+
+
+def reference_attention_kwargs(attention_kwargs: dict | None, reference_rows: int, reference_weight: float) -> dict:
+    """The attention kwargs of a step with reference rows: how many rows are the reference's (after the sample's),
+    and the reference weight when it is not 1."""
+    reference_kwargs = {**(attention_kwargs or {}), "reference_rows": reference_rows}
+    return reference_kwargs if reference_weight == 1.0 else {**reference_kwargs, "reference_weight": reference_weight}

@@ -206,3 +206,14 @@ def stored_on(latents: torch.Tensor, device) -> torch.Tensor:
     if stored.device.type == "cpu" and torch.cuda.is_available():
         stored = stored.pin_memory()
     return stored
+
+
+def check_finite_latents(latents: torch.Tensor) -> torch.Tensor:
+    """`latents`, refused when they hold NaN or inf (they would decode to a black video)."""
+    if not torch.isfinite(latents).all():
+        raise FloatingPointError(
+            "CogVideoXDDIMInversionPipeline.__call__ produced latents with NaN or inf values (they would decode "
+            "to a black video): check the inputs (`latents`, `reference_latents`: an inversion with NaN), or "
+            "run in float32/bfloat16 rather than float16."
+        )
+    return latents
