@@ -33,12 +33,16 @@ def free_port() -> int:
 def torchrun(processes: int, *args, timeout: int = 600) -> subprocess.CompletedProcess:
     """The console command's module under `torchrun --nproc_per_node processes` (1: a plain process), one thread per
     process: CPU kernels sum in another order with another thread count, which the lossy MP4s can show."""
-    launcher = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", str(processes), "--master_port",
-                str(free_port())]
-    command = [*(launcher if processes > 1 else [sys.executable]), "-m", "cogvideox_ddim_inversion.cli",
-               *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    for attempt in range(2):  # the free port may be taken before torchrun binds it (other sessions' launches)
+        launcher = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", str(processes),
+                    "--master_port", str(free_port())]
+        command = [*(launcher if processes > 1 else [sys.executable]), "-m", "cogvideox_ddim_inversion.cli",
+                   *map(str, args)]
+        run = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        if "address already in use" not in run.stderr.lower():
+            break
+    return run
 
 
 def relative_error(got, expected) -> float:
