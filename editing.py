@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 import sys
@@ -37,6 +38,8 @@ START_MODES = ("inverted", "noise")
 # One DDIM step goes from pure noise (zero terminal SNR, as every CogVideoX schedule has) straight to a clean video and
 # cannot be inverted; the pipeline refuses it too, but only once the weights are loaded.
 MIN_STEPS = 2
+# Files an edit writes into its output folder, besides run.json; only these are removed when a rerun replaces a run.
+OUTPUT_FILE = re.compile(r"(edit-\d+|side_by_side|reconstruction|mask)\.mp4")
 GiB = 1024**3
 # What `--offload auto` keeps free beside the weights on the GPU: the CogVideoX-5b model card reports a 20.7 GB peak
 # with model offload and VAE tiling, of which the bf16 transformer is about 11 GB, so about 10 GB is activations and the
@@ -404,8 +407,14 @@ def check_input_files(settings: EditSettings):
 
 
 def check_numbers(settings: EditSettings):
-    """Steps, guidance, strength, weights, sizes: in range."""
+    """Steps, guidance, strength, weights, sizes: finite and in range."""
     s = settings
+    for flag, value in (("--guidance", s.guidance), ("--guidance-ramp", s.guidance_ramp),
+                        ("--guidance-ramp-at", s.guidance_ramp_at), ("--strength", s.strength),
+                        ("--reference-weight", s.reference_weight), ("--fps", s.fps),
+                        ("--mask-threshold", s.mask_threshold)):
+        if value is not None and not math.isfinite(value):  # NaN passes every comparison; it would reach the video
+            raise ValueError(f"{flag} must be a finite number, got {value}.")
     if s.steps < MIN_STEPS:
         raise ValueError(
             f"--steps must be at least {MIN_STEPS}, got {s.steps}: one step goes from pure noise straight to a clean "
@@ -500,11 +509,26 @@ def check_output_paths(settings: EditSettings, output_dir: str | None = None, sa
     """Where the edit writes: the output folder and the inversion file (`save_flag`; batch's switch names no path)."""
     if output_dir is not None:
         check_output_path(output_dir, "--output-dir", folder=True)
+    inputs = {os.path.realpath(path): name for name, path in (
+        ("the video", settings.video), ("--image", settings.image), ("--mask", settings.mask),
+        ("--inversion", settings.inversion)) if path is not None}
     if isinstance(settings.save_inversion, (str, os.PathLike)):
         check_output_path(settings.save_inversion, save_flag)
-        if settings.inversion is not None and os.path.abspath(settings.save_inversion) == os.path.abspath(
-                settings.inversion):
+        read = inputs.get(os.path.realpath(settings.save_inversion))
+        if read == "--inversion":
             raise ValueError(f"{save_flag} names the --inversion being read: leave {save_flag} out.")
+        if read is not None:
+            raise ValueError(f"{save_flag} names {read} ({settings.save_inversion!r}), which the edit reads: saving "
+                             f"would replace it. Pass another {save_flag}.")
+    if output_dir is not None:  # the outputs a run writes, or removes when it replaces the previous run there
+        folder = os.path.realpath(output_dir)
+        for path, name in inputs.items():
+            filename = os.path.basename(path)
+            if os.path.dirname(path) == folder and (OUTPUT_FILE.fullmatch(filename) or filename == "run.json"):
+                raise ValueError(
+                    f"{name} {path!r} is an output of a run in --output-dir {output_dir!r}, which this run replaces: "
+                    "copy it out of that folder first, or choose another --output-dir."
+                )
 
 
 def check_settings_for_checkpoint(settings: EditSettings, config: dict):
@@ -1045,10 +1069,6 @@ def write_json(data: dict, path: str):
         json.dump(data, file, indent=2, default=str)
 
 
-# Files an edit writes into its output folder, besides run.json; only these are removed when a rerun replaces a run.
-OUTPUT_FILE = re.compile(r"(edit-\d+|side_by_side|reconstruction|mask)\.mp4")
-
-
 def remove_previous_run(output_dir: str, log=None):
     """Remove the outputs of the run whose run.json is in `output_dir`, run.json first: a rerun's outputs are then
     exactly what its own run.json lists. Only the video files that run.json lists, by their names in `output_dir`, are
@@ -1119,8 +1139,8 @@ def _edit_into(pipe, settings: EditSettings, output_dir: str, outputs: dict, loa
     elif source is not None:
         fps, fps_from = source.fps, source.fps_from
     elif inv.fps:
-        fps, fps_from = inv.fps, "the saved inversion's source " + (inv.settings.get("source") or {}).get(
-            "fps_from", "frame rate")
+        how = (inv.settings.get("source") or {}).get("fps_from")
+        fps, fps_from = inv.fps, "the saved inversion's frame rate" + (f" ({how})" if how else "")
     else:
         fps, fps_from = 8.0, "8 fps: the saved inversion records no frame rate"
 

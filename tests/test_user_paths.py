@@ -313,3 +313,38 @@ def test_an_unreachable_hub_fails_at_once_saying_so(clip, tmp_path, environment)
     assert "Could not reach the Hub" in result.stderr and "pass a local folder with --model" in result.stderr
     assert seconds < 15, seconds  # the Hub client's retries took 28 s
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The same classes of fault, found elsewhere
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--guidance", "nan"], "--guidance must be a finite number, got nan"),
+    (["--reference-weight", "nan"], "--reference-weight must be a finite number, got nan"),
+    (["--fps", "inf"], "--fps must be a finite number, got inf"),
+])
+def test_numbers_that_are_not_finite_are_refused_before_the_weights_load(tiny_checkpoint, clip, no_weights, tmp_path,
+                                                                         capsys, flags, expected):
+    """NaN passes every range check (`nan < 0` is false): it loaded the weights and reached the video."""
+    assert edit(clip, "--prompt", "x", "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir", tmp_path / "out",
+                *flags) == 2
+    assert expected in capsys.readouterr().err
+    assert no_weights == []
+
+
+def test_inputs_are_never_replaced_by_outputs(tiny_checkpoint, clip, no_weights, tmp_path, capsys):
+    """--save-inversion naming the video would replace the source with the inversion; a video that is an earlier
+    run's edit-1.mp4 in --output-dir would be replaced (or removed) by this run."""
+    source = tmp_path / "source.mp4"
+    source.write_bytes(open(clip, "rb").read())
+    model = tiny_checkpoint("cogvideox-5b")
+    assert edit(source, "--prompt", "x", "--model", model, "--output-dir", tmp_path / "out", "--save-inversion",
+                source) == 2
+    assert f"--save-inversion names the video ({str(source)!r}), which the edit reads" in capsys.readouterr().err
+    earlier = tmp_path / "out" / "edit-1.mp4"
+    earlier.parent.mkdir()
+    earlier.write_bytes(source.read_bytes())
+    assert edit(earlier, "--prompt", "x", "--model", model, "--output-dir", tmp_path / "out") == 2
+    assert "is an output of a run in --output-dir" in capsys.readouterr().err
+    assert no_weights == [] and source.read_bytes() == earlier.read_bytes() == open(clip, "rb").read()
