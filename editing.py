@@ -42,8 +42,8 @@ MIN_STEPS = 2
 OUTPUT_FILE = re.compile(r"(edit-\d+|side_by_side|reconstruction|mask)\.mp4")
 GiB = 1024**3
 # What `--offload auto` keeps free beside the weights on the GPU: the CogVideoX-5b model card reports a 20.7 GB peak
-# with model offload and VAE tiling, of which the bf16 transformer is about 11 GB, so about 10 GB is activations and the
-# tiled VAE decode.
+# with model offload and VAE tiling, of which the bf16 transformer is about 11 GB, so about 10 GB is activations and
+# the tiled VAE decode.
 ACTIVATION_HEADROOM_BYTES = 10 * GiB
 
 
