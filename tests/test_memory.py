@@ -203,14 +203,40 @@ def test_invert_never_runs_with_the_cache_unless_asked(load_pipe, clip, plain):
         inv = invert(pipe, clip, fixed_point_iterations=2)
     assert counter.evaluations == STEPS * 3 * LAYERS  # one evaluation per fixed-point iteration and one per step
     assert pipe.transformer.is_cache_enabled  # the cache is back for the edit
-    with BlockEvaluationCounter(pipe.transformer) as counter, inversion_cache(pipe.transformer, allowed=True):
+    pipe.cache_inversion = True  # invert() reads it (MemoryOptions.cache_inversion): inversion_cache(allowed=True)
+    with BlockEvaluationCounter(pipe.transformer) as counter:
         cached = invert(pipe, clip, fixed_point_iterations=2)
     assert counter.evaluations < STEPS * 3 * LAYERS
     assert not torch.equal(cached.trajectory, inv.trajectory)
-    with pytest.raises(ValueError, match="No cache context is set"):
-        invert(pipe, clip)  # why the pipeline must wrap invert() in inversion_cache
     pipe.transformer.disable_cache()
     assert torch.equal(invert(pipe, clip, fixed_point_iterations=2).trajectory, inv.trajectory)
+
+
+def test_the_pipeline_inverts_without_the_cache_and_edits_with_it(load_pipe, clip, plain):
+    """From Python, with no context manager: `invert()` (wrapped in `without_step_cache`) is the uncached inversion
+    bit for bit, `__call__` skips, and `cache_inversion` lets the cache into the inversion."""
+    pipe = cached_pipe(load_pipe, threshold=10.0)
+    uncached = load_pipe()
+    with BlockEvaluationCounter(pipe.transformer) as counter:
+        inv = invert(pipe, clip, fixed_point_iterations=2)
+    assert counter.evaluations == STEPS * 3 * LAYERS
+    assert torch.equal(inv.trajectory, invert(uncached, clip, fixed_point_iterations=2).trajectory)
+    assert pipe.transformer.is_cache_enabled
+    with BlockEvaluationCounter(pipe.transformer) as counter:
+        edit(pipe, inv)
+    assert counter.evaluations < STEPS * LAYERS
+    # diffusers' own API enables a cache the same way: the inversion still runs without it
+    fresh = load_pipe()
+    fresh.transformer.enable_cache(pipe.transformer._cache_config)
+    assert torch.equal(invert(fresh, clip).trajectory, plain[0].trajectory)
+
+    allowed = load_pipe()
+    apply_memory_options(allowed, MemoryOptions(offload="none", cache="first-block", cache_threshold=10.0,
+                                                cache_inversion=True), "cpu")
+    with BlockEvaluationCounter(allowed.transformer) as counter:
+        cached = invert(allowed, clip, fixed_point_iterations=2)
+    assert counter.evaluations < STEPS * 3 * LAYERS
+    assert not torch.equal(cached.trajectory, inv.trajectory)
 
 
 def test_cache_disabled_restores_the_same_cache(load_pipe):
@@ -283,7 +309,7 @@ def test_eight_bit_storage_halves_the_linear_weights(configs_5b):
 
 @pytest.mark.parametrize("free_gib, expected", [(None, "none"), (79.0, "none"), (40.0, "none"), (23.5, "model"),
                                                 (15.5, "group"), (11.0, "group"), (10.5, "group-leaf"),
-                                                (10.1, "sequential")])
+                                                (10.1, "sequential"), (7.5, "sequential")])
 def test_auto_fits_a_5b_edit_to_the_card(configs_5b, free_gib, expected):
     """A 12 GB card (about 11 GiB free) gets block-level group offload at 5B; 24 GB model offload; 40 and 80 GB
     none. The CPU (no free-memory reading) none."""
@@ -295,9 +321,10 @@ def test_auto_fits_a_5b_edit_to_the_card(configs_5b, free_gib, expected):
 
 @pytest.mark.parametrize("options, device, message", [
     (dict(quantize="fp8"), "cpu", "--quantize fp8 computes in fp8 on a GPU; on cpu use --quantize int8"),
-    (dict(offload="group"), "cpu", "--offload group moves weights to a GPU; on cpu use --offload none"),
+    (dict(offload="model"), "cpu", "--offload model moves weights to a GPU; on cpu use --offload none"),
     (dict(offload="sequential"), "cpu", "--offload sequential moves weights to a GPU"),
     (dict(offload="none", offload_streams=True), "cpu", "CUDA streams prefetch offloaded weights onto a GPU"),
+    (dict(offload="group", offload_streams=True), "cpu", "CUDA streams prefetch offloaded weights onto a GPU"),
     (dict(offload="model", offload_streams=True), "cuda", "Streams apply to group offloading only"),
     (dict(cache="faster"), "cpu", r"FasterCache splits the transformer's batch with chunk\(2\)"),
     (dict(cache="pab"), "cpu", "PyramidAttentionBroadcast reads the pipeline's current timestep"),
