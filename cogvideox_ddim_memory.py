@@ -477,32 +477,23 @@ def match_cache_to_steps(transformer, num_inference_steps: int, strength: float 
 
 # What an inversion's weights were stored in ------------------------------------------------------------------------
 
-def _first_block_linear(model):
-    """The first linear layer inside a block (the transformer's `transformer_blocks.0`, T5's `block.0`): where 8-bit
-    storage shows (the patch embedding and T5's embedding stay in the load dtype)."""
+def _storage(model) -> str | None:
+    """How the linear layers inside `model`'s blocks (the transformer's `transformer_blocks`, T5's `block`) store
+    their weights when not in the load dtype: "int8" / "fp8" (torchao's tensors) or "fp8-storage" (layerwise casting,
+    which keeps the blocks' norms in the load dtype); None in the load dtype."""
     import torch
 
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and re.search(r"(^|\.)(transformer_blocks|block)\.\d+\.", name):
-            return module
-    return None
-
-
-def _storage(module) -> str | None:
-    """How `module`'s weight is stored when not in the load dtype: "int8" / "fp8" (torchao's tensors) or
-    "fp8-storage" (layerwise casting); None in the load dtype."""
-    import torch
-
-    if module is None:
-        return None
-    weight = module.weight
-    kind = type(weight.data if isinstance(weight, torch.nn.Parameter) else weight).__name__
-    if "Int8" in kind:
-        return "int8"
-    if "Float8" in kind:
-        return "fp8"
-    if weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
-        return "fp8-storage"
+        if not (isinstance(module, torch.nn.Linear) and re.search(r"(^|\.)(transformer_blocks|block)\.\d+\.", name)):
+            continue
+        weight = module.weight
+        kind = type(weight.data if isinstance(weight, torch.nn.Parameter) else weight).__name__
+        if "Int8" in kind:
+            return "int8"
+        if "Float8" in kind:
+            return "fp8"
+        if weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+            return "fp8-storage"
     return None
 
 
@@ -513,7 +504,7 @@ def weights_storage(pipe) -> dict | None:
     storage = {}
     for name in ("transformer", "text_encoder"):
         model = getattr(pipe, name, None)
-        storage[name] = None if model is None else _storage(_first_block_linear(model))
+        storage[name] = None if model is None else _storage(model)
     return storage if any(storage.values()) else None
 
 
