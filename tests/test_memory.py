@@ -366,3 +366,28 @@ def test_options_are_recorded_for_run_json(load_pipe):
     assert chosen == {**dataclasses.asdict(MemoryOptions(weights="fp8", cache="first-block")), "offload": "none",
                       "offload_streams": False, "free_gpu_memory_gib": None}
     json.dumps(chosen)
+
+
+# The speed benchmark's memory configurations -------------------------------------------------------------------------
+
+def test_the_speed_benchmark_measures_rungs_and_caches(tmp_path):
+    """`benchmarks/speed.py --configs` takes the memory rungs and caches; on a CPU the tiny rows run (group offload
+    onto the CPU) and fp8 compute is refused in its row with the memory module's message."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "speed.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+    completed = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--sizes", "tiny", "--steps", "4", "--repeats", "1",
+         "--e2e", "none", "--count-sizes", "--json", str(out), "--configs", "group-offload",
+         "taylorseer-cache", "fp8-quantized"], capture_output=True, text=True)
+    assert completed.returncode == 1, completed.stderr[-3000:]  # the fp8 row failed, as it must on a CPU
+    measured = {r["config"]: r for r in json.loads(out.read_text())["measured"]}
+    assert "--quantize fp8 computes in fp8 on a GPU" in measured["fp8-quantized"]["error"]
+    for key in ("group-offload", "taylorseer-cache"):
+        assert "error" not in measured[key] and measured[key]["rows_per_step"] == 3
+    assert measured["group-offload"]["blocks_run_fraction"] == 1
+    assert measured["taylorseer-cache"]["blocks_run_fraction"] < 1  # predicted between full steps
+    assert "% of block evaluations run)" in measured["taylorseer-cache"]["label"]
