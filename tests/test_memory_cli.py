@@ -69,9 +69,10 @@ def test_each_rung_and_cache_edits_end_to_end_and_is_recorded(tiny_checkpoint, c
     plain = edit_frames(plain_run)
     if same_as_plain:  # group offloading onto the CPU: the plain edit bit for bit
         assert np.array_equal(edit_frames(out_dir), plain)
-    else:  # the option took effect: another edit, still close to the plain one
+    else:  # the option took effect: another edit, still close to the plain one (measured: 2.4 int8, 2.7 fp8
+        # storage, 4.9 first-block, 6.2 taylorseer, 6.8 mag, in mean absolute 8-bit pixel values)
         difference = np.abs(edit_frames(out_dir) - plain).mean()
-        assert 0 < difference < 40
+        assert 0 < difference < 15
 
 
 def test_a_cache_never_reaches_the_inversion_from_the_command_line(tiny_checkpoint, clip, plain_run, tmp_path):
