@@ -78,6 +78,16 @@ class ModelSettings:
         names = [f.name for f in dataclasses.fields(MemoryOptions)]
         return MemoryOptions(**{name: getattr(self, name) for name in names})
 
+    def output_options(self) -> dict:
+        """The options set away from their defaults that change the outputs (8-bit weights, the step cache), not only
+        memory or speed (offloading, streams): batch's settings hash."""
+        cache_settings = {None: (), "first-block": ("cache_threshold",), "mag": ("cache_threshold", "mag_ratios"),
+                          "taylorseer": ("cache_interval",)}.get(self.cache, ())
+        names = ("weights", "quantize", "quantize_text_encoder", "cache", *cache_settings,
+                 *(("cache_inversion",) if self.cache else ()))
+        defaults = MemoryOptions()
+        return {name: getattr(self, name) for name in names if getattr(self, name) != getattr(defaults, name)}
+
 
 def _option(default=None, *, inversion: str | None = None, memory_only: bool = False, default_factory=None):
     """An `EditSettings` field and what the entry points need to know about it (`dataclasses.fields(...).metadata`):

@@ -196,3 +196,22 @@ def test_batch_records_the_runs_memory_options_in_each_job(tiny_checkpoint, clip
     record = json.loads((out_dir / "one" / "job.json").read_text())
     assert record["load"]["cache"] == "first-block" and record["load"]["offload"] == "group"
     assert record["settings"]["model"]["cache"] == "first-block"
+
+
+def test_batch_redoes_finished_jobs_when_the_weights_or_cache_change(tiny_checkpoint, clip, tmp_path):
+    """Offloading changes no output: a finished job is skipped. 8-bit weights or a cache change the edit: redone."""
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "one", "video": str(clip), "prompts": ["a blue circle"]}) + "\n")
+    out_dir = tmp_path / "out"
+
+    def status(*flags):
+        assert main(["batch", str(jobs), "--output-dir", str(out_dir), "--model", tiny_checkpoint("cogvideox-5b"),
+                     "--device", "cpu", "--steps", "2", *flags]) == 0
+        return json.loads((out_dir / "manifest.jsonl").read_text().splitlines()[0])["status"]
+
+    assert status() == "done"
+    assert status("--offload", "group") == "skipped"
+    assert status("--cache", "first-block") == "done"
+    assert status("--cache", "first-block", "--cache-interval", "3") == "skipped"  # taylorseer's setting only
+    assert status("--weights", "fp8") == "done"
+    assert ModelSettings(device="cpu", offload="group", cache_threshold=0.1).output_options() == {}
