@@ -44,7 +44,6 @@ __all__ = ["DEFAULT_MODEL", "RESIZE_MODES", "SAMPLING_MODES", "checkpoint_config
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # torch loads only when a command runs
 REFERENCE_MODES = ("shared", "paired")
 START_MODES = ("inverted", "noise")
-GiB = 1024**3
 
 
 @dataclass

@@ -47,8 +47,9 @@ def plain_run(tiny_checkpoint, clip, tmp_path_factory):
 @pytest.mark.parametrize("flags, recorded, storage, same_as_plain", [
     pytest.param(["--quantize", "int8"], {"quantize": "int8"}, {"transformer": "int8", "text_encoder": None}, False,
                  marks=needs_torchao),
-    pytest.param(["--quantize", "int8", "--quantize-text-encoder"], {"quantize": "int8", "quantize_text_encoder": True},
-                 {"transformer": "int8", "text_encoder": "int8"}, False, marks=needs_torchao),
+    pytest.param(["--quantize", "int8", "--quantize-text-encoder"],
+                 {"quantize": "int8", "quantize_text_encoder": True}, {"transformer": "int8", "text_encoder": "int8"},
+                 False, marks=needs_torchao),
     (["--weights", "fp8"], {"weights": "fp8"}, {"transformer": "fp8-storage", "text_encoder": None}, False),
     (["--offload", "group"], {"offload": "group", "offload_streams": False}, None, True),
     (["--offload", "group-leaf"], {"offload": "group-leaf", "offload_streams": False}, None, True),
