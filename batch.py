@@ -586,7 +586,8 @@ class BatchWorker:
         final = os.path.join(self.output_dir, job.id)
         try:
             settings = job_settings(job, self.defaults, self.jobs_dir, self.parser)
-            prepare_edit(settings, config=self.config)  # a bad video fails here, before the pipeline loads
+            # a bad video fails here, before the pipeline loads
+            prepare_edit(settings, config=self.config, memory=self.model_settings.memory_options())
             digest = settings_hash(settings, self.model_settings.model, self.dtype,
                                    self.model_settings.output_options())
             result["settings_hash"] = digest

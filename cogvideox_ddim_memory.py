@@ -483,6 +483,14 @@ def _storage(model) -> str | None:
     which keeps the blocks' norms in the load dtype); None in the load dtype."""
     import torch
 
+    # Loaded with a TorchAoConfig: its quantization type names the storage, whatever torchao's tensor class is called.
+    quant_type = getattr(getattr(getattr(model, "hf_quantizer", None), "quantization_config", None), "quant_type", None)
+    if quant_type is not None:
+        kind = type(quant_type).__name__ if not isinstance(quant_type, str) else quant_type
+        if "int8" in kind.lower():
+            return "int8"
+        if "float8" in kind.lower():
+            return "fp8"
     for name, module in model.named_modules():
         if not (isinstance(module, torch.nn.Linear) and re.search(r"(^|\.)(transformer_blocks|block)\.\d+\.", name)):
             continue
@@ -506,6 +514,14 @@ def weights_storage(pipe) -> dict | None:
         model = getattr(pipe, name, None)
         storage[name] = None if model is None else _storage(model)
     return storage if any(storage.values()) else None
+
+
+def expected_weights_storage(options: MemoryOptions) -> dict | None:
+    """The `weights_storage` a pipeline loaded with `options` will have, known before any weights load."""
+    kind = {"int8": "int8", "fp8": "fp8"}.get(options.quantize) or ("fp8-storage" if options.weights == "fp8" else None)
+    if kind is None:
+        return None
+    return {"transformer": kind, "text_encoder": kind if options.quantize_text_encoder else None}
 
 
 STORAGE_FLAGS = {"int8": "--quantize int8", "fp8": "--quantize fp8", "fp8-storage": "--weights fp8"}

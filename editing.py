@@ -34,6 +34,8 @@ from .cogvideox_ddim_memory import (
     MemoryOptions,
     apply_memory_options,
     check_memory_options,
+    check_weights_storage,
+    expected_weights_storage,
     match_cache_to_steps,
     quantization_config,
 )
@@ -387,12 +389,14 @@ def settings_from_args(args) -> tuple[ModelSettings, EditSettings]:
 
 
 def prepare_edit(settings: EditSettings, model: str | None = None, *, config: dict | None = None,
-                 output_dir: str | None = None, check_video=None, save_flag: str = "--save-inversion") -> dict:
+                 output_dir: str | None = None, check_video=None, save_flag: str = "--save-inversion",
+                 memory: MemoryOptions | None = None) -> dict:
     """Every check of an edit that needs no weights, in one order, so that bad input fails before anything loads and
     nothing is written: the settings, the output paths, the checkpoint's config (read from `model` unless `config`
     is given) and what it allows, the source video (`check_video(path)`: an entry point's own limits, first), and a
     saved inversion against all of these. The command line, batch and the app call this, then load the pipeline.
-    `save_flag` names the flag of `settings.save_inversion` in messages. Returns the checkpoint's config."""
+    `save_flag` names the flag of `settings.save_inversion` in messages; `memory` (the run's `MemoryOptions`) lets a
+    saved inversion made with other 8-bit weights be refused here too. Returns the checkpoint's config."""
     check_edit_settings(settings)
     check_output_paths(settings, output_dir, save_flag)
     if config is None:
@@ -405,6 +409,11 @@ def prepare_edit(settings: EditSettings, model: str | None = None, *, config: di
         source = check_source(settings, config)
     if settings.inversion is not None:
         check_saved_inversion(settings, config, source)
+        if memory is not None:  # the loaded pipeline checks it again (`check_inversion`)
+            from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
+
+            recorded = CogVideoXDDIMInversionOutput.read_settings(settings.inversion)
+            check_weights_storage(recorded.get("model"), {"weights_storage": expected_weights_storage(memory)})
     return config
 
 

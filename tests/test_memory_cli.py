@@ -107,7 +107,15 @@ def test_an_inversion_is_refused_by_weights_stored_otherwise(tiny_checkpoint, cl
             "load dtype") in capsys.readouterr().err
     assert run_edit(clip, model, tmp_path / "fp8", *reuse, "--weights", "fp8") == 2
     assert "this pipeline has transformer fp8-storage (--weights fp8)" in capsys.readouterr().err
+    assert not (tmp_path / "bf16").exists() and not (tmp_path / "fp8").exists()  # refused before loading
     assert run_edit(clip, model, tmp_path / "int8", *reuse, "--quantize", "int8") == 0
+
+    # The pipeline refuses it too, from Python: the loaded weights are what count.
+    from cogvideox_ddim_inversion.cogvideox_ddim_output import CogVideoXDDIMInversionOutput
+
+    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(model)
+    with pytest.raises(ValueError, match=r"made with transformer int8 \(--quantize int8\)"):
+        CogVideoXDDIMInversionOutput.load(str(saved), pipeline=pipe)
 
 
 @pytest.fixture
