@@ -27,7 +27,7 @@ from .editing import (
 def run_edit(args) -> dict:
     """Check everything, load the checkpoint, then invert (or load the inversion of) the video and write the edits."""
     model_settings, settings = settings_from_args(args)
-    prepare_edit(settings, model_settings.model, output_dir=args.output_dir)
+    prepare_edit(settings, model_settings.model, output_dir=args.output_dir, memory=model_settings.memory_options())
     pipe, load_info = load_pipeline(model_settings, log=print_log)
     record = edit_video(pipe, settings, args.output_dir, load_info, log=print_log)
     for name, path in record["outputs"].items():

@@ -27,12 +27,24 @@ from .cogvideox_ddim_checkpoint import (
     is_image_to_video,
 )
 from .cogvideox_ddim_files import atomic_write, file_digest
+from .cogvideox_ddim_memory import (
+    CACHES,
+    OFFLOAD_MODES,
+    QUANTIZE,
+    WEIGHTS,
+    MemoryOptions,
+    apply_memory_options,
+    check_memory_options,
+    check_weights_storage,
+    expected_weights_storage,
+    match_cache_to_steps,
+    quantization_config,
+)
 from .cogvideox_ddim_video_io import RESIZE_MODES, SAMPLING_MODES
 
 
 __all__ = ["DEFAULT_MODEL", "RESIZE_MODES", "SAMPLING_MODES", "checkpoint_config"]  # re-exported for the entry points
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # torch loads only when a command runs
-OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 REFERENCE_MODES = ("shared", "paired")
 START_MODES = ("inverted", "noise")
 # One DDIM step goes from pure noise (zero terminal SNR, as every CogVideoX schedule has) straight to a clean video and
@@ -40,23 +52,48 @@ START_MODES = ("inverted", "noise")
 MIN_STEPS = 2
 # Files an edit writes into its output folder, besides run.json; only these are removed when a rerun replaces a run.
 OUTPUT_FILE = re.compile(r"(edit-\d+|side_by_side|reconstruction|mask)\.mp4")
-GiB = 1024**3
-# What `--offload auto` keeps free beside the weights on the GPU: the CogVideoX-5b model card reports a 20.7 GB peak
-# with model offload and VAE tiling, of which the bf16 transformer is about 11 GB, so about 10 GB is activations and
-# the tiled VAE decode.
-ACTIVATION_HEADROOM_BYTES = 10 * GiB
 
 
 @dataclass
 class ModelSettings:
-    """Which checkpoint to load, where, and how to fit it in memory."""
+    """Which checkpoint to load, where, and how to fit it in memory. The memory and cache fields are
+    `cogvideox_ddim_memory.MemoryOptions`' (see there); options that cannot work on the device are refused as the
+    settings are made, before anything loads or is written."""
 
     model: str = DEFAULT_MODEL
     device: str = "auto"  # "auto": cuda when available
     dtype: str = "auto"  # "auto": bf16 on a GPU, fp32 on the CPU
-    offload: str = "auto"  # "auto" picks from the free GPU memory and the checkpoint's size, see `choose_offload`
+    offload: str = "auto"  # "auto": the first rung whose counted weights fit the free GPU memory (`choose_offload`)
     vae_tiling: str = "auto"  # "auto": VAE tiling and slicing on CUDA, off on the CPU
     compile: bool = False  # torch.compile the transformer
+    weights: str = "bf16"  # "fp8": fp8 storage of the transformer's weights, computed in the load dtype
+    quantize: str | None = None  # torchao: "int8" weight-only or "fp8" (fp8 GPUs)
+    quantize_text_encoder: bool = False  # --weights fp8 / --quantize for T5 too
+    offload_streams: bool | None = None  # group offloading prefetches on CUDA streams (None: where CUDA exists)
+    cache: str | None = None  # step cache of the edits: "first-block", "mag" or "taylorseer"
+    cache_threshold: float | None = None  # None: diffusers' default for the cache
+    cache_interval: int = 5  # taylorseer: full steps every this many
+    cache_inversion: bool = False  # let the cache run during invert() too (it breaks the exact round trip)
+    mag_ratios: tuple[float, ...] | None = None  # --cache mag: the checkpoint's calibrated magnitude ratios
+
+    def __post_init__(self):
+        if self.mag_ratios is not None:
+            self.mag_ratios = tuple(float(ratio) for ratio in self.mag_ratios)
+        check_memory_options(self.memory_options(), resolve_device(self.device))
+
+    def memory_options(self) -> MemoryOptions:
+        names = [f.name for f in dataclasses.fields(MemoryOptions)]
+        return MemoryOptions(**{name: getattr(self, name) for name in names})
+
+    def output_options(self) -> dict:
+        """The options set away from their defaults that change the outputs (8-bit weights, the step cache), not only
+        memory or speed (offloading, streams): batch's settings hash."""
+        cache_settings = {None: (), "first-block": ("cache_threshold",), "mag": ("cache_threshold", "mag_ratios"),
+                          "taylorseer": ("cache_interval",)}.get(self.cache, ())
+        names = ("weights", "quantize", "quantize_text_encoder", "cache", *cache_settings,
+                 *(("cache_inversion",) if self.cache else ()))
+        defaults = MemoryOptions()
+        return {name: getattr(self, name) for name in names if getattr(self, name) != getattr(defaults, name)}
 
 
 def _option(default=None, *, inversion: str | None = None, memory_only: bool = False, default_factory=None):
@@ -142,9 +179,42 @@ def add_model_arguments(parser):
     group.add_argument(
         "--offload", default="auto", choices=OFFLOAD_MODES,
         help="keep weights on the CPU and move them to the GPU when used: 'model' moves whole models (text encoder, "
-        "transformer, VAE), 'sequential' single layers (slowest, least memory); 'auto' picks from the GPU's free "
-        "memory and the checkpoint's size, none on the CPU (default: %(default)s)",
+        "transformer, VAE), 'group' one block at a time (the next prefetched on a CUDA stream), 'group-leaf' one "
+        "layer at a time, 'sequential' single layers without prefetch (slowest, least memory); 'auto' picks the "
+        "first that fits the GPU's free memory by counted weight bytes, none on the CPU (default: %(default)s)",
     )
+    group.add_argument("--offload-streams", action=argparse.BooleanOptionalAction, default=None,
+                       help="with --offload group or group-leaf: prefetch the next group on a CUDA stream (default: "
+                       "on with CUDA)")
+    group.add_argument("--weights", default="bf16", choices=WEIGHTS,
+                       help="'fp8': store the transformer's weights in fp8, each layer computed in the load dtype "
+                       "(diffusers' layerwise casting; about half the transformer's bytes, any device; default: "
+                       "%(default)s, the load dtype)")
+    group.add_argument("--quantize", default=None, choices=QUANTIZE,
+                       help="torchao quantization of the transformer while loading: 'int8' weight-only (any device), "
+                       "'fp8' (GPUs with compute capability 8.9+); pip install 'cogvideox-ddim-inversion"
+                       "[quantization]'; saves memory, and time only with --compile (default: off)")
+    group.add_argument("--quantize-text-encoder", action="store_true",
+                       help="apply --weights fp8 or --quantize to the T5 text encoder too (9.5 of 5B's 21.1 GB; "
+                       "default: off)")
+    cache = parser.add_argument_group("step cache")
+    cache.add_argument("--cache", default=None, choices=CACHES,
+                       help="skip transformer work on later edit steps (never during the inversion unless "
+                       "--cache-inversion): 'first-block' when the first block's output barely changed, 'mag' "
+                       "(MagCache, needs --mag-ratios), 'taylorseer' (full steps every --cache-interval, predicted in "
+                       "between) (default: off)")
+    cache.add_argument("--cache-threshold", type=float, default=None,
+                       help="first-block: relative change below which the other blocks are skipped (0.1: about 1.9x "
+                       "fewer block evaluations on the toy world); mag: accumulated error allowed (default: "
+                       "diffusers', 0.05 and 0.06)")
+    cache.add_argument("--cache-interval", type=int, default=5,
+                       help="taylorseer: compute every block fully every this many steps (default: %(default)s)")
+    cache.add_argument("--mag-ratios", type=parse_mag_ratios, default=None, metavar="R1,R2,... or FILE",
+                       help="--cache mag: the checkpoint's magnitude ratios, comma-separated or a JSON list in a file "
+                       "(calibrate_mag_ratios, docs/memory.md; default: none)")
+    cache.add_argument("--cache-inversion", action="store_true",
+                       help="let --cache run during the inversion too; it skips the evaluations that make the round "
+                       "trip exact (default: off)")
     group.add_argument(
         "--vae-tiling", default="auto", choices=["auto", "on", "off"],
         help="decode and encode the VAE in tiles and slices; auto: on with CUDA, where 49 frames of 720x480 need "
@@ -152,6 +222,14 @@ def add_model_arguments(parser):
     )
     group.add_argument("--compile", action="store_true",
                        help="torch.compile the transformer (slow first step; default: off)")
+
+
+def parse_mag_ratios(text: str) -> tuple[float, ...]:
+    """`--mag-ratios` as typed: comma-separated numbers, or a file holding a JSON list of them."""
+    if os.path.isfile(text):
+        with open(text) as file:
+            return tuple(float(ratio) for ratio in json.load(file))
+    return tuple(float(ratio) for ratio in text.split(","))
 
 
 def parse_reference_steps(text: str):
@@ -327,12 +405,14 @@ def settings_from_args(args) -> tuple[ModelSettings, EditSettings]:
 
 
 def prepare_edit(settings: EditSettings, model: str | None = None, *, config: dict | None = None,
-                 output_dir: str | None = None, check_video=None, command: str = "edit") -> dict:
+                 output_dir: str | None = None, check_video=None, command: str = "edit",
+                 memory: MemoryOptions | None = None) -> dict:
     """Every check of an edit that needs no weights, in one order, so that bad input fails before anything loads and
     nothing is written: the settings, the output paths, the checkpoint's config (read from `model` unless `config`
     is given) and what it allows, the source video (`check_video(path)`: an entry point's own limits, first), and a
     saved inversion against all of these. The command line, batch and the app call this, then load the pipeline.
-    `command="invert"` (which saves the inversion with --output, and has no --mask) words the messages for `invert`.
+    `command="invert"` (which saves the inversion with --output, and has no --mask) words the messages for `invert`;
+    `memory` (the run's `MemoryOptions`) lets a saved inversion made with other 8-bit weights be refused here too.
     Returns the checkpoint's config."""
     check_edit_settings(settings, command)
     check_output_paths(settings, output_dir, "--output" if command == "invert" else "--save-inversion")
@@ -346,6 +426,11 @@ def prepare_edit(settings: EditSettings, model: str | None = None, *, config: di
         source = check_source(settings, config)
     if settings.inversion is not None:
         check_saved_inversion(settings, config, source, model)
+        if memory is not None:  # the loaded pipeline checks it again (`check_inversion`)
+            from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
+
+            recorded = CogVideoXDDIMInversionOutput.read_settings(settings.inversion)
+            check_weights_storage(recorded.get("model"), {"weights_storage": expected_weights_storage(memory)})
     return config
 
 
@@ -731,73 +816,57 @@ def check_saved_inversion(settings: EditSettings, config: dict, source: SourceSh
 # Loading
 
 
+def resolve_device(device: str) -> str:
+    """`--device auto`: cuda when available, else the CPU."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def resolve_device_and_dtype(device: str, dtype: str):
     import torch
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     if dtype == "auto":
         dtype = "bf16" if device.startswith("cuda") else "fp32"
     return device, getattr(torch, DTYPES[dtype])
 
 
-def choose_offload(free_bytes: int | None, component_bytes: dict[str, int]) -> str:
-    """`--offload auto`: no offload when every weight fits beside the activations, model offload when the largest
-    model does, sequential offload otherwise. `free_bytes=None` (the CPU) means no offload."""
-    if free_bytes is None:
-        return "none"
-    if sum(component_bytes.values()) + ACTIVATION_HEADROOM_BYTES <= free_bytes:
-        return "none"
-    if max(component_bytes.values()) + ACTIVATION_HEADROOM_BYTES <= free_bytes:
-        return "model"
-    return "sequential"
-
-
-def _component_bytes(pipe) -> dict[str, int]:
-    import torch
-
-    sizes = {}
-    for name, component in pipe.components.items():
-        if isinstance(component, torch.nn.Module):
-            sizes[name] = sum(p.numel() * p.element_size() for p in component.parameters())
-    return sizes
-
-
 def load_pipeline(settings: ModelSettings, log=None):
-    """Load the checkpoint into `CogVideoXDDIMInversionPipeline` and fit it to the device. Returns the pipeline and a
-    dict of what was chosen (device, dtype, offload, VAE tiling, free memory), for run.json."""
+    """Load the checkpoint into `CogVideoXDDIMInversionPipeline` (quantized while loading with --quantize) and fit it
+    to the device with `cogvideox_ddim_memory.apply_memory_options` (fp8 storage, the offload rung, the step cache).
+    Returns the pipeline and a dict of what was chosen (device, dtype, every memory option with the offload rung
+    chosen, VAE tiling, free memory), for run.json."""
     import torch
 
     from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
 
     log = log or (lambda message: None)
     device, torch_dtype = resolve_device_and_dtype(settings.device, settings.dtype)
-    log(f"Loading {settings.model} ({str(torch_dtype).removeprefix('torch.')}) for {device}...")
-    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(settings.model, dtype=torch_dtype)
+    options = settings.memory_options()
+    check_memory_options(options, device)  # as the settings were made; again for settings changed since
+    storage = " ".join(flag for flag, on in ((f"--weights {options.weights}", options.weights != "bf16"),
+                                             (f"--quantize {options.quantize}", options.quantize is not None)) if on)
+    log(f"Loading {settings.model} ({str(torch_dtype).removeprefix('torch.')}{', ' + storage if storage else ''}) "
+        f"for {device}...")
+    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(settings.model, dtype=torch_dtype,
+                                                          quantization_config=quantization_config(options))
+    memory = apply_memory_options(pipe, options, device)
     cuda = torch.device(device).type == "cuda"
-    free = torch.cuda.mem_get_info(torch.device(device))[0] if cuda else None
-    offload = settings.offload
-    if offload == "auto":
-        offload = choose_offload(free, _component_bytes(pipe))
-    if offload != "none" and not cuda:
-        raise ValueError(f"--offload {offload} moves weights to a GPU; on {device} use --offload none (or auto).")
-    if offload == "model":
-        pipe.enable_model_cpu_offload(device=device)
-    elif offload == "sequential":
-        pipe.enable_sequential_cpu_offload(device=device)
-    else:
-        pipe.to(device)
     tiling = settings.vae_tiling == "on" or (settings.vae_tiling == "auto" and cuda)
     if tiling:
         pipe.vae.enable_tiling()
         pipe.vae.enable_slicing()
     if settings.compile:
         pipe.transformer.compile()
-    chosen = {"device": device, "dtype": str(torch_dtype).removeprefix("torch."), "offload": offload,
-              "vae_tiling": tiling, "compile": settings.compile,
-              "free_gpu_memory_gib": None if free is None else round(free / GiB, 2)}
-    log(f"Memory: offload {offload}, VAE tiling {'on' if tiling else 'off'}"
-        + ("" if free is None else f", {free / GiB:.1f} GiB free on {device}"))
+    chosen = {"device": device, "dtype": str(torch_dtype).removeprefix("torch."), **memory, "vae_tiling": tiling,
+              "compile": settings.compile}
+    free = memory["free_gpu_memory_gib"]
+    log(f"Memory: offload {memory['offload']}, VAE tiling {'on' if tiling else 'off'}"
+        + (f", cache {options.cache}" if options.cache else "")
+        + ("" if free is None else f", {free:.1f} GiB free on {device}"))
     return pipe, chosen
 
 
@@ -960,6 +1029,7 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
                           source_video=source_frames if settings.paste_back else None, mask_steps=settings.mask_steps,
                           mask_dilation=settings.mask_dilation, mask_feather=settings.mask_feather)
     image_latents = _image_latents(pipe, settings, inv)  # read and encoded once, not per chunk of prompts
+    match_cache_to_steps(pipe.transformer, settings.steps, settings.strength)  # --cache mag counts the edit's steps
     videos = []
     batch = settings.prompt_batch_size or len(prompts)
     for first in range(0, len(prompts), batch):
