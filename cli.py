@@ -9,6 +9,11 @@ import sys
 
 
 from .app import add_app_arguments, run_app  # Gradio loads when the app starts
+from .cogvideox_ddim_context_parallel import (
+    add_context_parallel_arguments,
+    context_parallel_command,
+    start_context_parallel,
+)
 from .editing import (
     DEFAULT_MODEL,
     add_edit_arguments,
@@ -24,30 +29,44 @@ from .editing import (
 )
 
 
+@context_parallel_command
 def run_edit(args) -> dict:
-    """Check everything, load the checkpoint, then invert (or load the inversion of) the video and write the edits."""
+    """Check everything, load the checkpoint, then invert (or load the inversion of) the video and write the edits.
+    With `--context-parallel N` every launched process computes them and process 0 writes them."""
     model_settings, settings = settings_from_args(args)
-    prepare_edit(settings, model_settings.model, output_dir=args.output_dir, memory=model_settings.memory_options())
-    pipe, load_info = load_pipeline(model_settings, log=print_log)
-    record = edit_video(pipe, settings, args.output_dir, load_info, log=print_log)
+    config = prepare_edit(settings, model_settings.model, output_dir=args.output_dir,
+                          memory=model_settings.memory_options())
+    launch = start_context_parallel(args.context_parallel, config["transformer"], model_settings.device)
+    log = print_log if launch.writes else None
+    pipe, load_info = load_pipeline(launch.on_own_device(model_settings), log=log)
+    launch.enable(pipe, load_info)
+    record = edit_video(pipe, settings, args.output_dir, load_info, log=log, write_outputs=launch.writes)
     for name, path in record["outputs"].items():
         print(f"{name}: {path}")
     return record["outputs"]
 
 
+@context_parallel_command
 def run_invert(args) -> dict:
     """`invert VIDEO --output PATH`: the inversion alone, saved for `edit --inversion PATH`; with --mask-words, also
-    the recorded mask as a video beside it (`mask_video_path`)."""
+    the recorded mask as a video beside it (`mask_video_path`). With `--context-parallel N`, process 0 writes them."""
     from .video_io import write_mask_video
 
     model_settings, settings = settings_from_args(args)
     settings.save_inversion = args.output
     if settings.video is None:
         raise ValueError("invert needs a video file: cogvideox-ddim-inversion invert VIDEO --output PATH.")
-    prepare_edit(settings, model_settings.model, command="invert")
-    pipe, _ = load_pipeline(model_settings, log=print_log)
+    config = prepare_edit(settings, model_settings.model, command="invert")
+    launch = start_context_parallel(args.context_parallel, config["transformer"], model_settings.device)
+    log = print_log if launch.writes else None
+    pipe, load_info = load_pipeline(launch.on_own_device(model_settings), log=log)
+    launch.enable(pipe, load_info)
+    if not launch.writes:
+        settings.save_inversion = None
     source = read_source(pipe, settings)
-    inv = invert_source(pipe, settings, source, log=print_log)
+    inv = invert_source(pipe, settings, source, log=log)
+    if not launch.writes:
+        return {}
     written = {"inversion": args.output}
     if inv.mask is not None:
         written["mask"] = write_mask_video(inv.mask[0], mask_video_path(args.output), source.fps)
@@ -137,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", default="output",
         help="folder for edit-<n>.mp4, side_by_side.mp4, reconstruction.mp4 and run.json (default: %(default)s)")
     add_model_arguments(edit)
+    add_context_parallel_arguments(edit)
     edit.set_defaults(func=run_edit)
 
     invert = commands.add_parser("invert", help="invert a video and save the inversion for `edit --inversion`")
@@ -144,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     option_group(invert, "outputs").add_argument("--output", required=True,
                                                  help="inversion file to write (.safetensors; required)")
     add_model_arguments(invert)
+    add_context_parallel_arguments(invert)
     invert.set_defaults(func=run_invert)
 
     add_batch_parser(commands)

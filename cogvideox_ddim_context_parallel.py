@@ -29,8 +29,11 @@ wraps whichever processor is installed at call time, so the pipeline may swap pr
 Inference only: the collectives are not differentiable.
 """
 
+import dataclasses
+import functools
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,6 +51,7 @@ from .processors.text_attention import CogVideoXTextAttentionRecorder
 _SPLIT_HOOK = "cogvideox_context_parallel_split"
 _GATHER_HOOK = "cogvideox_context_parallel_gather"
 _ATTENTION_HOOK = "cogvideox_context_parallel_attention"
+_SAME_INPUTS_HOOK = "cogvideox_context_parallel_same_inputs"
 
 
 @dataclass
@@ -126,11 +130,13 @@ def working_degrees(num_heads: int, limit: int = 16) -> list[int]:
 # Enabling
 
 
-def enable_context_parallel(transformer, degree: int, process_group: dist.ProcessGroup | None = None):
-    """Spread the video tokens of `transformer` (`CogVideoXTransformer3DModel`) over `degree` processes.
+def enable_context_parallel(transformer, degree: int | None = None, process_group: dist.ProcessGroup | None = None):
+    """Spread the video tokens of `transformer` (`CogVideoXTransformer3DModel`) over `degree` processes (default:
+    every process of `process_group`).
 
     Every process of `process_group` (default: the whole world, which must then have `degree` processes) calls the
-    transformer with the same full inputs and gets the same full output. Install attention processors as usual
+    transformer with the same full inputs and gets the same full output; inputs that differ between processes (e.g.
+    noise drawn without a seeded generator) are refused at the call. Install attention processors as usual
     (`CogVideoXAttnProcessor2_0`, `CogVideoXRefAttnProcessor`, `CogVideoXTextAttentionRecorder`): the hook on each
     attention layer runs the installed one's computation sharded. Returns the shared `ContextParallelState`.
     """
@@ -140,6 +146,7 @@ def enable_context_parallel(transformer, degree: int, process_group: dist.Proces
             "--nproc_per_node N` and call `init_process_group_from_env()` before `enable_context_parallel`."
         )
     group_size = dist.get_world_size(process_group)
+    degree = group_size if degree is None else degree
     if degree != group_size:
         raise ValueError(
             f"`degree={degree}` but the process group has {group_size} processes: launch {degree} processes, or pass "
@@ -159,8 +166,19 @@ def enable_context_parallel(transformer, degree: int, process_group: dist.Proces
     )
     if degree > 1:
         install_context_parallel_hooks(transformer, state)
+        HookRegistry.check_if_exists_or_initialize(transformer).register_hook(
+            SameInputsHook(process_group), _SAME_INPUTS_HOOK
+        )
     transformer._context_parallel_state = state
     return state
+
+
+def enable_pipeline_context_parallel(pipe, degree: int | None = None, process_group: dist.ProcessGroup | None = None):
+    """`CogVideoXDDIMInversionPipeline.enable_context_parallel`: `enable_context_parallel` on its transformer, first
+    joining the launch's process group (`init_process_group_from_env`) when there is none."""
+    if process_group is None and not (dist.is_available() and dist.is_initialized()):
+        init_process_group_from_env()
+    return enable_context_parallel(pipe.transformer, degree, process_group)
 
 
 def install_context_parallel_hooks(transformer, state: ContextParallelState):
@@ -188,10 +206,159 @@ def disable_context_parallel(transformer):
         registry = getattr(module, "_diffusers_hook", None)
         if registry is None:
             continue
-        for name in (_SPLIT_HOOK, _GATHER_HOOK, _ATTENTION_HOOK):
+        for name in (_SPLIT_HOOK, _GATHER_HOOK, _ATTENTION_HOOK, _SAME_INPUTS_HOOK):
             if registry.get_hook(name) is not None:
                 registry.remove_hook(name, recurse=False)
     transformer._context_parallel_state = None
+
+
+class SameInputsHook(ModelHook):
+    """Before each transformer call: refuse inputs that differ between processes. Each process computes its shard
+    from its own copy of the inputs, so different copies (noise drawn without a seeded generator, another prompt)
+    would give a silently wrong video; a checksum of each input is compared (one small all-gather per call)."""
+
+    def __init__(self, process_group: dist.ProcessGroup | None):
+        super().__init__()
+        self.process_group = process_group
+
+    def pre_forward(self, module, *args, **kwargs):
+        names = ("hidden_states", "encoder_hidden_states", "timestep")
+        inputs = [kwargs[name] if name in kwargs else args[index] for index, name in enumerate(names)]
+        inputs = [torch.as_tensor(value, device=inputs[0].device).double() for value in inputs]  # an int timestep too
+        parts = [part for value in inputs for part in (value.sum(), value.abs().sum())]
+        checksum = torch.nan_to_num(torch.stack(parts))
+        gathered = [torch.empty_like(checksum) for _ in range(dist.get_world_size(self.process_group))]
+        dist.all_gather(gathered, checksum, group=self.process_group)
+        sums = torch.stack(gathered).view(len(gathered), len(names), 2)
+        different = [name for index, name in enumerate(names) if not (sums[:, index] == sums[0, index]).all()]
+        if different:  # every process sees the same checksums, so every one raises: nobody waits in a collective
+            raise ValueError(
+                f"Context parallelism needs the same inputs on every process; {', '.join(different)} differ. Pass "
+                "the same prompts and video everywhere, and a generator seeded alike on every process "
+                "(`generator=torch.Generator().manual_seed(seed)`) or the latents themselves."
+            )
+        return args, kwargs
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line: `--context-parallel N` under torchrun / accelerate launch
+
+# A launched process other than its node's first exits this long after an error that the first one reports (every
+# process reads the same arguments, so they fail alike); as batch editing does.
+QUIET_EXIT_DELAY_S = 10
+
+
+def add_context_parallel_arguments(parser):
+    """`--context-parallel N`, in its own group."""
+    group = parser.add_argument_group("context parallelism")
+    group.add_argument(
+        "--context-parallel", type=int, default=None, metavar="N",
+        help="spread the video's tokens over N processes, one per GPU, launched with `torchrun --nproc_per_node N "
+        "-m cogvideox_ddim_inversion.cli ...` (or accelerate launch); N must divide the attention heads (2B: 30, "
+        "5B: 48); process 0 writes the outputs (default: one process)",
+    )
+
+
+def launched_world_size() -> int:
+    """Processes the launcher started (torchrun's and accelerate's WORLD_SIZE), 1 without a launcher."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def check_context_parallel(degree: int | None, transformer_config: dict, device: str = "auto"):
+    """Refuse, before any weights load, a degree this checkpoint (`transformer_config`, from its config.json) or this
+    launch cannot run: heads that do not divide, a degree other than the number of processes launched, one device
+    named for every process."""
+    processes = launched_world_size()
+    if degree is None:
+        if processes > 1:
+            raise ValueError(
+                f"{processes} processes were launched, each of which would run the whole edit: pass "
+                f"--context-parallel {processes} to spread one edit over them (or `batch` for many videos)."
+            )
+        return
+    if degree < 1:
+        raise ValueError(f"--context-parallel must be at least 1, got {degree}.")
+    heads = transformer_config["num_attention_heads"]
+    if heads % degree:
+        raise ValueError(
+            f"--context-parallel {degree} does not divide this checkpoint's {heads} attention heads, which the "
+            f"processes share evenly: pass one of {working_degrees(heads)}."
+        )
+    if degree != processes:
+        raise ValueError(
+            f"--context-parallel {degree} but {processes} process(es) were launched: launch with `torchrun "
+            f"--nproc_per_node {degree} -m cogvideox_ddim_inversion.cli ...` (or `accelerate launch --num_processes "
+            f"{degree}`), or pass --context-parallel {processes}."
+        )
+    if degree > 1 and device not in ("auto", "cpu", "cuda"):
+        raise ValueError(
+            f"--device {device} would put every process on one device: under --context-parallel each process takes "
+            "its own GPU (cuda:LOCAL_RANK), so pass --device cuda or leave --device out."
+        )
+
+
+@dataclass
+class ContextParallelLaunch:
+    """This process's part in a `--context-parallel` run (degree 1: a run on one process)."""
+
+    degree: int = 1
+    rank: int = 0
+    device: str = "auto"
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the outputs and prints: process 0 (every process computes all of them)."""
+        return self.rank == 0
+
+    def on_own_device(self, model_settings):
+        """`model_settings` (editing.ModelSettings) with this process's device."""
+        return dataclasses.replace(model_settings, device=self.device)
+
+    def enable(self, pipe, load_info: dict):
+        """Spread `pipe`'s transformer over the processes; quiet the progress bars of all but the writer."""
+        load_info["context_parallel"] = self.degree
+        if self.degree > 1:
+            pipe.enable_context_parallel(self.degree)
+            if not self.writes:
+                pipe.set_progress_bar_config(disable=True)
+
+
+def start_context_parallel(degree: int | None, transformer_config: dict, device: str = "auto"):
+    """Check `--context-parallel` (`check_context_parallel`), then join the launch's process group: gloo on the CPU
+    (`--device cpu` or no GPU), nccl on GPUs, one GPU per process. Returns this process's `ContextParallelLaunch`."""
+    check_context_parallel(degree, transformer_config, device)
+    if degree is None or degree == 1:
+        return ContextParallelLaunch(device=device)
+    rank, _, own_device = init_process_group_from_env("gloo" if device == "cpu" else None)
+    if rank != 0:  # one set of loading bars
+        import transformers
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
+    return ContextParallelLaunch(degree, rank, "cpu" if device == "cpu" else str(own_device))
+
+
+def context_parallel_command(run):
+    """A command's wrapper for launched runs: every process reads the same arguments, so a mistake fails on each of
+    them; only the node's first process reports it (cli.main prints it, status 2), the others exit 2 silently. The
+    process group, once joined, is left at the end."""
+
+    @functools.wraps(run)
+    def wrapper(args):
+        try:
+            return run(args)
+        except (FileNotFoundError, ValueError, TypeError, OSError, ImportError):  # what `cli.main` reports
+            if launched_world_size() > 1 and int(os.environ.get("LOCAL_RANK", 0)) != 0:
+                # torchrun stops every process when one exits: leave the first one time to print the message.
+                time.sleep(QUIET_EXIT_DELAY_S)
+                return 2
+            raise
+        finally:
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
+
+    return wrapper
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1160,14 +1160,19 @@ def remove_previous_run(output_dir: str, log=None):
     (log or (lambda message: None))(f"Replacing the previous run in {output_dir}.")
 
 
-def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | None = None, log=None) -> dict:
+def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | None = None, log=None,
+               write_outputs: bool = True) -> dict:
     """Invert (or load the inversion of) `settings.video` and write into `output_dir`: `edit-<n>.mp4` per prompt,
     `side_by_side.mp4` (source | edits), `reconstruction.mp4` on request, and `run.json` (settings, versions, timings,
     outputs), written last. Returns the run record.
 
     A previous run in `output_dir` is replaced (`remove_previous_run`). A run that fails removes the videos it wrote
-    and the folder if it made it (a saved inversion, complete, is kept): outputs are those of one whole run or none."""
+    and the folder if it made it (a saved inversion, complete, is kept): outputs are those of one whole run or none.
+    `write_outputs=False` computes everything and writes nothing (context parallelism: every process computes the
+    edit, process 0 writes it); its record lists no outputs."""
     log = log or (lambda message: None)
+    if not write_outputs:
+        return _edit_into(pipe, dataclasses.replace(settings, save_inversion=None), None, {}, load_info, log)
     created = not os.path.isdir(output_dir)
     os.makedirs(output_dir, exist_ok=True)  # checked by `prepare_edit`; made only now that there is work to write
     remove_previous_run(output_dir, log)
@@ -1187,7 +1192,8 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | 
 
 
 def _edit_into(pipe, settings: EditSettings, output_dir: str, outputs: dict, load_info: dict | None, log) -> dict:
-    """`edit_video`'s work; each file written is added to `outputs` as soon as it exists."""
+    """`edit_video`'s work; each file written is added to `outputs` as soon as it exists (none without
+    `output_dir`)."""
     import numpy as np
 
     from .callbacks import GuidanceScaleCallback
@@ -1214,13 +1220,14 @@ def _edit_into(pipe, settings: EditSettings, output_dir: str, outputs: dict, loa
     else:
         fps, fps_from = 8.0, "8 fps: the saved inversion records no frame rate"
 
-    def write(name: str, video):
-        outputs[name] = write_video(video, os.path.join(output_dir, f"{name}.mp4"), fps)
+    def write(name: str, video, writer=write_video):
+        if output_dir is not None:
+            outputs[name] = writer(video, os.path.join(output_dir, f"{name}.mp4"), fps)
 
     edits = None
     mask = read_mask(pipe, settings, inv)
     if mask is not None:
-        outputs["mask"] = write_mask_video(mask[0], os.path.join(output_dir, "mask.mp4"), fps)
+        write("mask", mask[0], write_mask_video)
     if settings.prompts:
         started = time.perf_counter()
         ramp = None
@@ -1255,8 +1262,9 @@ def _edit_into(pipe, settings: EditSettings, output_dir: str, outputs: dict, loa
         "outputs": dict(outputs),
         "versions": _versions(),
     }
-    write_json(record, os.path.join(output_dir, "run.json"))
-    record["outputs"]["run"] = outputs["run"] = os.path.join(output_dir, "run.json")
+    if output_dir is not None:
+        write_json(record, os.path.join(output_dir, "run.json"))
+        record["outputs"]["run"] = outputs["run"] = os.path.join(output_dir, "run.json")
     return record
 
 

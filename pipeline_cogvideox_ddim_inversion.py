@@ -40,6 +40,7 @@ from .cogvideox_ddim_checkpoint import (
     is_image_to_video,
     pixel_frame_count,
 )
+from .cogvideox_ddim_context_parallel import disable_context_parallel, enable_pipeline_context_parallel
 from .cogvideox_ddim_files import atomic_write  # noqa: F401  (shipped: cogvideox_ddim_output imports it)
 from .cogvideox_ddim_latents import (
     call_size,
@@ -299,6 +300,16 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         """Refuse, naming each difference, an inversion made by another checkpoint or noise schedule than this one."""
         check_fingerprint((inversion.settings or {}).get("model"), self.inversion_fingerprint())
         check_weights_storage((inversion.settings or {}).get("model"), self.inversion_fingerprint())
+
+    def enable_context_parallel(self, degree: int | None = None, process_group=None):
+        """Spread the transformer's video tokens over `degree` processes (default: all of `process_group`, or of the
+        `torchrun` launch, whose group is joined here if none exists). Every process calls `invert()` / `__call__`
+        with the same inputs and gets the same outputs; only one should write them. See docs/context_parallel.md."""
+        return enable_pipeline_context_parallel(self, degree, process_group)
+
+    def disable_context_parallel(self):
+        """Undo `enable_context_parallel`: the transformer computes on this process alone again."""
+        disable_context_parallel(self.transformer)
 
     def prepare_mask(self, mask, num_frames: int, height: int, width: int, batch_size: int = 1, dilation: int = 0,
                      feather: int = 0, resize_mode: str | None = None) -> torch.Tensor:

@@ -23,8 +23,15 @@ utilisation divides by the device's dense bf16 peak (`BF16_DENSE_PEAK_TFLOPS`, o
 VAE and transformer configurations (random weights), without offloading and with `enable_model_cpu_offload` and
 `enable_sequential_cpu_offload`.
 
+`--context-parallel N` runs each configuration as N processes under `torchrun` with the transformer's video tokens
+spread over them (cogvideox_ddim_context_parallel.py; one GPU each on CUDA, gloo on a CPU, where `BENCH_THREADS` is
+shared out between the processes); process 0's seconds and memory are reported. The FLOPs columns stay those of the
+whole step (all processes together).
+
 Usage:
   python benchmarks/speed.py --sizes tiny faithful --steps 4 --repeats 2        # CPU, plus the counted real-size table
+  python benchmarks/speed.py --sizes faithful --configs invert shared --context-parallel 2   # 2 processes, CPU
+  python benchmarks/speed.py --device cuda --sizes 5b 1.5-5b --configs invert shared --context-parallel 8 --compile off
   python benchmarks/speed.py --flops-only                                       # only the counted table (five models)
   python benchmarks/speed.py --device cuda --dtype bf16 --sizes 2b 5b 1.5-5b --json speed_gpu.json
   python benchmarks/speed.py --device cuda --sizes 5b --compile off --e2e none --configs shared fp8-weights int8 \
@@ -540,10 +547,18 @@ def run_one(size: str, key: str, compiled: bool, args):
     from cogvideox_ddim_inversion import CogVideoXRefAttnProcessor
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    rank = 0
+    if args.context_parallel > 1:  # one of the processes torchrun started (`child`)
+        from cogvideox_ddim_inversion.cogvideox_ddim_context_parallel import init_process_group_from_env
+
+        rank, _, own_device = init_process_group_from_env("gloo" if device.type == "cpu" else None)
+        device = device if device.type == "cpu" else own_device
     if device.type == "cpu":
-        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+        torch.set_num_threads(max(1, int(os.environ.get("BENCH_THREADS", "2")) // args.context_parallel))
     spec, config = SIZES[size], config_spec(key)
     pipe = build_pipeline(size, device, dtype)
+    if args.context_parallel > 1:
+        pipe.enable_context_parallel(args.context_parallel)
     steps = args.steps
     if config.get("memory"):
         apply_memory_config(pipe, config["memory"], device, steps)
@@ -634,7 +649,11 @@ def run_one(size: str, key: str, compiled: bool, args):
     }
     if compiled:
         result["graphs_compiled_in_measured_call"] = dynamo_graphs() - graphs
-    print(json.dumps(result))
+    result["context_parallel"] = args.context_parallel
+    if rank == 0:
+        print(json.dumps(result))
+    if args.context_parallel > 1:
+        torch.distributed.destroy_process_group()
 
 
 def describe(error: Exception) -> str:
@@ -758,10 +777,16 @@ def device_peak(args) -> tuple[float | None, str]:
 
 
 def child(args, *extra) -> dict:
+    launcher = [sys.executable]
+    if args.context_parallel > 1 and extra[0] == "--one":  # the end-to-end runs stay on one process
+        launcher = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node",
+                    str(args.context_parallel), "--master_port", str(free_port())]
     command = [
-        sys.executable,
+        *launcher,
         os.path.abspath(__file__),
         *extra,
+        "--context-parallel",
+        str(args.context_parallel if extra[0] == "--one" else 1),
         "--device",
         args.device,
         "--dtype",
@@ -788,6 +813,14 @@ def child(args, *extra) -> dict:
         last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"exit code {completed.returncode}: {last_line}"[:200]}
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def measure(args) -> list[dict]:
@@ -832,7 +865,8 @@ def attach_flops(results, counted, peak):
             continue
         result["flops_per_step"] = count["flops_per_step"]
         result["tflops"] = count["flops_per_step"] / result["seconds_per_step"] / 1e12
-        result["utilisation"] = None if peak is None else result["tflops"] / peak
+        devices = result.get("context_parallel", 1)  # the step's FLOPs over its time: all devices' throughput
+        result["utilisation"] = None if peak is None else result["tflops"] / (peak * devices)
 
 
 RATIOS = [
@@ -848,7 +882,10 @@ def measured_table(results, environment) -> list[str]:
         f"Measured on {environment['device_name']} ({environment['dtype']}, torch {environment['torch']}), "
         f"{environment['steps']} steps per configuration after a 2-step warm-up, fastest of {environment['repeats']} "
         f"run(s); seconds from {environment['timer']}, memory = {environment['memory_kind']}; utilisation against "
-        f"{environment['peak_tflops']} TFLOPS ({environment['peak_source']}).",
+        f"{environment['peak_tflops']} TFLOPS ({environment['peak_source']})"
+        + (f"; the transformer on {environment['context_parallel']} processes (context parallelism), process 0's "
+           "seconds and memory, utilisation of all devices together."
+           if environment.get("context_parallel", 1) > 1 else "."),
         "",
         "| size | configuration | compiled | rows/step | s/step | x plain | TFLOP/step | TFLOPS | utilisation "
         "| peak MiB |",
@@ -1002,6 +1039,10 @@ def main():
     parser.add_argument("--fixed-point-iterations", type=int, default=2, help="k of the fixed-point configuration")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak, for utilisation")
     parser.add_argument(
+        "--context-parallel", type=int, default=1, metavar="N",
+        help="run each measured configuration on N processes (torchrun), the video tokens spread over them",
+    )
+    parser.add_argument(
         "--e2e",
         default=None,
         choices=["none", "tiny", *REAL_SIZES],
@@ -1050,6 +1091,11 @@ def main():
         parser.error(f"--device {args.device}: use cpu, cuda or cuda:N.")
     if cuda and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device; use --device cpu.")
+    if args.context_parallel < 1:
+        parser.error(f"--context-parallel {args.context_parallel}: pass a number of processes >= 1.")
+    if args.context_parallel > 1 and cuda and torch.cuda.device_count() < args.context_parallel:
+        parser.error(f"--context-parallel {args.context_parallel} needs a GPU per process; "
+                     f"{torch.cuda.device_count()} are visible.")
     sizes = [] if args.flops_only else (args.sizes or (["5b"] if cuda else ["tiny", "faithful"]))
     e2e = None if args.flops_only else (args.e2e or ("5b" if cuda else "tiny"))
     e2e = None if e2e == "none" else e2e
@@ -1076,6 +1122,7 @@ def main():
         "timer": DeviceTimer(torch.device(args.device)).kind,
         "memory_kind": memory_kind(torch.device(args.device)),
         "threads": None if cuda else int(os.environ.get("BENCH_THREADS", "2")),
+        "context_parallel": args.context_parallel,
     }
 
     measured = measure(args) if sizes else []

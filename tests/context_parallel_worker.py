@@ -100,9 +100,10 @@ def transformer_cases(pipe, transformer, variant: str, degree: int, results: dic
         results[f"{variant} | {name}"] = entry
 
 
-def refusals(transformer, degree: int) -> dict:
-    """What enabling refuses once a process group exists: a degree that is not the group's size, enabling twice, and
-    an attention processor it does not know (refused at the call, on every process, before any exchange)."""
+def refusals(transformer, degree: int, rank: int) -> dict:
+    """What enabling refuses once a process group exists: a degree that is not the group's size, enabling twice, an
+    attention processor it does not know and inputs that differ between processes (both refused at the call, on
+    every process, before any exchange)."""
     messages = {}
     try:
         enable_context_parallel(transformer, degree + 1)
@@ -117,15 +118,24 @@ def refusals(transformer, degree: int) -> dict:
     config = transformer.config
     try:
         transformer(
-            hidden_states=torch.randn(1, 3, config.in_channels, 8, 12),
-            encoder_hidden_states=torch.randn(1, TEXT_LENGTH, config.text_embed_dim),
+            hidden_states=torch.randn(1, 3, config.in_channels, 8, 12, generator=torch.Generator().manual_seed(0)),
+            encoder_hidden_states=torch.zeros(1, TEXT_LENGTH, config.text_embed_dim),
             timestep=torch.tensor([500]),
         )
     except TypeError as error:
         messages["processor"] = str(error)
     finally:
-        disable_context_parallel(transformer)
         transformer.set_attn_processor(CogVideoXAttnProcessor2_0())
+    try:  # each process draws its own noise: refused on every process, before any exchange
+        transformer(
+            hidden_states=torch.randn(1, 3, config.in_channels, 8, 12, generator=torch.Generator().manual_seed(rank)),
+            encoder_hidden_states=torch.zeros(1, TEXT_LENGTH, config.text_embed_dim),
+            timestep=torch.tensor([500]),
+        )
+    except ValueError as error:
+        messages["inputs"] = str(error)
+    finally:
+        disable_context_parallel(transformer)
     return messages
 
 
@@ -146,11 +156,11 @@ def pipeline_cases(pipe, variant: str, degree: int, results: dict):
         return inv, edits
 
     inv, edits = run()
-    state = enable_context_parallel(pipe.transformer, degree)
+    state = pipe.enable_context_parallel()  # the pipeline's method: every process of the launch
     try:
         inv_cp, edits_cp = run()
     finally:
-        disable_context_parallel(pipe.transformer)
+        pipe.disable_context_parallel()
     results[f"{variant} | pipeline"] = {
         "trajectory": relative_error(inv_cp.trajectory, inv.trajectory),
         "attention_map": relative_error(inv_cp.attention_map, inv.attention_map),
@@ -193,7 +203,7 @@ def main():
             pipeline_cases(pipe, variant, degree, results)
         if "refusals" not in results and transformer.config.patch_size_t is None:  # 3 latent frames fit
             with torch.no_grad():
-                results["refusals"] = refusals(transformer, degree)
+                results["refusals"] = refusals(transformer, degree, rank)
     if rank == 0:
         args.out.write_text(json.dumps(results, indent=1))
     dist.destroy_process_group()

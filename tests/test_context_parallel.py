@@ -110,11 +110,12 @@ def test_head_counts_that_do_not_divide_are_refused_with_the_degrees_that_work(l
 
 
 @pytest.mark.parametrize("degree", [2, 4])
-def test_wrong_degree_enabling_twice_and_unknown_processors_are_refused(launched, degree):
+def test_wrong_degree_enabling_twice_unknown_processors_and_different_inputs_are_refused(launched, degree):
     messages = launched(degree)["refusals"]
     assert f"`degree={degree + 1}` but the process group has {degree} processes" in messages["degree"]
     assert "already on for this transformer" in messages["twice"]
     assert "this layer has AttnProcessor2_0" in messages["processor"]
+    assert "same inputs on every process; hidden_states differ" in messages["inputs"]
 
 
 def test_without_a_process_group_enabling_names_torchrun(monkeypatch):
