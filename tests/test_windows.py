@@ -8,6 +8,7 @@ import torch
 from diffusers import CogVideoXDDIMScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+from cogvideox_ddim_inversion import cogvideox_ddim_sampling as sampling
 from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import latent_frame_count
 from cogvideox_ddim_inversion.cogvideox_ddim_windows import (
     WindowSchedule,
@@ -195,9 +196,9 @@ def test_memory_is_bounded_by_the_window():
 
 # Exactness: the pipeline's refined inverse step and the scheduler's forward step, with the combined prediction.
 def inverse_step_solver(pipe):
-    """The pipeline's refined inverse step `(predict, t, sample, iterations, tolerance) -> (latents, evaluations)`.
-    (At the pipeline split it moves to `cogvideox_ddim_sampling`: re-point this one line.)"""
-    return pipe._solve_inverse_step
+    """The pipeline's refined inverse step `(predict, t, sample, iterations, tolerance) -> (latents, evaluations)`."""
+    scheduler = pipe.ddim_scheduler()
+    return lambda *args: sampling.solve_inverse_step(scheduler, *args)
 
 
 def analytic_setup(latent_frames, seed=0):
