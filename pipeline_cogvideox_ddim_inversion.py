@@ -64,8 +64,7 @@ from .cogvideox_ddim_reference import (
     processors_swapped,
     reference_processors,
     text_attention_recorders,
-    with_image_rows,
-    with_reference_rows,
+    windowed_step_prediction,
 )
 from .cogvideox_ddim_sampling import check_invertible, cut_timesteps, invert_ddim, step_window
 from .cogvideox_ddim_video_io import (
@@ -77,6 +76,14 @@ from .cogvideox_ddim_video_io import (
     probe_video,
     read_video_frames,
     resize_frames,
+)
+from .cogvideox_ddim_windows import (
+    WindowSchedule,
+    call_windows,
+    long_clip_frames,
+    pipeline_windows,
+    window_rows,
+    windowed,
 )
 from .processors.reference_attention import CogVideoXRefAttnProcessor  # noqa: F401  (shipped; a public name)
 from .processors.text_attention import CogVideoXTextAttentionRecorder  # noqa: F401  (shipped; a public name)
@@ -244,7 +251,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             skip_frames_start,
             skip_frames_end,
             frame_stride,
-            max_num_frames=num_frames or self.transformer.config.sample_frames,
+            max_num_frames=None if num_frames == "all" else num_frames or self.transformer.config.sample_frames,
             temporal_compression=self.vae_scale_factor_temporal,
             sampling=sampling,
             height=height,
@@ -476,6 +483,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         mask_steps: float | tuple[float, float] = 1.0,
         mask_refine: bool | None = None,
         return_dict: bool = True,
+        window_overlap: int | None = None,
+        window_batch_size: int = 1,
     ) -> CogVideoXDDIMInversionOutput | tuple:
         r"""
         DDIM-invert a video: run the pipeline's deterministic sampler backwards from its latents to noise.
@@ -514,9 +523,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             height (`int`, *optional*), width (`int`, *optional*):
                 Size the frames are resized to; defaults to `default_video_size(source height, source width)`: the
                 native size (720x480), or for CogVideoX 1.5 the source's aspect and orientation at about 1360x768.
-            num_frames (`int`, *optional*):
-                With a file path, the most frames to read; defaults to the transformer's `sample_frames` (49).
-                `read_source_video` reads other selections (evenly spread over the clip, skips, stride).
+            num_frames (`int` or `"all"`, *optional*):
+                With a file path, the most frames to read; defaults to the transformer's `sample_frames` (49);
+                `"all"` reads the whole clip (trimmed to 8k + 1). `read_source_video` reads other selections (evenly
+                spread over the clip, skips, stride). A clip longer than `sample_frames` is inverted in overlapping
+                windows of that length (see docs/long_videos.md); text-to-video checkpoints only.
             resize_mode (`str`, defaults to `"crop"`):
                 How frames of another aspect reach `height` x `width`: `"crop"` scales them to cover it and cuts the
                 centre, `"pad"` scales them to fit and adds black bars, `"stretch"` scales each axis on its own.
@@ -564,6 +575,13 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 (`None`) refines when `video` is given and not with `latents`.
             return_dict (`bool`, defaults to `True`):
                 Return a [`CogVideoXDDIMInversionOutput`] instead of a tuple `(latents, trajectory, timesteps)`.
+            window_overlap (`int`, *optional*):
+                A clip longer than the native length: video frames shared by neighbouring windows, a multiple of the
+                VAE's temporal compression (4); defaults to a quarter of the window (12 for 49-frame windows). The
+                windows are recorded in `settings["windows"]`, and `__call__` runs the same ones.
+            window_batch_size (`int`, defaults to 1):
+                Windows per transformer call: 1 holds the activations of one window (the least memory); more is
+                faster on a large GPU. The result does not depend on it.
 
         Returns:
             [`CogVideoXDDIMInversionOutput`] or `tuple`.
@@ -574,6 +592,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         # 1. Check inputs, all before any model work
         if fixed_point_iterations < 0:
             raise ValueError(f"`fixed_point_iterations` must be >= 0, got {fixed_point_iterations}.")
+        pipeline_windows(self, None, window_overlap, window_batch_size, mask_words)
         if (video is None) == (latents is None):
             raise ValueError("Pass exactly one of `video` (frames or a file path) or `latents` (clean video latents).")
         if latents is not None and latents.ndim != 5:
@@ -664,22 +683,26 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if do_classifier_free_guidance:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
 
-        # 4. Prepare what every step's model call shares (1.5's padding frames are re-made from each step's latents)
-        padding = self.padding_frames(latents.shape[1])
-        image_rotary_emb = self._rotary_embeddings(self.pad_frames(latents, padding), device)
+        # 4. Prepare what every step's model call shares (1.5's padding frames are re-made from each step's latents).
+        # A long clip runs in windows of the native length, each padded and positioned as a native clip.
+        schedule = pipeline_windows(self, latents.shape[1], window_overlap, window_batch_size, mask_words)
+        padding = self.padding_frames(schedule.window)
+        image_rotary_emb = self._rotary_embeddings(self.pad_frames(latents[:, : schedule.window], padding), device)
         model_kwargs = self._model_kwargs(latents)
         rows = 2 if do_classifier_free_guidance else 1
         image_input = None if image_latents is None else torch.cat([self.pad_frames(image_latents, padding)] * rows)
 
-        def predict(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def predict_window(sample: torch.Tensor, windows: tuple[int, ...], t: torch.Tensor) -> torch.Tensor:
             model_input = torch.cat([self.pad_frames(sample, padding)] * rows)
             if image_input is not None:
                 model_input = torch.cat([model_input, image_input], dim=2)
             guidance = guidance_scale if do_classifier_free_guidance else None
             return guided_prediction(
-                self.transformer, model_input, prompt_embeds, t, model_input.shape[0], padding, guidance,
-                image_rotary_emb, attention_kwargs, model_kwargs,
+                self.transformer, model_input, window_rows(prompt_embeds, len(windows), rows), t,
+                model_input.shape[0], padding, guidance, image_rotary_emb, attention_kwargs, model_kwargs,
             )
+
+        predict = windowed(predict_window, schedule, window_batch_size)
 
         # 5. Inversion loop: trajectory[i] is the latent at the level of timesteps[i]
         for recorder in recorders.values():  # the chosen blocks record the words' attention on these same passes
@@ -749,6 +772,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 "num_frames": pixel_frame_count(latents.shape[1], self.vae_scale_factor_temporal),
                 "timesteps": timesteps.tolist(),
                 **({"mask_words": mask_words, "mask_threshold": mask_threshold} if recorders else {}),
+                **({"windows": schedule.to_dict()} if schedule.num_windows > 1 else {}),
             },
             mask=mask,
             attention_map=attention_map,
@@ -866,7 +890,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         return reference_embeds
 
     def _prepare_call_latents(self, latents, image, image_latents, reference_latents, reference_image_latents,
-                              batch_size, num_frames, height, width, resize_mode, dtype, device, generator):
+                              batch_size, num_frames, height, width, resize_mode, dtype, device, generator,
+                              windowed: bool = False):
         """`__call__`'s start latents and image-to-video conditioning (the sample's and the reference rows', padded as
         the model sees them). Returns them with the video's latent frame count and the padding made at every step."""
         latent_frames = latent_frame_count(num_frames, self.vae_scale_factor_temporal)
@@ -875,7 +900,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         # scratch, the padding frames are sampled and denoised as diffusers does; following an inversion (a
         # reference, or unpadded start latents) they are re-made at every step as copies of the first frame, as
         # `invert()` makes them, so both directions see the same padding.
-        additional_frames = self.padding_frames(latent_frames)
+        additional_frames = 0 if windowed else self.padding_frames(latent_frames)  # windows pad themselves
         stepwise_padding = additional_frames > 0 and (
             reference_latents is not None or (latents is not None and latents.shape[1] == latent_frames)
         )
@@ -993,6 +1018,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         paste_back: bool = False,
         source_video: str | os.PathLike | list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None,
         resize_mode: str = "crop",
+        window_overlap: int | None = None,
+        window_batch_size: int = 1,
+        reference_windows: WindowSchedule | dict | None = None,
     ) -> CogVideoXPipelineOutput | tuple:
         r"""
         Generate a video; with `reference_latents`, regenerate it guided by an inverted source video.
@@ -1093,6 +1121,15 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 The source frames for `paste_back`, in any form `invert(video=...)` takes (resized to `height` x
                 `width`); outside the mask the output is then the source's pixels.
 
+            window_overlap (`int`, *optional*), window_batch_size (`int`, defaults to 1):
+                A clip longer than the transformer's `sample_frames` (49; 81 for 1.5) is generated in overlapping
+                windows of that length, as `invert()` inverts it (see there and docs/long_videos.md); text-to-video
+                checkpoints only. The result does not depend on `window_batch_size`.
+            reference_windows (`WindowSchedule` or `dict`, *optional*):
+                The windows the reference trajectory was inverted in, `inv.windows`: they are used again (a
+                `window_overlap` that gives other windows is refused). Without it, `window_overlap` (or its default)
+                sets the windows.
+
         Image-to-video checkpoints (in_channels twice out_channels) are served by the same class: with `image` and
         `reference_latents=None` the result is `CogVideoXImageToVideoPipeline`'s, bit for bit. For CogVideoX 1.5,
         the latent frames that temporal patching needs are padded in front as diffusers does and dropped from every
@@ -1107,6 +1144,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
+        num_frames = long_clip_frames(self, num_frames, latents, reference_windows)
         height, width, num_frames = self._call_size(height, width, num_frames, reference_latents)
 
         # 1. Check inputs. Raise error if not correct (windows, masks and source pixels too: before any model work)
@@ -1125,6 +1163,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             reference_latents, reference_steps, reference_mode, reference_weight, reference_blocks, num_steps
         )
         mask_window = step_window(mask_steps, num_steps, "mask_steps") if mask is not None else range(0)
+        schedule = call_windows(self, num_frames, window_overlap, window_batch_size, reference_windows)
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
         self._current_timestep = None
@@ -1172,13 +1211,18 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         latents, model_image_latents, model_reference_image_latents, latent_frames, model_padding = (
             self._prepare_call_latents(
                 latents, image, image_latents, reference_latents, reference_image_latents, batch_size, num_frames,
-                height, width, resize_mode, prompt_embeds.dtype, device, generator,
+                height, width, resize_mode, prompt_embeds.dtype, device, generator, schedule.num_windows > 1,
             )
         )
+        if schedule.num_windows == 1:  # the whole clip, as it is laid out (fresh 1.5 noise holds its padding frames)
+            schedule = WindowSchedule.for_clip(latents.shape[1], latents.shape[1])
+        else:  # each window is padded as a native clip
+            model_padding = self.padding_frames(schedule.window)
         model_kwargs = self._model_kwargs(latents)
 
         # 6. Prepare the reference rows (laid out after the sample rows) and the latent mask
         sample_rows = prompt_embeds.shape[0]
+        reference_embeds = reference_kwargs = None
         if reference_latents is not None:
             check_reference_inputs(reference_latents, reference_timesteps, reference_mode, timesteps, latents.shape)
             reference_embeds = self._reference_rows(
@@ -1197,9 +1241,15 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         # 8. Create rotary embeds if required
         image_rotary_emb = (
-            self._prepare_rotary_positional_embeddings(height, width, latents.size(1) + model_padding, device)
+            self._prepare_rotary_positional_embeddings(height, width, schedule.window + model_padding, device)
             if self.transformer.config.use_rotary_positional_embeddings
             else None
+        )
+
+        predict = windowed_step_prediction(
+            self, schedule, window_batch_size, scheduler, model_padding, do_classifier_free_guidance, sample_rows,
+            image_rotary_emb, attention_kwargs, model_kwargs, reference_latents, reference_window,
+            reference_embeds, reference_kwargs, reference_mode, model_image_latents, model_reference_image_latents,
         )
 
         # 9. Denoising loop
@@ -1215,33 +1265,13 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                     continue
 
                 self._current_timestep = t
-                model_latents = self.pad_frames(latents, model_padding)
-                latent_model_input = torch.cat([model_latents] * 2) if do_classifier_free_guidance else model_latents
-                encoder_hidden_states, step_attention_kwargs = prompt_embeds, attention_kwargs
-                if reference_latents is not None and i in reference_window:
-                    reference = reference_latents[i].to(device, latent_model_input.dtype, non_blocking=True)
-                    reference = self.pad_frames(reference, model_padding)
-                    latent_model_input = with_reference_rows(latent_model_input, reference, reference_embeds.shape[0])
-                    # per step, so that a callback's new `prompt_embeds` reach the sample rows here too
-                    encoder_hidden_states = torch.cat([prompt_embeds, reference_embeds])
-                    step_attention_kwargs = reference_kwargs
-                latent_model_input = scheduler.scale_model_input(latent_model_input, t)
-                if model_image_latents is not None:  # image-to-video: each row gets its video's conditioning
-                    latent_model_input = with_image_rows(
-                        latent_model_input, sample_rows, model_image_latents, model_reference_image_latents,
-                        reference_latents.shape[1] if reference_latents is not None else 1,
-                    )
-
                 # predict noise model_output, and perform guidance
                 if use_dynamic_cfg:
                     self._guidance_scale = 1 + guidance_scale * (
                         (1 - math.cos(math.pi * ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0)) / 2
                     )
-                noise_pred = guided_prediction(
-                    self.transformer, latent_model_input, encoder_hidden_states, t, sample_rows, model_padding,
-                    self.guidance_scale if do_classifier_free_guidance else None, image_rotary_emb,
-                    step_attention_kwargs, model_kwargs,
-                )
+                # `prompt_embeds` per step, so that a callback's new ones reach the sample rows
+                noise_pred = predict(latents, t, i, prompt_embeds)
 
                 # compute the previous noisy sample x_t -> x_t-1
                 if not isinstance(scheduler, CogVideoXDPMScheduler):
