@@ -1,6 +1,8 @@
 """Long clips through `invert()` and `__call__`: overlapping temporal windows of the native length, exact round trips,
 memory bounded by the window, the recorded windows, and the refusals."""
 
+import json
+
 import pytest
 import torch
 from conftest import TEXT_LENGTH
@@ -119,7 +121,8 @@ def test_windows_are_saved_and_loaded(tmp_path):
     inv = pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=4)
     loaded = CogVideoXDDIMInversionOutput.load(inv.save(tmp_path / "long.safetensors"))
     assert loaded.windows == inv.windows == WindowSchedule.for_clip(FOUR_WINDOWS, 3, 4)
-    assert CogVideoXDDIMInversionOutput.read_settings(tmp_path / "long.safetensors")["windows"]["starts"] == [0, 2, 4, 6]
+    settings = CogVideoXDDIMInversionOutput.read_settings(tmp_path / "long.safetensors")
+    assert settings["windows"]["starts"] == [0, 2, 4, 6]
 
 
 def test_long_clips_on_cogvideox_1_5_pad_each_window(frame_recorder):
@@ -178,3 +181,69 @@ def test_image_to_video_refuses_long_clips_naming_the_limit():
     with pytest.raises(ValueError, match="image-to-video checkpoints do not support"):
         pipe(prompt="a", num_frames=33, image_latents=torch.zeros_like(latents), num_inference_steps=2,
              max_sequence_length=TEXT_LENGTH, output_type="latent")
+
+
+# The command line: a long generated clip end to end (--num-frames all), refusals before any weights load, evaluate.
+
+
+def test_cli_edits_a_whole_long_clip_in_windows(tiny_checkpoint, tmp_path, capsys):
+    from cogvideox_ddim_inversion.cli import main
+    from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
+    from cogvideox_ddim_inversion.video_io import read_video
+
+    clip = write_sample_clip(tmp_path / "long.mp4", num_frames=36, fps=8)  # 33 frames read: 9 latent, 4 windows
+    out_dir = tmp_path / "out"
+    code = main(["edit", str(clip), "--prompt", "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"),
+                 "--output-dir", str(out_dir), "--steps", "2", "--device", "cpu", "--num-frames", "all",
+                 "--window-overlap", "4", "--window-batch-size", "2", "--save-inversion",
+                 str(tmp_path / "long.safetensors")])
+    assert code == 0, capsys.readouterr().err
+    frames, _ = read_video(out_dir / "edit-1.mp4")
+    assert len(frames) == 33
+    settings = CogVideoXDDIMInversionOutput.read_settings(tmp_path / "long.safetensors")
+    assert settings["windows"]["starts"] == [0, 2, 4, 6] and settings["num_frames"] == 33
+    # reused with other windows: refused, naming the fix, before any weights load
+    code = main(["edit", "--inversion", str(tmp_path / "long.safetensors"), "--prompt", "x", "--model",
+                 tiny_checkpoint("cogvideox-5b"), "--output-dir", str(tmp_path / "out2"), "--steps", "2",
+                 "--device", "cpu", "--window-overlap", "0"])
+    error = capsys.readouterr().err
+    assert code == 2 and "--window-overlap" in error and not (tmp_path / "out2").exists()
+
+    # the edit scored against its source, the boundaries from the saved windows
+    scores_path = tmp_path / "scores.json"
+    assert main(["evaluate", str(out_dir / "edit-1.mp4"), str(clip), "--inversion",
+                 str(tmp_path / "long.safetensors"), "--temporal-compression", "4", "--output", str(scores_path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(scores_path.read_text())
+    assert printed["frames"] == 33 and printed["window_boundaries"] == [5, 9, 13, 17, 21, 25]
+    assert printed["seam_ratio"] > 0 and printed["psnr"] < float("inf")
+    assert main(["evaluate", str(clip), str(clip), "--no-flow"]) == 0  # a video against itself
+    assert json.loads(capsys.readouterr().out)["psnr"] == float("inf")
+
+
+@pytest.mark.parametrize("problem", ["image-to-video", "mask words", "overlap"])
+def test_cli_refuses_long_clip_settings_before_any_weights_load(tiny_checkpoint, tmp_path, capsys, monkeypatch,
+                                                                 problem):
+    from cogvideox_ddim_inversion import cli, editing
+    from cogvideox_ddim_inversion.cli import main
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("weights were loaded")
+
+    for module, name in ((editing, "load_pipeline"), (cli, "load_pipeline"),
+                         (CogVideoXDDIMInversionPipeline, "from_pretrained")):
+        monkeypatch.setattr(module, name, refuse)
+    from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
+
+    clip = write_sample_clip(tmp_path / "long.mp4", num_frames=36, fps=8)
+    variant, extra, expected = {
+        "image-to-video": ("cogvideox-5b-i2v", [], "Pass --num-frames at most 9"),
+        "mask words": ("cogvideox-5b", ["--source-prompt", "a red circle", "--mask-words", "circle"],
+                       "pass a --mask video instead"),
+        "overlap": ("cogvideox-5b", ["--window-overlap", "6"], "--window-overlap 6 video frames is not"),
+    }[problem]
+    model = tiny_checkpoint(variant)
+    out_dir = tmp_path / "out"
+    code = main(["edit", str(clip), "--prompt", "x", "--model", model, "--output-dir", str(out_dir), "--steps", "2",
+                 "--device", "cpu", "--num-frames", "all", *extra])
+    assert code == 2 and expected in capsys.readouterr().err and not out_dir.exists()
