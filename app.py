@@ -3,8 +3,13 @@
 `cogvideox-ddim-inversion app` loads the checkpoint once (the committed toy checkpoint unless `--model` names another)
 and serves one page. Each run calls `editing.py` as the command line does: `prepare_edit()` (every check), then
 `edit_video()`. The page's fields are `EditSettings`' fields (`PAGE_FIELDS`), read back by their type
-(`PAGE_READERS`), with its defaults; a field without a hand-placed control gets one from its command-line flag
-(`field_component`), so a new option needs no code here.
+(`PAGE_READERS`), with its defaults and a label each (`page_label`); a field without a hand-placed control gets one
+from its command-line flag (`field_component`), so a new option needs no code here. Messages of the shared checks,
+written with flags, name the page's labels instead (`page_message`).
+
+The first screen holds what a first run needs: the clip (with example clips under it), the two prompts, Edit and Stop
+with the status line (where the progress bar shows), and the results; everything else is folded under "Advanced" and
+"Local edit (mask)". The status line also says what a run adjusted without an error (`adjustment_notes`).
 
 Keeping the inversion: `edit_video()` saves the inversion (`save_inversion`) into the app's temporary folder under a
 hash of what it depends on (`editing.inversion_dependencies`: the video file's content, the source prompt, frame
@@ -12,9 +17,16 @@ selection, size and inversion settings) and the checkpoint, and the next run wit
 as `inversion`, so a new edit prompt skips the inversion. Files on disk rather than tensors in memory: the same code
 path as `edit --inversion` (checked against the loaded checkpoint), and nothing held in memory between requests.
 
-Safe to expose: one run at a time (Gradio's queue, concurrency 1); upload size and duration limits; every file the app
-writes (Gradio's uploads and cache included) lives under one temporary folder, removed when the app exits; bad input
-raises `gr.Error`, shown in the page, and the app keeps serving. Gradio is imported only when the app starts.
+Runs (`Runs`): one at a time (Gradio's queue, concurrency 1, and a lock held for the whole run); a run stops at its
+next step when its Stop button is pressed, when its page is closed or reloaded (nobody would see its result), or when
+the app gets SIGTERM or Ctrl+C (then the temporary folder is removed and the process exits 0). A reload shows the
+browser's last finished run. The run.json served for download names uploads by their own file names and the run's
+files relative to it (`write_portable_run_json`).
+
+Safe to expose: upload size and duration limits (an upload over the size limit is named under the clip, where the
+reason stays visible); every file the app writes (Gradio's uploads and cache included) lives under one temporary
+folder, removed when the app exits; bad input raises `gr.Error`, shown in the page, and the app keeps serving. Gradio
+is imported only when the app starts.
 """
 
 from __future__ import annotations
@@ -26,10 +38,12 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -113,13 +127,33 @@ def _prune(folder: str, keep: int):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The page's fields: EditSettings' fields, read back by their type
+# The page's fields: EditSettings' fields, read back by their type, named by their labels
 
 
 # Set by the app itself, not on the page: where the inversion is kept, and run.json's extras.
 APP_SET_FIELDS = ("save_inversion", "inversion", "extra")
 PAGE_FIELDS = tuple(f.name for f in dataclasses.fields(EditSettings) if f.name not in APP_SET_FIELDS)
 API_NAMES = {"prompts": "edit_prompts"}  # the edit function's parameter names where they differ from the field's
+
+# Each field's label on the page, which the page's messages name it by (a new field is labelled from its name).
+PAGE_LABELS = {
+    "video": "Source video", "prompts": "Edit prompt", "source_prompt": "Source prompt",
+    "negative_prompt": "Negative prompt", "guidance_ramp": "Guidance ramp", "guidance_ramp_at": "Ramp at",
+    "num_frames": "Frames", "skip_frames_start": "Skip frames at the start",
+    "skip_frames_end": "Skip frames at the end", "sampling": "Frame sampling",
+    "fixed_point_iterations": "Fixed-point iterations", "start": "Start from", "fps": "Output fps",
+    "image": "First frame", "prompt_batch_size": "Prompts per batch", "mask": "Mask video", "paste_back": "Paste back",
+    "mask_threshold": "Mask threshold", "mask_dilation": "Grow the mask", "mask_feather": "Feather the mask",
+    "mask_refine": "Refine the mask", "save_inversion": "Saved inversion",
+}
+
+
+# Parameter names of the pipeline and video reading that its messages use, by the field they come from.
+PARAMETER_FIELDS = {"max_num_frames": "num_frames", "num_inference_steps": "steps", "guidance_scale": "guidance"}
+
+
+def page_label(name: str) -> str:
+    return PAGE_LABELS.get(name, name.replace("_", " ").capitalize())
 
 
 def _zero_as_unset(value, kind):
@@ -128,20 +162,42 @@ def _zero_as_unset(value, kind):
     return None if value is None or value == "" or value == 0 else kind(value)
 
 
-# How a page value becomes an EditSettings value, by the field's type (as annotated: a string).
+def _whole(value):
+    """An int from a page number (Gradio sends 3.0 for 3): refuses 2.5 and text rather than rounding them."""
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(value)
+    return int(number)
+
+
+def _optional_whole(value):
+    return _zero_as_unset(value, _whole)
+
+
+# How a page value becomes an EditSettings value, by the field's type (as annotated: a string), and what to type
+# when it cannot (said with the field's label: "Reference steps: type a fraction such as 0.5 or a range 0,0.6").
 PAGE_READERS = {
     "str": lambda value: value or "",
     "str | None": lambda value: value or None,  # files and texts: empty is "not set"
-    "int": int,
+    "int": _whole,
     "float": float,
     "bool": bool,
-    "int | None": lambda value: _zero_as_unset(value, int),
+    "int | None": _optional_whole,
     "float | None": lambda value: _zero_as_unset(value, float),
     "float | tuple[float, float]": lambda value: parse_reference_steps(str(value)),
     "list[int] | None": lambda value: parse_reference_blocks(value) if (value or "").strip() else None,
     "list[str] | None": lambda value: parse_mask_words(value or "") or None,
     "list[str]": lambda value: [line.strip() for line in (value or "").splitlines() if line.strip()],
     "bool | None": lambda value: {"auto": None, "on": True, "off": False}[value or "auto"],
+}
+FORMAT_HINTS = {
+    "int": "type a whole number such as {default}",
+    "int | None": "type a whole number (0: {unset})",
+    "float": "type a number such as {default}",
+    "float | None": "type a number (0: {unset})",
+    "float | tuple[float, float]": "type a fraction such as 0.5 or a range 0,0.6",
+    "list[int] | None": "type block numbers separated by commas, such as 0,1,2, or leave it empty for all blocks",
+    "bool | None": "pick auto, on or off",
 }
 
 
@@ -160,15 +216,23 @@ def page_default(name: str):
 
 
 def settings_from_page(values: dict) -> EditSettings:
-    """EditSettings from the page's values (by field name)."""
-    return EditSettings(**{name: PAGE_READERS[EditSettings.__dataclass_fields__[name].type](values[name])
-                           for name in PAGE_FIELDS})
+    """EditSettings from the page's values (by field name); a value that does not read raises ValueError naming the
+    field by its page label and what to type."""
+    read = {}
+    for name in PAGE_FIELDS:
+        kind = EditSettings.__dataclass_fields__[name].type
+        try:
+            read[name] = PAGE_READERS[kind](values[name])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            hint = FORMAT_HINTS.get(kind, "check its value").format(default=page_default(name), unset="the default")
+            raise ValueError(f"{page_label(name)}: {hint} (got {values[name]!r}).") from None
+    return EditSettings(**read)
 
 
 @functools.cache
 def _flag_help() -> dict:
-    """Each edit option's command-line help and choices, by field name: the label of a field the page has no
-    hand-made control for."""
+    """Each edit option's command-line flag (argparse action), by field name: the help of a field the page has no
+    hand-made control for, and how a message naming a flag names the page's field instead."""
     import argparse
 
     parser = argparse.ArgumentParser(add_help=False)
@@ -177,14 +241,32 @@ def _flag_help() -> dict:
     return {action.dest: action for action in parser._actions}
 
 
+def page_message(message: str, uploads=()) -> str:
+    """A message of the shared checks (written for the command line) in the page's words: each flag (`--mask-words`)
+    or parameter name (`reference_steps`) becomes its field's label in quotes, each uploaded file its own name."""
+    for upload in uploads:
+        message = message.replace(upload, os.path.basename(upload))
+    flags = {option: dest for dest, action in _flag_help().items() for option in action.option_strings}
+    fields = {name: name for name in EditSettings.__dataclass_fields__ if "_" in name} | PARAMETER_FIELDS
+    names = "|".join(fields)
+
+    def label(match):
+        text = match.group(0)
+        if text.startswith("--"):
+            return f'"{page_label(flags[text])}"' if text in flags else text
+        return f'"{page_label(fields[text.strip("`")])}"'
+
+    return re.sub(rf"--[a-z][a-z-]*[a-z]|`?\b(?:{names})\b`?", label, message)
+
+
 def field_component(name: str, **options):
-    """A page control for an EditSettings field, made from its type, default and command-line flag (`options`
+    """A page control for an EditSettings field, made from its type, default, label and command-line help (`options`
     replace any of its arguments): how a new option reaches the page without more code."""
     import gradio as gr
 
     action = _flag_help().get(name)
     kind = EditSettings.__dataclass_fields__[name].type
-    arguments = {"value": page_default(name), "label": name.replace("_", " ").capitalize(),
+    arguments = {"value": page_default(name), "label": page_label(name),
                  "info": action.help % vars(action) if action is not None and action.help else None}
     if action is not None and action.choices:
         return gr.Radio(list(action.choices), **{**arguments, **options})
@@ -198,18 +280,158 @@ def field_component(name: str, **options):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# What the status line says beyond the run itself, and run.json as served
+
+
+def adjustment_notes(pipe, settings: EditSettings, config: dict) -> list[str]:
+    """What the run changes of what was asked without an error: frames trimmed, prompts cut to the model's tokens,
+    a clip cropped (or padded) to another shape. Said in the status line, as the command line logs them."""
+    from .cogvideox_ddim_checkpoint import any_size
+    from .editing import check_source
+    from .video_io import probe_video
+
+    notes = []
+    shape = check_source(settings, config)
+    asked = settings.num_frames or config["transformer"]["sample_frames"]
+    if shape.num_frames < asked:
+        whose = "asked" if settings.num_frames else "the model's"
+        notes.append(f"Used {shape.num_frames} frames, not the {asked} {whose}: the clip has fewer with this frame "
+                     "selection, trimmed to a count the model takes.")
+    height, width = probe_video(settings.video).display_size
+    if abs(height / width - shape.height / shape.width) > 0.01 and settings.resize_mode != "stretch":
+        orientation = "portrait " if height > width else ""
+        done = {"crop": "cropped", "pad": "padded"}[settings.resize_mode]
+        whose = "the size asked" if settings.height or settings.width else "the model's shape"
+        if any_size(config["transformer"]) and not (settings.height or settings.width):
+            whose = "a size this model runs"
+        notes.append(f"The {width}x{height} {orientation}clip was {done} to {whose}, {shape.width}x{shape.height} "
+                     f"(Resize mode: {settings.resize_mode}).")
+    max_tokens = pipe.transformer.config.max_text_seq_length
+    prompts = [("Source prompt", settings.source_prompt), ("Negative prompt", settings.negative_prompt)]
+    prompts += [("Edit prompt" + (f" {i}" if len(settings.prompts) > 1 else ""), prompt)
+                for i, prompt in enumerate(settings.prompts, start=1)]
+    for label, prompt in prompts:
+        tokens = len(pipe.tokenizer(prompt).input_ids) if prompt else 0
+        if tokens > max_tokens:
+            notes.append(f"{label} is {tokens} tokens; this model reads the first {max_tokens} and ignores the rest.")
+    return notes
+
+
+def _within(path: str, folder: str) -> bool:
+    return os.path.commonpath([os.path.abspath(path), folder]) == folder
+
+
+def _portable(value, run_dir: str, work_dir: str, uploads: dict):
+    """`value` (run.json's content) with each path in the app's temporary folder made portable: files of the run
+    relative to it, uploads by their own file names, saved inversions by theirs."""
+    if isinstance(value, dict):
+        return {key: _portable(item, run_dir, work_dir, uploads) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_portable(item, run_dir, work_dir, uploads) for item in value]
+    if isinstance(value, str) and os.path.isabs(value) and _within(value, work_dir):
+        if _within(value, run_dir):
+            return os.path.relpath(value, run_dir)
+        return uploads.get(os.path.abspath(value), os.path.basename(value))
+    return value
+
+
+def write_portable_run_json(run_dir: str, work_dir: str, uploads: dict):
+    """Rewrite `run_dir`/run.json, which the page serves for download, without paths in the app's temporary folder
+    `work_dir`. `uploads`: absolute path -> the name to show (the upload's own file name)."""
+    from .editing import write_json
+
+    path = os.path.join(run_dir, "run.json")
+    with open(path) as file:
+        record = json.load(file)
+    write_json(_portable(record, os.path.abspath(run_dir), os.path.abspath(work_dir), uploads), path)
+
+
+def _status(record: dict, settings: EditSettings, reused: bool, notes=()) -> str:
+    """The status line after a run: what was inverted or reused, edited, masked and reconstructed, and what was
+    adjusted."""
+    outputs, timings = record["outputs"], record["timings_s"]
+    if reused:
+        status = ["Reused the inversion of this clip and settings (no inversion run)."]
+    else:
+        inverted = len(record["inversion"]["source"]["frame_indices"])
+        status = [(f"Inverted {inverted} frames with {settings.steps} steps in {timings['invert_s']:.1f} s; "
+                   "kept the inversion for the next prompt on this clip and settings.")]
+    if "edit_s" in timings:
+        status.append(f"Edited under {len(settings.prompts)} prompt(s) in {timings['edit_s']:.1f} s.")
+    if "mask" in outputs:
+        source = (f"the model's attention to {', '.join(settings.mask_words)}" if settings.mask_words
+                  else "the uploaded mask video")
+        pasted = "; the source pasted back outside it" if settings.paste_back else ""
+        status.append(f"Changed only inside the mask ({source}){pasted}.")
+    if "reconstruction_s" in timings:
+        status.append(f"Reconstructed in {timings['reconstruction_s']:.1f} s.")
+    return "\n".join(status + list(notes))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Runs: one at a time, each stopped by its Stop button, its page going away, or the app stopping
+
+
+class RunStopped(Exception):
+    """Raised inside the pipeline's step loop when a run is to stop."""
+
+
+class Runs:
+    """The run in progress (one at a time: `lock`), and a stop flag per browser session that asked for one."""
+
+    def __init__(self):
+        self.lock = threading.Lock()  # held for a whole run, so a stopped run ends its step before the next starts
+        self.stops: dict[str, threading.Event] = {}
+        self.current: threading.Event | None = None
+        self.last: dict[str, str] = {}  # session -> its last finished run's folder name
+
+    def stop(self, session: str | None = None):
+        """Stop `session`'s run (every run when None) at its next step."""
+        for key, event in list(self.stops.items()):
+            if session is None or key == session:
+                event.set()
+
+    def check(self):
+        if self.current is not None and self.current.is_set():
+            raise RunStopped()
+
+    def watch(self, pipe):
+        """Check for a stop at every step of `pipe`'s inversion and edits: each step advances its progress bar."""
+        make_bar = pipe.progress_bar
+
+        def progress_bar(*args, **kwargs):
+            bar = make_bar(*args, **kwargs)
+            update = bar.update
+
+            def checked_update(*update_args, **update_kwargs):
+                self.check()
+                return update(*update_args, **update_kwargs)
+
+            bar.update = checked_update
+            return bar
+
+        pipe.progress_bar = progress_bar
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # The page
 
 
 @dataclass
 class AppServer:
-    """A launched app: the Gradio Blocks, its address and the temporary folder holding every file it writes."""
+    """A launched app: the Gradio Blocks, its address, the temporary folder holding every file it writes, and its
+    runs."""
 
     blocks: object
     url: str
     work_dir: str
+    runs: Runs
 
-    def close(self):
+    def close(self, wait_s: float = 60.0):
+        """Stop the run in progress at its next step (waiting up to `wait_s`), stop serving, remove the folder."""
+        self.runs.stop()
+        if self.runs.lock.acquire(timeout=wait_s):
+            self.runs.lock.release()
         self.blocks.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
@@ -231,28 +453,23 @@ def _example_clips(folder: str) -> list[list[str]]:
     ]
 
 
-def _status(record: dict, settings: EditSettings, reused: bool) -> str:
-    """The status line after a run: what was inverted or reused, edited, masked and reconstructed."""
-    outputs, timings = record["outputs"], record["timings_s"]
-    if reused:
-        status = ["Reused the inversion of this clip and settings (no inversion run)."]
-    else:
-        inverted = len(record["inversion"]["source"]["frame_indices"])
-        status = [(f"Inverted {inverted} frames with {settings.steps} steps in {timings['invert_s']:.1f} s; "
-                   "kept the inversion for the next prompt on this clip and settings.")]
-    if "edit_s" in timings:
-        status.append(f"Edited under {len(settings.prompts)} prompt(s) in {timings['edit_s']:.1f} s.")
-    if "mask" in outputs:
-        source = (f"the model's attention to {', '.join(settings.mask_words)}" if settings.mask_words
-                  else "the uploaded mask video")
-        pasted = "; the source pasted back outside it" if settings.paste_back else ""
-        status.append(f"Changed only inside the mask ({source}){pasted}.")
-    if "reconstruction_s" in timings:
-        status.append(f"Reconstructed in {timings['reconstruction_s']:.1f} s.")
-    return "\n".join(status)
+def _result_updates(outputs: dict, status: str):
+    """The page's result controls for a run's `outputs` (paths by name): the values `edit` returns."""
+    import gradio as gr
+
+    downloads = [path for name, path in outputs.items() if name != "inversion"]
+    return (
+        outputs.get("side_by_side"),
+        outputs.get("edit-1"),
+        gr.Video(value=outputs.get("reconstruction"), visible="reconstruction" in outputs),
+        gr.Video(value=outputs.get("mask"), visible="mask" in outputs),
+        downloads,
+        status,
+    )
 
 
-def _edit_function(pipe, load_info: dict, model: str, config: dict, work_dir: str, max_duration: float):
+def _edit_function(pipe, load_info: dict, model: str, config: dict, work_dir: str, max_duration: float, runs: Runs,
+                   no_video: str):
     """The function the Edit button calls, with one parameter per page field (API names: `API_NAMES`), each
     defaulting to the page's default so that API callers may leave it out."""
     import inspect
@@ -262,206 +479,305 @@ def _edit_function(pipe, load_info: dict, model: str, config: dict, work_dir: st
     runs_dir, inversions_dir = os.path.join(work_dir, "runs"), os.path.join(work_dir, "inversions")
 
     def edit(*values):
+        # Gradio passes the fields, then the progress tracker and the browser session's request (by position).
+        request = next((value for value in values[len(PAGE_FIELDS):] if isinstance(value, gr.Request)), None)
         values = dict(zip(PAGE_FIELDS, values))
         video = values["video"]
         if not video:
-            raise gr.Error("Upload a video (or pick an example clip below it) first.")
+            raise gr.Error(no_video, print_exception=False)
+        uploads = [path for path in (video, values.get("mask"), values.get("image")) if path]
         try:
             settings = settings_from_page(values)
-        except (ValueError, TypeError) as error:
+        except ValueError as error:
             raise gr.Error(str(error), print_exception=False) from None
         if not settings.prompts and not settings.reconstruction:
-            raise gr.Error("Type an edit prompt (one per line for several edits), or tick Reconstruction.")
-        try:
-            # The command line's checks, with the app's duration limit before the video is read.
-            prepare_edit(settings, config=config, check_video=lambda path: check_duration(path, max_duration))
-            inversion = os.path.join(inversions_dir, inversion_key(settings, model) + ".safetensors")
-            reused = os.path.isfile(inversion)
-            if reused:
-                settings.inversion = inversion
-                os.utime(inversion)  # most recently used: pruned last
-            else:
-                settings.save_inversion = inversion
+            raise gr.Error('Type an edit prompt (one per line for several edits), or tick "Reconstruction".',
+                           print_exception=False)
+        session = getattr(request, "session_hash", None) or uuid.uuid4().hex
+        stop = runs.stops.setdefault(session, threading.Event())
+        stop.clear()
+        run_dir = os.path.join(runs_dir, time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8])
+        with runs.lock:
+            runs.current = stop
+            try:
+                # The command line's checks, with the app's duration limit before the video is read.
+                prepare_edit(settings, config=config, check_video=lambda path: check_duration(path, max_duration))
+                notes = adjustment_notes(pipe, settings, config)
+                inversion = os.path.join(inversions_dir, inversion_key(settings, model) + ".safetensors")
+                reused = os.path.isfile(inversion)
+                if reused:
+                    settings.inversion = inversion
+                    os.utime(inversion)  # most recently used: pruned last
+                else:
+                    settings.save_inversion = inversion
 
-            def log(message: str):
-                print_log(message)
-                pipe.set_progress_bar_config(desc=message.rstrip("."))  # names the stage of the next progress bar
+                def log(message: str):
+                    runs.check()
+                    print_log(message)
+                    pipe.set_progress_bar_config(desc=message.rstrip("."))  # names the stage of the next progress bar
 
-            run_dir = os.path.join(runs_dir, time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8])
-            record = edit_video(pipe, settings, run_dir, load_info, log=log)
-        except (ValueError, FileNotFoundError, TypeError, OSError) as error:
-            message = str(error)
-            for upload in filter(None, (video, settings.mask, settings.image)):  # the upload's name, not the path
-                message = message.replace(upload, os.path.basename(upload))
-            raise gr.Error(message, print_exception=False) from None
-        finally:
-            _prune(runs_dir, KEEP_RUNS)
-            _prune(inversions_dir, KEEP_INVERSIONS)
-
-        outputs = record["outputs"]
-        downloads = [path for name, path in outputs.items() if name != "inversion"]
-        return (
-            outputs.get("side_by_side"),
-            outputs.get("edit-1"),
-            gr.Video(value=outputs.get("reconstruction"), visible="reconstruction" in outputs),
-            gr.Video(value=outputs.get("mask"), visible="mask" in outputs),
-            downloads,
-            _status(record, settings, reused),
-        )
+                runs.check()
+                record = edit_video(pipe, settings, run_dir, load_info, log=log)
+                write_portable_run_json(run_dir, work_dir,
+                                        {os.path.abspath(path): os.path.basename(path) for path in uploads})
+                status = _status(record, settings, reused, notes)
+                with open(os.path.join(run_dir, "status.txt"), "w") as file:  # what a reload of the page shows
+                    file.write(status)
+                runs.last[session] = os.path.basename(run_dir)
+            except RunStopped:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                print_log("Run stopped.")
+                raise gr.Error("Stopped. Nothing was kept of this run; press Edit to run again.",
+                               print_exception=False) from None
+            except (ValueError, FileNotFoundError, TypeError, OSError) as error:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                raise gr.Error(page_message(str(error), uploads), print_exception=False) from None
+            finally:
+                runs.current = None
+                runs.stops.pop(session, None)
+                _prune(runs_dir, KEEP_RUNS)
+                _prune(inversions_dir, KEEP_INVERSIONS)
+        return _result_updates(record["outputs"], status)
 
     parameter = inspect.Parameter.POSITIONAL_OR_KEYWORD
     edit.__signature__ = inspect.Signature(
         [inspect.Parameter("video", parameter)]
         + [inspect.Parameter(API_NAMES.get(name, name), parameter, default=page_default(name))
            for name in PAGE_FIELDS if name != "video"]
-        # how Gradio passes its progress tracker
-        + [inspect.Parameter("progress", parameter, default=gr.Progress(track_tqdm=True))]
+        # how Gradio passes its progress tracker and the browser session
+        + [inspect.Parameter("progress", parameter, default=gr.Progress(track_tqdm=True)),
+           inspect.Parameter("request", parameter, default=None, annotation=gr.Request)]
     )
+    edit.__annotations__ = {"request": gr.Request}
     return edit
 
 
-def _page_inputs(native_frames: int, native_height: int, native_width: int) -> dict:
-    """The form: a control per page field, by field name. Fields without a hand-placed control here get one from
-    `field_component` under "More options"."""
+def _page_inputs(inputs: dict, native_frames: int, size_note: str):
+    """The folded part of the form: every page field not already placed (clip and prompts), under "Advanced" and
+    "Local edit (mask)", by field name. Fields without a hand-placed control here get one from `field_component`."""
     import gradio as gr
 
-    inputs = {"video": gr.Video(label="Source video", sources=["upload"], height=VIDEO_HEIGHT, elem_id="source-video")}
-    with gr.Row():
-        inputs["num_frames"] = field_component("num_frames", minimum=0, info=None,
-                                               label=f"Frames (0: the model's {native_frames})")
-        inputs["sampling"] = field_component("sampling", label="Frame sampling", info=None)
-        inputs["resize_mode"] = field_component("resize_mode", label="Resize mode", info=None)
-    inputs["source_prompt"] = gr.Textbox(value=DEFAULTS.source_prompt, label="Source prompt",
-                                         placeholder="what the video shows", elem_id="source-prompt")
-    inputs["prompts"] = gr.Textbox(label="Edit prompt", lines=2, elem_id="edit-prompt",
-                                   placeholder="what the edited video shows (one per line for several edits)")
-    with gr.Row():
-        inputs["steps"] = gr.Slider(1, 100, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
-        inputs["guidance"] = gr.Slider(1, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance")
-        inputs["strength"] = gr.Slider(0.05, 1, value=DEFAULTS.strength, step=0.05, label="Strength",
-                                       info="fraction of the schedule inverted and regenerated")
-    with gr.Row():
-        inputs["guidance_ramp"] = field_component("guidance_ramp", minimum=0, info=None,
-                                                  label="Guidance ramp: raise guidance to (0: off)")
-        inputs["guidance_ramp_at"] = gr.Slider(0.05, 0.95, value=DEFAULTS.guidance_ramp_at, step=0.05,
-                                               label="... from this fraction of the steps")
-    with gr.Row():
-        inputs["reference_mode"] = field_component("reference_mode", label="Reference mode", info=None)
-        inputs["reference_steps"] = field_component("reference_steps", info=None,
-                                                    label="Reference steps (END or START,END)")
-        inputs["reference_weight"] = gr.Slider(0, 2, value=DEFAULTS.reference_weight, step=0.05,
-                                               label="Reference weight")
-    with gr.Row():
-        inputs["fixed_point_iterations"] = gr.Slider(0, 5, value=DEFAULTS.fixed_point_iterations, step=1,
-                                                     label="Fixed-point iterations (inversion)")
-        inputs["reconstruction"] = field_component("reconstruction", info=None,
-                                                   label="Reconstruction (regenerate with the source prompt)")
-    with gr.Accordion("Advanced", open=False):
+    with gr.Accordion("Advanced: steps, guidance, reference attention, frames, size", open=False, elem_id="advanced"):
         with gr.Row():
-            inputs["skip_frames_start"] = field_component("skip_frames_start", minimum=0, info=None,
-                                                          label="Skip frames at the start")
-            inputs["skip_frames_end"] = field_component("skip_frames_end", minimum=0, info=None,
-                                                        label="Skip frames at the end")
-            inputs["frame_stride"] = field_component("frame_stride", minimum=1, info=None, label="Frame stride")
+            inputs["steps"] = gr.Slider(1, 100, value=DEFAULTS.steps, step=1, label=page_label("steps"),
+                                        elem_id="steps")
+            inputs["guidance"] = gr.Slider(1, 20, value=DEFAULTS.guidance, step=0.5, label=page_label("guidance"))
+            inputs["strength"] = gr.Slider(0.05, 1, value=DEFAULTS.strength, step=0.05, label=page_label("strength"),
+                                           info="fraction of the schedule inverted and regenerated")
         with gr.Row():
-            inputs["height"] = field_component("height", minimum=0, info=None,
-                                               label=f"Height (0: the model's {native_height})")
-            inputs["width"] = field_component("width", minimum=0, info=None,
-                                              label=f"Width (0: the model's {native_width})")
-            inputs["fps"] = field_component("fps", minimum=0, info=None, label="Output fps (0: the source's)")
-        inputs["negative_prompt"] = gr.Textbox(value=DEFAULTS.negative_prompt, label="Negative prompt",
+            inputs["guidance_ramp"] = field_component("guidance_ramp", minimum=0,
+                                                      info="raise guidance to this later in the run (0: off)")
+            inputs["guidance_ramp_at"] = gr.Slider(0.05, 0.95, value=DEFAULTS.guidance_ramp_at, step=0.05,
+                                                   label=page_label("guidance_ramp_at"),
+                                                   info="fraction of the steps after which guidance is raised")
+            inputs["fixed_point_iterations"] = gr.Slider(0, 5, value=DEFAULTS.fixed_point_iterations, step=1,
+                                                         label=page_label("fixed_point_iterations"),
+                                                         info="per inversion step: a more exact inversion, slower")
+        with gr.Row():
+            inputs["reference_mode"] = field_component("reference_mode", info=None)
+            inputs["reference_steps"] = field_component("reference_steps", elem_id="reference-steps",
+                                                        info="fraction of the steps (0.5) or a window (0,0.6)")
+            inputs["reference_weight"] = gr.Slider(0, 2, value=DEFAULTS.reference_weight, step=0.05,
+                                                   label=page_label("reference_weight"))
+            inputs["reference_blocks"] = field_component("reference_blocks", info="I,J,...; empty: all")
+        with gr.Row():
+            inputs["num_frames"] = field_component("num_frames", minimum=0, info=f"0: the model's {native_frames}")
+            inputs["sampling"] = field_component("sampling", info=None)
+            inputs["resize_mode"] = field_component("resize_mode", info=None)
+            inputs["reconstruction"] = field_component("reconstruction", info="also regenerate with the source prompt")
+        with gr.Row():
+            inputs["skip_frames_start"] = field_component("skip_frames_start", minimum=0, info=None)
+            inputs["skip_frames_end"] = field_component("skip_frames_end", minimum=0, info=None)
+            inputs["frame_stride"] = field_component("frame_stride", minimum=1, info=None)
+            inputs["fps"] = field_component("fps", minimum=0, info="0: the source's")
+        with gr.Row():
+            inputs["height"] = field_component("height", minimum=0, info=size_note, elem_id="height")
+            inputs["width"] = field_component("width", minimum=0, info=size_note)
+            inputs["seed"] = field_component("seed", info=None)
+            inputs["prompt_batch_size"] = field_component("prompt_batch_size", minimum=0, info="0: all at once")
+        inputs["negative_prompt"] = gr.Textbox(value=DEFAULTS.negative_prompt, label=page_label("negative_prompt"),
                                                placeholder="the source prompt often works well here")
-        with gr.Row():
-            inputs["seed"] = field_component("seed", info=None, label="Seed")
-            inputs["start"] = field_component("start", info=None,
-                                              label="Start from (inverted noise, or fresh noise as published)")
-        with gr.Row():
-            inputs["reference_blocks"] = field_component("reference_blocks", info=None,
-                                                         label="Reference blocks (I,J,...; empty: all)")
-            inputs["prompt_batch_size"] = field_component("prompt_batch_size", minimum=0, info=None,
-                                                          label="Prompts per batch (0: all)")
-        inputs["image"] = gr.Image(type="filepath", sources=["upload"],
-                                   label="Image-to-video checkpoints: first frame to condition on (empty: source's)")
-    with gr.Accordion("Local edit (mask)", open=False, elem_id="local-edit"):
+        inputs["start"] = field_component("start", info="inverted noise, or fresh noise as published")
+        inputs["image"] = gr.Image(type="filepath", sources=["upload"], label=page_label("image"),
+                                   height=160, elem_id="first-frame")
+        gr.Markdown("*First frame*: image-to-video checkpoints only, the frame to condition on (empty: the source's).")
+        for name in PAGE_FIELDS:
+            if name not in inputs and not name.startswith("mask") and name != "paste_back":
+                inputs[name] = field_component(name)
+    with gr.Accordion("Local edit (mask): change only part of the frame", open=False, elem_id="local-edit"):
         inputs["mask_words"] = field_component(
-            "mask_words", info=None, elem_id="mask-words",
-            label="Mask words: words of the source prompt (comma separated); the model's attention to them is the "
-            "region that may change")
-        inputs["mask"] = gr.File(label="Or a mask video (white: may change; a frame for every source frame)",
-                                 file_types=["video"], type="filepath", elem_id="mask-file")
-        inputs["paste_back"] = field_component("paste_back", info=None, elem_id="paste-back",
-                                               label="Paste the source back outside the mask")
+            "mask_words", elem_id="mask-words",
+            info="words of the source prompt (comma separated); the model's attention to them is the region that may "
+            "change")
+        inputs["mask"] = gr.File(label=page_label("mask"), file_types=["video"], type="filepath", elem_id="mask-file")
+        inputs["paste_back"] = field_component("paste_back", elem_id="paste-back",
+                                               info="put the source back outside the mask")
         with gr.Row():
             inputs["mask_threshold"] = gr.Slider(0.05, 0.95, value=DEFAULTS.mask_threshold, step=0.05,
-                                                 label="Mask words' threshold (lower: larger mask)")
+                                                 label=page_label("mask_threshold"), info="lower: a larger mask")
             inputs["mask_dilation"] = gr.Slider(0, 64, value=DEFAULTS.mask_dilation, step=1,
-                                                label="Grow the mask (pixels)")
+                                                label=page_label("mask_dilation"), info="pixels")
             inputs["mask_feather"] = gr.Slider(0, 64, value=DEFAULTS.mask_feather, step=1,
-                                               label="Feather its edge (pixels)")
-        for name in ("mask_steps", "mask_blocks", "mask_refine"):
-            inputs[name] = field_component(name)
-    with gr.Accordion("More options", open=False):
+                                               label=page_label("mask_feather"), info="pixels")
         for name in PAGE_FIELDS:
             if name not in inputs:
                 inputs[name] = field_component(name)
     return inputs
 
 
+# Keeps the reason for a refused upload where the clip was (Gradio's toast goes away; the upload box keeps only a red
+# "Error"): the browser checks the file's size as it is picked, before uploading.
+UPLOAD_CHECK_JS = """
+<script>
+document.addEventListener("change", (event) => {
+  const input = event.target;
+  if (!input.closest || !input.closest("#source-video") || !input.files || !input.files.length) return;
+  const note = document.querySelector("#source-note");
+  const limit = Number(note.dataset.maxBytes || note.querySelector("[data-max-bytes]").dataset.maxBytes);
+  const file = input.files[0];
+  const text = note.querySelector(".upload-problem");
+  text.textContent = file.size > limit
+    ? `"${file.name}" is ${(file.size / 1048576).toFixed(1)} MB; this app takes videos up to ` +
+      `${(limit / 1048576).toFixed(1).replace(/\\.0$/, "")} MB. Trim or compress it, then upload it again.`
+    : "";
+}, true);
+</script>
+"""
+
+
+def default_size_note(transformer: dict) -> str:
+    """What 0 means in Height and Width: CogVideoX 1.5 picks a size from the source's shape, the others have one."""
+    from .cogvideox_ddim_checkpoint import any_size
+
+    if any_size(transformer):
+        height, width = default_video_size(transformer, 9, 16)  # what a 16:9 source gets
+        return f"0: the source's aspect, as many pixels as {width}x{height}"
+    height, width = default_video_size(transformer)
+    return f"0: the model's {width}x{height}"
+
+
 def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes: int, max_duration: float):
-    """The page, editing with `pipe`; every file it writes goes under `work_dir`."""
+    """The page, editing with `pipe`, and its runs; every file it writes goes under `work_dir`."""
     import gradio as gr
 
     for name in ("runs", "inversions", "examples"):
         os.makedirs(os.path.join(work_dir, name), exist_ok=True)
     config = checkpoint_config(model)
-    native_frames = config["transformer"]["sample_frames"]
-    native_height, native_width = default_video_size(config["transformer"])
-    edit = _edit_function(pipe, load_info, model, config, work_dir, max_duration)
+    transformer = config["transformer"]
+    native_frames = transformer["sample_frames"]
+    native_height, native_width = default_video_size(transformer)
+    size_note = default_size_note(transformer)
+    limits = f"videos up to {max_upload_bytes / MiB:g} MB and {max_duration:g} s"
+    runs = Runs()
+    runs.watch(pipe)
+    edit = _edit_function(pipe, load_info, model, config, work_dir, max_duration, runs,
+                          no_video=f"Upload a video ({limits}), or pick an example clip under it, first.")
 
     from .toy.demo import TOY_CHECKPOINT
 
     is_toy = os.path.abspath(model) == os.path.abspath(TOY_CHECKPOINT)
     model_note = (
-        f"the committed **toy checkpoint** ({native_width}x{native_height}, {native_frames} frames; prompts like "
-        "*a red circle moving left on a black background*; start with `--model THUDM/CogVideoX-5b` for real videos)"
+        f"the committed **toy checkpoint** ({native_width}x{native_height}, {native_frames} frames; it knows prompts "
+        "like *a red circle moving left on a black background*; `--model THUDM/CogVideoX-5b` edits real videos)"
         if is_toy else f"`{model}`"
     )
     # No analytics: the app makes no request of its own to the internet (fonts and scripts are served by Gradio).
     with gr.Blocks(title="CogVideoX DDIM inversion", delete_cache=(3600, 86400), analytics_enabled=False) as blocks:
         gr.Markdown(
-            "# CogVideoX DDIM inversion: edit a video with a prompt\n"
-            f"Model: {model_note}, on {load_info.get('device')} ({load_info.get('dtype')}). Upload a clip, describe "
-            "it (source prompt) and what should change (edit prompt), then run. The inversion of the current clip and "
-            "settings is kept on disk, so another edit prompt on the same clip skips it. One run at a time; others "
-            f"wait in the queue. Videos up to {max_upload_bytes / MiB:g} MB and {max_duration:g} s."
+            "## CogVideoX DDIM inversion: edit a video with a prompt\n"
+            f"Upload a clip, say what it shows and what should change, and press **Edit**. Model: {model_note}, on "
+            f"{load_info.get('device')}. One run at a time; others wait in the queue."
         )
+        last_run = gr.BrowserState(None, storage_key="cogvideox-ddim-inversion-last-run")
         with gr.Row():
-            with gr.Column():
-                inputs = _page_inputs(native_frames, native_height, native_width)
-                run = gr.Button("Edit", variant="primary", elem_id="run")
-            with gr.Column():
-                side_by_side = gr.Video(label="Source | edit", interactive=False, autoplay=True, loop=True,
-                                        height=VIDEO_HEIGHT, elem_id="side-by-side")
-                edited = gr.Video(label="Edit", interactive=False, loop=True, height=VIDEO_HEIGHT,
-                                  elem_id="edit-video")
-                reconstructed = gr.Video(label="Reconstruction", interactive=False, loop=True, visible=False,
-                                         height=VIDEO_HEIGHT, elem_id="reconstruction-video")
-                mask_video = gr.Video(label="Mask (white: may change)", interactive=False, loop=True, visible=False,
-                                      height=VIDEO_HEIGHT, elem_id="mask-video")
-                status = gr.Textbox(label="Status", interactive=False, lines=3, elem_id="status")
-                downloads = gr.File(label="Downloads (MP4s and run.json)", file_count="multiple", interactive=False,
-                                    elem_id="downloads")
-        gr.Examples(_example_clips(os.path.join(work_dir, "examples")),
-                    inputs=[inputs["video"], inputs["source_prompt"], inputs["prompts"]],
-                    label="Example clips", cache_examples=False)
-        run.click(
+            with gr.Column(scale=1, min_width=300) as clip_column:
+                inputs = {"video": gr.Video(label=page_label("video"), sources=["upload"], height=VIDEO_HEIGHT - 16,
+                                            elem_id="source-video")}
+                gr.HTML(f'<div id="source-note-text" data-max-bytes="{max_upload_bytes}">'
+                        f'<span class="upload-problem" style="color: var(--error-text-color, #dc2626); '
+                        f'font-weight: 600"></span> <span>{limits[0].upper() + limits[1:]}.</span></div>',
+                        elem_id="source-note")
+            with gr.Column(scale=1, min_width=300):
+                inputs["source_prompt"] = gr.Textbox(value=DEFAULTS.source_prompt, label=page_label("source_prompt"),
+                                                     placeholder="what the video shows", elem_id="source-prompt")
+                inputs["prompts"] = gr.Textbox(label=page_label("prompts"), lines=2, elem_id="edit-prompt",
+                                               placeholder="what the edited video shows (one per line for several)")
+                with gr.Row():
+                    run = gr.Button("Edit", variant="primary", elem_id="run", scale=2)
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False, scale=1)
+                status = gr.Textbox(label="Status", interactive=False, lines=3, elem_id="status",
+                                    placeholder="Progress and what each run did show here.")
+                inputs = _page_inputs(inputs, native_frames, size_note)  # folded: everything else
+            with gr.Column(scale=1, min_width=300):
+                hint = gr.Markdown(
+                    "**Results show here**: source | edit side by side, the edit, and the files to download.\n\n"
+                    "New here? Pick an example clip under the source video, then press Edit.", elem_id="results-hint")
+                with gr.Column(visible=False, elem_id="results") as results:
+                    side_by_side = gr.Video(label="Source | edit", interactive=False, autoplay=True, loop=True,
+                                            height=VIDEO_HEIGHT - 16, elem_id="side-by-side")
+                    edited = gr.Video(label="Edit", interactive=False, loop=True, height=VIDEO_HEIGHT - 16,
+                                      elem_id="edit-video")
+                    reconstructed = gr.Video(label="Reconstruction", interactive=False, loop=True, visible=False,
+                                             height=VIDEO_HEIGHT - 16, elem_id="reconstruction-video")
+                    mask_video = gr.Video(label="Mask (white: may change)", interactive=False, loop=True,
+                                          visible=False, height=VIDEO_HEIGHT - 16, elem_id="mask-video")
+                    downloads = gr.File(label="Downloads (MP4s and run.json)", file_count="multiple",
+                                        interactive=False, elem_id="downloads")
+        with clip_column:  # under the clip, on the first screen: a newcomer's quickest start
+            gr.Examples(_example_clips(os.path.join(work_dir, "examples")),
+                        inputs=[inputs["video"], inputs["source_prompt"], inputs["prompts"]],
+                        label="Example clips: a click fills in the clip and both prompts", cache_examples=False)
+
+        result_outputs = [side_by_side, edited, reconstructed, mask_video, downloads, status]
+        private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+
+        def running():
+            return gr.Button("Editing...", interactive=False), gr.Button(interactive=True)
+
+        def idle():
+            return gr.Button("Edit", interactive=True), gr.Button(interactive=False)
+
+        def show_results(request: gr.Request = None):
+            last = runs.last.pop(request.session_hash, None) if request is not None else None
+            return gr.Column(visible=True), gr.Markdown(visible=False), last
+
+        def stop_run(request: gr.Request = None):
+            if request is not None:  # Gradio passes the browser session's request
+                runs.stop(request.session_hash)
+
+        # Gradio passes the session's request by the annotation, resolved at run time: `gr` is local here.
+        for function in (show_results, stop_run):
+            function.__annotations__["request"] = gr.Request
+
+        def restore(name):
+            """A reload shows the browser's last finished run while its files are kept."""
+            run_dir = os.path.join(work_dir, "runs", os.path.basename(name or "") or ".missing")
+            if not os.path.isfile(os.path.join(run_dir, "status.txt")):
+                return [gr.skip()] * (len(result_outputs) + 2)
+            with open(os.path.join(run_dir, "run.json")) as file:
+                outputs = {key: os.path.join(run_dir, path) for key, path in json.load(file)["outputs"].items()}
+            outputs["run"] = os.path.join(run_dir, "run.json")
+            with open(os.path.join(run_dir, "status.txt")) as file:
+                status_text = file.read()
+            return (*_result_updates(outputs, "Your last run on this page:\n" + status_text), gr.Column(visible=True),
+                    gr.Markdown(visible=False))
+
+        started = run.click(running, outputs=[run, stop], **private)
+        edited_event = started.then(
             edit,
             inputs=[inputs[name] for name in PAGE_FIELDS],
-            outputs=[side_by_side, edited, reconstructed, mask_video, downloads, status],
+            outputs=result_outputs,
             api_name="edit",
+            show_progress_on=[status],  # the progress bar shows beside the Edit button, not over hidden results
             concurrency_limit=1,  # one pipeline, one GPU: runs wait in the queue
         )
-    return blocks
+        edited_event.success(show_results, outputs=[results, hint, last_run], **private)
+        edited_event.then(idle, outputs=[run, stop], **private)
+        # Stop: a queued run leaves the queue (cancels); a running one ends at its next step (its flag).
+        stop.click(stop_run, cancels=[edited_event], **private)
+        blocks.unload(stop_run)  # a closed or reloaded page stops its run: nobody waits for a result nobody sees
+        blocks.load(restore, inputs=[last_run], outputs=[*result_outputs, results, hint], **private)
+    return blocks, runs
 
 
 def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
@@ -489,7 +805,7 @@ def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
     os.environ["GRADIO_TEMP_DIR"] = gradio_dir
     pipe, load_info = load_pipeline(model_settings, log=print_log)
     max_upload_bytes = int(args.max_upload_mb * MiB)
-    blocks = build_app(pipe, load_info, model, work_dir, max_upload_bytes, args.max_duration)
+    blocks, runs = build_app(pipe, load_info, model, work_dir, max_upload_bytes, args.max_duration)
     blocks.queue(default_concurrency_limit=1, max_size=32)
     print_log(f"Temporary folder (removed on exit): {work_dir}")
     blocks.launch(
@@ -498,14 +814,33 @@ def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
         share=args.share,
         max_file_size=max_upload_bytes,
         allowed_paths=[os.path.join(work_dir, "runs"), os.path.join(work_dir, "examples")],
-        prevent_thread_lock=prevent_thread_lock,
+        prevent_thread_lock=True,
         quiet=prevent_thread_lock,
+        head=UPLOAD_CHECK_JS,
     )
-    return AppServer(blocks=blocks, url=blocks.local_url, work_dir=work_dir)
+    server = AppServer(blocks=blocks, url=blocks.local_url, work_dir=work_dir, runs=runs)
+    if not prevent_thread_lock:
+        _serve_until_stopped(server)
+    return server
+
+
+def _serve_until_stopped(server: AppServer):
+    """Serve until Ctrl+C or SIGTERM, then stop the run in progress at its next step, remove the temporary folder
+    and exit 0. Exiting from the signal handler while a run is computing aborted the process in torch's threads."""
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, frame: stopping.set())
+    while not stopping.wait(0.5):  # a timed wait: signal handlers run between waits
+        pass
+    print_log("Stopping: ending the run in progress, removing the temporary folder.")
+    server.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is cleaned up; skip the interpreter's teardown, where Gradio's and torch's threads may still run.
+    os._exit(0)
 
 
 def run_app(args):
-    """`cogvideox-ddim-inversion app`: serve the page until interrupted (Ctrl+C or SIGTERM, which both remove the
-    temporary folder on the way out)."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # unwinds like Ctrl+C, so atexit runs
+    """`cogvideox-ddim-inversion app`: serve the page until interrupted (Ctrl+C or SIGTERM, which both end the run in
+    progress and remove the temporary folder on the way out, exit status 0)."""
     launch_app(args)

@@ -1,8 +1,8 @@
 """Edit masks: reading and shaping a mask, putting it on the latent grid, and making one from the attention that
 the video gives to words of the prompt (recorded during inversion), snapped to the frames' edges.
 
-Leaf module but for `cogvideox_ddim_video_io`, which the pipeline file also imports directly (diffusers'
-`custom_pipeline` loader ships only the pipeline file's direct relative imports).
+Imports only modules the pipeline file also imports directly (diffusers' `custom_pipeline` loader ships only the
+pipeline file's direct relative imports).
 """
 
 import os
@@ -13,7 +13,11 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-from .cogvideox_ddim_video_io import check_resize_mode, count_frames, read_mask_video, resize_frames
+from .cogvideox_ddim_checkpoint import pixel_frame_count
+from .cogvideox_ddim_latents import load_source_video, source_size
+from .cogvideox_ddim_reference import text_attention_recorders
+from .cogvideox_ddim_sampling import step_window
+from .cogvideox_ddim_video_io import check_resize_mode, count_frames, frames_to_tensor, read_mask_video, resize_frames
 
 
 def latent_frame_spans(num_frames: int, temporal_compression: int = 4) -> list[range]:
@@ -349,3 +353,98 @@ def mask_from_attention_map(
         )
     return (soft > threshold).cpu()
 
+
+
+def word_mask_recorders(pipe, prompt, mask_words, mask_threshold, mask_blocks, mask_steps, mask_refine, video,
+                        num_steps: int, max_sequence_length: int) -> tuple[dict, range]:
+    """`invert()`'s attention recorders for `mask_words` (none without) and the steps they record, checked."""
+    if mask_words is None:
+        return {}, range(0)
+    if prompt is None:
+        raise ValueError("`mask_words` are found in the prompt's text: pass `prompt`, not `prompt_embeds`.")
+    if not 0 < mask_threshold < 1:
+        raise ValueError(f"`mask_threshold` must be in (0, 1), got {mask_threshold}.")
+    if mask_refine and video is None:
+        raise ValueError(
+            "`mask_refine=True` snaps the mask to the source frames' edges: pass `video`, not `latents` (or "
+            "leave `mask_refine` unset)."
+        )
+    mask_window = step_window(mask_steps, num_steps, "mask_steps")
+    weights = pipe.word_token_weights(prompt, mask_words, max_sequence_length)
+    return text_attention_recorders(list(pipe.transformer.attn_processors), mask_blocks, weights), mask_window
+
+
+def word_mask(pipe, recorders: dict, latents_shape, threshold: float, source_frames, device):
+    """The recorded attention map and the edit mask thresholded from it (snapped to `source_frames`' edges with
+    a guided filter of one token's radius, on the execution device, when they are given)."""
+    config = pipe.transformer.config
+    latent_frames = latents_shape[1]
+    height, width = (n * pipe.vae_scale_factor_spatial for n in latents_shape[3:])
+    attention_map = word_attention_map(
+        list(recorders.values()), latents_shape, config.patch_size, config.patch_size_t,
+        pipe.padding_frames(latent_frames),
+    )
+    mask = mask_from_attention_map(
+        attention_map,
+        threshold,
+        pixel_frame_count(latent_frames, pipe.vae_scale_factor_temporal),
+        height,
+        width,
+        pipe.vae_scale_factor_temporal,
+        pipe.vae_scale_factor_spatial * config.patch_size,  # one token
+        None if source_frames is None else source_frames.to(device),
+    )
+    return attention_map, mask
+
+
+def check_local_edit(pipe, mask, reference_latents, source_latents, paste_back, source_video, output_type,
+                     num_frames, height, width, batch_size, mask_dilation, mask_feather, mask_latent_dilation,
+                     mask_resize_mode) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A local edit's pixel mask and paste-back source pixels, read and checked before any model work."""
+    pixel_mask = source_pixels = None
+    if mask is not None:
+        if reference_latents is None:
+            raise ValueError(
+                "`mask` keeps the source outside it by following the inverted trajectory: pass "
+                "`reference_latents=inv.trajectory` (and `source_latents=inv.latents`)."
+            )
+        pixel_mask = pipe.prepare_mask(
+            mask, num_frames, height, width, batch_size, mask_dilation, mask_feather, mask_resize_mode
+        )
+        if mask_latent_dilation < 0:
+            raise ValueError(f"`mask_latent_dilation` is a number of latent cells >= 0, got {mask_latent_dilation}.")
+        if source_latents is None:
+            raise ValueError(
+                "`mask` needs `source_latents=inv.latents`: the clean source latents that the last step blends to."
+            )
+        if tuple(source_latents.shape) != tuple(reference_latents.shape[1:]):
+            raise ValueError(
+                f"`source_latents` has shape {tuple(source_latents.shape)} but each reference step is "
+                f"{tuple(reference_latents.shape[1:])}: pass the `latents` of the same inversion."
+            )
+    if not paste_back:
+        if source_video is not None:
+            raise ValueError("`source_video` is only used with `paste_back=True`.")
+        return pixel_mask, None
+    if pixel_mask is None:
+        raise ValueError("`paste_back` composites the source outside a mask: pass `mask` too.")
+    if output_type == "latent":
+        raise ValueError("`paste_back` composites decoded frames: it does nothing with `output_type='latent'`.")
+    if source_video is not None:
+        if not isinstance(source_video, (str, os.PathLike)):
+            source_video = frames_to_tensor(source_video)
+        check_aspect_or_resize_mode("source video", *source_size(source_video), height, width, mask_resize_mode)
+        source_pixels, _ = load_source_video(pipe, source_video, height, width, num_frames, mask_resize_mode or "crop")
+        if source_pixels.shape[2] != num_frames or source_pixels.shape[0] not in (1, batch_size):
+            raise ValueError(
+                f"`source_video` gives {source_pixels.shape[0]} video(s) of {source_pixels.shape[2]} frames; "
+                f"expected one (or {batch_size}) of {num_frames} frames, the frames the source was inverted from."
+            )
+    return pixel_mask, source_pixels
+
+
+def latent_edit_mask(pixel_mask, spatial: int, temporal: int, latent_dilation: int, device, dtype) -> torch.Tensor:
+    """The pixel mask on the latent grid (each cell takes the largest value of its pixels), grown by
+    `latent_dilation` cells."""
+    latent_mask = mask_to_latent_grid(pixel_mask, spatial, temporal)
+    return grow_mask(latent_mask, latent_dilation).to(device=device, dtype=dtype)

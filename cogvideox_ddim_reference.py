@@ -3,14 +3,15 @@ step's noise level) and image-to-video conditioning; the attention processors th
 (or record attention on words); and the one transformer call with classifier-free guidance that `invert()` and
 `__call__` share.
 
-Imports only the processors and the windows module, which the pipeline file also imports directly (diffusers'
-`custom_pipeline` loader ships only the pipeline file's direct relative imports).
+Imports only modules the pipeline file also imports directly (diffusers' `custom_pipeline` loader ships only the
+pipeline file's direct relative imports).
 """
 
 import contextlib
 
 import torch
 
+from .cogvideox_ddim_sampling import step_window
 from .cogvideox_ddim_windows import split_windows, window_rows, windowed
 from .processors.reference_attention import CogVideoXRefAttnProcessor
 from .processors.text_attention import CogVideoXTextAttentionRecorder
@@ -158,6 +159,68 @@ def guided_prediction(
         uncond, text = prediction.chunk(2)
         prediction = uncond + guidance_scale * (text - uncond)
     return prediction
+
+
+def check_reference_controls(transformer, reference_latents, reference_steps, reference_mode, reference_weight,
+                             reference_blocks, num_steps: int) -> tuple[range, dict]:
+    """The steps that run reference rows and the processors that read them (none without a reference), checked
+    before any model work."""
+    if reference_latents is None:
+        return range(0), {}
+    reference_window = step_window(reference_steps, num_steps, "reference_steps")
+    if reference_mode not in REFERENCE_MODES:
+        raise ValueError(f"`reference_mode` must be 'shared' or 'paired', got {reference_mode!r}.")
+    if reference_weight < 0:
+        raise ValueError(f"`reference_weight` must be >= 0, got {reference_weight}.")
+    return reference_window, reference_processors(list(transformer.attn_processors), reference_blocks)
+
+
+def reference_row_embeds(pipe, reference_mode, reference_prompt, reference_prompt_embeds, reference_latents,
+                         prompt_embeds, device) -> torch.Tensor:
+    """The text embeddings of the reference rows: in paired mode the sample's (one per guidance branch), in
+    shared mode the reference prompt's, one row per reference video."""
+    if reference_mode == "paired":
+        return prompt_embeds
+    if reference_prompt_embeds is None:
+        reference_prompt_embeds, _ = pipe.encode_prompt(
+            reference_prompt,
+            do_classifier_free_guidance=False,
+            max_sequence_length=prompt_embeds.shape[1],
+            device=device,
+            dtype=prompt_embeds.dtype,
+        )
+    # one shared row per reference video: several prompts editing one video share a single row
+    reference_videos = reference_latents.shape[1]
+    reference_embeds = reference_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
+    if reference_embeds.shape[0] == 1 and reference_videos > 1:
+        reference_embeds = reference_embeds.expand(reference_videos, -1, -1)
+    if reference_embeds.shape[0] != reference_videos or reference_embeds.shape[1:] != prompt_embeds.shape[1:]:
+        raise ValueError(
+            f"`reference_prompt` gives embeddings of shape {tuple(reference_embeds.shape)}; expected one prompt, "
+            f"or {reference_videos} (one per reference video), encoded like `prompt` "
+            f"{tuple(prompt_embeds.shape[1:])}."
+        )
+    return reference_embeds
+
+
+def embeds_per_video(prompt_embeds, negative_prompt_embeds, batch_size: int):
+    """Text embeddings with one row per video: one prompt serves every video; otherwise one prompt per video."""
+    if prompt_embeds.shape[0] == batch_size:
+        return prompt_embeds, negative_prompt_embeds
+    if prompt_embeds.shape[0] != 1:
+        raise ValueError(
+            f"{prompt_embeds.shape[0]} prompts for {batch_size} videos: pass one prompt, or one per video."
+        )
+    if negative_prompt_embeds is not None:
+        negative_prompt_embeds = negative_prompt_embeds.expand(batch_size, -1, -1)
+    return prompt_embeds.expand(batch_size, -1, -1), negative_prompt_embeds
+
+
+def reference_attention_kwargs(attention_kwargs: dict | None, reference_rows: int, reference_weight: float) -> dict:
+    """The attention kwargs of a step with reference rows: how many rows are the reference's (after the sample's),
+    and the reference weight when it is not 1."""
+    reference_kwargs = {**(attention_kwargs or {}), "reference_rows": reference_rows}
+    return reference_kwargs if reference_weight == 1.0 else {**reference_kwargs, "reference_weight": reference_weight}
 
 
 def window_reference_rows(

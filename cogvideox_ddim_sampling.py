@@ -196,3 +196,24 @@ def step_window(window: float | tuple[float, float], num_steps: int, name: str =
             f"widen it to at least 1/{num_steps} of the steps ({1 / num_steps:.3g}), or raise `num_inference_steps`."
         )
     return steps
+
+
+def stored_on(latents: torch.Tensor, device) -> torch.Tensor:
+    """A trajectory entry on `device` (default: where it is), pinned on the host when CUDA is there to copy to."""
+    if device is None or torch.device(device) == latents.device:
+        return latents
+    stored = latents.to(device)
+    if stored.device.type == "cpu" and torch.cuda.is_available():
+        stored = stored.pin_memory()
+    return stored
+
+
+def check_finite_latents(latents: torch.Tensor) -> torch.Tensor:
+    """`latents`, refused when they hold NaN or inf (they would decode to a black video)."""
+    if not torch.isfinite(latents).all():
+        raise FloatingPointError(
+            "CogVideoXDDIMInversionPipeline.__call__ produced latents with NaN or inf values (they would decode "
+            "to a black video): check the inputs (`latents`, `reference_latents`: an inversion with NaN), or "
+            "run in float32/bfloat16 rather than float16."
+        )
+    return latents

@@ -369,3 +369,12 @@ def long_clip_frames(pipe, num_frames: int | None, latents=None, reference_windo
     ):
         return (latents.shape[1] - 1) * temporal_compression + 1
     return None
+
+
+def sample_windows(pipe, schedule: WindowSchedule, latent_count: int, padding: int) -> tuple[WindowSchedule, int]:
+    """`__call__`'s windows and per-window padding once its start latents (`latent_count` frames) are made: one window
+    is the whole clip as laid out (diffusers' fresh 1.5 noise holds its padding frames; `padding` as made), several
+    windows are each padded as a native clip."""
+    if schedule.num_windows == 1:
+        return WindowSchedule.for_clip(latent_count, latent_count), padding
+    return schedule, pipe.padding_frames(schedule.window)

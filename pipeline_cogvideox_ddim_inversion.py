@@ -25,12 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import (
-    AutoencoderKLCogVideoX,
-    CogVideoXImageToVideoPipeline,
-    CogVideoXPipeline,
-    CogVideoXTransformer3DModel,
-)
+from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import retrieve_timesteps
 from diffusers.pipelines.cogvideo.pipeline_output import CogVideoXPipelineOutput
@@ -43,45 +38,56 @@ from .cogvideox_ddim_checkpoint import (
     check_size_for_positional_embeddings,
     default_video_size,
     is_image_to_video,
-    latent_frame_count,
     pixel_frame_count,
 )
 from .cogvideox_ddim_files import atomic_write  # noqa: F401  (shipped: cogvideox_ddim_output imports it)
-from .cogvideox_ddim_masks import (  # attention_map_to_video: benchmarks/mask_*.py import it from here
+from .cogvideox_ddim_latents import (
+    call_size,
+    decode_with_paste_back,
+    encode_video,
+    image_pixels,
+    load_source_video,
+    prepare_call_latents,
+    prepare_image_latents,
+    prepare_source_latents,
+    read_source_video,
+    source_video_size,
+)
+from .cogvideox_ddim_masks import (  # attention_map_to_video, grow_mask: benchmarks and tests import them from here
     attention_map_to_video,  # noqa: F401
-    check_aspect_or_resize_mode,
-    grow_mask,
-    mask_from_attention_map,
-    mask_to_latent_grid,
+    check_local_edit,
+    grow_mask,  # noqa: F401
+    latent_edit_mask,
     prepare_mask,
-    word_attention_map,
+    word_mask,
+    word_mask_recorders,
     word_token_weights,
 )
 from .cogvideox_ddim_output import CogVideoXDDIMInversionOutput, check_fingerprint, config_fingerprint
 from .cogvideox_ddim_reference import (
+    check_reference_controls,
     check_reference_inputs,
+    embeds_per_video,
     guided_prediction,
     processors_swapped,
-    reference_processors,
-    text_attention_recorders,
+    reference_attention_kwargs,
+    reference_row_embeds,
     windowed_step_prediction,
 )
-from .cogvideox_ddim_sampling import check_invertible, cut_timesteps, invert_ddim, step_window
-from .cogvideox_ddim_video_io import (
-    MIN_NUM_FRAMES,
-    VideoFrames,
-    check_resize_mode,
-    frame_count_for_vae,
-    frames_to_tensor,
-    probe_video,
-    read_video_frames,
-    resize_frames,
+from .cogvideox_ddim_sampling import (
+    check_finite_latents,
+    check_invertible,
+    cut_timesteps,
+    invert_ddim,
+    step_window,
+    stored_on,
 )
+from .cogvideox_ddim_video_io import VideoFrames
 from .cogvideox_ddim_windows import (
-    WindowSchedule,
     call_windows,
     long_clip_frames,
     pipeline_windows,
+    sample_windows,
     window_rows,
     windowed,
 )
@@ -126,17 +132,13 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
     r"""
     DDIM inversion and reference-guided regeneration of real videos with CogVideoX.
 
-    It has the components of [`CogVideoXPipeline`] (and inherits its prompt encoding, decoding and RoPE helpers), so
-    every CogVideoX checkpoint loads into it: text-to-video (2B, 5B, 1.5-5B), where `__call__` with
-    `reference_latents=None` is `CogVideoXPipeline.__call__`, and image-to-video (5B-I2V, 1.5-5B-I2V, recognised by
-    the transformer's input channels), where it is `CogVideoXImageToVideoPipeline.__call__`. Two things are added:
-
-    - [`~CogVideoXDDIMInversionPipeline.invert`] runs the pipeline's own deterministic DDIM sampler backwards from a
-      video's latents to noise, with the scheduler's `alphas_cumprod` (SNR shift and zero-terminal-SNR rescaling
-      included) and timestep grid, and returns the whole trajectory.
-    - `__call__(..., reference_latents=trajectory)` runs, at every step, the reference latent at that step's noise
-      level through the transformer beside the sample; with [`CogVideoXRefAttnProcessor`] the sample's attention
-      also reads the reference's keys and values, which keeps the source's structure and motion.
+    It has the components of [`CogVideoXPipeline`], so every CogVideoX checkpoint loads into it: text-to-video (2B,
+    5B, 1.5-5B), where `__call__` with `reference_latents=None` is `CogVideoXPipeline.__call__`, and image-to-video
+    (5B-I2V, 1.5-5B-I2V), where it is `CogVideoXImageToVideoPipeline.__call__`. Two things are added:
+    [`~CogVideoXDDIMInversionPipeline.invert`] runs the pipeline's own DDIM sampler backwards from a video's latents
+    to noise and returns the trajectory; `__call__(..., reference_latents=trajectory)` runs each step's reference
+    latent beside the sample, whose attention also reads the reference's keys and values
+    ([`CogVideoXRefAttnProcessor`]), which keeps the source's structure and motion.
 
     Args:
         vae ([`AutoencoderKLCogVideoX`]):
@@ -216,22 +218,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             return {}
         return {"ofs": latents.new_full((1,), fill_value=2.0)}
 
-    def _source_size(self, video) -> tuple[int, int]:
-        """The display `(height, width)` of a source: a file's header (square pixels), or in-memory frames' size."""
-        if isinstance(video, (str, os.PathLike)):
-            return probe_video(video).display_size  # the header only: a broken file fails before any model work
-        return tuple(frames_to_tensor(video).shape[-2:])
-
     def read_source_video(
-        self,
-        path: str | os.PathLike,
-        height: int | None = None,
-        width: int | None = None,
-        resize_mode: str = "crop",
-        num_frames: int | None = None,
-        sampling: str = "first",
-        skip_frames_start: int = 0,
-        skip_frames_end: int = 0,
+        self, path: str | os.PathLike, height: int | None = None, width: int | None = None, resize_mode: str = "crop",
+        num_frames: int | None = None, sampling: str = "first", skip_frames_start: int = 0, skip_frames_end: int = 0,
         frame_stride: int = 1,
     ) -> VideoFrames:
         """
@@ -241,22 +230,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         transformer's `sample_frames`. Frame selection (`sampling`, skips, stride) is `read_video_frames`'. Returns its
         `VideoFrames` (frames, fps, source frame numbers, the source's `VideoInfo`).
         """
-        check_resize_mode(resize_mode)
-        if height is None or width is None:
-            default = self.default_video_size(*self._source_size(path))
-            height, width = height or default[0], width or default[1]
-        self.check_size_for_positional_embeddings(height, width)
-        return read_video_frames(
-            path,
-            skip_frames_start,
-            skip_frames_end,
+        return read_source_video(
+            self, path, height, width, resize_mode, num_frames, sampling, skip_frames_start, skip_frames_end,
             frame_stride,
-            max_num_frames=None if num_frames == "all" else num_frames or self.transformer.config.sample_frames,
-            temporal_compression=self.vae_scale_factor_temporal,
-            sampling=sampling,
-            height=height,
-            width=width,
-            resize_mode=resize_mode,
         )
 
     def load_source_video(
@@ -266,69 +242,25 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         Decode (a file path) or convert (frames) the source video, resize it (`resize_frames`, `resize_mode`) and check
         that it has 8k + 1 frames; returns `[B, C, F, H, W]` in [-1, 1] and the source fps (`None` for frames).
         """
-        fps = None
-        if isinstance(video, (str, os.PathLike)):
-            source = self.read_source_video(video, height, width, resize_mode, num_frames)
-            video, fps = source.frames, source.fps
-        frames = resize_frames(frames_to_tensor(video), height, width, resize_mode)
-        video = (frames * 2 - 1).permute(0, 2, 1, 3, 4)  # [B, F, C, H, W] in [0, 1] -> [B, C, F, H, W] in [-1, 1]
-        frames = video.shape[2]
-        if frames < MIN_NUM_FRAMES or (frames - 1) % (2 * self.vae_scale_factor_temporal) != 0:
-            valid = frame_count_for_vae(frames, self.vae_scale_factor_temporal)
-            raise ValueError(
-                f"The video has {frames} frames; CogVideoX's VAE needs 8k + 1 frames (an odd number of latent frames: "
-                "diffusers' decoder turns an even number into 4 frames each, out of step with the source) and at "
-                f"least {MIN_NUM_FRAMES}. "
-                + (
-                    f"Pass its first {valid} frames (e.g. `video[:{valid}]`)."
-                    if valid >= MIN_NUM_FRAMES
-                    else "Pass a longer video."
-                )
-            )
-        return video, fps
+        return load_source_video(self, video, height, width, num_frames, resize_mode)
 
     preprocess_source_video = load_source_video  # the former name (it also decodes and checks): kept for callers
 
     def prepare_video_latents(self, video: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """Encode a video `[B, C, F, H, W]` in [-1, 1] to scaled latents `[B, F, C, H, W]` (the posterior's mode,
         one video at a time: inversion is deterministic)."""
-        video = video.to(device=device, dtype=self.vae.dtype)
-        posteriors = [self.vae.encode(video[index : index + 1]).latent_dist for index in range(len(video))]
-        latents = torch.cat([posterior.mode() for posterior in posteriors])
-        latents = latents * self.vae_scaling_factor_image
-        return latents.permute(0, 2, 1, 3, 4).to(dtype=dtype)  # [B, F, C, H, W]
+        return encode_video(self, video, dtype, device)
 
-    @staticmethod
-    def image_pixels(image, height: int, width: int, resize_mode: str = "crop") -> torch.Tensor:
-        """A conditioning image (PIL, `[H, W, 3]` array, `[3, H, W]` or `[B, 3, H, W]` tensor; uint8 or floats in
-        [0, 1]) as `[B, 3, H, W]` in [-1, 1] at `height` x `width`, resized with `resize_mode` as source frames are."""
-        if isinstance(image, torch.Tensor) and image.ndim == 4:
-            pixels = frames_to_tensor(image)[0]  # a batch of images, read as frames
-        else:
-            pixels = frames_to_tensor([image])[:, 0]
-        return resize_frames(pixels, height, width, resize_mode) * 2 - 1
+    image_pixels = staticmethod(image_pixels)
 
     def prepare_image_latents(
-        self,
-        image: torch.Tensor,
-        latent_frames: int,
-        dtype: torch.dtype,
-        device: torch.device,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        sample_posterior: bool = False,
+        self, image: torch.Tensor, latent_frames: int, dtype: torch.dtype, device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None = None, sample_posterior: bool = False,
     ) -> torch.Tensor:
         """Image-to-video conditioning `[B, F, C, H, W]` of pixels `[B, 3, H, W]` in [-1, 1] (`image_pixels`): the
         encoded image, then zeros, as `CogVideoXImageToVideoPipeline` builds it (before the 1.5 padding). The
         posterior's mode; `sample_posterior` samples it as diffusers does (to compare with diffusers)."""
-        posterior = self.vae.encode(image.unsqueeze(2).to(device=device, dtype=self.vae.dtype)).latent_dist
-        image_latents = posterior.sample(generator) if sample_posterior else posterior.mode()
-        image_latents = image_latents.to(dtype).permute(0, 2, 1, 3, 4)  # [B, 1, C, H, W]
-        if self.vae.config.get("invert_scale_latents", False):
-            image_latents = image_latents / self.vae_scaling_factor_image  # as diffusers does for 1.5-I2V
-        else:
-            image_latents = image_latents * self.vae_scaling_factor_image
-        padding = image_latents.new_zeros(image_latents.shape[0], latent_frames - 1, *image_latents.shape[2:])
-        return torch.cat([image_latents, padding], dim=1)
+        return prepare_image_latents(self, image, latent_frames, dtype, device, generator, sample_posterior)
 
     def ddim_scheduler(self) -> CogVideoXDDIMScheduler | DDIMScheduler:
         """
@@ -383,75 +315,6 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         """`cogvideox_ddim_masks.word_token_weights` with this pipeline's tokenizer."""
         return word_token_weights(self.tokenizer, prompt, words, max_sequence_length)
 
-    @staticmethod
-    def _store(latents: torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
-        """A trajectory entry on `device` (default: where it is), pinned on the host when CUDA is there to copy to."""
-        if device is None or torch.device(device) == latents.device:
-            return latents
-        stored = latents.to(device)
-        if stored.device.type == "cpu" and torch.cuda.is_available():
-            stored = stored.pin_memory()
-        return stored
-
-    def _conditioning_latents(self, image, image_latents, latents, height, width, resize_mode, dtype, device):
-        """Image-to-video conditioning for `latents` by the one path `invert()` and a referenced `__call__` share:
-        `image_latents` as given, or `image` resized with `resize_mode` and encoded with the posterior's mode."""
-        if not self.is_image_to_video:
-            if image is not None or image_latents is not None:
-                raise ValueError(
-                    "`image`/`image_latents` are for image-to-video checkpoints; this one is text-to-video."
-                )
-            return None
-        if image_latents is None:
-            if image is None:
-                raise ValueError(
-                    "This is an image-to-video checkpoint: pass `image` (e.g. the first frame of the video) or "
-                    "`image_latents` (e.g. `inv.image_latents`)."
-                )
-            pixels = self.image_pixels(image, height, width, resize_mode)
-            image_latents = self.prepare_image_latents(pixels, latents.shape[1], dtype, device)
-        return image_latents.to(device=device, dtype=dtype)
-
-    def _mask_recorders(self, prompt, mask_words, mask_threshold, mask_blocks, mask_steps, mask_refine, video,
-                        num_steps: int, max_sequence_length: int) -> tuple[dict, range]:
-        """`invert()`'s attention recorders for `mask_words` (none without) and the steps they record, checked."""
-        if mask_words is None:
-            return {}, range(0)
-        if prompt is None:
-            raise ValueError("`mask_words` are found in the prompt's text: pass `prompt`, not `prompt_embeds`.")
-        if not 0 < mask_threshold < 1:
-            raise ValueError(f"`mask_threshold` must be in (0, 1), got {mask_threshold}.")
-        if mask_refine and video is None:
-            raise ValueError(
-                "`mask_refine=True` snaps the mask to the source frames' edges: pass `video`, not `latents` (or "
-                "leave `mask_refine` unset)."
-            )
-        mask_window = step_window(mask_steps, num_steps, "mask_steps")
-        weights = self.word_token_weights(prompt, mask_words, max_sequence_length)
-        return text_attention_recorders(list(self.transformer.attn_processors), mask_blocks, weights), mask_window
-
-    def _word_mask(self, recorders: dict, latents_shape, threshold: float, source_frames, device):
-        """The recorded attention map and the edit mask thresholded from it (snapped to `source_frames`' edges with
-        a guided filter of one token's radius, on the execution device, when they are given)."""
-        config = self.transformer.config
-        latent_frames = latents_shape[1]
-        height, width = (n * self.vae_scale_factor_spatial for n in latents_shape[3:])
-        attention_map = word_attention_map(
-            list(recorders.values()), latents_shape, config.patch_size, config.patch_size_t,
-            self.padding_frames(latent_frames),
-        )
-        mask = mask_from_attention_map(
-            attention_map,
-            threshold,
-            pixel_frame_count(latent_frames, self.vae_scale_factor_temporal),
-            height,
-            width,
-            self.vae_scale_factor_temporal,
-            self.vae_scale_factor_spatial * config.patch_size,  # one token
-            None if source_frames is None else source_frames.to(device),
-        )
-        return attention_map, mask
-
     @torch.no_grad()
     def invert(
         self,
@@ -487,57 +350,46 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         window_batch_size: int = 1,
     ) -> CogVideoXDDIMInversionOutput | tuple:
         r"""
-        DDIM-invert a video: run the pipeline's deterministic sampler backwards from its latents to noise.
+        DDIM-invert a video: run the pipeline's deterministic sampler backwards from its latents to noise (see
+        [docs/inversion.md](docs/inversion.md)).
 
         Args:
             video (`str`, `os.PathLike`, `list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
-                The source video: a file path (decoded with ffmpeg; the first `num_frames` frames, trimmed to 8k + 1),
-                a list of PIL frames, an array `[F, H, W, 3]` (uint8, or float in [0, 1]) or a tensor `[F, 3, H, W]`
-                (uint8, or float in [0, 1]); a leading batch axis is accepted. Frames are brought to `height` x
-                `width` with `resize_mode` (by ffmpeg while decoding, for a file). Pass `video` or `latents`.
+                The source video: a file path (decoded with ffmpeg), PIL frames, an array `[F, H, W, 3]` or a tensor
+                `[F, 3, H, W]` (uint8, or floats in [0, 1]; a leading batch axis is accepted), with 8k + 1 frames.
+                Pass `video` or `latents`.
             latents (`torch.Tensor` of shape `[B, F, C, H, W]`, *optional*):
                 Clean, scaled video latents; skips the VAE.
             prompt (`str` or `list[str]`, defaults to `""`):
-                The prompt the inversion is conditioned on. The published method uses `""`; pass the same text as
-                `reference_prompt` when regenerating.
+                The prompt the inversion is conditioned on (the published method: `""`); regenerate with the same
+                text as `reference_prompt`.
             negative_prompt (`str` or `list[str]`, *optional*):
                 Only used with `guidance_scale > 1`.
             num_inference_steps (`int`, defaults to 50):
-                Number of DDIM steps (at least 2: one step from pure noise to a clean video cannot be inverted);
-                regenerate with the same number so the trajectory lines up.
+                Number of DDIM steps (at least 2); regenerate with the same number so the trajectory lines up.
             guidance_scale (`float`, defaults to 1.0):
-                1.0 runs one transformer row per step. Values above 1 run classifier-free guidance during inversion
-                (two rows per step), as the published recipe does; with an empty prompt that only doubles the cost.
+                1.0 runs one transformer row per step; above 1, classifier-free guidance (two rows per step).
             strength (`float`, defaults to 1.0):
-                Invert only the first `strength` fraction of the schedule (the last `int(num_inference_steps *
-                strength)` denoising timesteps), for SDEdit-style editing that keeps more of the source. Regenerate
-                with the same `strength` and `num_inference_steps`.
+                Invert only the last `int(num_inference_steps * strength)` denoising timesteps (SDEdit-style);
+                regenerate with the same `strength`.
             fixed_point_iterations (`int`, defaults to 0):
-                Extra model evaluations per step that refine each inverse step towards the exact inverse of the
-                forward step (a fixed point, solved with Anderson mixing). 0 is plain DDIM inversion, whose round trip
-                drifts because it evaluates the model at the wrong end of each step; 2 to 4 make the round trip exact
-                to about 1e-4 with an ideal denoiser (see docs/inversion.md).
+                Extra model evaluations per step refining each inverse step towards the exact inverse of the forward
+                step (Anderson mixing); 0 is plain DDIM inversion, 2 to 4 make the round trip exact to about 1e-4.
             fixed_point_tolerance (`float`, *optional*, defaults to 1e-5):
-                Stop refining a step once the relative change of the latent is below this; `None` always runs
-                `fixed_point_iterations` refinements.
+                Stop refining a step once the latent's relative change is below this; `None` always runs them all.
             height (`int`, *optional*), width (`int`, *optional*):
-                Size the frames are resized to; defaults to `default_video_size(source height, source width)`: the
-                native size (720x480), or for CogVideoX 1.5 the source's aspect and orientation at about 1360x768.
+                Size the frames are resized to; defaults to `default_video_size(source height, source width)`.
             num_frames (`int` or `"all"`, *optional*):
-                With a file path, the most frames to read; defaults to the transformer's `sample_frames` (49);
-                `"all"` reads the whole clip (trimmed to 8k + 1). `read_source_video` reads other selections (evenly
-                spread over the clip, skips, stride). A clip longer than `sample_frames` is inverted in overlapping
-                windows of that length (see docs/long_videos.md); text-to-video checkpoints only.
+                With a file path, the most frames to read (default: the transformer's `sample_frames`, 49; `"all"`:
+                the whole clip); see `read_source_video` for other selections.
             resize_mode (`str`, defaults to `"crop"`):
-                How frames of another aspect reach `height` x `width`: `"crop"` scales them to cover it and cuts the
-                centre, `"pad"` scales them to fit and adds black bars, `"stretch"` scales each axis on its own.
-                `image` is resized the same way.
+                How frames (and `image`) of another aspect reach `height` x `width`: `"crop"`, `"pad"` or
+                `"stretch"` ([docs/video_io.md](docs/video_io.md)).
             image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`, *optional*):
-                Image-to-video checkpoints only: the conditioning image (PIL, `[H, W, 3]` array or `[3, H, W]` /
-                `[B, 3, H, W]` tensor, uint8 or floats in [0, 1]), resized with `resize_mode` and encoded with the VAE
-                posterior's mode, exactly as `__call__` prepares it with a reference; defaults to the first frame.
+                Image-to-video checkpoints: the conditioning image, resized with `resize_mode` and encoded with the
+                posterior's mode (as `__call__` prepares it with a reference); defaults to the first frame.
             image_latents (`torch.Tensor`, *optional*):
-                Image-to-video checkpoints only: ready conditioning latents (e.g. a previous `inv.image_latents`).
+                Image-to-video checkpoints: ready conditioning latents (e.g. a previous `inv.image_latents`).
             prompt_embeds, negative_prompt_embeds (`torch.Tensor`, *optional*):
                 Pre-computed text embeddings, as in `__call__`.
             attention_kwargs (`dict`, *optional*):
@@ -550,38 +402,27 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             max_sequence_length (`int`, defaults to 226):
                 Text length of the prompt embeddings.
             trajectory_device (`str` or `torch.device`, *optional*):
-                Where to keep the trajectory (in the model's dtype). Defaults to the execution device; `"cpu"` keeps
-                it in (pinned, when CUDA is available) host memory, which `__call__` copies to the device one step at
-                a time (49 frames of 720x480 at 50 steps in bf16: 50 x 13 x 16 x 60 x 90 x 2 bytes = 112 MiB).
+                Where to keep the trajectory (default: the execution device); `"cpu"` keeps it in (pinned) host
+                memory, copied to the device one step at a time by `__call__` ([docs/memory.md](docs/memory.md)).
             mask_words (`str`, `list[str]` or `list[list[str]]`, *optional*):
-                Words (or phrases) of `prompt`, e.g. `["horse"]`, or one list per prompt: record, on the
-                inversion's own forward passes, the
-                joint attention the video tokens give to their text tokens, and return it as `attention_map` and,
-                thresholded, as the edit `mask` (pass it to `__call__` as `mask`). Costs about one extra `Q K^T` per
-                recorded block and step; no extra transformer pass.
+                Words of `prompt` (or one list per prompt): record the attention the video gives them on the
+                inversion's own passes and return it as `attention_map` and, thresholded, as the edit `mask` for
+                `__call__` ([docs/masks.md](docs/masks.md)).
             mask_threshold (`float`, defaults to 0.5):
-                The mask is where the attention map, scaled to [0, 1] per video and upsampled to pixels, exceeds this.
-                Lower covers more.
+                The mask is where the attention map, scaled to [0, 1] per video, exceeds this; lower covers more.
             mask_blocks (`list[int]`, *optional*):
-                Transformer blocks whose attention is recorded (heads averaged, blocks summed); default: the last
-                block, which localised the words best on the toy model (see docs/masks.md).
+                Transformer blocks whose attention is recorded (heads averaged, blocks summed); default: the last.
             mask_steps (`float` or `(float, float)`, defaults to 1.0):
-                The steps whose attention is recorded, as fractions of the denoising order like `__call__`'s
-                `reference_steps` (`0.5`: the noisiest half; rounded to whole steps, halves up); default: all. A window
-                that selects no step is refused before any model work.
+                The steps recorded, as fractions of the denoising order like `__call__`'s `reference_steps`.
             mask_refine (`bool`, *optional*):
-                Snap the attention map (one value per 16x16-pixel token) to the source frames' edges with a guided
-                filter (radius: one token) before thresholding. Needs the source pixels, so `video`; the default
-                (`None`) refines when `video` is given and not with `latents`.
+                Snap the attention map to the source frames' edges with a guided filter before thresholding; needs
+                `video`. The default refines when `video` is given.
             return_dict (`bool`, defaults to `True`):
                 Return a [`CogVideoXDDIMInversionOutput`] instead of a tuple `(latents, trajectory, timesteps)`.
-            window_overlap (`int`, *optional*):
-                A clip longer than the native length: video frames shared by neighbouring windows, a multiple of the
-                VAE's temporal compression (4); defaults to a quarter of the window (12 for 49-frame windows). The
-                windows are recorded in `settings["windows"]`, and `__call__` runs the same ones.
-            window_batch_size (`int`, defaults to 1):
-                Windows per transformer call: 1 holds the activations of one window (the least memory); more is
-                faster on a large GPU. The result does not depend on it.
+            window_overlap (`int`, *optional*), window_batch_size (`int`, defaults to 1):
+                A clip longer than `sample_frames` runs in overlapping windows of it (text-to-video checkpoints):
+                video frames neighbouring windows share (a multiple of 4; default a quarter of the window), windows
+                per model call (not changing the result); recorded as `inv.windows`. See docs/long_videos.md.
 
         Returns:
             [`CogVideoXDDIMInversionOutput`] or `tuple`.
@@ -593,19 +434,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if fixed_point_iterations < 0:
             raise ValueError(f"`fixed_point_iterations` must be >= 0, got {fixed_point_iterations}.")
         pipeline_windows(self, None, window_overlap, window_batch_size, mask_words)
-        if (video is None) == (latents is None):
-            raise ValueError("Pass exactly one of `video` (frames or a file path) or `latents` (clean video latents).")
-        if latents is not None and latents.ndim != 5:
-            raise ValueError(
-                f"`latents` must be [B, F, C, H, W] clean video latents, got shape {tuple(latents.shape)}."
-            )
-        check_resize_mode(resize_mode)
-        if latents is not None:  # the latents fix the size
-            height, width = (size * self.vae_scale_factor_spatial for size in latents.shape[3:])
-        else:
-            video = video if isinstance(video, (str, os.PathLike)) else frames_to_tensor(video)
-            default_height, default_width = self.default_video_size(*self._source_size(video))
-            height, width = height or default_height, width or default_width
+        video, height, width = source_video_size(self, video, latents, height, width, resize_mode)
         if prompt_embeds is not None:
             prompt = None
         self.check_inputs(
@@ -624,8 +453,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         timesteps, _ = retrieve_timesteps(scheduler, num_inference_steps, device)
         timesteps = cut_timesteps(timesteps, strength)
         check_invertible(scheduler, timesteps)
-        recorders, mask_window = self._mask_recorders(
-            prompt, mask_words, mask_threshold, mask_blocks, mask_steps, mask_refine, video, len(timesteps),
+        recorders, mask_window = word_mask_recorders(
+            self, prompt, mask_words, mask_threshold, mask_blocks, mask_steps, mask_refine, video, len(timesteps),
             max_sequence_length,
         )
         self._guidance_scale = guidance_scale
@@ -649,42 +478,17 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         dtype = prompt_embeds.dtype
 
         # 3. Prepare the clean latents and the image-to-video conditioning
-        fps = source_frames = None
-        if latents is None:
-            video, fps = self.load_source_video(video, height, width, num_frames, resize_mode)
-            source_frames = video if recorders and mask_refine is not False else None
-            latents = self.prepare_video_latents(video, dtype, device)
-            if image is None and image_latents is None and self.is_image_to_video:
-                # the first source frame, already resized and in [-1, 1]
-                image_latents = self.prepare_image_latents(video[:, :, 0], latents.shape[1], dtype, device)
-        latents = latents.to(device=device, dtype=dtype)
-        batch_size = latents.shape[0]
-        if self.is_image_to_video and image is None and image_latents is None:
-            raise ValueError(
-                "This is an image-to-video checkpoint: with `latents`, also pass `image` (the first frame) or "
-                "`image_latents`."
-            )
-        image_latents = self._conditioning_latents(
-            image, image_latents, latents, height, width, resize_mode, dtype, device
+        latents, image_latents, fps, source_frames = prepare_source_latents(
+            self, video, latents, image, image_latents, height, width, num_frames, resize_mode,
+            bool(recorders) and mask_refine is not False, dtype, device,
         )
-        if image_latents is not None and image_latents.shape != latents.shape:
-            raise ValueError(
-                f"`image_latents` has shape {tuple(image_latents.shape)}, the video latents {tuple(latents.shape)}: "
-                "they must match."
-            )
-        if prompt_embeds.shape[0] != batch_size:
-            if prompt_embeds.shape[0] != 1:
-                raise ValueError(
-                    f"{prompt_embeds.shape[0]} prompts for {batch_size} videos: pass one prompt, or one per video."
-                )
-            prompt_embeds = prompt_embeds.expand(batch_size, -1, -1)
-            if negative_prompt_embeds is not None:
-                negative_prompt_embeds = negative_prompt_embeds.expand(batch_size, -1, -1)
+        batch_size = latents.shape[0]
+        prompt_embeds, negative_prompt_embeds = embeds_per_video(prompt_embeds, negative_prompt_embeds, batch_size)
         if do_classifier_free_guidance:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
 
-        # 4. Prepare what every step's model call shares (1.5's padding frames are re-made from each step's latents).
-        # A long clip runs in windows of the native length, each padded and positioned as a native clip.
+        # 4. Prepare what every step's model call shares (1.5's padding frames are re-made from each step's latents);
+        # a long clip runs in windows of the native length, each padded and positioned as a native clip
         schedule = pipeline_windows(self, latents.shape[1], window_overlap, window_batch_size, mask_words)
         padding = self.padding_frames(schedule.window)
         image_rotary_emb = self._rotary_embeddings(self.pad_frames(latents[:, : schedule.window], padding), device)
@@ -737,7 +541,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 fixed_point_tolerance,
                 on_step=on_step,
                 before_step=before_step,
-                store=lambda stored: self._store(stored, trajectory_device),
+                store=lambda stored: stored_on(stored, trajectory_device),
             )
         self._current_timestep = None
         trajectory = torch.stack(trajectory)
@@ -745,7 +549,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         # 6. The edit mask from the recorded attention (snapped to the source frames' edges on the device)
         attention_map = mask = None
         if recorders:
-            attention_map, mask = self._word_mask(recorders, latents.shape, mask_threshold, source_frames, device)
+            attention_map, mask = word_mask(self, recorders, latents.shape, mask_threshold, source_frames, device)
 
         # Offload all models
         self.maybe_free_model_hooks()
@@ -777,199 +581,6 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             mask=mask,
             attention_map=attention_map,
         )
-
-    def _decode(self, latents, output_type, paste_mask=None, source_pixels=None, source_latents=None):
-        """Decode and postprocess; with `paste_mask`, composite the source outside it first: `source_pixels`, or
-        else the decoded `source_latents`."""
-        video = self.decode_latents(latents)
-        if paste_mask is not None:
-            if source_pixels is None:
-                source_pixels = self.decode_latents(source_latents.to(device=latents.device, dtype=latents.dtype))
-            source_pixels = source_pixels.to(device=video.device, dtype=video.dtype)
-            video = torch.lerp(source_pixels, video, paste_mask.to(video.device, video.dtype).unsqueeze(1))
-        return self.video_processor.postprocess_video(video=video, output_type=output_type)
-
-    def _call_size(self, height, width, num_frames, reference_latents) -> tuple[int, int, int]:
-        """`__call__`'s video size: as given, else the reference's (it fixes the latent size), else the config's."""
-        if reference_latents is not None and reference_latents.ndim == 6:
-            _, _, ref_frames, _, ref_height, ref_width = reference_latents.shape
-            height = height or ref_height * self.vae_scale_factor_spatial
-            width = width or ref_width * self.vae_scale_factor_spatial
-            num_frames = num_frames or pixel_frame_count(ref_frames, self.vae_scale_factor_temporal)
-        height = height or self.transformer.config.sample_height * self.vae_scale_factor_spatial
-        width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
-        return height, width, num_frames or self.transformer.config.sample_frames
-
-    def _check_local_edit(self, mask, reference_latents, source_latents, paste_back, source_video, output_type,
-                          num_frames, height, width, batch_size, mask_dilation, mask_feather, mask_latent_dilation,
-                          mask_resize_mode) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """A local edit's pixel mask and paste-back source pixels, read and checked before any model work."""
-        pixel_mask = source_pixels = None
-        if mask is not None:
-            if reference_latents is None:
-                raise ValueError(
-                    "`mask` keeps the source outside it by following the inverted trajectory: pass "
-                    "`reference_latents=inv.trajectory` (and `source_latents=inv.latents`)."
-                )
-            pixel_mask = self.prepare_mask(
-                mask, num_frames, height, width, batch_size, mask_dilation, mask_feather, mask_resize_mode
-            )
-            if mask_latent_dilation < 0:
-                raise ValueError(
-                    f"`mask_latent_dilation` is a number of latent cells >= 0, got {mask_latent_dilation}."
-                )
-            if source_latents is None:
-                raise ValueError(
-                    "`mask` needs `source_latents=inv.latents`: the clean source latents that the last step blends to."
-                )
-            if tuple(source_latents.shape) != tuple(reference_latents.shape[1:]):
-                raise ValueError(
-                    f"`source_latents` has shape {tuple(source_latents.shape)} but each reference step is "
-                    f"{tuple(reference_latents.shape[1:])}: pass the `latents` of the same inversion."
-                )
-        if not paste_back:
-            if source_video is not None:
-                raise ValueError("`source_video` is only used with `paste_back=True`.")
-            return pixel_mask, None
-        if pixel_mask is None:
-            raise ValueError("`paste_back` composites the source outside a mask: pass `mask` too.")
-        if output_type == "latent":
-            raise ValueError("`paste_back` composites decoded frames: it does nothing with `output_type='latent'`.")
-        if source_video is not None:
-            if not isinstance(source_video, (str, os.PathLike)):
-                source_video = frames_to_tensor(source_video)
-            source_size = self._source_size(source_video)
-            check_aspect_or_resize_mode("source video", *source_size, height, width, mask_resize_mode)
-            resize = mask_resize_mode or "crop"
-            source_pixels, _ = self.load_source_video(source_video, height, width, num_frames, resize)
-            if source_pixels.shape[2] != num_frames or source_pixels.shape[0] not in (1, batch_size):
-                raise ValueError(
-                    f"`source_video` gives {source_pixels.shape[0]} video(s) of {source_pixels.shape[2]} frames; "
-                    f"expected one (or {batch_size}) of {num_frames} frames, the frames the source was inverted from."
-                )
-        return pixel_mask, source_pixels
-
-    def _check_reference_controls(self, reference_latents, reference_steps, reference_mode, reference_weight,
-                                  reference_blocks, num_steps: int) -> tuple[range, dict]:
-        """The steps that run reference rows and the processors that read them (none without a reference), checked
-        before any model work."""
-        if reference_latents is None:
-            return range(0), {}
-        reference_window = step_window(reference_steps, num_steps, "reference_steps")
-        if reference_mode not in ("shared", "paired"):
-            raise ValueError(f"`reference_mode` must be 'shared' or 'paired', got {reference_mode!r}.")
-        if reference_weight < 0:
-            raise ValueError(f"`reference_weight` must be >= 0, got {reference_weight}.")
-        return reference_window, reference_processors(list(self.transformer.attn_processors), reference_blocks)
-
-    def _reference_rows(self, reference_mode, reference_prompt, reference_prompt_embeds, reference_latents,
-                        prompt_embeds, device) -> torch.Tensor:
-        """The text embeddings of the reference rows: in paired mode the sample's (one per guidance branch), in
-        shared mode the reference prompt's, one row per reference video."""
-        if reference_mode == "paired":
-            return prompt_embeds
-        if reference_prompt_embeds is None:
-            reference_prompt_embeds, _ = self.encode_prompt(
-                reference_prompt,
-                do_classifier_free_guidance=False,
-                max_sequence_length=prompt_embeds.shape[1],
-                device=device,
-                dtype=prompt_embeds.dtype,
-            )
-        # one shared row per reference video: several prompts editing one video share a single row
-        reference_videos = reference_latents.shape[1]
-        reference_embeds = reference_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
-        if reference_embeds.shape[0] == 1 and reference_videos > 1:
-            reference_embeds = reference_embeds.expand(reference_videos, -1, -1)
-        if reference_embeds.shape[0] != reference_videos or reference_embeds.shape[1:] != prompt_embeds.shape[1:]:
-            raise ValueError(
-                f"`reference_prompt` gives embeddings of shape {tuple(reference_embeds.shape)}; expected one prompt, "
-                f"or {reference_videos} (one per reference video), encoded like `prompt` "
-                f"{tuple(prompt_embeds.shape[1:])}."
-            )
-        return reference_embeds
-
-    def _prepare_call_latents(self, latents, image, image_latents, reference_latents, reference_image_latents,
-                              batch_size, num_frames, height, width, resize_mode, dtype, device, generator,
-                              windowed: bool = False):
-        """`__call__`'s start latents and image-to-video conditioning (the sample's and the reference rows', padded as
-        the model sees them). Returns them with the video's latent frame count and the padding made at every step."""
-        latent_frames = latent_frame_count(num_frames, self.vae_scale_factor_temporal)
-
-        # For CogVideoX 1.5, the latent frames should be padded to make it divisible by patch_size_t. Generating from
-        # scratch, the padding frames are sampled and denoised as diffusers does; following an inversion (a
-        # reference, or unpadded start latents) they are re-made at every step as copies of the first frame, as
-        # `invert()` makes them, so both directions see the same padding.
-        additional_frames = 0 if windowed else self.padding_frames(latent_frames)  # windows pad themselves
-        stepwise_padding = additional_frames > 0 and (
-            reference_latents is not None or (latents is not None and latents.shape[1] == latent_frames)
-        )
-        if additional_frames > 0 and not stepwise_padding:
-            num_frames += additional_frames * self.vae_scale_factor_temporal
-
-        latent_channels = self.transformer.config.in_channels // (2 if self.is_image_to_video else 1)
-        if reference_latents is not None:
-            # Conditioned as `invert()` conditions (one preparation path): resized with `resize_mode`, the mode.
-            image_latents = self._conditioning_latents(
-                image, image_latents, reference_latents[0], height, width, resize_mode, dtype, device
-            )
-            if batch_size > 1:
-                # One inverted video edited under several prompts: its start latents and conditioning serve them all.
-                if latents is not None and latents.shape[0] == 1:
-                    latents = latents.expand(batch_size, *latents.shape[1:])
-                if image_latents is not None and image_latents.shape[0] == 1:
-                    image_latents = image_latents.expand(batch_size, *image_latents.shape[1:])
-        elif not self.is_image_to_video and (image is not None or image_latents is not None):
-            raise ValueError("`image`/`image_latents` are for image-to-video checkpoints; this one is text-to-video.")
-        elif self.is_image_to_video and image_latents is None and image is None:
-            raise ValueError(
-                "This is an image-to-video checkpoint: pass `image` (e.g. the first frame of the video) or "
-                "`image_latents` (e.g. `inv.image_latents`)."
-            )
-
-        if self.is_image_to_video and image_latents is None:
-            # Without a reference: diffusers' own preparation (no crop, a posterior sample), for bit-for-bit parity
-            image = self.video_processor.preprocess(image, height=height, width=width).to(
-                device, dtype=dtype
-            )
-            latents, image_latents = CogVideoXImageToVideoPipeline.prepare_latents(
-                self, image, batch_size, latent_channels, num_frames, height, width,
-                dtype, device, generator, latents,
-            )
-            if stepwise_padding:  # diffusers pads by itself here; the padding is re-made at every step instead
-                latents, image_latents = latents[:, -latent_frames:], image_latents[:, -latent_frames:]
-        else:
-            latents = self.prepare_latents(
-                batch_size, latent_channels, num_frames, height, width, dtype,
-                device, generator, latents,
-            )
-            if image_latents is not None:
-                image_latents = image_latents.to(device=device, dtype=dtype)
-                if not stepwise_padding:
-                    image_latents = self.pad_frames(image_latents, latents.shape[1] - image_latents.shape[1])
-                if image_latents.shape != latents.shape:
-                    raise ValueError(
-                        f"`image_latents` has shape {tuple(image_latents.shape)} but the latents are "
-                        f"{tuple(latents.shape)}: pass the `image_latents` of the inversion these latents come from."
-                    )
-        model_padding = additional_frames if stepwise_padding else 0
-        # the image-to-video conditioning is the same at every step: pad it once
-        model_image_latents = None if image_latents is None else self.pad_frames(image_latents, model_padding)
-        model_reference_image_latents = None
-        if reference_image_latents is not None:
-            if reference_latents is None or not self.is_image_to_video:
-                raise ValueError(
-                    "`reference_image_latents` condition the reference rows of an image-to-video edit: pass them with "
-                    "`reference_latents`, on an image-to-video checkpoint."
-                )
-            reference_image_latents = reference_image_latents.to(device=device, dtype=dtype)
-            if reference_image_latents.shape != reference_latents.shape[1:]:
-                raise ValueError(
-                    f"`reference_image_latents` has shape {tuple(reference_image_latents.shape)}, the reference "
-                    f"videos {tuple(reference_latents.shape[1:])}: pass the `image_latents` of the inversion (`inv`)."
-                )
-            model_reference_image_latents = self.pad_frames(reference_image_latents, model_padding)
-        return latents, model_image_latents, model_reference_image_latents, latent_frames, model_padding
 
     @torch.no_grad()
     @replace_example_docstring(EXAMPLE_DOC_STRING)
@@ -1020,26 +631,23 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         resize_mode: str = "crop",
         window_overlap: int | None = None,
         window_batch_size: int = 1,
-        reference_windows: WindowSchedule | dict | None = None,
+        reference_windows=None,
     ) -> CogVideoXPipelineOutput | tuple:
         r"""
         Generate a video; with `reference_latents`, regenerate it guided by an inverted source video.
 
-        Takes every argument of [`CogVideoXPipeline.__call__`], with the same meaning and defaults (but
+        Takes every argument of [`CogVideoXPipeline.__call__`] with the same meaning and defaults (but
         `num_videos_per_prompt`, which must be 1: pass the prompt several times); with `reference_latents=None` the
-        result is the same as `CogVideoXPipeline`'s, bit for bit. Latents that are not finite (NaN or inf) at the end
-        raise an error instead of decoding to a black video.
+        result is `CogVideoXPipeline`'s (with `image`, `CogVideoXImageToVideoPipeline`'s) bit for bit. Latents that
+        are not finite at the end raise an error. CogVideoX 1.5's padding frames never appear in an output.
 
         Args:
             reference_latents (`torch.Tensor` of shape `[T, B, F, C, H, W]`, *optional*):
-                An inversion trajectory in denoising order (`pipe.invert(...).trajectory`). Step `i` runs
-                `reference_latents[i]` through the transformer beside the sample, and the sample's attention also
-                reads its keys and values. Its length must be the number of steps of this call, and its shape sets
-                `height`, `width` and `num_frames` when they are not given. Its batch holds one video per prompt, or
-                one video for all prompts: several prompts then edit the same video, and in `"shared"` mode they share
-                one reference row per step (2N + 1 rows for N prompts with guidance instead of 3N); `latents` and
-                `image_latents` with a batch of one then serve every prompt. Start from `latents=trajectory[0]` to
-                follow the source closely, or from fresh noise (`latents=None`) as the published method does.
+                An inversion trajectory in denoising order (`pipe.invert(...).trajectory`): step `i` runs
+                `reference_latents[i]` beside the sample, whose attention also reads its keys and values. One step
+                per step of this call; its shape sets `height`, `width` and `num_frames` when not given. Its batch
+                holds one video per prompt, or one video for all prompts (which then share one reference row per
+                step in `"shared"` mode). See [docs/reference_attention.md](docs/reference_attention.md).
             reference_timesteps (`torch.Tensor`, *optional*):
                 The inversion's `timesteps`; when given they must equal this call's timesteps.
             reference_prompt (`str` or `list[str]`, defaults to `""`):
@@ -1047,94 +655,56 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             reference_prompt_embeds (`torch.Tensor`, *optional*):
                 Pre-computed embeddings of `reference_prompt`.
             reference_mode (`str`, defaults to `"shared"`):
-                `"shared"`: one reference row per video and step, read by both guidance branches (3 rows per step
-                with guidance). `"paired"`: the published layout, one reference row per guidance branch carrying that
-                branch's text (4 rows per step); `reference_prompt` is not used.
+                `"shared"`: one reference row per video and step, read by both guidance branches (3 rows per step).
+                `"paired"`: the published layout, one reference row per guidance branch with that branch's text (4).
             strength (`float`, defaults to 1.0):
-                Run only the last `strength` fraction of the denoising timesteps, starting from `latents` at that
-                level, e.g. `pipe.invert(..., strength=s).trajectory[0]` (SDEdit / video-to-video style editing).
+                Run only the last `strength` fraction of the timesteps, starting from `latents` at that level, e.g.
+                `pipe.invert(..., strength=s).trajectory[0]`.
             image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`, *optional*):
-                Image-to-video checkpoints: the conditioning image. Without `reference_latents` it is prepared as
-                `CogVideoXImageToVideoPipeline` does (resized without crop, a sample of the VAE posterior), so that
-                the output is that pipeline's bit for bit; with `reference_latents` as `invert()` prepares it (resized
-                with `resize_mode`, the posterior's mode), so that the edit is conditioned like the inversion.
+                Image-to-video checkpoints: the conditioning image, prepared as `CogVideoXImageToVideoPipeline` does
+                without `reference_latents`, and as `invert()` does with them (resized with `resize_mode`, the
+                posterior's mode).
             resize_mode (`str`, defaults to `"crop"`):
-                With `reference_latents`: how `image` is brought to `height` x `width` (`"crop"`, `"pad"` or
-                `"stretch"`), as `invert()` resizes the source frames.
+                With `reference_latents`: how `image` reaches `height` x `width`, as `invert()` resizes the frames.
             image_latents (`torch.Tensor`, *optional*):
-                Image-to-video checkpoints: ready conditioning latents, e.g. `inv.image_latents` (regenerates with
-                exactly the conditioning the inversion used).
+                Image-to-video checkpoints: ready conditioning latents, e.g. `inv.image_latents`.
             reference_image_latents (`torch.Tensor` of shape `[B, F, C, H, W]`, *optional*):
-                Image-to-video checkpoints: the conditioning of the reference rows, one per reference video. By
-                default they take the sample's (`image` / `image_latents`); when the edit starts from an edited
-                first frame, pass `inv.image_latents` so that the reference rows are conditioned as the trajectory
-                was inverted (on the source's first frame).
+                Image-to-video checkpoints: the reference rows' conditioning (default: the sample's); pass
+                `inv.image_latents` when the edit starts from an edited first frame.
             reference_steps (`float` or `(float, float)`, defaults to 1.0):
-                The step window where the reference is used, as fractions of the steps: `0.5` is the first half (the
-                noisiest steps, which set layout and motion), `(0.2, 0.6)` the steps from 20% to 60%. Outside the
-                window the reference rows are not computed at all, so those steps cost what plain generation costs;
-                a shorter window is cheaper and lets the prompt change more of the details. Windows are rounded to
-                whole steps, halves up (`0.25` of 10 steps: the first 3); one that selects no step is refused.
+                The steps that use the reference, as fractions of the steps: `0.5` the noisiest half, `(0.2, 0.6)`
+                the steps from 20% to 60% (rounded to whole steps, halves up). Outside it no reference rows run.
             reference_blocks (`list[int]`, *optional*):
-                Indices of the transformer blocks whose attention reads the reference (default: all). The reference
-                rows still run through every block, so this saves little compute; fewer blocks keep less of the source.
+                Transformer blocks whose attention reads the reference (default: all).
             reference_weight (`float`, defaults to 1.0):
-                Scales the attention mass sample queries give to the reference keys (1 is plain joint attention).
-                Below 1 the edit follows the prompt more and the source less; above 1 the reverse; 0 ignores the
-                reference (its rows are still computed: use `reference_steps` to save compute).
+                Scales the attention mass sample queries give to the reference keys: below 1 the edit follows the
+                prompt more, above 1 the source; 0 ignores the reference.
             mask (`str`, `list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
-                Limits the edit to a region: 1 (white) where the video may change, 0 where it must stay the source.
-                A mask video file, a list of PIL masks, or an array/tensor `[F, H, W]` or `[B, F, H, W]` (bool, uint8
-                or floats in [0, 1]; `[H, W]` for one mask for all frames), such as `inv.mask` from
-                `invert(..., mask_words=...)`; one frame per video frame, at the video's size or any size with its
-                aspect ratio (resized like the source). It is reduced to the latent grid (a latent cell takes the
-                largest value of the pixels and frames it stands for: latent frame 0 is pixel frame 0, latent frame k
-                pixel frames 4k-3 .. 4k), and after each step in `mask_steps` the latents outside it are set to the
-                source's: the inverted latent at the next noise level (`reference_latents[i + 1]`), then, after the
-                last step, `source_latents`. Needs `reference_latents`.
+                Limits the edit to a region: 1 where the video may change, 0 where it stays the source (a mask video
+                file, PIL masks, or `[F, H, W]` / `[B, F, H, W]` / `[H, W]` values in [0, 1], e.g. `inv.mask`).
+                After each step in `mask_steps` the latents outside it are set to the source's. Needs
+                `reference_latents` and `source_latents`; see [docs/masks.md](docs/masks.md).
             mask_steps (`float` or `(float, float)`, defaults to 1.0):
-                The steps after which the latents are blended, as fractions of the steps like `reference_steps`: 1.0
-                blends after every step (outside a hard mask the result is then exactly the source latents); `0.5`
-                only over the noisiest half, leaving the last steps free to smooth the seams.
+                The steps after which the latents are blended, as fractions like `reference_steps`.
             mask_dilation (`int`, defaults to 0):
-                Pixels by which to grow the mask first (a margin for motion or soft edges).
+                Pixels by which to grow the mask first.
             mask_feather (`int`, defaults to 0):
-                Pixels over which the mask falls from 1 to 0 around its edge (the inside stays 1): soft seams in the
-                latent blending and in `paste_back`.
+                Pixels over which the mask falls from 1 to 0 around its edge (soft seams).
             mask_latent_dilation (`int`, defaults to 1):
-                Latent cells by which the latent mask is grown beyond the cells the mask touches. The VAE spreads a
-                pixel into neighbouring latents, so without this margin the source's latents next to the region pull
-                its edge back (toy colour edits with the true mask in shared mode: 58% succeed without it, 68% with
-                it; in paired mode 100% and 98%, with 2-3 dB less background without paste-back: see docs/masks.md).
-                `paste_back` is not affected.
+                Latent cells by which the latent mask is grown (the VAE spreads a pixel into neighbouring latents).
             mask_resize_mode (`str`, *optional*):
-                How a `mask` or `source_video` of another aspect ratio than the video was brought to its size: the
-                `resize_mode` the source was inverted with (`"crop"`, `"pad"` or `"stretch"`). Without it, only
-                frames of the video's aspect ratio are accepted (any size), so that a region is never misplaced.
+                The `resize_mode` the source was inverted with, for a `mask` or `source_video` of another aspect
+                ratio; without it only the video's aspect ratio is accepted.
             source_latents (`torch.Tensor` of shape `[B, F, C, H, W]`, *optional*):
-                The clean source latents, `inv.latents`: where blending ends after the last step (at any `strength`
-                the trajectory stops one step short of them), and what `paste_back` decodes without `source_video`.
+                The clean source latents, `inv.latents`: what the last step blends to, and what `paste_back`
+                decodes without `source_video`.
             paste_back (`bool`, defaults to `False`):
-                After decoding, composite the source outside the (dilated, feathered) pixel mask: `source_video`
-                when given, otherwise the decoded `source_latents` (the VAE's reconstruction of the source).
+                After decoding, composite the source outside the pixel mask.
             source_video (`str`, `list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
-                The source frames for `paste_back`, in any form `invert(video=...)` takes (resized to `height` x
-                `width`); outside the mask the output is then the source's pixels.
-
-            window_overlap (`int`, *optional*), window_batch_size (`int`, defaults to 1):
-                A clip longer than the transformer's `sample_frames` (49; 81 for 1.5) is generated in overlapping
-                windows of that length, as `invert()` inverts it (see there and docs/long_videos.md); text-to-video
-                checkpoints only. The result does not depend on `window_batch_size`.
-            reference_windows (`WindowSchedule` or `dict`, *optional*):
-                The windows the reference trajectory was inverted in, `inv.windows`: they are used again (a
-                `window_overlap` that gives other windows is refused). Without it, `window_overlap` (or its default)
-                sets the windows.
-
-        Image-to-video checkpoints (in_channels twice out_channels) are served by the same class: with `image` and
-        `reference_latents=None` the result is `CogVideoXImageToVideoPipeline`'s, bit for bit. For CogVideoX 1.5,
-        the latent frames that temporal patching needs are padded in front as diffusers does and dropped from every
-        output, `output_type="latent"` included (diffusers returns them there), so `invert()` and `__call__`
-        latents always have the video's frame count.
+                The source frames for `paste_back`, in any form `invert(video=...)` takes.
+            window_overlap, window_batch_size, reference_windows (*optional*):
+                A clip longer than `sample_frames` runs in overlapping windows, as in `invert()`; `reference_windows`
+                (`inv.windows`) reuses the inversion's (another `window_overlap` is refused). See docs/long_videos.md.
 
         Examples:
 
@@ -1145,7 +715,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
         num_frames = long_clip_frames(self, num_frames, latents, reference_windows)
-        height, width, num_frames = self._call_size(height, width, num_frames, reference_latents)
+        height, width, num_frames = call_size(self, height, width, num_frames, reference_latents)
 
         # 1. Check inputs. Raise error if not correct (windows, masks and source pixels too: before any model work)
         if num_videos_per_prompt != 1:
@@ -1159,8 +729,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         )
         self.check_size_for_positional_embeddings(height, width)
         num_steps = len(cut_timesteps(range(len(timesteps) if timesteps else num_inference_steps), strength))
-        reference_window, processors = self._check_reference_controls(
-            reference_latents, reference_steps, reference_mode, reference_weight, reference_blocks, num_steps
+        reference_window, processors = check_reference_controls(
+            self.transformer, reference_latents, reference_steps, reference_mode, reference_weight, reference_blocks,
+            num_steps,
         )
         mask_window = step_window(mask_steps, num_steps, "mask_steps") if mask is not None else range(0)
         schedule = call_windows(self, num_frames, window_overlap, window_batch_size, reference_windows)
@@ -1171,8 +742,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         # 2. Default call parameters
         batch_size = prompt_embeds.shape[0] if prompt is None else 1 if isinstance(prompt, str) else len(prompt)
-        pixel_mask, source_pixels = self._check_local_edit(
-            mask, reference_latents, source_latents, paste_back, source_video, output_type, num_frames, height,
+        pixel_mask, source_pixels = check_local_edit(
+            self, mask, reference_latents, source_latents, paste_back, source_video, output_type, num_frames, height,
             width, batch_size, mask_dilation, mask_feather, mask_latent_dilation, mask_resize_mode,
         )
         device = self._execution_device
@@ -1209,32 +780,29 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         # 5. Prepare latents
         latents, model_image_latents, model_reference_image_latents, latent_frames, model_padding = (
-            self._prepare_call_latents(
-                latents, image, image_latents, reference_latents, reference_image_latents, batch_size, num_frames,
-                height, width, resize_mode, prompt_embeds.dtype, device, generator, schedule.num_windows > 1,
+            prepare_call_latents(
+                self, latents, image, image_latents, reference_latents, reference_image_latents, batch_size,
+                num_frames, height, width, resize_mode, prompt_embeds.dtype, device, generator,
+                windowed=schedule.num_windows > 1,
             )
         )
-        if schedule.num_windows == 1:  # the whole clip, as it is laid out (fresh 1.5 noise holds its padding frames)
-            schedule = WindowSchedule.for_clip(latents.shape[1], latents.shape[1])
-        else:  # each window is padded as a native clip
-            model_padding = self.padding_frames(schedule.window)
+        schedule, model_padding = sample_windows(self, schedule, latents.shape[1], model_padding)
         model_kwargs = self._model_kwargs(latents)
 
         # 6. Prepare the reference rows (laid out after the sample rows) and the latent mask
-        sample_rows = prompt_embeds.shape[0]
-        reference_embeds = reference_kwargs = None
+        sample_rows, reference_embeds, reference_kwargs = prompt_embeds.shape[0], None, None
         if reference_latents is not None:
             check_reference_inputs(reference_latents, reference_timesteps, reference_mode, timesteps, latents.shape)
-            reference_embeds = self._reference_rows(
-                reference_mode, reference_prompt, reference_prompt_embeds, reference_latents, prompt_embeds, device
+            reference_embeds = reference_row_embeds(
+                self, reference_mode, reference_prompt, reference_prompt_embeds, reference_latents, prompt_embeds,
+                device,
             )
-            reference_kwargs = {**(attention_kwargs or {}), "reference_rows": reference_embeds.shape[0]}
-            reference_kwargs.update({} if reference_weight == 1.0 else {"reference_weight": reference_weight})
-        latent_mask = None
-        if pixel_mask is not None:  # each latent cell takes the largest value of its pixels
-            spatial, temporal = self.vae_scale_factor_spatial, self.vae_scale_factor_temporal
-            latent_mask = mask_to_latent_grid(pixel_mask, spatial, temporal)
-            latent_mask = grow_mask(latent_mask, mask_latent_dilation).to(device=device, dtype=latents.dtype)
+            reference_rows = reference_embeds.shape[0]
+            reference_kwargs = reference_attention_kwargs(attention_kwargs, reference_rows, reference_weight)
+        latent_mask = None if pixel_mask is None else latent_edit_mask(
+            pixel_mask, self.vae_scale_factor_spatial, self.vae_scale_factor_temporal, mask_latent_dilation, device,
+            latents.dtype,
+        )
 
         # 7. Prepare extra step kwargs. TODO: Logic should ideally just be moved out of the pipeline
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
@@ -1245,8 +813,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             if self.transformer.config.use_rotary_positional_embeddings
             else None
         )
-
-        predict = windowed_step_prediction(
+        predict = windowed_step_prediction(  # the whole clip, or windows of it combined
             self, schedule, window_batch_size, scheduler, model_padding, do_classifier_free_guidance, sample_rows,
             image_rotary_emb, attention_kwargs, model_kwargs, reference_latents, reference_window,
             reference_embeds, reference_kwargs, reference_mode, model_image_latents, model_reference_image_latents,
@@ -1270,8 +837,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                     self._guidance_scale = 1 + guidance_scale * (
                         (1 - math.cos(math.pi * ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0)) / 2
                     )
-                # `prompt_embeds` per step, so that a callback's new ones reach the sample rows
-                noise_pred = predict(latents, t, i, prompt_embeds)
+                noise_pred = predict(latents, t, i, prompt_embeds)  # per step: a callback's new `prompt_embeds` too
 
                 # compute the previous noisy sample x_t -> x_t-1
                 if not isinstance(scheduler, CogVideoXDPMScheduler):
@@ -1310,17 +876,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         self._current_timestep = None
 
         # 10. Decode. Padding frames added for CogVideoX 1.5 are discarded (from latent outputs too, unlike diffusers)
-        latents = latents[:, latents.shape[1] - latent_frames :]
-        if not torch.isfinite(latents).all():
-            raise FloatingPointError(
-                "CogVideoXDDIMInversionPipeline.__call__ produced latents with NaN or inf values (they would decode "
-                "to a black video): check the inputs (`latents`, `reference_latents`: an inversion with NaN), or "
-                "run in float32/bfloat16 rather than float16."
-            )
+        latents = check_finite_latents(latents[:, latents.shape[1] - latent_frames :])
         video = latents
         if not output_type == "latent":
             paste_mask = pixel_mask if paste_back else None
-            video = self._decode(latents, output_type, paste_mask, source_pixels, source_latents)
+            video = decode_with_paste_back(self, latents, output_type, paste_mask, source_pixels, source_latents)
 
         # Offload all models
         self.maybe_free_model_hooks()

@@ -4,6 +4,10 @@ with gradio_client (the API the page itself calls) and with a real headless Chro
 import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -139,9 +143,14 @@ def test_reconstruction_and_every_file_in_the_apps_temporary_folder(app, client,
     written = [os.path.join(folder, name) for folder, _, names in os.walk(app.work_dir) for name in names]
     assert any(path.endswith("reconstruction.mp4") for path in written)
     assert any(path.endswith(".safetensors") for path in written)
-    run = json.loads(Path(next(path for path in downloads if path.endswith("run.json"))).read_text())
-    written.append(run["settings"]["video"])  # where the server kept the upload
     assert all(os.path.commonpath([path, app.work_dir]) == app.work_dir for path in written)
+    # run.json as downloaded: the upload by its own name, the run's files relative to it, no server paths.
+    text = Path(next(path for path in downloads if path.endswith("run.json"))).read_text()
+    run = json.loads(text)
+    assert run["settings"]["video"] == "sample.mp4" and run["inversion"]["source"]["video"] == "sample.mp4"
+    assert run["outputs"]["reconstruction"] == "reconstruction.mp4" and run["outputs"]["inversion"].endswith(
+        ".safetensors") and os.sep not in run["outputs"]["inversion"]
+    assert app.work_dir not in text and str(Path(app.work_dir).parent) not in text
 
 
 def test_local_edits_with_mask_words_or_a_mask_video(client, clip, tmp_path):
@@ -171,13 +180,86 @@ def test_local_edits_with_mask_words_or_a_mask_video(client, clip, tmp_path):
     assert read_mask_video(mask["value"]).astype(bool)[0, 32].tolist() == [False] * 8 + [True] * 48 + [False] * 8
 
     # Bad combinations: the page's error, naming the fix.
-    with pytest.raises(gradio_client.exceptions.AppError, match="--paste-back puts the source back outside a mask"):
+    with pytest.raises(gradio_client.exceptions.AppError,
+                       match='"Paste back" puts the source back outside a mask: give "Mask video" or "Mask words"'):
         submit(client, clip, "a blue circle", paste_back=True)
-    with pytest.raises(gradio_client.exceptions.AppError, match="'zebra' is not a word of --source-prompt"):
+    with pytest.raises(gradio_client.exceptions.AppError, match="'zebra' is not a word of \"Source prompt\""):
         submit(client, clip, "a blue circle", mask_words="zebra")
     short = write_mask_video(box[:5], tmp_path / "short-mask.mp4", fps=8)
     with pytest.raises(gradio_client.exceptions.AppError, match="The mask video 'short-mask.mp4' gives 5 frames"):
         submit(client, clip, "a blue circle", mask=gradio_client.handle_file(str(short)))
+
+
+def test_messages_name_the_pages_fields(client, clip):
+    """A bad value in a free-text field, and every check of the shared settings, say the page's field labels and what
+    to type: never a command-line flag, a parameter name or Python's own message."""
+    for field, value, expected in (
+        ("reference_steps", "abc", "Reference steps: type a fraction such as 0.5 or a range 0,0.6 (got 'abc')."),
+        ("mask_steps", "0.5,x", "Mask steps: type a fraction such as 0.5 or a range 0,0.6"),
+        ("reference_blocks", "one", "Reference blocks: type block numbers separated by commas, such as 0,1,2"),
+        ("num_frames", 2, '"Frames" must be at least 9, got 2.'),
+        ("reference_steps", "2", '"Reference steps" must be a fraction in (0, 1]'),
+        ("height", 20, '"Height"/"Width" must be positive multiples of 16'),
+        ("mask_dilation", 3, '"Grow the mask" shapes a mask: give "Mask video" or "Mask words" too.'),
+    ):
+        with pytest.raises(gradio_client.exceptions.AppError) as raised:
+            submit(client, clip, "a blue circle", **{field: value})
+        message = str(raised.value)
+        assert expected in message and "--" not in message and field not in message, message
+        assert "could not convert" not in message and "invalid literal" not in message
+
+
+def test_page_message_leaves_no_flag_or_parameter_name():
+    from cogvideox_ddim_inversion.app import PAGE_FIELDS, page_default, page_message, settings_from_page
+    from cogvideox_ddim_inversion.editing import EditSettings, check_edit_settings
+
+    bad = ({"mask_words": ["x"], "mask": __file__}, {"mask_threshold": 0.4}, {"mask_blocks": [0]},
+           {"mask_refine": True}, {"mask_feather": 2}, {"mask_steps": 0.5}, {"steps": 0}, {"strength": 2.0},
+           {"guidance_ramp": 9.0, "guidance": 1.0}, {"guidance_ramp": 9.0, "guidance_ramp_at": 1.5},
+           {"fixed_point_iterations": -1}, {"reference_weight": -1.0}, {"prompt_batch_size": 0}, {"fps": -1.0},
+           {"height": 20}, {"sampling": "x"}, {"resize_mode": "x"}, {"reference_mode": "x"}, {"start": "x"},
+           {"mask_words": ["zebra"]}, {"mask_blocks": [-1], "mask_words": ["red"]}, {"prompts": [" "]},
+           {"trajectory_device": "nowhere"}, {"reference_steps": (0.5, 0.2)})
+    for change in bad:
+        settings = EditSettings(**{"video": __file__, "prompts": ["x"], "source_prompt": "a red circle", **change})
+        with pytest.raises(ValueError) as raised:
+            check_edit_settings(settings)
+        message = page_message(str(raised.value))
+        assert "--" not in message and not any("_" in name and name in message for name in change), (change, message)
+
+
+    # Numbers typed as text (an API caller's, or an emptied field): the field's label and what to type.
+    values = {name: page_default(name) for name in PAGE_FIELDS}
+    for field, value, expected in (("steps", "x", "Steps: type a whole number such as 50 (got 'x')."),
+                                   ("seed", 1.5, "Seed: type a whole number such as 42 (got 1.5)."),
+                                   ("guidance", None, "Guidance: type a number such as 6.0 (got None)."),
+                                   ("fps", "fast", "Output fps: type a number (0: the default) (got 'fast').")):
+        with pytest.raises(ValueError) as raised:
+            settings_from_page({**values, field: value})
+        assert str(raised.value) == expected
+
+
+def test_the_status_line_says_what_was_adjusted(client, clip):
+    """Frames trimmed to what the clip has, a clip cropped to the model's shape, a prompt cut to the model's tokens:
+    each said in the status line."""
+    long_prompt = "a blue circle moving right on a white background " * 3
+    status = submit(client, clip, long_prompt, num_frames=25).result()[5]
+    assert "Used 17 frames, not the 25 asked" in status, status
+    assert "The 96x64 clip was cropped to the model's shape, 64x64 (Resize mode: crop)." in status
+    assert "Edit prompt is 28 tokens; this model reads the first 16 and ignores the rest." in status
+    status = submit(client, clip, "a blue circle", num_frames=9, resize_mode="stretch").result()[5]
+    assert "Used" not in status and "cropped" not in status and "tokens" not in status, status
+
+
+def test_height_and_width_say_what_0_means_for_each_family():
+    from cogvideox_ddim_inversion.app import default_size_note
+
+    cogvideox_1_5 = {"sample_height": 96, "sample_width": 170, "patch_size": 2, "patch_size_t": 2,
+                     "use_rotary_positional_embeddings": True, "use_learned_positional_embeddings": False}
+    assert default_size_note(cogvideox_1_5) == "0: the source's aspect, as many pixels as 1360x768"
+    cogvideox_5b = {"sample_height": 60, "sample_width": 90, "patch_size": 2, "patch_size_t": None,
+                    "use_rotary_positional_embeddings": True, "use_learned_positional_embeddings": False}
+    assert default_size_note(cogvideox_5b) == "0: the model's 720x480"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -186,7 +268,7 @@ def test_local_edits_with_mask_words_or_a_mask_video(client, clip, tmp_path):
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1280,1000")
+                  "--window-size=1280,900")
 
 
 @pytest.fixture
@@ -207,13 +289,41 @@ def browser(tmp_path):
     driver.quit()
 
 
+def set_viewport(browser, width, height, mobile=False):
+    """The page's viewport in CSS pixels, as a laptop (1280x800) or a phone (390x844) shows it."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+
+
+def in_viewport(browser, element) -> bool:
+    """The element's box lies wholly inside the viewport as it is now (no scrolling)."""
+    return browser.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return r.width > 0 && r.height > 0 && r.top >= 0 && "
+        "r.left >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth", element)
+
+
+def toast_texts(browser) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [toast.text for toast in browser.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")]
+
+
 def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
-    def open_page_and_run(video, source_prompt, edit_prompt, steps=STEPS, mask_words=None):
+    def find(selector):
+        return browser.find_element(By.CSS_SELECTOR, selector)
+
+    def shown(selector):  # Gradio leaves a hidden control out of the page
+        return any(element.is_displayed() for element in browser.find_elements(By.CSS_SELECTOR, selector))
+
+    def toggle(accordion):
+        find(f"#{accordion} .label-wrap").click()
+
+    def open_page_and_fill(video, source_prompt, edit_prompt, steps=STEPS, advanced=None, mask_words=None):
         browser.get(app.url)
         wait = WebDriverWait(browser, 60)
         upload = wait.until(expected_conditions.presence_of_element_located(
@@ -221,62 +331,135 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
         upload.send_keys(str(video))
         wait.until(lambda driver: os.path.basename(video) in (driver.find_element(
             By.CSS_SELECTOR, "#source-video video").get_attribute("src") or ""))  # uploaded
-        browser.find_element(By.CSS_SELECTOR, "#source-prompt textarea").send_keys(source_prompt)
-        browser.find_element(By.CSS_SELECTOR, "#edit-prompt textarea").send_keys(edit_prompt)
-        steps_field = browser.find_element(By.CSS_SELECTOR, "#steps input[type=number]")
+        find("#source-prompt textarea").send_keys(source_prompt)
+        find("#edit-prompt textarea").send_keys(edit_prompt)
+        toggle("advanced")  # steps and the rest are folded away until opened
+        steps_field = wait.until(expected_conditions.visibility_of_element_located(
+            (By.CSS_SELECTOR, "#steps input[type=number]")))
         steps_field.send_keys(Keys.CONTROL, "a")
         steps_field.send_keys(str(steps), Keys.TAB)
+        for selector, text in (advanced or {}).items():
+            field = find(selector)
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys(text)
+        toggle("advanced")
         if mask_words:  # the local-edit controls, folded away until opened
-            browser.find_element(By.CSS_SELECTOR, "#local-edit .label-wrap").click()
+            toggle("local-edit")
             words = wait.until(expected_conditions.visibility_of_element_located(
                 (By.CSS_SELECTOR, "#mask-words textarea")))
             words.send_keys(mask_words)
-            browser.find_element(By.CSS_SELECTOR, "#paste-back input[type=checkbox]").click()
-        browser.find_element(By.CSS_SELECTOR, "#run").click()
+            find("#paste-back input[type=checkbox]").click()
+        browser.execute_script("window.scrollTo(0, 0)")  # where a person starts: the top of the page
 
-    # The toy clip the page offers as an example (a held-out toy-world clip), uploaded from disk as a user would.
-    toy_clip = os.path.join(app.work_dir, "examples", "toy_clip.mp4")
-    open_page_and_run(toy_clip, "a green circle moving up on a white background",
-                      "a blue circle moving up on a white background", steps=BROWSER_STEPS)
     def status_or_error(driver):
-        toasts = driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")
-        return driver.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value") or (
-            toasts and "error: " + toasts[0].text)
+        toasts = toast_texts(driver)
+        status = driver.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value")
+        return (status if status and not status.startswith("Your last run") else None) or (
+            toasts and "error: " + toasts[0])
 
+    def page_error(*expected):
+        """The page's error toast with these parts (beside the browser's own "Video not playable" notice)."""
+        return WebDriverWait(browser, 60).until(lambda driver: next((
+            text for text in toast_texts(driver) if all(part in text for part in expected)), None),
+            f"no error with {expected} in the page: {toast_texts(browser)}")
+
+    set_viewport(browser, 1280, 800)
+    # 1. An edit of the toy clip the page offers as an example, uploaded from disk as a user would. At 1280x800 the
+    # Edit button is on the first screen, and once pressed it is relabelled, the progress bar shows beside it, and
+    # nothing has scrolled.
+    toy_clip = os.path.join(app.work_dir, "examples", "toy_clip.mp4")
+    open_page_and_fill(toy_clip, "a green circle moving up on a white background",
+                       "a blue circle moving up on a white background", steps=BROWSER_STEPS)
+    assert shown("#results-hint") and not shown("#results")  # a hint, no empty boxes
+    run = find("#run")
+    assert in_viewport(browser, run) and run.text == "Edit"
+    run.click()
+    progress = WebDriverWait(browser, 60).until(lambda driver: next(iter(driver.find_elements(
+        By.CSS_SELECTOR, "#status .progress-text, #status .meta-text-center, #status .progress-level")), None),
+        "no progress shown in the status box")
+    assert in_viewport(browser, progress) and in_viewport(browser, find("#status"))
+    assert run.text == "Editing..." and not run.is_enabled() and find("#stop").is_enabled()
+    assert in_viewport(browser, find("#stop"))
+    assert browser.execute_script("return window.scrollY") == 0
     status = WebDriverWait(browser, 600).until(status_or_error)
     assert status.startswith(f"Inverted 9 frames with {BROWSER_STEPS} steps"), status
-    result = browser.find_element(By.CSS_SELECTOR, "#side-by-side video")
-    assert "side_by_side.mp4" in result.get_attribute("src")
+    assert "The 64x64" not in status and "cropped" not in status  # the toy clip has the toy model's shape
+    WebDriverWait(browser, 30).until(lambda driver: find("#run").is_enabled() and find("#run").text == "Edit")
+    result = find("#side-by-side video")
+    assert "side_by_side.mp4" in result.get_attribute("src") and in_viewport(browser, result)
     # Decoded and playing in the browser (it autoplays in a loop), at the width of source | edit.
     WebDriverWait(browser, 30).until(lambda driver: driver.execute_script(
         "return arguments[0].readyState >= 2 && arguments[0].currentTime > 0", result), "the result does not play")
     assert browser.execute_script("return arguments[0].videoWidth", result) == 128
-    edit = browser.find_element(By.CSS_SELECTOR, "#edit-video video")
+    assert not shown("#results-hint")
+    edit = find("#edit-video video")
     assert "edit-1.mp4" in edit.get_attribute("src")
     WebDriverWait(browser, 30).until(lambda driver: driver.execute_script(
         "return arguments[0].readyState >= 2", edit), "the edit does not load")
     links = browser.find_elements(By.CSS_SELECTOR, "#downloads a[href]")
     assert sorted(link.get_attribute("href").rsplit("/", 1)[-1] for link in links) == [
         "edit-1.mp4", "run.json", "side_by_side.mp4"]
+    run_json = httpx.get(next(link.get_attribute("href") for link in links if link.get_attribute("href").endswith(
+        "run.json"))).text
+    assert app.work_dir not in run_json and '"video": "toy_clip.mp4"' in run_json  # no server paths downloaded
     browser.execute_script("window.scrollTo(0, 0)")
-    screenshot = tmp_path / "app.png"
-    save_screenshot(browser, screenshot)
-    if os.environ.get("APP_SCREENSHOT"):  # how docs/app.png is made: APP_SCREENSHOT=docs/app.png pytest ...
-        shutil.copyfile(screenshot, os.environ["APP_SCREENSHOT"])
+    screenshots = {"app.png": tmp_path / "app.png", "app_phone.png": tmp_path / "app_phone.png"}
+    save_screenshot(browser, screenshots["app.png"])
 
-    # A file that is not a video: the error shows in the page.
+    # 2. A reload shows this browser's last finished run.
+    browser.refresh()
+    WebDriverWait(browser, 60).until(lambda driver: driver.find_element(
+        By.CSS_SELECTOR, "#status textarea").get_attribute("value").startswith("Your last run on this page:"))
+    assert "side_by_side.mp4" in WebDriverWait(browser, 30).until(lambda driver: driver.find_element(
+        By.CSS_SELECTOR, "#side-by-side video")).get_attribute("src")
+
+    # 3. What a first-time visitor on a phone sees (no last run in this browser).
+    browser.execute_script("window.localStorage.clear()")
+    set_viewport(browser, 390, 844, mobile=True)
+    browser.get(app.url)
+    WebDriverWait(browser, 60).until(expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, "#run")))
+    assert shown("#results-hint") and in_viewport(browser, find("#source-video"))
+    save_screenshot(browser, screenshots["app_phone.png"])
+    set_viewport(browser, 1280, 800)
+    # How docs/app.png and docs/app_phone.png are made: APP_SCREENSHOT=docs/app.png pytest ... -k browser (the phone's
+    # beside it, as app_phone.png; or a folder for both).
+    target = os.environ.get("APP_SCREENSHOT")
+    if target:
+        laptop = os.path.join(target, "app.png") if os.path.isdir(target) else target
+        shutil.copyfile(screenshots["app.png"], laptop)
+        shutil.copyfile(screenshots["app_phone.png"], laptop.removesuffix(".png") + "_phone.png")
+
+    # 4. Messages in the page's words: a bad number and a word that is not in the source prompt name the page's
+    # fields, never a command-line flag or Python's own message.
+    open_page_and_fill(clip, SOURCE_PROMPT, "a blue circle", advanced={"#reference-steps textarea": "abc"})
+    find("#run").click()
+    text = page_error("Reference steps: type a fraction such as 0.5 or a range 0,0.6")
+    assert "could not convert" not in text and "--" not in text
+    open_page_and_fill(clip, SOURCE_PROMPT, "a blue circle", mask_words="zebra")
+    find("#run").click()
+    text = page_error('"Mask words"', "'zebra' is not a word of \"Source prompt\"")
+    assert "--" not in text and "mask_words" not in text
+
+    # 5. A file that is not a video: the error shows in the page. A file over the size limit: the reason stays
+    # where the clip was (Gradio's own toast goes away).
     not_a_video = tmp_path / "notes.mp4"
     not_a_video.write_text("not a video")
-    open_page_and_run(not_a_video, "", "a blue circle")
-    # The page's error toast (beside the browser's own "Video not playable" notice).
-    WebDriverWait(browser, 60).until(lambda driver: any(
-        "Could not decode 'notes.mp4' as a video" in toast.text
-        for toast in driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")), "no error in the page")
-    assert browser.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value") == ""
+    open_page_and_fill(not_a_video, "", "a blue circle")
+    find("#run").click()
+    page_error("Could not decode 'notes.mp4' as a video")
+    assert find("#status textarea").get_attribute("value") == ""
+    too_big = tmp_path / "big.mp4"
+    too_big.write_bytes(os.urandom(int(1.5 * MAX_UPLOAD_MB * 1024**2)))
+    browser.get(app.url)
+    WebDriverWait(browser, 60).until(expected_conditions.presence_of_element_located(
+        (By.CSS_SELECTOR, "#source-video input[type=file]"))).send_keys(str(too_big))
+    WebDriverWait(browser, 30).until(lambda driver: "this app takes videos up to 1 MB" in find("#source-note").text)
+    assert find("#source-note").text.startswith('"big.mp4" is 1.5 MB') and find("#source-note").is_displayed()
 
-    # A local edit from words of the source prompt: the page shows the mask beside the edit.
-    open_page_and_run(toy_clip, "a green circle moving up on a white background",
-                      "a blue circle moving up on a white background", mask_words="circle")
+    # 6. A local edit from words of the source prompt: the page shows the mask beside the edit.
+    open_page_and_fill(toy_clip, "a green circle moving up on a white background",
+                       "a blue circle moving up on a white background", mask_words="circle")
+    find("#run").click()
     status = WebDriverWait(browser, 600).until(status_or_error)
     assert "Changed only inside the mask (the model's attention to circle); the source pasted back" in status, status
     mask = WebDriverWait(browser, 30).until(expected_conditions.visibility_of_element_located(
@@ -284,6 +467,36 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
     assert "mask.mp4" in mask.get_attribute("src")
     WebDriverWait(browser, 30).until(lambda driver: driver.execute_script(
         "return arguments[0].readyState >= 2", mask), "the mask does not load")
+
+    # 7. Stop during a run: the run ends at its next step, the page says so and Edit is back.
+    open_page_and_fill(clip, SOURCE_PROMPT, "a blue circle moving right on a white background", steps=100)
+    find("#run").click()
+    WebDriverWait(browser, 60).until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "#status .progress-text"))
+    find("#stop").click()
+    WebDriverWait(browser, 30).until(lambda driver: find("#run").is_enabled() and find("#run").text == "Edit")
+    assert not find("#stop").is_enabled()
+    WebDriverWait(browser, 30).until(lambda driver: not app.runs.lock.locked(), "the run goes on after Stop")
+    runs = Path(app.work_dir, "runs").glob("*/run.json")
+    assert [json.loads(path.read_text())["settings"]["steps"] for path in runs].count(100) == 0  # stopped, removed
+
+    # 8. Reloading during a long run stops it at its next step: another client's run starts (and ends) within
+    # seconds, not after the abandoned run.
+    open_page_and_fill(clip, SOURCE_PROMPT, "a blue circle moving right on a white background", steps=100)
+    find("#run").click()
+    WebDriverWait(browser, 60).until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "#status .progress-text"))
+    client = gradio_client.Client(app.url, verbose=False, download_files=str(tmp_path))
+    browser.refresh()
+    reloaded = time.monotonic()
+    job = client.submit(video=gradio_client.handle_file(str(clip)), edit_prompts="a green circle",
+                        source_prompt="a red circle", steps=STEPS, api_name="/edit")
+    result = job.result(timeout=300)
+    finished = time.monotonic() - reloaded
+    # The abandoned run had some 200 steps to go (about 100 s here); the new one has 4.
+    assert finished < 30, f"the second run finished {finished:.1f} s after the reload"
+    assert result[5].startswith("Inverted")
+    print(f"second run finished {finished:.1f} s after the reload")
+    runs = Path(app.work_dir, "runs").glob("*/run.json")
+    assert [json.loads(path.read_text())["settings"]["steps"] for path in runs].count(100) == 0  # stopped, removed
 
 
 def save_screenshot(browser, path):
@@ -339,3 +552,46 @@ def test_the_inversion_cache_key_is_what_the_inversion_depends_on(tmp_path):
     for change in ({"mask_threshold": 0.4}, {"mask_blocks": [0]}, {"mask_steps": 0.5}, {"mask_refine": False}):
         assert inversion_key(dataclasses.replace(masked, **change), "model") != inversion_key(masked, "model")
     assert inversion_key(base, "other model") != key
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The console command, stopped as a service manager stops it
+
+
+def test_sigterm_during_a_run_stops_it_removes_the_temporary_folder_and_exits_0(clip, tmp_path):
+    command = shutil.which("cogvideox-ddim-inversion")
+    if command is None:
+        pytest.skip("The console command is not installed: pip install -e '.[test]'.")
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp, log_path = tmp_path / "temp", tmp_path / "app.log"
+    temp.mkdir()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([command, "app", "--device", "cpu", "--host", "127.0.0.1", "--port", str(port),
+                                    "--temp-dir", str(temp)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path))
+        # A long run: 100 steps, each with 5 fixed-point iterations.
+        client.submit(video=gradio_client.handle_file(str(clip)), edit_prompts="a blue circle", steps=100,
+                      fixed_point_iterations=5, source_prompt=SOURCE_PROMPT, api_name="/edit")
+        while "Inverting 9 frames with 100 steps" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(temp.iterdir()), "the app has no temporary folder while it runs"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = log_path.read_text()
+    assert "Run stopped." in output and "Stopping" in output  # stopped mid-run, not finished first
+    assert "terminate called" not in output and "Traceback" not in output, output
+    assert list(temp.iterdir()) == []  # the temporary folder, Gradio's uploads in it, is gone

@@ -1,5 +1,6 @@
 """Temporal windows: the schedule, the weights, and the combined prediction as one exact function of the clip."""
 
+import functools
 import json
 import math
 
@@ -8,8 +9,8 @@ import torch
 from diffusers import CogVideoXDDIMScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
-from cogvideox_ddim_inversion import cogvideox_ddim_sampling as sampling
 from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import latent_frame_count
+from cogvideox_ddim_inversion.cogvideox_ddim_sampling import solve_inverse_step
 from cogvideox_ddim_inversion.cogvideox_ddim_windows import (
     WindowSchedule,
     default_window_overlap,
@@ -197,8 +198,7 @@ def test_memory_is_bounded_by_the_window():
 # Exactness: the pipeline's refined inverse step and the scheduler's forward step, with the combined prediction.
 def inverse_step_solver(pipe):
     """The pipeline's refined inverse step `(predict, t, sample, iterations, tolerance) -> (latents, evaluations)`."""
-    scheduler = pipe.ddim_scheduler()
-    return lambda *args: sampling.solve_inverse_step(scheduler, *args)
+    return functools.partial(solve_inverse_step, pipe.ddim_scheduler())
 
 
 def analytic_setup(latent_frames, seed=0):
