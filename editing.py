@@ -430,8 +430,8 @@ def check_numbers(settings: EditSettings):
         raise ValueError(f"--prompt-batch-size must be at least 1, got {s.prompt_batch_size}.")
     if s.fps is not None and not s.fps > 0:
         raise ValueError(f"--fps must be positive, got {s.fps}.")
-    if s.num_frames is not None and s.num_frames != "all" and (not isinstance(s.num_frames, int) or s.num_frames < 9):
-        raise ValueError(f"--num-frames must be a frame count of at least 9, or 'all'; got {s.num_frames!r}.")
+    if s.num_frames is not None and s.num_frames != "all" and not isinstance(s.num_frames, int):
+        raise ValueError(f"--num-frames must be a frame count or 'all', got {s.num_frames!r}.")
     if not isinstance(s.window_batch_size, int) or s.window_batch_size < 1:
         raise ValueError(f"--window-batch-size must be at least 1, got {s.window_batch_size}.")
     for size in (s.height, s.width):
