@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 from .cogvideox_ddim_checkpoint import checkpoint_config, default_video_size
 from .editing import (
+    MIN_STEPS,
     EditSettings,
     ModelSettings,
     add_edit_arguments,
@@ -559,7 +560,7 @@ def _page_inputs(inputs: dict, native_frames: int, size_note: str):
 
     with gr.Accordion("Advanced: steps, guidance, reference attention, frames, size", open=False, elem_id="advanced"):
         with gr.Row():
-            inputs["steps"] = gr.Slider(1, 100, value=DEFAULTS.steps, step=1, label=page_label("steps"),
+            inputs["steps"] = gr.Slider(MIN_STEPS, 100, value=DEFAULTS.steps, step=1, label=page_label("steps"),
                                         elem_id="steps")
             inputs["guidance"] = gr.Slider(1, 20, value=DEFAULTS.guidance, step=0.5, label=page_label("guidance"))
             inputs["strength"] = gr.Slider(0.05, 1, value=DEFAULTS.strength, step=0.05, label=page_label("strength"),

@@ -247,20 +247,23 @@ def job_settings(job: Job, defaults: EditSettings, jobs_dir: str, parser=None) -
     return dataclasses.replace(defaults, **overrides, extra={**defaults.extra, "job_id": job.id})
 
 
-def settings_hash(settings: EditSettings, model: str, dtype: str) -> str:
+def settings_hash(settings: EditSettings, model: str, dtype: str, model_options: dict | None = None) -> str:
     """What a job's outputs depend on: the checkpoint and the dtype, what its inversion depends on
     (`editing.inversion_dependencies`: the video by content), and every other edit setting, with the image, mask and
     inversion files by content (so moving the data keeps finished jobs, replacing a video redoes its job). Not the
     options that only change memory or speed (`prompt_batch_size`, `trajectory_device`), the device, offload, tiling
-    or library versions (recorded in job.json)."""
+    or library versions (recorded in job.json). `model_options`: the weight storage and step cache options that change
+    the outputs (`ModelSettings.output_options()`), hashed only when some are set."""
     skipped = {"extra", "video", *settings_fields(memory_only=True)}
     values = {name: value for name, value in dataclasses.asdict(settings).items() if name not in skipped}
     for name in PATH_FIELDS:
         if name in values:
             values[name] = None if values[name] is None else file_digest(values[name])
     values["save_inversion"] = bool(values["save_inversion"])
-    payload = json.dumps({"model": model, "dtype": dtype, "inversion": inversion_dependencies(settings),
-                          "edit": values}, sort_keys=True, default=str)
+    payload = {"model": model, "dtype": dtype, "inversion": inversion_dependencies(settings), "edit": values}
+    if model_options:
+        payload["model_options"] = model_options
+    payload = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -583,8 +586,10 @@ class BatchWorker:
         final = os.path.join(self.output_dir, job.id)
         try:
             settings = job_settings(job, self.defaults, self.jobs_dir, self.parser)
-            prepare_edit(settings, config=self.config)  # a bad video fails here, before the pipeline loads
-            digest = settings_hash(settings, self.model_settings.model, self.dtype)
+            # a bad video fails here, before the pipeline loads
+            prepare_edit(settings, config=self.config, memory=self.model_settings.memory_options())
+            digest = settings_hash(settings, self.model_settings.model, self.dtype,
+                                   self.model_settings.output_options())
             result["settings_hash"] = digest
             record = finished_record(final, digest)
             if record is not None:

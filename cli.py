@@ -27,7 +27,7 @@ from .editing import (
 def run_edit(args) -> dict:
     """Check everything, load the checkpoint, then invert (or load the inversion of) the video and write the edits."""
     model_settings, settings = settings_from_args(args)
-    prepare_edit(settings, model_settings.model, output_dir=args.output_dir)
+    prepare_edit(settings, model_settings.model, output_dir=args.output_dir, memory=model_settings.memory_options())
     pipe, load_info = load_pipeline(model_settings, log=print_log)
     record = edit_video(pipe, settings, args.output_dir, load_info, log=print_log)
     for name, path in record["outputs"].items():
@@ -36,16 +36,30 @@ def run_edit(args) -> dict:
 
 
 def run_invert(args) -> dict:
-    """`invert VIDEO --output PATH`: the inversion alone, saved for `edit --inversion PATH`."""
+    """`invert VIDEO --output PATH`: the inversion alone, saved for `edit --inversion PATH`; with --mask-words, also
+    the recorded mask as a video beside it (`mask_video_path`)."""
+    from .video_io import write_mask_video
+
     model_settings, settings = settings_from_args(args)
     settings.save_inversion = args.output
     if settings.video is None:
         raise ValueError("invert needs a video file: cogvideox-ddim-inversion invert VIDEO --output PATH.")
-    prepare_edit(settings, model_settings.model, save_flag="--output")
+    prepare_edit(settings, model_settings.model, command="invert")
     pipe, _ = load_pipeline(model_settings, log=print_log)
-    invert_source(pipe, settings, *read_source(pipe, settings), log=print_log)
-    print(f"inversion: {args.output}")
-    return {"inversion": args.output}
+    source = read_source(pipe, settings)
+    inv = invert_source(pipe, settings, source, log=print_log)
+    written = {"inversion": args.output}
+    if inv.mask is not None:
+        written["mask"] = write_mask_video(inv.mask[0], mask_video_path(args.output), source.fps)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return written
+
+
+def mask_video_path(inversion_path: str) -> str:
+    """Where `invert --mask-words` writes the recorded mask: beside the inversion, `NAME.mask.mp4`."""
+    root, extension = os.path.splitext(inversion_path)
+    return (root if extension == ".safetensors" else inversion_path) + ".mask.mp4"
 
 
 def run_demo(args) -> dict:
@@ -126,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.set_defaults(func=run_edit)
 
     invert = commands.add_parser("invert", help="invert a video and save the inversion for `edit --inversion`")
-    add_source_arguments(invert)
+    add_source_arguments(invert, command="invert")
     option_group(invert, "outputs").add_argument("--output", required=True,
                                                  help="inversion file to write (.safetensors; required)")
     add_model_arguments(invert)

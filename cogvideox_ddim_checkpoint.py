@@ -22,20 +22,53 @@ _REQUIRED_TRANSFORMER_KEYS = ("patch_size", "patch_size_t", "use_rotary_position
 
 
 def checkpoint_config(model: str | os.PathLike) -> dict:
-    """The checkpoint's transformer and VAE configs (`{"transformer": {...}, "vae": {...}}`), read from its JSON
-    files without loading any weights."""
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+    """The checkpoint's transformer, VAE and scheduler configs (`{"transformer": {...}, "vae": {...}, "scheduler":
+    {...}}`), read from its JSON files without loading any weights.
+
+    A Hub id is read from the Hub, or from the local cache when the Hub cannot be reached (`HF_HUB_OFFLINE=1`, no
+    network): without a cached copy that fails at once, saying so, instead of after the Hub client's retries."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+
+    local_files_only = False
+    unreachable = None
+    if not os.path.isdir(model):
+        unreachable = hub_unreachable()
+        local_files_only = unreachable is not None
+
+    def read(cls, subfolder):
+        return dict(cls.load_config(model, subfolder=subfolder, local_files_only=local_files_only))
 
     try:
         return {
-            "transformer": dict(CogVideoXTransformer3DModel.load_config(model, subfolder="transformer")),
-            "vae": dict(AutoencoderKLCogVideoX.load_config(model, subfolder="vae")),
+            "transformer": read(CogVideoXTransformer3DModel, "transformer"),
+            "vae": read(AutoencoderKLCogVideoX, "vae"),
+            "scheduler": read(CogVideoXDDIMScheduler, "scheduler"),
         }
     except (OSError, ValueError) as error:
+        if unreachable is not None:
+            raise ValueError(
+                f"Could not reach the Hub ({unreachable}) and {os.fspath(model)!r} is not in the local cache: pass a "
+                "local folder with --model (a checkpoint downloaded with `hf download`), or connect and retry."
+            ) from None
         raise ValueError(
             f"Could not read the CogVideoX checkpoint {os.fspath(model)!r} ({error}). Pass a Hub id such as "
-            f"{DEFAULT_MODEL} or a folder holding model_index.json with transformer/ and vae/ subfolders."
+            f"{DEFAULT_MODEL} or a folder holding model_index.json with transformer/, vae/ and scheduler/ subfolders."
         ) from None
+
+
+def hub_unreachable(timeout: float = 10.0) -> str | None:
+    """Why the Hub cannot be reached (offline mode, or no answer from its endpoint to one request), or None when it
+    answers. One request without retries: the Hub client retries a refused connection for about half a minute."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as error:  # any failure to get an answer (connection refused, DNS, timeout, proxy)
+        return f"no network? {constants.ENDPOINT} did not answer: {type(error).__name__}"
+    return None
 
 
 def check_cogvideox_config(transformer: Mapping, vae: Mapping, transformer_name: str = "transformer",

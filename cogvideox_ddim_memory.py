@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.metadata
 import re
 from collections.abc import Iterator, Mapping
@@ -155,7 +156,9 @@ def check_memory_options(options: MemoryOptions, device: str = "cuda", compute_c
                 f"--quantize fp8 needs a GPU with fp8 support (compute capability 8.9 or more: Ada, Hopper); this "
                 f"one has {'.'.join(map(str, compute_capability))}. Use --quantize int8 or --weights fp8.")
 
-    if options.offload not in ("none", "auto") and not cuda:
+    # Group offloading onto the CPU runs (onload and offload device both the CPU: nothing saved, the plain output
+    # bit for bit); model and sequential offload need an accelerator to move to.
+    if options.offload in ("model", "sequential") and not cuda:
         raise ValueError(f"--offload {options.offload} moves weights to a GPU; on {device} use --offload none "
                          "(or auto).")
     if options.offload_streams and not cuda:
@@ -402,6 +405,7 @@ def apply_memory_options(pipe, options: MemoryOptions, device: str = "cuda", num
     config = cache_config(options, num_inference_steps)
     if config is not None:
         pipe.transformer.enable_cache(config)
+    pipe.cache_inversion = options.cache_inversion  # read by `invert()` (`without_step_cache`)
     return {**options.record(), "offload": offload, "offload_streams": streams and offload.startswith("group"),
             "free_gpu_memory_gib": None if free_bytes is None else round(free_bytes / GiB, 2)}
 
@@ -440,6 +444,108 @@ def cache_context(transformer, name: str) -> Iterator[None]:
 def inversion_cache(transformer, allowed: bool = False):
     """The context `invert()` runs in: the cache removed, or with `allowed` the named context "inversion"."""
     return cache_context(transformer, "inversion") if allowed else cache_disabled(transformer)
+
+
+def without_step_cache(invert):
+    """`invert()`'s decorator: the inversion runs in `inversion_cache(pipe.transformer, pipe.cache_inversion)`, so
+    a step cache enabled for the edits (`apply_memory_options`, or diffusers' own `transformer.enable_cache`) never
+    touches the inversion unless `pipe.cache_inversion` is set (`MemoryOptions.cache_inversion`)."""
+
+    @functools.wraps(invert)
+    def wrapper(pipe, *args, **kwargs):
+        with inversion_cache(pipe.transformer, allowed=getattr(pipe, "cache_inversion", False)):
+            return invert(pipe, *args, **kwargs)
+
+    return wrapper
+
+
+def match_cache_to_steps(transformer, num_inference_steps: int, strength: float = 1.0):
+    """MagCache counts the transformer calls of one denoising run against its `num_inference_steps`: re-target it to
+    the calls an edit makes (`num_inference_steps` cut to `strength`). Other caches need nothing."""
+    from .cogvideox_ddim_sampling import cut_timesteps
+
+    num_steps = len(cut_timesteps(range(num_inference_steps), strength))
+    config = getattr(transformer, "_cache_config", None)
+    if type(config).__name__ != "MagCacheConfig" or config.num_inference_steps == num_steps:
+        return
+    transformer.disable_cache()
+    ratios = getattr(config, "source_mag_ratios", None) or [float(r) for r in config.mag_ratios]
+    retargeted = dataclasses.replace(config, num_inference_steps=num_steps, mag_ratios=list(ratios))
+    retargeted.source_mag_ratios = ratios  # interpolated from the calibrated ratios each time, not from the last
+    transformer.enable_cache(retargeted)
+
+
+# What an inversion's weights were stored in ------------------------------------------------------------------------
+
+def _storage(model) -> str | None:
+    """How the linear layers inside `model`'s blocks (the transformer's `transformer_blocks`, T5's `block`) store
+    their weights when not in the load dtype: "int8" / "fp8" (torchao's tensors) or "fp8-storage" (layerwise casting,
+    which keeps the blocks' norms in the load dtype); None in the load dtype."""
+    import torch
+
+    # Loaded with a TorchAoConfig: its quantization type names the storage, whatever torchao's tensor class is called.
+    quant_type = getattr(getattr(getattr(model, "hf_quantizer", None), "quantization_config", None), "quant_type", None)
+    if quant_type is not None:
+        kind = type(quant_type).__name__ if not isinstance(quant_type, str) else quant_type
+        if "int8" in kind.lower():
+            return "int8"
+        if "float8" in kind.lower():
+            return "fp8"
+    for name, module in model.named_modules():
+        if not (isinstance(module, torch.nn.Linear) and re.search(r"(^|\.)(transformer_blocks|block)\.\d+\.", name)):
+            continue
+        weight = module.weight
+        kind = type(weight.data if isinstance(weight, torch.nn.Parameter) else weight).__name__
+        if "Int8" in kind:
+            return "int8"
+        if "Float8" in kind:
+            return "fp8"
+        if weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+            return "fp8-storage"
+    return None
+
+
+def weights_storage(pipe) -> dict | None:
+    """The transformer's and text encoder's 8-bit storage (`{"transformer": "int8", "text_encoder": None}`), or None
+    when both keep the load dtype. Recorded in the inversion fingerprint: an inversion stays exact only when a model
+    stored the same way regenerates it (`check_weights_storage`)."""
+    storage = {}
+    for name in ("transformer", "text_encoder"):
+        model = getattr(pipe, name, None)
+        storage[name] = None if model is None else _storage(model)
+    return storage if any(storage.values()) else None
+
+
+def expected_weights_storage(options: MemoryOptions) -> dict | None:
+    """The `weights_storage` a pipeline loaded with `options` will have, known before any weights load."""
+    kind = {"int8": "int8", "fp8": "fp8"}.get(options.quantize) or ("fp8-storage" if options.weights == "fp8" else None)
+    if kind is None:
+        return None
+    return {"transformer": kind, "text_encoder": kind if options.quantize_text_encoder else None}
+
+
+STORAGE_FLAGS = {"int8": "--quantize int8", "fp8": "--quantize fp8", "fp8-storage": "--weights fp8"}
+
+
+def _describe_storage(storage: dict | None) -> str:
+    if not storage or not any(storage.values()):
+        return "weights in the load dtype (no --weights fp8 or --quantize)"
+    parts = [f"{name} {kind} ({STORAGE_FLAGS.get(kind, kind)})" for name, kind in storage.items() if kind]
+    return ", ".join(parts)
+
+
+def check_weights_storage(recorded: Mapping | None, current: Mapping):
+    """Refuse an inversion (its fingerprint, `settings["model"]`) made with other 8-bit weight storage than this
+    pipeline's (`current`, `inversion_fingerprint()`): a quantized inversion is exact only when the same quantized
+    model regenerates it, and a bf16 one is not the quantized model's."""
+    before, now = (recorded or {}).get("weights_storage"), current.get("weights_storage")
+    if (before or None) != (now or None):
+        text_encoder = any((storage or {}).get("text_encoder") for storage in (before, now))
+        raise ValueError(
+            f"This inversion was made with {_describe_storage(before)}; this pipeline has {_describe_storage(now)}. "
+            "An inversion is exact only for the weights that made it: load the pipeline with the same --weights / "
+            f"--quantize{' / --quantize-text-encoder' if text_encoder else ''} options, or invert the video again."
+        )
 
 
 # Counting block evaluations (tests and benchmarks) ----------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 import sys
@@ -26,31 +27,73 @@ from .cogvideox_ddim_checkpoint import (
     is_image_to_video,
 )
 from .cogvideox_ddim_files import atomic_write, file_digest
+from .cogvideox_ddim_memory import (
+    CACHES,
+    OFFLOAD_MODES,
+    QUANTIZE,
+    WEIGHTS,
+    MemoryOptions,
+    apply_memory_options,
+    check_memory_options,
+    check_weights_storage,
+    expected_weights_storage,
+    match_cache_to_steps,
+    quantization_config,
+)
 from .cogvideox_ddim_video_io import RESIZE_MODES, SAMPLING_MODES
 
 
 __all__ = ["DEFAULT_MODEL", "RESIZE_MODES", "SAMPLING_MODES", "checkpoint_config"]  # re-exported for the entry points
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # torch loads only when a command runs
-OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 REFERENCE_MODES = ("shared", "paired")
 START_MODES = ("inverted", "noise")
-GiB = 1024**3
-# What `--offload auto` keeps free beside the weights on the GPU: the CogVideoX-5b model card reports a 20.7 GB peak
-# with model offload and VAE tiling, of which the bf16 transformer is about 11 GB, so about 10 GB is activations and the
-# tiled VAE decode.
-ACTIVATION_HEADROOM_BYTES = 10 * GiB
+# One DDIM step goes from pure noise (zero terminal SNR, as every CogVideoX schedule has) straight to a clean video and
+# cannot be inverted; the pipeline refuses it too, but only once the weights are loaded.
+MIN_STEPS = 2
+# Files an edit writes into its output folder, besides run.json; only these are removed when a rerun replaces a run.
+OUTPUT_FILE = re.compile(r"(edit-\d+|side_by_side|reconstruction|mask)\.mp4")
 
 
 @dataclass
 class ModelSettings:
-    """Which checkpoint to load, where, and how to fit it in memory."""
+    """Which checkpoint to load, where, and how to fit it in memory. The memory and cache fields are
+    `cogvideox_ddim_memory.MemoryOptions`' (see there); options that cannot work on the device are refused as the
+    settings are made, before anything loads or is written."""
 
     model: str = DEFAULT_MODEL
     device: str = "auto"  # "auto": cuda when available
     dtype: str = "auto"  # "auto": bf16 on a GPU, fp32 on the CPU
-    offload: str = "auto"  # "auto" picks from the free GPU memory and the checkpoint's size, see `choose_offload`
+    offload: str = "auto"  # "auto": the first rung whose counted weights fit the free GPU memory (`choose_offload`)
     vae_tiling: str = "auto"  # "auto": VAE tiling and slicing on CUDA, off on the CPU
     compile: bool = False  # torch.compile the transformer
+    weights: str = "bf16"  # "fp8": fp8 storage of the transformer's weights, computed in the load dtype
+    quantize: str | None = None  # torchao: "int8" weight-only or "fp8" (fp8 GPUs)
+    quantize_text_encoder: bool = False  # --weights fp8 / --quantize for T5 too
+    offload_streams: bool | None = None  # group offloading prefetches on CUDA streams (None: where CUDA exists)
+    cache: str | None = None  # step cache of the edits: "first-block", "mag" or "taylorseer"
+    cache_threshold: float | None = None  # None: diffusers' default for the cache
+    cache_interval: int = 5  # taylorseer: full steps every this many
+    cache_inversion: bool = False  # let the cache run during invert() too (it breaks the exact round trip)
+    mag_ratios: tuple[float, ...] | None = None  # --cache mag: the checkpoint's calibrated magnitude ratios
+
+    def __post_init__(self):
+        if self.mag_ratios is not None:
+            self.mag_ratios = tuple(float(ratio) for ratio in self.mag_ratios)
+        check_memory_options(self.memory_options(), resolve_device(self.device))
+
+    def memory_options(self) -> MemoryOptions:
+        names = [f.name for f in dataclasses.fields(MemoryOptions)]
+        return MemoryOptions(**{name: getattr(self, name) for name in names})
+
+    def output_options(self) -> dict:
+        """The options set away from their defaults that change the outputs (8-bit weights, the step cache), not only
+        memory or speed (offloading, streams): batch's settings hash."""
+        cache_settings = {None: (), "first-block": ("cache_threshold",), "mag": ("cache_threshold", "mag_ratios"),
+                          "taylorseer": ("cache_interval",)}.get(self.cache, ())
+        names = ("weights", "quantize", "quantize_text_encoder", "cache", *cache_settings,
+                 *(("cache_inversion",) if self.cache else ()))
+        defaults = MemoryOptions()
+        return {name: getattr(self, name) for name in names if getattr(self, name) != getattr(defaults, name)}
 
 
 def _option(default=None, *, inversion: str | None = None, memory_only: bool = False, default_factory=None):
@@ -138,9 +181,42 @@ def add_model_arguments(parser):
     group.add_argument(
         "--offload", default="auto", choices=OFFLOAD_MODES,
         help="keep weights on the CPU and move them to the GPU when used: 'model' moves whole models (text encoder, "
-        "transformer, VAE), 'sequential' single layers (slowest, least memory); 'auto' picks from the GPU's free "
-        "memory and the checkpoint's size, none on the CPU (default: %(default)s)",
+        "transformer, VAE), 'group' one block at a time (the next prefetched on a CUDA stream), 'group-leaf' one "
+        "layer at a time, 'sequential' single layers without prefetch (slowest, least memory); 'auto' picks the "
+        "first that fits the GPU's free memory by counted weight bytes, none on the CPU (default: %(default)s)",
     )
+    group.add_argument("--offload-streams", action=argparse.BooleanOptionalAction, default=None,
+                       help="with --offload group or group-leaf: prefetch the next group on a CUDA stream (default: "
+                       "on with CUDA)")
+    group.add_argument("--weights", default="bf16", choices=WEIGHTS,
+                       help="'fp8': store the transformer's weights in fp8, each layer computed in the load dtype "
+                       "(diffusers' layerwise casting; about half the transformer's bytes, any device; default: "
+                       "%(default)s, the load dtype)")
+    group.add_argument("--quantize", default=None, choices=QUANTIZE,
+                       help="torchao quantization of the transformer while loading: 'int8' weight-only (any device), "
+                       "'fp8' (GPUs with compute capability 8.9+); pip install 'cogvideox-ddim-inversion"
+                       "[quantization]'; saves memory, and time only with --compile (default: off)")
+    group.add_argument("--quantize-text-encoder", action="store_true",
+                       help="apply --weights fp8 or --quantize to the T5 text encoder too (9.5 of 5B's 21.1 GB; "
+                       "default: off)")
+    cache = parser.add_argument_group("step cache")
+    cache.add_argument("--cache", default=None, choices=CACHES,
+                       help="skip transformer work on later edit steps (never during the inversion unless "
+                       "--cache-inversion): 'first-block' when the first block's output barely changed, 'mag' "
+                       "(MagCache, needs --mag-ratios), 'taylorseer' (full steps every --cache-interval, predicted in "
+                       "between) (default: off)")
+    cache.add_argument("--cache-threshold", type=float, default=None,
+                       help="first-block: relative change below which the other blocks are skipped (0.1: about 1.9x "
+                       "fewer block evaluations on the toy world); mag: accumulated error allowed (default: "
+                       "diffusers', 0.05 and 0.06)")
+    cache.add_argument("--cache-interval", type=int, default=5,
+                       help="taylorseer: compute every block fully every this many steps (default: %(default)s)")
+    cache.add_argument("--mag-ratios", type=parse_mag_ratios, default=None, metavar="R1,R2,... or FILE",
+                       help="--cache mag: the checkpoint's magnitude ratios, comma-separated or a JSON list in a file "
+                       "(calibrate_mag_ratios, docs/memory.md; default: none)")
+    cache.add_argument("--cache-inversion", action="store_true",
+                       help="let --cache run during the inversion too; it skips the evaluations that make the round "
+                       "trip exact (default: off)")
     group.add_argument(
         "--vae-tiling", default="auto", choices=["auto", "on", "off"],
         help="decode and encode the VAE in tiles and slices; auto: on with CUDA, where 49 frames of 720x480 need "
@@ -148,6 +224,14 @@ def add_model_arguments(parser):
     )
     group.add_argument("--compile", action="store_true",
                        help="torch.compile the transformer (slow first step; default: off)")
+
+
+def parse_mag_ratios(text: str) -> tuple[float, ...]:
+    """`--mag-ratios` as typed: comma-separated numbers, or a file holding a JSON list of them."""
+    if os.path.isfile(text):
+        with open(text) as file:
+            return tuple(float(ratio) for ratio in json.load(file))
+    return tuple(float(ratio) for ratio in text.split(","))
 
 
 def parse_reference_steps(text: str):
@@ -185,13 +269,15 @@ def parse_num_frames(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a frame count or 'all', got {text!r}") from None
 
 
-def add_source_arguments(parser, video: bool = True):
+def add_source_arguments(parser, video: bool = True, command: str = "edit"):
     """The source and its inversion: frames, size, steps, the mask the inversion records. `video=False` leaves out the
-    positional video (batch editing reads videos from its jobs)."""
+    positional video (batch editing reads videos from its jobs); `command="invert"` words the help for `invert`,
+    which saves the inversion and edits nothing."""
     source = parser.add_argument_group("source")
     if video:
         source.add_argument("video", nargs="?", default=None,
-                            help="input video file (any format ffmpeg reads); optional with --inversion")
+                            help="input video file (any format ffmpeg reads)"
+                            + ("" if command == "invert" else "; optional with --inversion"))
     source.add_argument("--source-prompt", default="",
                         help="prompt the video is inverted (and reconstructed) with (default: empty, as published)")
 
@@ -213,8 +299,8 @@ def add_source_arguments(parser, video: bool = True):
     frames.add_argument("--frame-stride", type=int, default=1,
                         help="with --sampling first: take every N-th frame (default: %(default)s)")
     frames.add_argument("--sampling", default="first", choices=SAMPLING_MODES,
-                        help="'first': the first frames (with the stride); 'spread': evenly spaced over the clip "
-                        "(default: %(default)s)")
+                        help="'first': the first frames (with the stride); 'spread': evenly spaced over the clip, "
+                        "written as a time-lapse when sparse (see --fps) (default: %(default)s)")
     frames.add_argument("--height", type=int, default=None, help="default: the model's size for this source")
     frames.add_argument("--width", type=int, default=None, help="default: the model's size for this source")
     frames.add_argument("--resize-mode", default="crop", choices=RESIZE_MODES,
@@ -223,7 +309,8 @@ def add_source_arguments(parser, video: bool = True):
 
     inversion = parser.add_argument_group("inversion")
     inversion.add_argument("--steps", type=int, default=50,
-                           help="DDIM steps, for inversion and regeneration (default: %(default)s)")
+                           help=f"DDIM steps, for inversion and regeneration, at least {MIN_STEPS} (default: "
+                           "%(default)s)")
     inversion.add_argument("--strength", type=float, default=1.0,
                            help="invert and regenerate only the last fraction of the schedule, keeping more of the "
                            "source (default: %(default)s)")
@@ -238,7 +325,10 @@ def add_source_arguments(parser, video: bool = True):
     mask.add_argument("--mask-words", nargs="+", default=None, type=parse_mask_words, action=_ExtendWords,
                       metavar="WORD",
                       help="words of --source-prompt (comma or space separated): the inversion records the model's "
-                      "attention to them as the edit mask (mask.mp4); edits change only inside it (default: none)")
+                      "attention to them as the edit mask "
+                      + ("(saved in the inversion, and written beside it as NAME.mask.mp4); edits of the inversion "
+                         if command == "invert" else "(mask.mp4); edits ")
+                      + "change only inside it (default: none)")
     mask.add_argument("--mask-threshold", type=float, default=0.5,
                       help="with --mask-words: the mask is where the attention, scaled to [0, 1], exceeds this "
                       "(lower: a larger mask; default: %(default)s)")
@@ -307,7 +397,11 @@ def add_edit_arguments(parser):
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--reconstruction", action="store_true",
                          help="also regenerate the source with the source prompt, reconstruction.mp4 (default: off)")
-    outputs.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's)")
+    outputs.add_argument("--fps", type=float, default=None,
+                         help="output frame rate (default: the pace of the source frames used, from their "
+                         "timestamps, so edits play at the source's speed; with --sampling spread, when that pace is "
+                         "slower than the checkpoint's 8 fps (16 for CogVideoX 1.5), that rate: a time-lapse; "
+                         "run.json records the rate and how it was chosen)")
     outputs.add_argument("--prompt-batch-size", type=int, default=None,
                          help="prompts per batched call; lower it when memory is short (default: all)")
     outputs.add_argument("--save-inversion", default=None, metavar="PATH",
@@ -330,14 +424,17 @@ def settings_from_args(args) -> tuple[ModelSettings, EditSettings]:
 
 
 def prepare_edit(settings: EditSettings, model: str | None = None, *, config: dict | None = None,
-                 output_dir: str | None = None, check_video=None, save_flag: str = "--save-inversion") -> dict:
+                 output_dir: str | None = None, check_video=None, command: str = "edit",
+                 memory: MemoryOptions | None = None) -> dict:
     """Every check of an edit that needs no weights, in one order, so that bad input fails before anything loads and
     nothing is written: the settings, the output paths, the checkpoint's config (read from `model` unless `config`
     is given) and what it allows, the source video (`check_video(path)`: an entry point's own limits, first), and a
     saved inversion against all of these. The command line, batch and the app call this, then load the pipeline.
-    `save_flag` names the flag of `settings.save_inversion` in messages. Returns the checkpoint's config."""
-    check_edit_settings(settings)
-    check_output_paths(settings, output_dir, save_flag)
+    `command="invert"` (which saves the inversion with --output, and has no --mask) words the messages for `invert`;
+    `memory` (the run's `MemoryOptions`) lets a saved inversion made with other 8-bit weights be refused here too.
+    Returns the checkpoint's config."""
+    check_edit_settings(settings, command)
+    check_output_paths(settings, output_dir, "--output" if command == "invert" else "--save-inversion")
     if config is None:
         config = checkpoint_config(model)
     check_settings_for_checkpoint(settings, config)
@@ -347,12 +444,18 @@ def prepare_edit(settings: EditSettings, model: str | None = None, *, config: di
             check_video(settings.video)
         source = check_source(settings, config)
     if settings.inversion is not None:
-        check_saved_inversion(settings, config, source)
+        check_saved_inversion(settings, config, source, model)
+        if memory is not None:  # the loaded pipeline checks it again (`check_inversion`)
+            from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
+
+            recorded = CogVideoXDDIMInversionOutput.read_settings(settings.inversion)
+            check_weights_storage(recorded.get("model"), {"weights_storage": expected_weights_storage(memory)})
     return config
 
 
-def check_edit_settings(settings: EditSettings):
-    """Raise, naming the fix, for any setting that would fail later: files, prompts and numbers."""
+def check_edit_settings(settings: EditSettings, command: str = "edit"):
+    """Raise, naming the fix, for any setting that would fail later: files, prompts and numbers (messages name the
+    flags of `command`)."""
     s = settings
     if not s.prompts and not s.reconstruction and not s.save_inversion:
         raise ValueError("Nothing to do: give at least one --prompt (or --reconstruction, or --save-inversion).")
@@ -362,7 +465,7 @@ def check_edit_settings(settings: EditSettings):
     if s.video is None and s.inversion is None:
         raise ValueError("Give a video file to edit, or --inversion with a saved inversion.")
     check_input_files(s)
-    check_mask_settings(s)
+    check_mask_settings(s, command)
     check_numbers(s)
     for name, value, choices in (("--resize-mode", s.resize_mode, RESIZE_MODES),
                                  ("--sampling", s.sampling, SAMPLING_MODES),
@@ -389,6 +492,8 @@ def check_input_files(settings: EditSettings):
     """The video, image, mask and inversion files exist; the image is an image and the inversion one (its header)."""
     s = settings
     for name, path in (("video", s.video), ("image", s.image), ("inversion", s.inversion), ("mask", s.mask)):
+        if path is not None and os.path.isdir(path):
+            raise IsADirectoryError(f"The {name} {path!r} is a folder: pass a {name} file (the path of one file).")
         if path is not None and not os.path.isfile(path):
             raise FileNotFoundError(f"{name.capitalize()} file not found: {path!r}. Check the path.")
     if s.image is not None:
@@ -406,10 +511,19 @@ def check_input_files(settings: EditSettings):
 
 
 def check_numbers(settings: EditSettings):
-    """Steps, guidance, strength, weights, sizes: in range."""
+    """Steps, guidance, strength, weights, sizes: finite and in range."""
     s = settings
-    if s.steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {s.steps}.")
+    for flag, value in (("--guidance", s.guidance), ("--guidance-ramp", s.guidance_ramp),
+                        ("--guidance-ramp-at", s.guidance_ramp_at), ("--strength", s.strength),
+                        ("--reference-weight", s.reference_weight), ("--fps", s.fps),
+                        ("--mask-threshold", s.mask_threshold)):
+        if value is not None and not math.isfinite(value):  # NaN passes every comparison; it would reach the video
+            raise ValueError(f"{flag} must be a finite number, got {value}.")
+    if s.steps < MIN_STEPS:
+        raise ValueError(
+            f"--steps must be at least {MIN_STEPS}, got {s.steps}: one step goes from pure noise straight to a clean "
+            "video (CogVideoX's zero-terminal-SNR step), which determines no noise to invert."
+        )
     if s.guidance < 1:
         raise ValueError(f"--guidance must be >= 1 (1 turns guidance off), got {s.guidance}.")
     if s.guidance_ramp is not None:
@@ -422,6 +536,11 @@ def check_numbers(settings: EditSettings):
             raise ValueError(f"--guidance-ramp-at must be a fraction in (0, 1), got {s.guidance_ramp_at}.")
     if not 0 < s.strength <= 1:
         raise ValueError(f"--strength must be in (0, 1], got {s.strength}.")
+    if s.steps >= MIN_STEPS and int(s.steps * s.strength) < 1:  # as `invert()` and `__call__` cut the schedule
+        raise ValueError(
+            f"--strength {s.strength} keeps no step of {s.steps} (it runs int(steps * strength) steps): raise "
+            "--strength or --steps."
+        )
     if s.fixed_point_iterations < 0:
         raise ValueError(f"--fixed-point-iterations must be >= 0, got {s.fixed_point_iterations}.")
     if s.reference_weight < 0:
@@ -444,22 +563,23 @@ def mask_word_pattern(word: str) -> re.Pattern:
     return re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
 
 
-def check_mask_settings(settings: EditSettings):
+def check_mask_settings(settings: EditSettings, command: str = "edit"):
     """--mask, --mask-words and --paste-back: one mask source, words of the source prompt, paste-back with a mask;
     the options that shape a mask only with one."""
     s = settings
+    give_mask = "give --mask-words too" if command == "invert" else "give --mask or --mask-words too"
     if s.mask is not None and s.mask_words:
         raise ValueError("Give --mask (a mask video) or --mask-words (a mask from the model's attention), not both.")
     masked = s.mask is not None or bool(s.mask_words)
     if s.paste_back and not masked:
-        raise ValueError("--paste-back puts the source back outside a mask: give --mask or --mask-words too.")
+        raise ValueError(f"--paste-back puts the source back outside a mask: {give_mask}.")
     for flag, value in (("--mask-dilation", s.mask_dilation), ("--mask-feather", s.mask_feather)):
         if value < 0:
             raise ValueError(f"{flag} is a number of pixels >= 0, got {value}.")
         if value and not masked:
-            raise ValueError(f"{flag} shapes a mask: give --mask or --mask-words too.")
+            raise ValueError(f"{flag} shapes a mask: {give_mask}.")
     if s.mask_steps != 1.0 and not masked:
-        raise ValueError("--mask-steps sets the steps a mask applies on: give --mask or --mask-words too.")
+        raise ValueError(f"--mask-steps sets the steps a mask applies on: {give_mask}.")
     if not 0 < s.mask_threshold < 1:
         raise ValueError(f"--mask-threshold must be between 0 and 1 (exclusive), got {s.mask_threshold}.")
     for flag, unset in (("--mask-threshold", s.mask_threshold == 0.5), ("--mask-blocks", s.mask_blocks is None),
@@ -497,11 +617,26 @@ def check_output_paths(settings: EditSettings, output_dir: str | None = None, sa
     """Where the edit writes: the output folder and the inversion file (`save_flag`; batch's switch names no path)."""
     if output_dir is not None:
         check_output_path(output_dir, "--output-dir", folder=True)
+    inputs = {os.path.realpath(path): name for name, path in (
+        ("the video", settings.video), ("--image", settings.image), ("--mask", settings.mask),
+        ("--inversion", settings.inversion)) if path is not None}
     if isinstance(settings.save_inversion, (str, os.PathLike)):
         check_output_path(settings.save_inversion, save_flag)
-        if settings.inversion is not None and os.path.abspath(settings.save_inversion) == os.path.abspath(
-                settings.inversion):
+        read = inputs.get(os.path.realpath(settings.save_inversion))
+        if read == "--inversion":
             raise ValueError(f"{save_flag} names the --inversion being read: leave {save_flag} out.")
+        if read is not None:
+            raise ValueError(f"{save_flag} names {read} ({settings.save_inversion!r}), which the edit reads: saving "
+                             f"would replace it. Pass another {save_flag}.")
+    if output_dir is not None:  # the outputs a run writes, or removes when it replaces the previous run there
+        folder = os.path.realpath(output_dir)
+        for path, name in inputs.items():
+            filename = os.path.basename(path)
+            if os.path.dirname(path) == folder and (OUTPUT_FILE.fullmatch(filename) or filename == "run.json"):
+                raise ValueError(
+                    f"{name} {path!r} is an output of a run in --output-dir {output_dir!r}, which this run replaces: "
+                    "copy it out of that folder first, or choose another --output-dir."
+                )
 
 
 def check_settings_for_checkpoint(settings: EditSettings, config: dict):
@@ -671,24 +806,54 @@ def inversion_differences(settings: EditSettings, recorded: dict, source: Source
     return differences
 
 
-def check_inversion_checkpoint(recorded: dict, config: dict):
+def checkpoint_fingerprint(config: dict) -> dict:
+    """What `invert()` records of the checkpoint (`inversion_fingerprint()`), from `checkpoint_config()` alone: the
+    structure and noise schedule, with the defaults a config file leaves out filled in as loading would, and the
+    DDIM scheduler the pipeline steps with (a multistep scheduler's config rebuilt as `CogVideoXDDIMScheduler`); no
+    weights digest, which needs the weights."""
+    import inspect
+
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel, DDIMScheduler
+
+    from .cogvideox_ddim_output import config_fingerprint
+
+    def with_defaults(cls, values):
+        defaults = {name: parameter.default for name, parameter in inspect.signature(cls.__init__).parameters.items()
+                    if parameter.default is not inspect.Parameter.empty}
+        return {**defaults, **values}
+
+    scheduler = config.get("scheduler") or {}
+    ddim = DDIMScheduler if scheduler.get("_class_name") == "DDIMScheduler" else CogVideoXDDIMScheduler
+    return config_fingerprint(with_defaults(CogVideoXTransformer3DModel, config["transformer"]),
+                              with_defaults(AutoencoderKLCogVideoX, config["vae"]),
+                              dict(ddim.from_config(scheduler).config))
+
+
+def check_inversion_checkpoint(recorded: dict, config: dict, model: str | None = None):
     """The checkpoint a saved inversion was made with (`recorded["model"]`, `invert()`'s fingerprint) against the one
-    about to load (`config`, `checkpoint_config()`). An inversion that records none is refused here; the structure,
-    weights and noise schedule are compared by the pipeline as it loads the inversion (`check_inversion`)."""
+    about to load (`config`, `checkpoint_config()` of `model`): its structure and noise schedule, before any weights
+    load. The weights themselves are compared by the pipeline as it loads the inversion (`check_inversion`)."""
+    from .cogvideox_ddim_output import check_fingerprint
+
     if not recorded.get("model"):
         raise ValueError(
             "This inversion does not record the checkpoint that made it (it was not made by `invert()`), so it cannot "
             "be checked against --model: invert the video again."
         )
+    try:
+        check_fingerprint(recorded["model"], {"name_or_path": model, **checkpoint_fingerprint(config)})
+    except ValueError as error:
+        raise ValueError(f"{error} (--model)") from None
 
 
-def check_saved_inversion(settings: EditSettings, config: dict, source: SourceShape | None = None):
+def check_saved_inversion(settings: EditSettings, config: dict, source: SourceShape | None = None,
+                          model: str | None = None):
     """Refuse a saved inversion (read from its header alone) made with other settings than this edit's, naming each
     difference and the flag to change, or without a record of its checkpoint."""
     from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
 
     recorded = CogVideoXDDIMInversionOutput.read_settings(settings.inversion)
-    check_inversion_checkpoint(recorded, config)
+    check_inversion_checkpoint(recorded, config, model)
     differences = inversion_differences(settings, recorded, source)
     if differences:
         raise ValueError(
@@ -701,73 +866,57 @@ def check_saved_inversion(settings: EditSettings, config: dict, source: SourceSh
 # Loading
 
 
+def resolve_device(device: str) -> str:
+    """`--device auto`: cuda when available, else the CPU."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def resolve_device_and_dtype(device: str, dtype: str):
     import torch
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     if dtype == "auto":
         dtype = "bf16" if device.startswith("cuda") else "fp32"
     return device, getattr(torch, DTYPES[dtype])
 
 
-def choose_offload(free_bytes: int | None, component_bytes: dict[str, int]) -> str:
-    """`--offload auto`: no offload when every weight fits beside the activations, model offload when the largest
-    model does, sequential offload otherwise. `free_bytes=None` (the CPU) means no offload."""
-    if free_bytes is None:
-        return "none"
-    if sum(component_bytes.values()) + ACTIVATION_HEADROOM_BYTES <= free_bytes:
-        return "none"
-    if max(component_bytes.values()) + ACTIVATION_HEADROOM_BYTES <= free_bytes:
-        return "model"
-    return "sequential"
-
-
-def _component_bytes(pipe) -> dict[str, int]:
-    import torch
-
-    sizes = {}
-    for name, component in pipe.components.items():
-        if isinstance(component, torch.nn.Module):
-            sizes[name] = sum(p.numel() * p.element_size() for p in component.parameters())
-    return sizes
-
-
 def load_pipeline(settings: ModelSettings, log=None):
-    """Load the checkpoint into `CogVideoXDDIMInversionPipeline` and fit it to the device. Returns the pipeline and a
-    dict of what was chosen (device, dtype, offload, VAE tiling, free memory), for run.json."""
+    """Load the checkpoint into `CogVideoXDDIMInversionPipeline` (quantized while loading with --quantize) and fit it
+    to the device with `cogvideox_ddim_memory.apply_memory_options` (fp8 storage, the offload rung, the step cache).
+    Returns the pipeline and a dict of what was chosen (device, dtype, every memory option with the offload rung
+    chosen, VAE tiling, free memory), for run.json."""
     import torch
 
     from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
 
     log = log or (lambda message: None)
     device, torch_dtype = resolve_device_and_dtype(settings.device, settings.dtype)
-    log(f"Loading {settings.model} ({str(torch_dtype).removeprefix('torch.')}) for {device}...")
-    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(settings.model, dtype=torch_dtype)
+    options = settings.memory_options()
+    check_memory_options(options, device)  # as the settings were made; again for settings changed since
+    storage = " ".join(flag for flag, on in ((f"--weights {options.weights}", options.weights != "bf16"),
+                                             (f"--quantize {options.quantize}", options.quantize is not None)) if on)
+    log(f"Loading {settings.model} ({str(torch_dtype).removeprefix('torch.')}{', ' + storage if storage else ''}) "
+        f"for {device}...")
+    pipe = CogVideoXDDIMInversionPipeline.from_pretrained(settings.model, dtype=torch_dtype,
+                                                          quantization_config=quantization_config(options))
+    memory = apply_memory_options(pipe, options, device)
     cuda = torch.device(device).type == "cuda"
-    free = torch.cuda.mem_get_info(torch.device(device))[0] if cuda else None
-    offload = settings.offload
-    if offload == "auto":
-        offload = choose_offload(free, _component_bytes(pipe))
-    if offload != "none" and not cuda:
-        raise ValueError(f"--offload {offload} moves weights to a GPU; on {device} use --offload none (or auto).")
-    if offload == "model":
-        pipe.enable_model_cpu_offload(device=device)
-    elif offload == "sequential":
-        pipe.enable_sequential_cpu_offload(device=device)
-    else:
-        pipe.to(device)
     tiling = settings.vae_tiling == "on" or (settings.vae_tiling == "auto" and cuda)
     if tiling:
         pipe.vae.enable_tiling()
         pipe.vae.enable_slicing()
     if settings.compile:
         pipe.transformer.compile()
-    chosen = {"device": device, "dtype": str(torch_dtype).removeprefix("torch."), "offload": offload,
-              "vae_tiling": tiling, "compile": settings.compile,
-              "free_gpu_memory_gib": None if free is None else round(free / GiB, 2)}
-    log(f"Memory: offload {offload}, VAE tiling {'on' if tiling else 'off'}"
-        + ("" if free is None else f", {free / GiB:.1f} GiB free on {device}"))
+    chosen = {"device": device, "dtype": str(torch_dtype).removeprefix("torch."), **memory, "vae_tiling": tiling,
+              "compile": settings.compile}
+    free = memory["free_gpu_memory_gib"]
+    log(f"Memory: offload {memory['offload']}, VAE tiling {'on' if tiling else 'off'}"
+        + (f", cache {options.cache}" if options.cache else "")
+        + ("" if free is None else f", {free:.1f} GiB free on {device}"))
     return pipe, chosen
 
 
@@ -775,13 +924,48 @@ def load_pipeline(settings: ModelSettings, log=None):
 # Editing
 
 
-def read_source(pipe, settings: EditSettings):
-    """The source frames to invert, selected and resized while decoding (uint8 [F, H, W, 3], 8k + 1 frames, at the
-    model's size for this source), their frame rate, and their frame numbers in the source."""
+@dataclass
+class SourceVideo:
+    """The source frames an edit inverts, and the frame rate its outputs are written at (`playback_rate`)."""
+
+    frames: "np.ndarray"  # noqa: F821 (uint8 [F, H, W, 3], 8k + 1 frames at the model's size for this source)
+    fps: float
+    fps_from: str  # how `fps` was chosen, recorded in run.json
+    indices: list[int]  # the frames' numbers in the source
+
+
+def read_source(pipe, settings: EditSettings) -> SourceVideo:
+    """The source frames to invert, selected and resized while decoding, and the rate to write its edits at."""
     import numpy as np
 
     read = _read_selected_frames(pipe, settings, settings.video, settings.height, settings.width)
-    return np.stack([np.asarray(frame) for frame in read.frames]), read.fps, read.indices
+    fps, fps_from = playback_rate(read, settings.sampling, pipe.transformer.config)
+    return SourceVideo(np.stack([np.asarray(frame) for frame in read.frames]), fps, fps_from, read.indices)
+
+
+def checkpoint_fps(transformer_config) -> float:
+    """The frame rate the checkpoint's videos play at (model cards): 8 fps, 16 for CogVideoX 1.5 (temporal patches)."""
+    return 16.0 if transformer_config.get("patch_size_t") is not None else 8.0
+
+
+def playback_rate(read, sampling: str, transformer_config) -> tuple[float, str]:
+    """The frame rate an edit of the frames `read` is written at, and how it was chosen: the pace of the frames used,
+    from their timestamps (a stride or a variable frame rate included; the container's average rate over the stride
+    where the file lists no usable timestamps). Frames spread over a clip (`sampling="spread"`) whose pace is slower
+    than the checkpoint's frame rate (`checkpoint_fps`) play at that rate instead, a time-lapse: 9 frames of a
+    5-minute clip would otherwise play for 5 minutes."""
+    from .video_io import index_frames
+
+    fps, fps_from = read.fps, "the source's average frame rate over the stride"
+    first, last = read.indices[0], read.indices[-1]
+    index = index_frames(read.source.path) if last > first else None
+    if index is not None and last < len(index) and index.times[last] > index.times[first]:
+        fps = (len(read.indices) - 1) / float(index.times[last] - index.times[first])
+        fps_from = "the timestamps of the frames used"
+    native = checkpoint_fps(transformer_config)
+    if sampling == "spread" and fps < native:
+        return native, f"the checkpoint's frame rate: the spread frames' own pace ({fps:.3g} fps) is slower"
+    return round(fps, 3), fps_from
 
 
 def _read_selected_frames(pipe, settings: EditSettings, path: str, height: int | None, width: int | None):
@@ -814,9 +998,9 @@ def read_mask(pipe, settings: EditSettings, inv):
     return torch.from_numpy(gray > 127)[None]  # compression blurs a black and white video: threshold at half
 
 
-def invert_source(pipe, settings: EditSettings, frames=None, fps=None, indices=None, log=None):
+def invert_source(pipe, settings: EditSettings, source: SourceVideo | None = None, log=None):
     """The inversion of the source: loaded from `settings.inversion` (checked against `pipe`), or computed from
-    `frames`; saved to `settings.save_inversion` when asked."""
+    `source`; saved to `settings.save_inversion` when asked."""
     from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
 
     log = log or (lambda message: None)
@@ -824,6 +1008,7 @@ def invert_source(pipe, settings: EditSettings, frames=None, fps=None, indices=N
         inv = CogVideoXDDIMInversionOutput.load(settings.inversion, pipeline=pipe)
         log(f"Reusing the inversion {settings.inversion} ({inv.trajectory.shape[0]} steps, no inversion run).")
         return inv
+    frames = source.frames
     log(f"Inverting {len(frames)} frames with {settings.steps} steps...")
     inv = pipe.invert(
         video=frames,
@@ -843,16 +1028,21 @@ def invert_source(pipe, settings: EditSettings, frames=None, fps=None, indices=N
         window_overlap=settings.window_overlap,
         window_batch_size=settings.window_batch_size,
     )
-    inv.fps = fps
+    inv.fps = source.fps
     inv.settings["source"] = {
         "video": None if settings.video is None else os.path.abspath(settings.video),
         **{name: getattr(settings, name) for name in
            ("skip_frames_start", "skip_frames_end", "frame_stride", "num_frames", "sampling", "resize_mode")},
-        "frame_indices": indices,
+        "frame_indices": source.indices,
+        "fps_from": source.fps_from,
     }
     inv.settings["depends_on"] = inversion_dependencies(settings)  # compared when it is reused (--inversion)
     if settings.save_inversion:
-        inv.save(settings.save_inversion)
+        try:
+            inv.save(settings.save_inversion)
+        except OSError as error:  # checked before loading; a full disk, or a folder changed since, fails here
+            raise OSError(f"Could not save the inversion to {settings.save_inversion!r}: "
+                          f"{error.strerror or error}.") from None
         log(f"Saved the inversion to {settings.save_inversion}.")
     return inv
 
@@ -876,10 +1066,10 @@ def _image_latents(pipe, settings: EditSettings, inv):
 
 
 def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: float, negative_prompt: str,
-               callback=None, mask=None, source_frames=None):
+               callback=None, mask=None, source_frames=None, what: str = "the edit"):
     """Regenerate the inverted video under `prompts` (batched: in shared mode they share one reference row per step),
     changing only inside `mask` when given (pasting `source_frames` back outside it with `settings.paste_back`).
-    Returns float frames [N, F, H, W, 3] in [0, 1]."""
+    Returns float frames [N, F, H, W, 3] in [0, 1], checked finite (errors name the call: `what`, the prompts)."""
     import numpy as np
     import torch
 
@@ -891,11 +1081,14 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
                           source_video=source_frames if settings.paste_back else None, mask_steps=settings.mask_steps,
                           mask_dilation=settings.mask_dilation, mask_feather=settings.mask_feather)
     image_latents = _image_latents(pipe, settings, inv)  # read and encoded once, not per chunk of prompts
+    match_cache_to_steps(pipe.transformer, settings.steps, settings.strength)  # --cache mag counts the edit's steps
     videos = []
     batch = settings.prompt_batch_size or len(prompts)
     for first in range(0, len(prompts), batch):
         chunk = prompts[first : first + batch]
-        videos.append(pipe(
+        videos.append(_call(
+            pipe,
+            f"{what} (pipeline call under the prompts {chunk})",
             prompt=chunk,
             negative_prompt=[negative_prompt] * len(chunk),
             guidance_scale=guidance,
@@ -924,11 +1117,53 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
     return np.concatenate(videos)
 
 
-def to_uint8(frames):
-    """Pipeline `output_type="np"` frames (floats in [0, 1]) as uint8, rounded."""
+class NonFiniteOutputError(ValueError):
+    """A call produced NaN or inf values: written as a video they would be black (the cast to uint8 makes NaN 0)."""
+
+
+def _call(pipe, name: str, **kwargs):
+    """`pipe(**kwargs)`, its frames checked finite; `name` says which call it was in errors."""
+    try:
+        output = pipe(**kwargs)
+    except FloatingPointError as error:  # the pipeline's own check of the final latents
+        raise NonFiniteOutputError(f"{name} failed: {error}") from None
+    check_finite(output.frames, name)
+    return output
+
+
+def check_finite(frames, produced_by: str):
+    """Refuse decoded frames with NaN or inf values (one check before anything is written: a NaN casts to a black
+    pixel), naming the call that produced them."""
     import numpy as np
 
+    frames = np.asarray(frames)
+    bad = int(np.size(frames) - np.count_nonzero(np.isfinite(frames)))
+    if bad:
+        raise NonFiniteOutputError(
+            f"{produced_by} produced {bad} of {frames.size} pixel values that are NaN or inf; nothing was written for "
+            "it. Run in float32 or bfloat16 rather than float16 (--dtype), or check the inversion (--inversion)."
+        )
+
+
+def to_uint8(frames, produced_by: str = "the pipeline"):
+    """Pipeline `output_type="np"` frames (floats in [0, 1]) as uint8, rounded; NaN or inf is refused, naming the call
+    that `produced_by` them (`check_finite`)."""
+    import numpy as np
+
+    check_finite(frames, produced_by)
     return np.clip(np.asarray(frames) * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def decode_inversion(pipe, inv):
+    """The inversion's clean latents decoded (uint8 `[F, H, W, 3]`): the source as the model encoded it, for the
+    source panel of side_by_side.mp4 when no video is read (`--inversion` alone)."""
+    import torch
+
+    latents = inv.latents[:1].to(device=pipe._execution_device, dtype=pipe.vae.dtype)
+    with torch.no_grad():
+        video = pipe.video_processor.postprocess_video(video=pipe.decode_latents(latents), output_type="np")
+    pipe.maybe_free_model_hooks()
+    return to_uint8(video[0], "decoding the inversion's clean latents (the source panel of side_by_side.mp4)")
 
 
 def _fit(frames, height: int, width: int):
@@ -959,30 +1194,85 @@ def write_json(data: dict, path: str):
         json.dump(data, file, indent=2, default=str)
 
 
+def remove_previous_run(output_dir: str, log=None):
+    """Remove the outputs of the run whose run.json is in `output_dir`, run.json first: a rerun's outputs are then
+    exactly what its own run.json lists. Only the video files that run.json lists, by their names in `output_dir`, are
+    removed; nothing else (not a saved inversion, nor files the tool did not write)."""
+    path = os.path.join(output_dir, "run.json")
+    try:
+        with open(path) as file:
+            listed = json.load(file).get("outputs") or {}
+    except (OSError, ValueError, AttributeError):  # none, or not one this tool wrote
+        return
+    os.remove(path)
+    for name, output in listed.items():
+        filename = os.path.basename(str(output))
+        if name not in ("run", "inversion") and OUTPUT_FILE.fullmatch(filename):
+            try:
+                os.remove(os.path.join(output_dir, filename))
+            except FileNotFoundError:
+                pass
+    (log or (lambda message: None))(f"Replacing the previous run in {output_dir}.")
+
+
 def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | None = None, log=None) -> dict:
     """Invert (or load the inversion of) `settings.video` and write into `output_dir`: `edit-<n>.mp4` per prompt,
     `side_by_side.mp4` (source | edits), `reconstruction.mp4` on request, and `run.json` (settings, versions, timings,
-    outputs), written last. Returns the run record."""
+    outputs), written last. Returns the run record.
+
+    A previous run in `output_dir` is replaced (`remove_previous_run`). A run that fails removes the videos it wrote
+    and the folder if it made it (a saved inversion, complete, is kept): outputs are those of one whole run or none."""
+    log = log or (lambda message: None)
+    created = not os.path.isdir(output_dir)
+    os.makedirs(output_dir, exist_ok=True)  # checked by `prepare_edit`; made only now that there is work to write
+    remove_previous_run(output_dir, log)
+    outputs = {}
+    try:
+        return _edit_into(pipe, settings, output_dir, outputs, load_info, log)
+    except BaseException:
+        for name, path in outputs.items():
+            if name != "inversion" and os.path.isfile(path):
+                os.remove(path)
+        if created:
+            try:
+                os.rmdir(output_dir)  # only if empty: a saved inversion inside keeps it
+            except OSError:
+                pass
+        raise
+
+
+def _edit_into(pipe, settings: EditSettings, output_dir: str, outputs: dict, load_info: dict | None, log) -> dict:
+    """`edit_video`'s work; each file written is added to `outputs` as soon as it exists."""
     import numpy as np
 
     from .callbacks import GuidanceScaleCallback
     from .video_io import write_mask_video, write_video
 
-    log = log or (lambda message: None)
-    os.makedirs(output_dir, exist_ok=True)  # checked by `prepare_edit`; made only now that there is work to write
     timings = {}
     started = time.perf_counter()
-    frames, fps, indices = None, None, None
-    if settings.video is not None:
-        frames, fps, indices = read_source(pipe, settings)
+    source = read_source(pipe, settings) if settings.video is not None else None
+    frames = None if source is None else source.frames
     timings["read_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    inv = invert_source(pipe, settings, frames, fps, indices, log)
+    inv = invert_source(pipe, settings, source, log)
     timings["invert_s"] = time.perf_counter() - started
-    fps = settings.fps or fps or inv.fps or 8.0
+    if settings.save_inversion:
+        outputs["inversion"] = os.path.abspath(settings.save_inversion)
+    if settings.fps:
+        fps, fps_from = settings.fps, "--fps"
+    elif source is not None:
+        fps, fps_from = source.fps, source.fps_from
+    elif inv.fps:
+        how = (inv.settings.get("source") or {}).get("fps_from")
+        fps, fps_from = inv.fps, "the saved inversion's frame rate" + (f" ({how})" if how else "")
+    else:
+        fps, fps_from = 8.0, "8 fps: the saved inversion records no frame rate"
 
-    outputs, edits = {}, None
+    def write(name: str, video):
+        outputs[name] = write_video(video, os.path.join(output_dir, f"{name}.mp4"), fps)
+
+    edits = None
     mask = read_mask(pipe, settings, inv)
     if mask is not None:
         outputs["mask"] = write_mask_video(mask[0], os.path.join(output_dir, "mask.mp4"), fps)
@@ -993,35 +1283,35 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | 
             ramp = GuidanceScaleCallback(settings.guidance_ramp, cutoff_step_ratio=settings.guidance_ramp_at)
         log(f"Editing under {len(settings.prompts)} prompt(s)...")
         edits = to_uint8(regenerate(pipe, inv, settings.prompts, settings, settings.guidance,
-                                    settings.negative_prompt, ramp, mask=mask, source_frames=frames))
+                                    settings.negative_prompt, ramp, mask=mask, source_frames=frames), "the edit")
         timings["edit_s"] = time.perf_counter() - started
         for index, edit in enumerate(edits, start=1):
-            outputs[f"edit-{index}"] = write_video(edit, os.path.join(output_dir, f"edit-{index}.mp4"), fps)
+            write(f"edit-{index}", edit)
     if settings.reconstruction:
         started = time.perf_counter()
         log("Reconstructing with the source prompt...")
-        reconstruction = to_uint8(regenerate(pipe, inv, [settings.source_prompt], settings, 1.0, "")[0])
+        # the source regenerated as it was inverted: conditioned on the inversion's own image, not on --image
+        reconstruction = regenerate(pipe, inv, [settings.source_prompt], dataclasses.replace(settings, image=None),
+                                    1.0, "", what="the reconstruction")
         timings["reconstruction_s"] = time.perf_counter() - started
-        outputs["reconstruction"] = write_video(reconstruction, os.path.join(output_dir, "reconstruction.mp4"), fps)
+        write("reconstruction", to_uint8(reconstruction[0], "the reconstruction"))
     if edits is not None:
         height, width = edits.shape[2:4]
-        panels = ([_fit(frames, height, width)] if frames is not None else []) + list(edits)
-        outputs["side_by_side"] = write_video(np.concatenate(panels, axis=2),
-                                              os.path.join(output_dir, "side_by_side.mp4"), fps)
-    if settings.save_inversion:
-        outputs["inversion"] = os.path.abspath(settings.save_inversion)
+        source_panel = frames if frames is not None else decode_inversion(pipe, inv)
+        write("side_by_side", np.concatenate([_fit(source_panel, height, width), *edits], axis=2))
 
     record = {
         "settings": {**dataclasses.asdict(settings), "extra": None, **settings.extra},
         "load": load_info or {},
         "inversion": {k: v for k, v in inv.settings.items() if k != "model"} | {"model": inv.settings.get("model")},
         "fps": fps,
+        "fps_from": fps_from,
         "timings_s": {name: round(value, 3) for name, value in timings.items()},
-        "outputs": outputs,
+        "outputs": dict(outputs),
         "versions": _versions(),
     }
     write_json(record, os.path.join(output_dir, "run.json"))
-    outputs["run"] = os.path.join(output_dir, "run.json")
+    record["outputs"]["run"] = outputs["run"] = os.path.join(output_dir, "run.json")
     return record
 
 

@@ -63,6 +63,7 @@ from .cogvideox_ddim_masks import (  # attention_map_to_video, grow_mask: benchm
     word_mask_recorders,
     word_token_weights,
 )
+from .cogvideox_ddim_memory import check_weights_storage, weights_storage, without_step_cache
 from .cogvideox_ddim_output import CogVideoXDDIMInversionOutput, check_fingerprint, config_fingerprint
 from .cogvideox_ddim_reference import (
     check_reference_controls,
@@ -288,7 +289,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         `check_inversion()`: the checkpoint's structure and noise schedule (`config_fingerprint`) and a digest of
         some of its weights."""
         fingerprint = config_fingerprint(self.transformer.config, self.vae.config, self.ddim_scheduler().config)
-        return {"name_or_path": self.name_or_path, **fingerprint, "weights": self._weights_digest()}
+        return {"name_or_path": self.name_or_path, **fingerprint, "weights": self._weights_digest(),
+                "weights_storage": weights_storage(self)}  # 8-bit storage (`--weights fp8`, `--quantize`) or None
 
     def _weights_digest(self) -> str | None:
         """A digest of the transformer's first weight (CogVideoX's patch embedding), rounded to bfloat16 so that
@@ -303,6 +305,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
     def check_inversion(self, inversion: CogVideoXDDIMInversionOutput):
         """Refuse, naming each difference, an inversion made by another checkpoint or noise schedule than this one."""
         check_fingerprint((inversion.settings or {}).get("model"), self.inversion_fingerprint())
+        check_weights_storage((inversion.settings or {}).get("model"), self.inversion_fingerprint())
 
     def prepare_mask(self, mask, num_frames: int, height: int, width: int, batch_size: int = 1, dilation: int = 0,
                      feather: int = 0, resize_mode: str | None = None) -> torch.Tensor:
@@ -315,6 +318,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         """`cogvideox_ddim_masks.word_token_weights` with this pipeline's tokenizer."""
         return word_token_weights(self.tokenizer, prompt, words, max_sequence_length)
 
+    @without_step_cache  # a step cache enabled for the edits would skip the inversion's (fixed-point) evaluations
     @torch.no_grad()
     def invert(
         self,

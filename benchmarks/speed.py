@@ -27,6 +27,8 @@ Usage:
   python benchmarks/speed.py --sizes tiny faithful --steps 4 --repeats 2        # CPU, plus the counted real-size table
   python benchmarks/speed.py --flops-only                                       # only the counted table (five models)
   python benchmarks/speed.py --device cuda --dtype bf16 --sizes 2b 5b 1.5-5b --json speed_gpu.json
+  python benchmarks/speed.py --device cuda --sizes 5b --compile off --e2e none --configs shared fp8-weights int8 \
+      fp8-quantized group-offload group-leaf-offload first-block-cache taylorseer-cache     # memory rungs, caches
 """
 
 import argparse
@@ -60,6 +62,27 @@ CONFIGS = {
     ),
 }
 GUIDANCE = 6.0
+# The memory rungs and step caches of `cogvideox_ddim_memory`, each on the shared edit (`--configs fp8-weights int8
+# ...`; not run by default): seconds per step and peak memory per rung. Their FLOP counts are the shared edit's; a
+# cache skips some of that work, and the label says which fraction of the block evaluations ran.
+MEMORY_CONFIGS = {
+    "fp8-weights": dict(label="edit, shared, --weights fp8", memory=dict(weights="fp8")),
+    "int8": dict(label="edit, shared, --quantize int8", memory=dict(quantize="int8")),
+    "fp8-quantized": dict(label="edit, shared, --quantize fp8 (CUDA 8.9+)", memory=dict(quantize="fp8")),
+    "group-offload": dict(label="edit, shared, --offload group", memory=dict(offload="group")),
+    "group-leaf-offload": dict(label="edit, shared, --offload group-leaf", memory=dict(offload="group-leaf")),
+    "first-block-cache": dict(label="edit, shared, --cache first-block --cache-threshold 0.1",
+                              memory=dict(cache="first-block", cache_threshold=0.1)),
+    "taylorseer-cache": dict(label="edit, shared, --cache taylorseer --cache-interval 2",
+                             memory=dict(cache="taylorseer", cache_interval=2)),
+}
+for _entry in MEMORY_CONFIGS.values():
+    _entry.update(kind="edit", reference_mode="shared")
+
+
+def config_spec(key: str) -> dict:
+    """A configuration of `CONFIGS` or `MEMORY_CONFIGS`."""
+    return CONFIGS[key] if key in CONFIGS else MEMORY_CONFIGS[key]
 
 # Transformer configurations of the public checkpoints (their transformer/config.json; structural facts as in
 # testing/tiny_checkpoint.py's VARIANTS) and their native sizes. Shared by all: heads of 64, patch 2, T5-XXL text
@@ -222,7 +245,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def config_label(key, prompts, iterations):
-    return CONFIGS[key]["label"].format(n=prompts, k=iterations)
+    return config_spec(key)["label"].format(n=prompts, k=iterations)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -343,7 +366,7 @@ def step_layouts(key: str, steps: int, prompts: int, iterations: int) -> list[tu
     reference processor installed) for each batch layout it uses."""
     from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
 
-    config = CONFIGS[key]
+    config = config_spec(key)
     if config["kind"] == "generate":
         return [(steps, 2, 0, bool(config.get("idle_processor")))]
     if config["kind"] == "invert":
@@ -465,6 +488,36 @@ def build_pipeline(size: str, device: torch.device, dtype: torch.dtype, full: bo
     return pipe
 
 
+def apply_memory_config(pipe, memory: dict, device: torch.device, steps: int):
+    """A `MEMORY_CONFIGS` entry's options on the built pipeline, with the memory module's own functions (torchao's
+    `quantize_` stands in for loading with `quantization_config`: the transformer is built, not loaded)."""
+    from cogvideox_ddim_inversion.cogvideox_ddim_memory import (
+        TORCHAO_KEEP,
+        MemoryOptions,
+        cache_config,
+        check_memory_options,
+        enable_fp8_storage,
+        enable_group_offload,
+    )
+
+    options = MemoryOptions(**{"offload": "none", **memory})
+    check_memory_options(options, str(device))
+    if options.weights == "fp8":
+        enable_fp8_storage(pipe)
+    if options.quantize is not None:
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, Int8WeightOnlyConfig, quantize_
+
+        config = Int8WeightOnlyConfig() if options.quantize == "int8" else Float8DynamicActivationFloat8WeightConfig()
+        quantize_(pipe.transformer, config, filter_fn=lambda module, name: isinstance(module, torch.nn.Linear)
+                  and not any(name.startswith(keep) for keep in TORCHAO_KEEP))
+    if options.offload.startswith("group"):
+        pipe.to("cpu")  # offloaded: the weights live in host memory, onloaded a group at a time
+        enable_group_offload(pipe, device, level="block" if options.offload == "group" else "leaf",
+                             use_stream=device.type == "cuda")
+    if options.cache is not None:
+        pipe.transformer.enable_cache(cache_config(options, steps))
+
+
 def compile_transformer(pipe, args):
     """`torch.compile` the whole transformer, or each of its blocks (regional compilation: one compiled graph reused
     by every block, so it compiles in a fraction of the time)."""
@@ -489,9 +542,11 @@ def run_one(size: str, key: str, compiled: bool, args):
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     if device.type == "cpu":
         torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    spec, config = SIZES[size], CONFIGS[key]
+    spec, config = SIZES[size], config_spec(key)
     pipe = build_pipeline(size, device, dtype)
     steps = args.steps
+    if config.get("memory"):
+        apply_memory_config(pipe, config["memory"], device, steps)
     generator = torch.Generator().manual_seed(0)
     frames = (spec["num_frames"] - 1) // 4 + 1
     text_shape = (1, pipe.transformer.config.max_text_seq_length, pipe.transformer.config.text_embed_dim)
@@ -548,18 +603,27 @@ def run_one(size: str, key: str, compiled: bool, args):
             )
 
     timer = DeviceTimer(device)
+    from cogvideox_ddim_inversion.cogvideox_ddim_memory import BlockEvaluationCounter
+
     with torch.no_grad():
         call(2)  # warm-up: both layouts of a step window, compilation, kernel selection
         rows.clear()
         graphs = dynamo_graphs()
         reset_peak_memory(device)
-        timer.start()
-        call(steps)
-        elapsed = timer.stop()
+        with BlockEvaluationCounter(pipe.transformer) as blocks:
+            timer.start()
+            call(steps)
+            elapsed = timer.stop()
+    label = config_label(key, args.batch_prompts, args.fixed_point_iterations)
+    blocks_run = blocks.evaluations / (steps * len(blocks.blocks) * (1 + args.fixed_point_iterations
+                                                                      if config.get("fixed_point") else 1))
+    if config.get("memory", {}).get("cache"):
+        label += f" ({100 * blocks_run:.0f}% of block evaluations run)"
     result = {
         "size": size,
         "config": key,
-        "label": config_label(key, args.batch_prompts, args.fixed_point_iterations),
+        "label": label,
+        "blocks_run_fraction": blocks_run,
         "compiled": compiled,
         "steps": steps,
         "rows_per_step": sum(rows) / steps,
@@ -912,7 +976,9 @@ def counted_table(counted, sizes, prompts, iterations) -> list[str]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=None, choices=list(SIZES), help="sizes to measure")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=[*CONFIGS, *MEMORY_CONFIGS],
+                        help="default: every configuration of CONFIGS; the memory rungs and caches on request: "
+                        + ", ".join(MEMORY_CONFIGS))
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default=None, choices=list(DTYPES), help="default: bf16 on CUDA, fp32 on a CPU")
     parser.add_argument(

@@ -38,7 +38,8 @@ HAS_TORCHAO = importlib.util.find_spec("torchao") is not None
 # instead: 0.052).
 FP8_TOLERANCE = 0.05
 INT8_TOLERANCE = 0.02
-# bf16 weights of CogVideoX-5B's components (as in tests/test_editing.py): transformer, T5-XXL encoder, VAE.
+# bf16 weights of CogVideoX-5B's components: parameter counts of the real configurations built on the meta device
+# (transformer 5,570,283,072, T5-XXL encoder 4,762,310,656, VAE 215,583,907), times 2 bytes.
 COGVIDEOX_5B_BF16 = {"transformer": 11_140_566_144, "text_encoder": 9_524_621_312, "vae": 431_167_814}
 
 
@@ -203,14 +204,40 @@ def test_invert_never_runs_with_the_cache_unless_asked(load_pipe, clip, plain):
         inv = invert(pipe, clip, fixed_point_iterations=2)
     assert counter.evaluations == STEPS * 3 * LAYERS  # one evaluation per fixed-point iteration and one per step
     assert pipe.transformer.is_cache_enabled  # the cache is back for the edit
-    with BlockEvaluationCounter(pipe.transformer) as counter, inversion_cache(pipe.transformer, allowed=True):
+    pipe.cache_inversion = True  # invert() reads it (MemoryOptions.cache_inversion): inversion_cache(allowed=True)
+    with BlockEvaluationCounter(pipe.transformer) as counter:
         cached = invert(pipe, clip, fixed_point_iterations=2)
     assert counter.evaluations < STEPS * 3 * LAYERS
     assert not torch.equal(cached.trajectory, inv.trajectory)
-    with pytest.raises(ValueError, match="No cache context is set"):
-        invert(pipe, clip)  # why the pipeline must wrap invert() in inversion_cache
     pipe.transformer.disable_cache()
     assert torch.equal(invert(pipe, clip, fixed_point_iterations=2).trajectory, inv.trajectory)
+
+
+def test_the_pipeline_inverts_without_the_cache_and_edits_with_it(load_pipe, clip, plain):
+    """From Python, with no context manager: `invert()` (wrapped in `without_step_cache`) is the uncached inversion
+    bit for bit, `__call__` skips, and `cache_inversion` lets the cache into the inversion."""
+    pipe = cached_pipe(load_pipe, threshold=10.0)
+    uncached = load_pipe()
+    with BlockEvaluationCounter(pipe.transformer) as counter:
+        inv = invert(pipe, clip, fixed_point_iterations=2)
+    assert counter.evaluations == STEPS * 3 * LAYERS
+    assert torch.equal(inv.trajectory, invert(uncached, clip, fixed_point_iterations=2).trajectory)
+    assert pipe.transformer.is_cache_enabled
+    with BlockEvaluationCounter(pipe.transformer) as counter:
+        edit(pipe, inv)
+    assert counter.evaluations < STEPS * LAYERS
+    # diffusers' own API enables a cache the same way: the inversion still runs without it
+    fresh = load_pipe()
+    fresh.transformer.enable_cache(pipe.transformer._cache_config)
+    assert torch.equal(invert(fresh, clip).trajectory, plain[0].trajectory)
+
+    allowed = load_pipe()
+    apply_memory_options(allowed, MemoryOptions(offload="none", cache="first-block", cache_threshold=10.0,
+                                                cache_inversion=True), "cpu")
+    with BlockEvaluationCounter(allowed.transformer) as counter:
+        cached = invert(allowed, clip, fixed_point_iterations=2)
+    assert counter.evaluations < STEPS * 3 * LAYERS
+    assert not torch.equal(cached.trajectory, inv.trajectory)
 
 
 def test_cache_disabled_restores_the_same_cache(load_pipe):
@@ -283,7 +310,7 @@ def test_eight_bit_storage_halves_the_linear_weights(configs_5b):
 
 @pytest.mark.parametrize("free_gib, expected", [(None, "none"), (79.0, "none"), (40.0, "none"), (23.5, "model"),
                                                 (15.5, "group"), (11.0, "group"), (10.5, "group-leaf"),
-                                                (10.1, "sequential")])
+                                                (10.1, "sequential"), (7.5, "sequential")])
 def test_auto_fits_a_5b_edit_to_the_card(configs_5b, free_gib, expected):
     """A 12 GB card (about 11 GiB free) gets block-level group offload at 5B; 24 GB model offload; 40 and 80 GB
     none. The CPU (no free-memory reading) none."""
@@ -295,9 +322,10 @@ def test_auto_fits_a_5b_edit_to_the_card(configs_5b, free_gib, expected):
 
 @pytest.mark.parametrize("options, device, message", [
     (dict(quantize="fp8"), "cpu", "--quantize fp8 computes in fp8 on a GPU; on cpu use --quantize int8"),
-    (dict(offload="group"), "cpu", "--offload group moves weights to a GPU; on cpu use --offload none"),
+    (dict(offload="model"), "cpu", "--offload model moves weights to a GPU; on cpu use --offload none"),
     (dict(offload="sequential"), "cpu", "--offload sequential moves weights to a GPU"),
     (dict(offload="none", offload_streams=True), "cpu", "CUDA streams prefetch offloaded weights onto a GPU"),
+    (dict(offload="group", offload_streams=True), "cpu", "CUDA streams prefetch offloaded weights onto a GPU"),
     (dict(offload="model", offload_streams=True), "cuda", "Streams apply to group offloading only"),
     (dict(cache="faster"), "cpu", r"FasterCache splits the transformer's batch with chunk\(2\)"),
     (dict(cache="pab"), "cpu", "PyramidAttentionBroadcast reads the pipeline's current timestep"),
@@ -338,3 +366,28 @@ def test_options_are_recorded_for_run_json(load_pipe):
     assert chosen == {**dataclasses.asdict(MemoryOptions(weights="fp8", cache="first-block")), "offload": "none",
                       "offload_streams": False, "free_gpu_memory_gib": None}
     json.dumps(chosen)
+
+
+# The speed benchmark's memory configurations -------------------------------------------------------------------------
+
+def test_the_speed_benchmark_measures_rungs_and_caches(tmp_path):
+    """`benchmarks/speed.py --configs` takes the memory rungs and caches; on a CPU the tiny rows run (group offload
+    onto the CPU) and fp8 compute is refused in its row with the memory module's message."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "speed.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+    completed = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--sizes", "tiny", "--steps", "4", "--repeats", "1",
+         "--e2e", "none", "--count-sizes", "--json", str(out), "--configs", "group-offload",
+         "taylorseer-cache", "fp8-quantized"], capture_output=True, text=True)
+    assert completed.returncode == 1, completed.stderr[-3000:]  # the fp8 row failed, as it must on a CPU
+    measured = {r["config"]: r for r in json.loads(out.read_text())["measured"]}
+    assert "--quantize fp8 computes in fp8 on a GPU" in measured["fp8-quantized"]["error"]
+    for key in ("group-offload", "taylorseer-cache"):
+        assert "error" not in measured[key] and measured[key]["rows_per_step"] == 3
+    assert measured["group-offload"]["blocks_run_fraction"] == 1
+    assert measured["taylorseer-cache"]["blocks_run_fraction"] < 1  # predicted between full steps
+    assert "% of block evaluations run)" in measured["taylorseer-cache"]["label"]
