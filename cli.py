@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     app.set_defaults(func=run_app)
 
     add_publish_parser(commands)
+    add_evaluate_parser(commands)
     return parser
 
 
@@ -259,6 +260,79 @@ def add_publish_parser(commands):
     hub.add_argument("--commit-message", default=None,
                      help="message of the Hub commit (default: one naming the package version)")
     publish.set_defaults(func=run_publish)
+
+
+def parse_frame_list(text: str) -> list[int]:
+    """`--window-boundaries 13,25`: video frame numbers."""
+    try:
+        return [int(part) for part in text.replace(" ", ",").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frame numbers separated by commas, got {text!r}") from None
+
+
+def add_evaluate_parser(commands):
+    evaluate = commands.add_parser(
+        "evaluate", help="score an edit against its source without model weights: PSNR/SSIM (inside and outside a "
+        "mask), flow-warp error, seam ratio at window boundaries (pip install 'cogvideox-ddim-inversion[evaluate]')"
+    )
+    evaluate.add_argument("edit", help="the edited video file")
+    evaluate.add_argument("source", help="the source video file (read at the edit's size and frame selection)")
+    scores = option_group(evaluate, "scores")
+    scores.add_argument("--mask", default=None, help="mask video (white = may change): scores inside and outside it (default: none)")
+    scores.add_argument("--window-boundaries", type=parse_frame_list, default=None, metavar="B,B,...",
+                        help="video frames where temporal windows meet (the change from frame B - 1 to B): the seam "
+                        "ratio there against the other frames (default: from --inversion, else none)")
+    scores.add_argument("--inversion", default=None,
+                        help="a saved inversion of a long clip: its windows give the boundaries (default: none)")
+    scores.add_argument("--temporal-compression", type=int, default=None, metavar="N",
+                        help="compare boundaries with the other latent-frame edges only (4 for CogVideoX; default: "
+                        "every other frame)")
+    scores.add_argument("--no-flow", dest="flow", action="store_false",
+                        help="skip the flow-warp error (and OpenCV's optical flow; default: computed)")
+    frames = option_group(evaluate, "source frames")
+    frames.add_argument("--resize-mode", default="crop", choices=("crop", "pad", "stretch"),
+                        help="how the edit fitted the source to its size (default: %(default)s)")
+    frames.add_argument("--skip-frames-start", type=int, default=0, help="as the edit (default: %(default)s)")
+    frames.add_argument("--frame-stride", type=int, default=1, help="as the edit (default: %(default)s)")
+    option_group(evaluate, "outputs").add_argument("--output", default=None,
+                                                    help="also write the scores to this JSON file (default: "
+                                                    "printed only)")
+    evaluate.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args) -> dict:
+    """`evaluate EDIT SOURCE`: `evaluate.evaluate_edit`'s scores, printed as JSON (and written to --output)."""
+    import json
+
+    from .evaluate import evaluate_edit
+
+    for name, path in (("edit", args.edit), ("source", args.source), ("mask", args.mask),
+                       ("inversion", args.inversion)):
+        if path is not None and not os.path.isfile(path):
+            raise FileNotFoundError(f"{name.capitalize()} file not found: {path!r}. Check the path.")
+    boundaries = args.window_boundaries
+    if boundaries is None and args.inversion is not None:
+        from .cogvideox_ddim_output import CogVideoXDDIMInversionOutput
+        from .cogvideox_ddim_windows import WindowSchedule
+
+        recorded = CogVideoXDDIMInversionOutput.read_settings(args.inversion).get("windows")
+        if recorded is None:
+            raise ValueError(f"The inversion {args.inversion!r} is one window (no boundaries): pass "
+                             "--window-boundaries, or leave both out.")
+        boundaries = WindowSchedule.from_dict(recorded).video_boundaries(args.temporal_compression or 4)
+    from .cogvideox_ddim_video_io import count_frames
+
+    # the source's frames as the edit selected them: from the same start and stride, as many as the edit has
+    read_options = {"skip_frames_start": args.skip_frames_start, "frame_stride": args.frame_stride,
+                    "max_num_frames": count_frames(args.edit)}
+    scores = evaluate_edit(args.edit, args.source, args.mask, boundaries, args.temporal_compression, args.flow,
+                           args.resize_mode, **read_options)
+    text = json.dumps(scores, indent=2)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as file:
+            file.write(text + "\n")
+    return scores
 
 
 def run_batch(args) -> int:

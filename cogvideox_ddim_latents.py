@@ -43,7 +43,7 @@ def read_source_video(pipe, path, height=None, width=None, resize_mode="crop", n
         skip_frames_start,
         skip_frames_end,
         frame_stride,
-        max_num_frames=num_frames or pipe.transformer.config.sample_frames,
+        max_num_frames=None if num_frames == "all" else num_frames or pipe.transformer.config.sample_frames,
         temporal_compression=pipe.vae_scale_factor_temporal,
         sampling=sampling,
         height=height,
@@ -185,16 +185,18 @@ def call_size(pipe, height, width, num_frames, reference_latents) -> tuple[int, 
 
 
 def prepare_call_latents(pipe, latents, image, image_latents, reference_latents, reference_image_latents,
-                         batch_size, num_frames, height, width, resize_mode, dtype, device, generator):
+                         batch_size, num_frames, height, width, resize_mode, dtype, device, generator,
+                         windowed: bool = False):
     """`__call__`'s start latents and image-to-video conditioning (the sample's and the reference rows', padded as
-    the model sees them). Returns them with the video's latent frame count and the padding made at every step."""
+    the model sees them). Returns them with the video's latent frame count and the padding made at every step.
+    `windowed`: a long clip in temporal windows, which pad themselves (none here)."""
     latent_frames = latent_frame_count(num_frames, pipe.vae_scale_factor_temporal)
 
     # For CogVideoX 1.5, the latent frames should be padded to make it divisible by patch_size_t. Generating from
     # scratch, the padding frames are sampled and denoised as diffusers does; following an inversion (a
     # reference, or unpadded start latents) they are re-made at every step as copies of the first frame, as
     # `invert()` makes them, so both directions see the same padding.
-    additional_frames = pipe.padding_frames(latent_frames)
+    additional_frames = 0 if windowed else pipe.padding_frames(latent_frames)
     stepwise_padding = additional_frames > 0 and (
         reference_latents is not None or (latents is not None and latents.shape[1] == latent_frames)
     )

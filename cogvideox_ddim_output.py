@@ -1,7 +1,8 @@
 """A saved DDIM inversion: the output of `invert()`, its file format, and the fingerprint of what made it.
 
-A leaf module (no relative imports but `cogvideox_ddim_files`, which the pipeline file also imports): the pipeline
-file imports it directly, so diffusers' `custom_pipeline` loader ships it beside the pipeline.
+A leaf module (no relative imports but `cogvideox_ddim_files` and `cogvideox_ddim_windows`, which the pipeline file
+also imports): the pipeline file imports it directly, so diffusers' `custom_pipeline` loader ships it beside the
+pipeline.
 """
 
 import json
@@ -13,6 +14,7 @@ import torch
 from diffusers.utils import BaseOutput
 
 from .cogvideox_ddim_files import atomic_write
+from .cogvideox_ddim_windows import WindowSchedule
 
 
 INVERSION_FORMAT = "cogvideox-ddim-inversion/1"  # the `format` entry of a saved inversion's metadata
@@ -41,7 +43,8 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
         settings (`dict`):
             How the inversion was made: the checkpoint (`model`: its name and the structural settings that must match
             to reuse the trajectory), the scheduler config, prompt, steps, strength, size; callers may add more (the
-            command line adds the source file and frame selection). Saved with the tensors by [`save`].
+            command line adds the source file and frame selection). Saved with the tensors by [`save`]. A clip
+            longer than the native length records its temporal windows as `windows` (see the `windows` property).
         mask (`torch.Tensor` of shape `[B, F, H, W]`, *optional*):
             With `invert(..., mask_words=...)`: the automatic edit mask (bool, True where the video may change), at
             the video's frame count and size; pass it to `__call__` as `mask`, or write it with
@@ -60,6 +63,13 @@ class CogVideoXDDIMInversionOutput(BaseOutput):
     settings: dict = field(default_factory=dict)
     mask: torch.Tensor | None = None
     attention_map: torch.Tensor | None = None
+
+    @property
+    def windows(self) -> WindowSchedule | None:
+        """The overlapping temporal windows a long clip was inverted in (from `settings["windows"]`), which `__call__`
+        runs again over the trajectory; None for a clip of the native length or less (one window)."""
+        recorded = (self.settings or {}).get("windows")
+        return None if recorded is None else WindowSchedule.from_dict(recorded)
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the inversion to one `.safetensors` file: its tensors, and everything else as JSON metadata.

@@ -12,6 +12,7 @@ import contextlib
 import torch
 
 from .cogvideox_ddim_sampling import step_window
+from .cogvideox_ddim_windows import split_windows, window_rows, windowed
 from .processors.reference_attention import CogVideoXRefAttnProcessor
 from .processors.text_attention import CogVideoXTextAttentionRecorder
 
@@ -220,3 +221,85 @@ def reference_attention_kwargs(attention_kwargs: dict | None, reference_rows: in
     and the reference weight when it is not 1."""
     reference_kwargs = {**(attention_kwargs or {}), "reference_rows": reference_rows}
     return reference_kwargs if reference_weight == 1.0 else {**reference_kwargs, "reference_weight": reference_weight}
+
+
+def window_reference_rows(
+    reference: torch.Tensor,
+    reference_embeds: torch.Tensor,
+    schedule,
+    windows: tuple[int, ...],
+    sample_videos: int,
+    text_branches: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference latents and text embeddings of the reference rows for `windows` of a `WindowSchedule`: each
+    window's rows hold the same window of the trajectory's step `reference` `[R, F, C, H, W]`, so that its keys,
+    values and RoPE positions line up with the sample window that reads them.
+
+    The sample rows of a call are `[branch, window, video]` (`windowed`'s window-major batches within each guidance
+    branch) and sample row j reads reference row j % rows (`CogVideoXRefAttnProcessor`). `reference_embeds` has
+    `text_branches` branches (paired mode with guidance: 2; shared: 1). With several windows in one call, one reference
+    video shared by several prompts gets a row per prompt, so that every sample row reads its own window. One window
+    returns the step's latents and the embeddings as they are."""
+    if schedule.num_windows == 1:
+        return reference, reference_embeds
+    count = len(windows)
+    if count > 1 and reference.shape[0] < sample_videos:
+        reference = reference.expand(sample_videos, *reference.shape[1:])
+        if text_branches == 1 and reference_embeds.shape[0] < sample_videos:
+            reference_embeds = reference_embeds.expand(sample_videos, *reference_embeds.shape[1:])
+    return split_windows(reference, schedule, windows), window_rows(reference_embeds, count, text_branches)
+
+
+def windowed_step_prediction(
+    pipe,
+    schedule,
+    window_batch_size: int,
+    scheduler,
+    padding: int,
+    guidance: bool,
+    sample_rows: int,
+    image_rotary_emb,
+    attention_kwargs: dict | None,
+    model_kwargs: dict,
+    reference_latents: torch.Tensor | None = None,
+    reference_steps: range = range(0),
+    reference_embeds: torch.Tensor | None = None,
+    reference_kwargs: dict | None = None,
+    reference_mode: str = "shared",
+    image_latents: torch.Tensor | None = None,
+    reference_image_latents: torch.Tensor | None = None,
+):
+    """`__call__`'s guided prediction at a step, `predict(latents, t, i, prompt_embeds)`, run on `schedule`'s windows
+    of the latents (`windowed`) and combined; for a one-window schedule one call on the whole clip, as without
+    windows. Every window is padded (`padding`: 1.5's frames) and positioned (`image_rotary_emb`, for one window) as
+    a native clip; step `i` in `reference_steps` adds the reference rows of the same windows of `reference_latents[i]`
+    (`window_reference_rows`). `sample_rows` are one window's (`prompt_embeds` rows); `pipe.guidance_scale` is read at
+    every call (dynamic guidance)."""
+    branches = 2 if guidance else 1
+
+    def predict_window(window_latents, windows, t, i, prompt_embeds):
+        count = len(windows)
+        model_latents = pipe.pad_frames(window_latents, padding)
+        model_input = torch.cat([model_latents] * branches)
+        encoder_hidden_states, step_attention_kwargs = window_rows(prompt_embeds, count, branches), attention_kwargs
+        if reference_latents is not None and i in reference_steps:
+            reference = reference_latents[i].to(model_input.device, model_input.dtype, non_blocking=True)
+            text_branches = reference_embeds.shape[0] // (sample_rows // branches) if reference_mode == "paired" else 1
+            reference, embeds = window_reference_rows(
+                reference, reference_embeds, schedule, windows, sample_rows // branches, text_branches
+            )
+            model_input = with_reference_rows(model_input, pipe.pad_frames(reference, padding), embeds.shape[0])
+            encoder_hidden_states = torch.cat([encoder_hidden_states, embeds])
+            step_attention_kwargs = {**reference_kwargs, "reference_rows": embeds.shape[0]}
+        model_input = scheduler.scale_model_input(model_input, t)
+        if image_latents is not None:  # image-to-video (one window): each row gets its video's conditioning
+            model_input = with_image_rows(
+                model_input, sample_rows, image_latents, reference_image_latents,
+                reference_latents.shape[1] if reference_latents is not None else 1,
+            )
+        return guided_prediction(
+            pipe.transformer, model_input, encoder_hidden_states, t, count * sample_rows, padding,
+            pipe.guidance_scale if guidance else None, image_rotary_emb, step_attention_kwargs, model_kwargs,
+        )
+
+    return windowed(predict_window, schedule, window_batch_size)

@@ -253,3 +253,128 @@ def split_windows(
     """The frames of windows `indices` of a per-frame tensor (reference latents, masks), stacked window-major on the
     batch axis as `windowed` stacks the latents: what a `predict_window` takes of other inputs for its windows."""
     return torch.cat([tensor.narrow(dim, schedule.starts[i], schedule.window) for i in indices])
+
+
+def check_window_options(
+    window_overlap: int | None, window_batch_size: int, native_latent_frames: int, temporal_compression: int = 4
+):
+    """Refuse a bad `window_overlap` (video frames) or `window_batch_size` before any model work."""
+    overlap_latent_frames(window_overlap, native_latent_frames, temporal_compression)
+    if not isinstance(window_batch_size, int) or isinstance(window_batch_size, bool) or window_batch_size < 1:
+        raise ValueError(
+            f"`window_batch_size` must be a positive int (windows per model call; 1 uses the least memory), got "
+            f"{window_batch_size!r}."
+        )
+
+
+def clip_windows(
+    latent_frames: int,
+    native_latent_frames: int,
+    window_overlap: int | None = None,
+    temporal_compression: int = 4,
+    image_to_video: bool = False,
+    scheme: str = "pyramid",
+) -> WindowSchedule:
+    """The windows of a clip of `latent_frames` on a model trained on `native_latent_frames`: one window (the whole
+    clip, which runs exactly as without windows) when the clip fits, else overlapping native windows.
+
+    Image-to-video checkpoints are refused long clips: every window would need its own conditioning frame, and
+    whichever frame is chosen for a later window (the source's, for the reference rows; none, or the edit's, for the
+    sample rows) conditions the sample on something the first window does not, which is not designed or measured yet.
+    """
+    schedule = WindowSchedule.for_clip(
+        latent_frames, native_latent_frames, window_overlap, scheme, temporal_compression
+    )
+    if image_to_video and schedule.num_windows > 1:
+        native = (native_latent_frames - 1) * temporal_compression + 1
+        frames = (latent_frames - 1) * temporal_compression + 1
+        raise ValueError(
+            f"A clip of {frames} frames is longer than this image-to-video checkpoint's {native}: long clips run in "
+            "overlapping windows, which image-to-video checkpoints do not support (each window would need its own "
+            f"conditioning frame). Pass at most {native} frames, or use the text-to-video checkpoint of the family."
+        )
+    return schedule
+
+
+def window_rows(tensor: torch.Tensor, count: int, branches: int = 1) -> torch.Tensor:
+    """Per-row inputs (text embeddings) for `count` windows stacked as `windowed` stacks their latents: within each of
+    `branches` guidance branches ([uncond ; cond]), the branch's rows once per window, window-major. One window: the
+    tensor itself."""
+    if count == 1:
+        return tensor
+    return torch.cat([chunk.repeat(count, *[1] * (tensor.ndim - 1)) for chunk in tensor.chunk(branches)])
+
+
+def native_latent_frames(pipe) -> int:
+    """The latent frames `pipe`'s transformer was trained on (`sample_frames`: 13 for 49 frames; 21 for 1.5's 81)."""
+    temporal_compression = pipe.vae_scale_factor_temporal
+    return (pipe.transformer.config.sample_frames - 1) // temporal_compression + 1
+
+
+def pipeline_windows(
+    pipe, latent_frames: int | None, window_overlap: int | None = None, window_batch_size: int = 1, mask_words=None
+) -> WindowSchedule | None:
+    """The windows `invert()`/`__call__` run a clip of `latent_frames` in on `pipe`'s checkpoint (`clip_windows`),
+    after checking the options; with `latent_frames=None` only the check (before any model work)."""
+    native, temporal_compression = native_latent_frames(pipe), pipe.vae_scale_factor_temporal
+    check_window_options(window_overlap, window_batch_size, native, temporal_compression)
+    if latent_frames is None:
+        return None
+    schedule = clip_windows(latent_frames, native, window_overlap, temporal_compression, pipe.is_image_to_video)
+    if mask_words is not None and schedule.num_windows > 1:
+        raise ValueError(
+            "`mask_words` records the attention of one window: for a clip longer than the native "
+            f"{(native - 1) * temporal_compression + 1} frames, pass a `mask` (e.g. a mask video) to the edit instead."
+        )
+    return schedule
+
+
+def call_windows(
+    pipe, num_frames: int, window_overlap: int | None, window_batch_size: int, reference_windows=None
+) -> WindowSchedule:
+    """`__call__`'s windows for `num_frames` video frames, checked before any model work: the reference trajectory's
+    recorded ones (`inv.windows`, a `WindowSchedule` or its dict) when given, else those of `window_overlap`. A
+    `window_overlap` that gives other windows than the reference's is refused."""
+    latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
+    schedule = pipeline_windows(pipe, latent_frames, window_overlap, window_batch_size)
+    if reference_windows is None:
+        return schedule
+    if isinstance(reference_windows, dict):
+        reference_windows = WindowSchedule.from_dict(reference_windows)
+    reference_windows.check_frames(latent_frames, "the video (`num_frames`)")
+    if window_overlap is not None and schedule != reference_windows:
+        raise ValueError(
+            f"`window_overlap={window_overlap}` gives windows starting at latent frames {list(schedule.starts)}, but "
+            f"the reference was inverted in windows starting at {list(reference_windows.starts)}: leave "
+            "`window_overlap` unset to use the reference's windows, or invert again with it."
+        )
+    return reference_windows
+
+
+def long_clip_frames(pipe, num_frames: int | None, latents=None, reference_windows=None) -> int | None:
+    """`__call__`'s `num_frames` when it is not given but a long clip's length is: that of `reference_windows` (a
+    `WindowSchedule` or its dict), or of start `latents` `[B, F, C, H, W]` longer than one native window (with 1.5's
+    padding frames, which diffusers' own start latents hold). Otherwise `num_frames` as given."""
+    if num_frames is not None:
+        return num_frames
+    temporal_compression = pipe.vae_scale_factor_temporal
+    if reference_windows is not None:
+        latent_frames = dict(reference_windows)["latent_frames"] if isinstance(reference_windows, dict) else (
+            reference_windows.latent_frames
+        )
+        return (latent_frames - 1) * temporal_compression + 1
+    native = native_latent_frames(pipe)
+    if isinstance(latents, torch.Tensor) and latents.ndim == 5 and latents.shape[1] > native + pipe.padding_frames(
+        native
+    ):
+        return (latents.shape[1] - 1) * temporal_compression + 1
+    return None
+
+
+def sample_windows(pipe, schedule: WindowSchedule, latent_count: int, padding: int) -> tuple[WindowSchedule, int]:
+    """`__call__`'s windows and per-window padding once its start latents (`latent_count` frames) are made: one window
+    is the whole clip as laid out (diffusers' fresh 1.5 noise holds its padding frames; `padding` as made), several
+    windows are each padded as a native clip."""
+    if schedule.num_windows == 1:
+        return WindowSchedule.for_clip(latent_count, latent_count), padding
+    return schedule, pipe.padding_frames(schedule.window)

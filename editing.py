@@ -126,7 +126,7 @@ class EditSettings:
     seed: int = _option(42)
     height: int | None = _option(None, inversion="source")
     width: int | None = _option(None, inversion="source")
-    num_frames: int | None = _option(None, inversion="source")
+    num_frames: int | None = _option(None, inversion="source")  # or "all": the whole clip (long clips in windows)
     skip_frames_start: int = _option(0, inversion="source")
     skip_frames_end: int = _option(0, inversion="source")
     frame_stride: int = _option(1, inversion="source")
@@ -155,6 +155,8 @@ class EditSettings:
     mask_blocks: list[int] | None = _option(None, inversion="mask")  # blocks whose attention is recorded
     mask_refine: bool | None = _option(None, inversion="mask")  # snap the recorded mask to the frames' edges
     trajectory_device: str | None = _option(None, memory_only=True)  # "cpu": keep the trajectory in host memory
+    window_overlap: int | None = _option(None, inversion="always")  # long clips: video frames windows share
+    window_batch_size: int = _option(1, memory_only=True)  # long clips: windows per transformer call
     extra: dict = _option(default_factory=dict)  # recorded in run.json as given (e.g. a batch job's id)
 
 
@@ -257,6 +259,16 @@ class _ExtendWords(argparse.Action):
         setattr(namespace, self.dest, [word for words in values for word in words])
 
 
+def parse_num_frames(text: str) -> int | str:
+    """`--num-frames`: a frame count, or "all" (the whole clip)."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a frame count or 'all', got {text!r}") from None
+
+
 def add_source_arguments(parser, video: bool = True, command: str = "edit"):
     """The source and its inversion: frames, size, steps, the mask the inversion records. `video=False` leaves out the
     positional video (batch editing reads videos from its jobs); `command="invert"` words the help for `invert`,
@@ -270,9 +282,16 @@ def add_source_arguments(parser, video: bool = True, command: str = "edit"):
                         help="prompt the video is inverted (and reconstructed) with (default: empty, as published)")
 
     frames = parser.add_argument_group("frames")
-    frames.add_argument("--num-frames", type=int, default=None,
+    frames.add_argument("--num-frames", type=parse_num_frames, default=None, metavar="N or all",
                         help="most frames to use, trimmed to 8k + 1 (an odd number of latent frames: 9, 17, ..., 49; "
-                        "default: the model's native count, 49)")
+                        "default: the model's native count, 49); 'all': the whole clip. More than the native count "
+                        "runs in overlapping windows of it (text-to-video checkpoints)")
+    frames.add_argument("--window-overlap", type=int, default=None, metavar="FRAMES",
+                        help="clips longer than the native count: frames neighbouring windows share, a multiple of 4 "
+                        "(default: a quarter of the window, 12 for 49 frames)")
+    frames.add_argument("--window-batch-size", type=int, default=1, metavar="N",
+                        help="clips longer than the native count: windows per transformer call; 1 uses the least "
+                        "memory, more is faster on a large GPU (default: %(default)s)")
     frames.add_argument("--skip-frames-start", type=int, default=0,
                         help="source frames to skip at the start (default: %(default)s)")
     frames.add_argument("--skip-frames-end", type=int, default=0,
@@ -530,6 +549,10 @@ def check_numbers(settings: EditSettings):
         raise ValueError(f"--prompt-batch-size must be at least 1, got {s.prompt_batch_size}.")
     if s.fps is not None and not s.fps > 0:
         raise ValueError(f"--fps must be positive, got {s.fps}.")
+    if s.num_frames is not None and s.num_frames != "all" and not isinstance(s.num_frames, int):
+        raise ValueError(f"--num-frames must be a frame count or 'all', got {s.num_frames!r}.")
+    if not isinstance(s.window_batch_size, int) or s.window_batch_size < 1:
+        raise ValueError(f"--window-batch-size must be at least 1, got {s.window_batch_size}.")
     for size in (s.height, s.width):
         if size is not None and (size <= 0 or size % 16):
             raise ValueError(f"--height/--width must be positive multiples of 16 (VAE 8x, patches of 2), got {size}.")
@@ -627,10 +650,36 @@ def check_settings_for_checkpoint(settings: EditSettings, config: dict):
     if settings.height is not None or settings.width is not None:
         native = default_video_size(transformer)  # where the size matters (learned embeddings) it is the native one
         check_size_for_positional_embeddings(transformer, settings.height or native[0], settings.width or native[1])
+    _check_windows_for_checkpoint(settings, config)
     layers = transformer.get("num_layers")
     for flag, blocks in (("--reference-blocks", settings.reference_blocks), ("--mask-blocks", settings.mask_blocks)):
         if layers is not None and any(not 0 <= block < layers for block in blocks or []):
             raise ValueError(f"{flag} {blocks}: this checkpoint has blocks 0 to {layers - 1}.")
+
+
+def _check_windows_for_checkpoint(settings: EditSettings, config: dict, frames: int | None = None):
+    """Long-clip settings this checkpoint cannot run: a --window-overlap that does not fit its windows, and more
+    frames (`frames`, or --num-frames) than an image-to-video checkpoint's native count."""
+    from .cogvideox_ddim_windows import clip_windows, overlap_latent_frames
+
+    transformer, temporal = config["transformer"], config["vae"].get("temporal_compression_ratio", 4)
+    native = (transformer["sample_frames"] - 1) // temporal + 1
+    try:
+        overlap_latent_frames(settings.window_overlap, native, temporal)
+    except ValueError as error:
+        raise ValueError(str(error).replace("`window_overlap=", "--window-overlap ").replace("`", "")) from None
+    frames = frames or (settings.num_frames if isinstance(settings.num_frames, int) else None)
+    if frames is not None and frames > transformer["sample_frames"]:
+        try:
+            clip_windows((frames - 1) // temporal + 1, native, settings.window_overlap, temporal,
+                         is_image_to_video(transformer))
+        except ValueError as error:
+            raise ValueError(str(error).replace("Pass at most", "Pass --num-frames at most")) from None
+        if settings.mask_words:
+            raise ValueError(
+                f"--mask-words records the attention of one window of {transformer['sample_frames']} frames; this "
+                f"clip has {frames}: pass a --mask video instead, or --num-frames {transformer['sample_frames']}."
+            )
 
 
 @dataclass(frozen=True)
@@ -651,7 +700,7 @@ def check_source(settings: EditSettings, config: dict) -> SourceShape:
         settings.skip_frames_start,
         settings.skip_frames_end,
         settings.frame_stride,
-        settings.num_frames or config["transformer"]["sample_frames"],
+        None if settings.num_frames == "all" else settings.num_frames or config["transformer"]["sample_frames"],
         config["vae"].get("temporal_compression_ratio", 4),
         settings.sampling,
     )
@@ -670,6 +719,7 @@ def check_source(settings: EditSettings, config: dict) -> SourceShape:
                 f"The mask video {settings.mask!r} gives {mask_frames} frames with this frame selection, the "
                 f"video {len(frames)}: give a mask video with a frame for every frame of the source."
             )
+    _check_windows_for_checkpoint(settings, config, len(frames))  # --num-frames all: the clip's length decides
     default = default_video_size(config["transformer"], *info.display_size)
     return SourceShape(len(frames), settings.height or default[0], settings.width or default[1])
 
@@ -975,6 +1025,8 @@ def invert_source(pipe, settings: EditSettings, source: SourceVideo | None = Non
         mask_blocks=settings.mask_blocks,
         mask_steps=settings.mask_steps,
         mask_refine=settings.mask_refine,
+        window_overlap=settings.window_overlap,
+        window_batch_size=settings.window_batch_size,
     )
     inv.fps = source.fps
     inv.settings["source"] = {
@@ -1057,6 +1109,9 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
             max_sequence_length=pipe.transformer.config.max_text_seq_length,
             callback_on_step_end=callback,
             output_type="np",
+            window_overlap=settings.window_overlap,
+            window_batch_size=settings.window_batch_size,
+            reference_windows=inv.windows,
             **local_edit,
         ).frames)
     return np.concatenate(videos)

@@ -74,8 +74,7 @@ from .cogvideox_ddim_reference import (
     processors_swapped,
     reference_attention_kwargs,
     reference_row_embeds,
-    with_image_rows,
-    with_reference_rows,
+    windowed_step_prediction,
 )
 from .cogvideox_ddim_sampling import (
     check_finite_latents,
@@ -86,6 +85,14 @@ from .cogvideox_ddim_sampling import (
     stored_on,
 )
 from .cogvideox_ddim_video_io import VideoFrames
+from .cogvideox_ddim_windows import (
+    call_windows,
+    long_clip_frames,
+    pipeline_windows,
+    sample_windows,
+    window_rows,
+    windowed,
+)
 from .processors.reference_attention import CogVideoXRefAttnProcessor  # noqa: F401  (shipped; a public name)
 from .processors.text_attention import CogVideoXTextAttentionRecorder  # noqa: F401  (shipped; a public name)
 
@@ -354,6 +361,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         mask_steps: float | tuple[float, float] = 1.0,
         mask_refine: bool | None = None,
         return_dict: bool = True,
+        window_overlap: int | None = None,
+        window_batch_size: int = 1,
     ) -> CogVideoXDDIMInversionOutput | tuple:
         r"""
         DDIM-invert a video: run the pipeline's deterministic sampler backwards from its latents to noise (see
@@ -385,9 +394,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 Stop refining a step once the latent's relative change is below this; `None` always runs them all.
             height (`int`, *optional*), width (`int`, *optional*):
                 Size the frames are resized to; defaults to `default_video_size(source height, source width)`.
-            num_frames (`int`, *optional*):
-                With a file path, the most frames to read (default: the transformer's `sample_frames`, 49); see
-                `read_source_video` for other selections.
+            num_frames (`int` or `"all"`, *optional*):
+                With a file path, the most frames to read (default: the transformer's `sample_frames`, 49; `"all"`:
+                the whole clip); see `read_source_video` for other selections.
             resize_mode (`str`, defaults to `"crop"`):
                 How frames (and `image`) of another aspect reach `height` x `width`: `"crop"`, `"pad"` or
                 `"stretch"` ([docs/video_io.md](docs/video_io.md)).
@@ -425,6 +434,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 `video`. The default refines when `video` is given.
             return_dict (`bool`, defaults to `True`):
                 Return a [`CogVideoXDDIMInversionOutput`] instead of a tuple `(latents, trajectory, timesteps)`.
+            window_overlap (`int`, *optional*), window_batch_size (`int`, defaults to 1):
+                A clip longer than `sample_frames` runs in overlapping windows of it (text-to-video checkpoints):
+                video frames neighbouring windows share (a multiple of 4; default a quarter of the window), windows
+                per model call (not changing the result); recorded as `inv.windows`. See docs/long_videos.md.
 
         Returns:
             [`CogVideoXDDIMInversionOutput`] or `tuple`.
@@ -435,6 +448,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         # 1. Check inputs, all before any model work
         if fixed_point_iterations < 0:
             raise ValueError(f"`fixed_point_iterations` must be >= 0, got {fixed_point_iterations}.")
+        pipeline_windows(self, None, window_overlap, window_batch_size, mask_words)
         video, height, width = source_video_size(self, video, latents, height, width, resize_mode)
         if prompt_embeds is not None:
             prompt = None
@@ -488,22 +502,26 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if do_classifier_free_guidance:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
 
-        # 4. Prepare what every step's model call shares (1.5's padding frames are re-made from each step's latents)
-        padding = self.padding_frames(latents.shape[1])
-        image_rotary_emb = self._rotary_embeddings(self.pad_frames(latents, padding), device)
+        # 4. Prepare what every step's model call shares (1.5's padding frames are re-made from each step's latents);
+        # a long clip runs in windows of the native length, each padded and positioned as a native clip
+        schedule = pipeline_windows(self, latents.shape[1], window_overlap, window_batch_size, mask_words)
+        padding = self.padding_frames(schedule.window)
+        image_rotary_emb = self._rotary_embeddings(self.pad_frames(latents[:, : schedule.window], padding), device)
         model_kwargs = self._model_kwargs(latents)
         rows = 2 if do_classifier_free_guidance else 1
         image_input = None if image_latents is None else torch.cat([self.pad_frames(image_latents, padding)] * rows)
 
-        def predict(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def predict_window(sample: torch.Tensor, windows: tuple[int, ...], t: torch.Tensor) -> torch.Tensor:
             model_input = torch.cat([self.pad_frames(sample, padding)] * rows)
             if image_input is not None:
                 model_input = torch.cat([model_input, image_input], dim=2)
             guidance = guidance_scale if do_classifier_free_guidance else None
             return guided_prediction(
-                self.transformer, model_input, prompt_embeds, t, model_input.shape[0], padding, guidance,
-                image_rotary_emb, attention_kwargs, model_kwargs,
+                self.transformer, model_input, window_rows(prompt_embeds, len(windows), rows), t,
+                model_input.shape[0], padding, guidance, image_rotary_emb, attention_kwargs, model_kwargs,
             )
+
+        predict = windowed(predict_window, schedule, window_batch_size)
 
         # 5. Inversion loop: trajectory[i] is the latent at the level of timesteps[i]
         for recorder in recorders.values():  # the chosen blocks record the words' attention on these same passes
@@ -573,6 +591,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 "num_frames": pixel_frame_count(latents.shape[1], self.vae_scale_factor_temporal),
                 "timesteps": timesteps.tolist(),
                 **({"mask_words": mask_words, "mask_threshold": mask_threshold} if recorders else {}),
+                **({"windows": schedule.to_dict()} if schedule.num_windows > 1 else {}),
             },
             mask=mask,
             attention_map=attention_map,
@@ -625,6 +644,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         paste_back: bool = False,
         source_video: str | os.PathLike | list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None,
         resize_mode: str = "crop",
+        window_overlap: int | None = None,
+        window_batch_size: int = 1,
+        reference_windows=None,
     ) -> CogVideoXPipelineOutput | tuple:
         r"""
         Generate a video; with `reference_latents`, regenerate it guided by an inverted source video.
@@ -695,6 +717,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 After decoding, composite the source outside the pixel mask.
             source_video (`str`, `list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
                 The source frames for `paste_back`, in any form `invert(video=...)` takes.
+            window_overlap, window_batch_size, reference_windows (*optional*):
+                A clip longer than `sample_frames` runs in overlapping windows, as in `invert()`; `reference_windows`
+                (`inv.windows`) reuses the inversion's (another `window_overlap` is refused). See docs/long_videos.md.
 
         Examples:
 
@@ -704,6 +729,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
+        num_frames = long_clip_frames(self, num_frames, latents, reference_windows)
         height, width, num_frames = call_size(self, height, width, num_frames, reference_latents)
 
         # 1. Check inputs. Raise error if not correct (windows, masks and source pixels too: before any model work)
@@ -723,6 +749,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             num_steps,
         )
         mask_window = step_window(mask_steps, num_steps, "mask_steps") if mask is not None else range(0)
+        schedule = call_windows(self, num_frames, window_overlap, window_batch_size, reference_windows)
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
         self._current_timestep = None
@@ -771,12 +798,14 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             prepare_call_latents(
                 self, latents, image, image_latents, reference_latents, reference_image_latents, batch_size,
                 num_frames, height, width, resize_mode, prompt_embeds.dtype, device, generator,
+                windowed=schedule.num_windows > 1,
             )
         )
+        schedule, model_padding = sample_windows(self, schedule, latents.shape[1], model_padding)
         model_kwargs = self._model_kwargs(latents)
 
         # 6. Prepare the reference rows (laid out after the sample rows) and the latent mask
-        sample_rows = prompt_embeds.shape[0]
+        sample_rows, reference_embeds, reference_kwargs = prompt_embeds.shape[0], None, None
         if reference_latents is not None:
             check_reference_inputs(reference_latents, reference_timesteps, reference_mode, timesteps, latents.shape)
             reference_embeds = reference_row_embeds(
@@ -795,9 +824,14 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         # 8. Create rotary embeds if required
         image_rotary_emb = (
-            self._prepare_rotary_positional_embeddings(height, width, latents.size(1) + model_padding, device)
+            self._prepare_rotary_positional_embeddings(height, width, schedule.window + model_padding, device)
             if self.transformer.config.use_rotary_positional_embeddings
             else None
+        )
+        predict = windowed_step_prediction(  # the whole clip, or windows of it combined
+            self, schedule, window_batch_size, scheduler, model_padding, do_classifier_free_guidance, sample_rows,
+            image_rotary_emb, attention_kwargs, model_kwargs, reference_latents, reference_window,
+            reference_embeds, reference_kwargs, reference_mode, model_image_latents, model_reference_image_latents,
         )
 
         # 9. Denoising loop
@@ -813,33 +847,12 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                     continue
 
                 self._current_timestep = t
-                model_latents = self.pad_frames(latents, model_padding)
-                latent_model_input = torch.cat([model_latents] * 2) if do_classifier_free_guidance else model_latents
-                encoder_hidden_states, step_attention_kwargs = prompt_embeds, attention_kwargs
-                if reference_latents is not None and i in reference_window:
-                    reference = reference_latents[i].to(device, latent_model_input.dtype, non_blocking=True)
-                    reference = self.pad_frames(reference, model_padding)
-                    latent_model_input = with_reference_rows(latent_model_input, reference, reference_rows)
-                    # per step, so that a callback's new `prompt_embeds` reach the sample rows here too
-                    encoder_hidden_states = torch.cat([prompt_embeds, reference_embeds])
-                    step_attention_kwargs = reference_kwargs
-                latent_model_input = scheduler.scale_model_input(latent_model_input, t)
-                if model_image_latents is not None:  # image-to-video: each row gets its video's conditioning
-                    latent_model_input = with_image_rows(
-                        latent_model_input, sample_rows, model_image_latents, model_reference_image_latents,
-                        reference_latents.shape[1] if reference_latents is not None else 1,
-                    )
-
                 # predict noise model_output, and perform guidance
                 if use_dynamic_cfg:
                     self._guidance_scale = 1 + guidance_scale * (
                         (1 - math.cos(math.pi * ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0)) / 2
                     )
-                noise_pred = guided_prediction(
-                    self.transformer, latent_model_input, encoder_hidden_states, t, sample_rows, model_padding,
-                    self.guidance_scale if do_classifier_free_guidance else None, image_rotary_emb,
-                    step_attention_kwargs, model_kwargs,
-                )
+                noise_pred = predict(latents, t, i, prompt_embeds)  # per step: a callback's new `prompt_embeds` too
 
                 # compute the previous noisy sample x_t -> x_t-1
                 if not isinstance(scheduler, CogVideoXDPMScheduler):

@@ -1,0 +1,249 @@
+"""Long clips through `invert()` and `__call__`: overlapping temporal windows of the native length, exact round trips,
+memory bounded by the window, the recorded windows, and the refusals."""
+
+import json
+
+import pytest
+import torch
+from conftest import TEXT_LENGTH
+from diffusers import CogVideoXDDIMScheduler
+
+from cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput, CogVideoXDDIMInversionPipeline
+from cogvideox_ddim_inversion.cogvideox_ddim_windows import WindowSchedule, native_latent_frames
+from cogvideox_ddim_inversion.testing.analytic_denoiser import GaussianVDenoiser
+from cogvideox_ddim_inversion.testing.tiny_checkpoint import TINY_FRAMES, build_components
+
+# The tiny checkpoints are trained on TINY_FRAMES = 9 frames: windows of 3 latent frames. An overlap of 4 video frames
+# (one latent frame) puts 9 latent frames (33 frames) in 4 windows starting at 0, 2, 4, 6.
+WINDOW_OVERLAP = 4
+FOUR_WINDOWS = 9
+
+
+class CoupledDenoiser(GaussianVDenoiser):
+    """The analytic denoiser plus a term coupling the frames of each call (as attention does), so that windows
+    disagree about the frames they share and the combined prediction is genuinely windowed."""
+
+    def forward(self, hidden_states, encoder_hidden_states=None, timestep=None, return_dict=True, **kwargs):
+        (v,) = super().forward(hidden_states, encoder_hidden_states, timestep, return_dict, **kwargs)
+        return (v + 0.05 * hidden_states.mean(dim=1, keepdim=True),)
+
+
+def analytic_pipeline(seed=0):
+    components = build_components("cogvideox-5b")
+    scheduler = CogVideoXDDIMScheduler.from_config(components["scheduler"].config)
+    denoiser = CoupledDenoiser.for_pipeline_components({**components, "scheduler": scheduler}, seed=seed)
+    pipe = CogVideoXDDIMInversionPipeline(**{**components, "scheduler": scheduler, "transformer": denoiser})
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, denoiser
+
+
+def round_trip(pipe, data, steps=50, **window_kwargs):
+    inv = pipe.invert(
+        latents=data, num_inference_steps=steps, fixed_point_iterations=4, max_sequence_length=TEXT_LENGTH,
+        **window_kwargs,
+    )
+    regenerated = pipe(
+        prompt="", latents=inv.trajectory[0], guidance_scale=1.0, num_inference_steps=steps, output_type="latent",
+        max_sequence_length=TEXT_LENGTH, reference_windows=inv.windows, **window_kwargs,
+    ).frames
+    return ((regenerated - data).norm() / data.norm()).item(), inv
+
+
+@pytest.fixture
+def frame_recorder(monkeypatch):
+    """Records `(rows, frames)` of every call of GaussianVDenoiser."""
+    seen = []
+    forward = GaussianVDenoiser.forward
+
+    def recording(self, hidden_states, *args, **kwargs):
+        seen.append(tuple(hidden_states.shape[:2]))
+        return forward(self, hidden_states, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianVDenoiser, "forward", recording)
+    return seen
+
+
+def test_four_windows_invert_and_regenerate_as_exactly_as_one_window(frame_recorder):
+    pipe, denoiser = analytic_pipeline()
+    assert native_latent_frames(pipe) == 3 and TINY_FRAMES == 9
+    data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(0))
+    windows_error, inv = round_trip(pipe, data, window_overlap=WINDOW_OVERLAP)
+    one_error, one = round_trip(pipe, data[:, :3])
+    print(f"4 windows {windows_error:.2e}, one window {one_error:.2e}")
+    assert inv.windows.starts == (0, 2, 4, 6) and one.windows is None and "windows" not in one.settings
+    assert windows_error <= 1e-4 and one_error <= 1e-4
+    assert {frames for _, frames in frame_recorder} == {3}  # every model call saw one native window
+
+
+def test_windowed_edit_does_not_depend_on_the_window_batch_size(frame_recorder):
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(1))
+    invs = [pipe.invert(latents=data, num_inference_steps=6, max_sequence_length=TEXT_LENGTH, window_overlap=4,
+                        window_batch_size=size) for size in (1, 3)]
+    torch.testing.assert_close(invs[0].trajectory, invs[1].trajectory, rtol=1e-5, atol=1e-5)
+    edits = {}
+    for mode in ("shared", "paired"):
+        for size in (1, 3):
+            frame_recorder.clear()
+            edits[mode, size] = pipe(
+                prompt=["a", "b"], latents=invs[0].trajectory[0], reference_latents=invs[0].trajectory,
+                reference_windows=invs[0].windows, reference_mode=mode, num_inference_steps=6, output_type="latent",
+                max_sequence_length=TEXT_LENGTH, window_batch_size=size,
+            ).frames
+            # rows per call: 2 prompts x 2 guidance branches x windows, plus the reference rows of those windows
+            rows = {("shared", 1): 5, ("shared", 3): 18, ("paired", 1): 8, ("paired", 3): 24}[mode, size]
+            assert max(frame_recorder) == (rows, 3)
+        torch.testing.assert_close(edits[mode, 1], edits[mode, 3], rtol=1e-5, atol=1e-5)
+
+
+def test_memory_is_bounded_by_the_window(frame_recorder):
+    """The largest transformer call on a 161-frame clip (41 latent frames, 20 windows of the tiny model's 3) holds as
+    many tokens as the one call on a native 9-frame clip; twice as many with two windows per call."""
+    pipe, denoiser = analytic_pipeline()
+    generator = torch.Generator().manual_seed(2)
+    largest = {}
+    for frames, size in ((TINY_FRAMES, 1), (161, 1), (161, 2)):
+        latents = denoiser.sample_data((1, (frames - 1) // 4 + 1, 16, 4, 6), generator)
+        frame_recorder.clear()
+        inv = pipe.invert(latents=latents, num_inference_steps=2, max_sequence_length=TEXT_LENGTH,
+                          window_batch_size=size)
+        pipe(prompt="a", latents=inv.trajectory[0], reference_latents=inv.trajectory, num_inference_steps=2,
+             output_type="latent", max_sequence_length=TEXT_LENGTH, window_batch_size=size)
+        largest[frames, size] = max(rows * frames for rows, frames in frame_recorder)
+    assert WindowSchedule.from_dict(inv.settings["windows"]).num_windows == 20
+    assert largest[161, 1] == largest[TINY_FRAMES, 1] == 3 * 3  # 3 rows (guided edit, shared reference) x 3 frames
+    assert largest[161, 2] == 2 * largest[TINY_FRAMES, 1]
+
+
+def test_windows_are_saved_and_loaded(tmp_path):
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(3))
+    inv = pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=4)
+    loaded = CogVideoXDDIMInversionOutput.load(inv.save(tmp_path / "long.safetensors"))
+    assert loaded.windows == inv.windows == WindowSchedule.for_clip(FOUR_WINDOWS, 3, 4)
+    settings = CogVideoXDDIMInversionOutput.read_settings(tmp_path / "long.safetensors")
+    assert settings["windows"]["starts"] == [0, 2, 4, 6]
+
+
+def test_long_clips_on_cogvideox_1_5_pad_each_window(frame_recorder):
+    """1.5 (temporal patches of 2): each window of 3 latent frames gets one padding frame, as a native clip does."""
+    components = build_components("cogvideox1.5-5b")
+    pipe = CogVideoXDDIMInversionPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    seen = []
+    pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(tuple(kwargs["hidden_states"].shape[:2])), with_kwargs=True
+    )
+    config = pipe.transformer.config
+    latents = torch.randn(1, FOUR_WINDOWS, 16, config.sample_height, config.sample_width)
+    inv = pipe.invert(latents=latents, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=4)
+    assert inv.windows.num_windows == 4 and set(seen) == {(1, 4)}
+    seen.clear()
+    video = pipe(prompt="a", num_frames=33, num_inference_steps=2, max_sequence_length=TEXT_LENGTH,
+                 output_type="latent", window_overlap=4).frames
+    assert video.shape[1] == FOUR_WINDOWS and set(seen) == {(2, 4)}  # fresh long noise: no padding frames kept
+
+
+def test_long_clip_refusals():
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(4))
+    inv = pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=4)
+    denoiser.calls.clear()
+    with pytest.raises(ValueError, match="leave `window_overlap` unset to use the reference's windows"):
+        pipe(prompt="a", latents=inv.trajectory[0], reference_latents=inv.trajectory, reference_windows=inv.windows,
+             num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=0, output_type="latent")
+    with pytest.raises(ValueError, match="not a non-negative multiple of the VAE's temporal compression"):
+        pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=5)
+    with pytest.raises(ValueError, match="`window_batch_size` must be a positive int"):
+        pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_batch_size=0)
+    with pytest.raises(ValueError, match="has 3 latent frames but the window schedule is for 9"):
+        pipe(prompt="a", num_frames=9, reference_windows=inv.windows, num_inference_steps=2,
+             max_sequence_length=TEXT_LENGTH, output_type="latent")
+    assert denoiser.calls == []  # all refused before any model call
+
+
+def test_word_masks_are_refused_on_long_clips():
+    pipe = CogVideoXDDIMInversionPipeline(**build_components("cogvideox-5b"))
+    config = pipe.transformer.config
+    latents = torch.randn(1, FOUR_WINDOWS, 16, config.sample_height, config.sample_width)
+    with pytest.raises(ValueError, match="`mask_words` records the attention of one window: .* pass a `mask`"):
+        pipe.invert(latents=latents, prompt="a cat", mask_words="cat", num_inference_steps=2,
+                    max_sequence_length=TEXT_LENGTH)
+
+
+def test_image_to_video_refuses_long_clips_naming_the_limit():
+    pipe = CogVideoXDDIMInversionPipeline(**build_components("cogvideox-5b-i2v"))
+    config = pipe.transformer.config
+    latents = torch.randn(1, FOUR_WINDOWS, 16, config.sample_height, config.sample_width)
+    with pytest.raises(ValueError, match="longer than this image-to-video checkpoint's 9: .* Pass at most 9 frames"):
+        pipe.invert(latents=latents, image_latents=torch.zeros_like(latents), num_inference_steps=2,
+                    max_sequence_length=TEXT_LENGTH)
+    with pytest.raises(ValueError, match="image-to-video checkpoints do not support"):
+        pipe(prompt="a", num_frames=33, image_latents=torch.zeros_like(latents), num_inference_steps=2,
+             max_sequence_length=TEXT_LENGTH, output_type="latent")
+
+
+# The command line: a long generated clip end to end (--num-frames all), refusals before any weights load, evaluate.
+
+
+def test_cli_edits_a_whole_long_clip_in_windows(tiny_checkpoint, tmp_path, capsys):
+    from cogvideox_ddim_inversion.cli import main
+    from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
+    from cogvideox_ddim_inversion.video_io import read_video
+
+    clip = write_sample_clip(tmp_path / "long.mp4", num_frames=36, fps=8)  # 33 frames read: 9 latent, 4 windows
+    out_dir = tmp_path / "out"
+    code = main(["edit", str(clip), "--prompt", "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"),
+                 "--output-dir", str(out_dir), "--steps", "2", "--device", "cpu", "--num-frames", "all",
+                 "--window-overlap", "4", "--window-batch-size", "2", "--save-inversion",
+                 str(tmp_path / "long.safetensors")])
+    assert code == 0, capsys.readouterr().err
+    frames, _ = read_video(out_dir / "edit-1.mp4")
+    assert len(frames) == 33
+    settings = CogVideoXDDIMInversionOutput.read_settings(tmp_path / "long.safetensors")
+    assert settings["windows"]["starts"] == [0, 2, 4, 6] and settings["num_frames"] == 33
+    # reused with other windows: refused, naming the fix, before any weights load
+    code = main(["edit", "--inversion", str(tmp_path / "long.safetensors"), "--prompt", "x", "--model",
+                 tiny_checkpoint("cogvideox-5b"), "--output-dir", str(tmp_path / "out2"), "--steps", "2",
+                 "--device", "cpu", "--window-overlap", "0"])
+    error = capsys.readouterr().err
+    assert code == 2 and "--window-overlap" in error and not (tmp_path / "out2").exists()
+
+    # the edit scored against its source, the boundaries from the saved windows
+    scores_path = tmp_path / "scores.json"
+    assert main(["evaluate", str(out_dir / "edit-1.mp4"), str(clip), "--inversion",
+                 str(tmp_path / "long.safetensors"), "--temporal-compression", "4", "--output", str(scores_path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(scores_path.read_text())
+    assert printed["frames"] == 33 and printed["window_boundaries"] == [5, 9, 13, 17, 21, 25]
+    assert printed["seam_ratio"] > 0 and printed["psnr"] < float("inf")
+    assert main(["evaluate", str(clip), str(clip), "--no-flow"]) == 0  # a video against itself
+    assert json.loads(capsys.readouterr().out)["psnr"] == float("inf")
+
+
+@pytest.mark.parametrize("problem", ["image-to-video", "mask words", "overlap"])
+def test_cli_refuses_long_clip_settings_before_any_weights_load(tiny_checkpoint, tmp_path, capsys, monkeypatch,
+                                                                 problem):
+    from cogvideox_ddim_inversion import cli, editing
+    from cogvideox_ddim_inversion.cli import main
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("weights were loaded")
+
+    for module, name in ((editing, "load_pipeline"), (cli, "load_pipeline"),
+                         (CogVideoXDDIMInversionPipeline, "from_pretrained")):
+        monkeypatch.setattr(module, name, refuse)
+    from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
+
+    clip = write_sample_clip(tmp_path / "long.mp4", num_frames=36, fps=8)
+    variant, extra, expected = {
+        "image-to-video": ("cogvideox-5b-i2v", [], "Pass --num-frames at most 9"),
+        "mask words": ("cogvideox-5b", ["--source-prompt", "a red circle", "--mask-words", "circle"],
+                       "pass a --mask video instead"),
+        "overlap": ("cogvideox-5b", ["--window-overlap", "6"], "--window-overlap 6 video frames is not"),
+    }[problem]
+    model = tiny_checkpoint(variant)
+    out_dir = tmp_path / "out"
+    code = main(["edit", str(clip), "--prompt", "x", "--model", model, "--output-dir", str(out_dir), "--steps", "2",
+                 "--device", "cpu", "--num-frames", "all", *extra])
+    assert code == 2 and expected in capsys.readouterr().err and not out_dir.exists()
