@@ -657,6 +657,41 @@ def default_size_note(transformer: dict) -> str:
     return f"0: the model's {width}x{height}"
 
 
+def _results_column(gr):
+    """The right-hand column: a hint before the first run, then source | edit, the edit, the reconstruction and mask
+    (when made) and the downloads. Returns the hint, the results column, its four videos and the downloads."""
+    hint = gr.Markdown(
+        "**Results show here**: source | edit side by side, the edit, and the files to download.\n\n"
+        "New here? Pick an example clip under the source video, then press Edit.", elem_id="results-hint")
+    with gr.Column(visible=False, elem_id="results") as results:
+        videos = [
+            gr.Video(label="Source | edit", interactive=False, autoplay=True, loop=True, height=VIDEO_HEIGHT - 16,
+                     elem_id="side-by-side"),
+            gr.Video(label="Edit", interactive=False, loop=True, height=VIDEO_HEIGHT - 16, elem_id="edit-video"),
+            gr.Video(label="Reconstruction", interactive=False, loop=True, visible=False, height=VIDEO_HEIGHT - 16,
+                     elem_id="reconstruction-video"),
+            gr.Video(label="Mask (white: may change)", interactive=False, loop=True, visible=False,
+                     height=VIDEO_HEIGHT - 16, elem_id="mask-video"),
+        ]
+        downloads = gr.File(label="Downloads (MP4s and run.json)", file_count="multiple", interactive=False,
+                            elem_id="downloads")
+    return hint, results, videos, downloads
+
+
+def _restore_last_run(gr, work_dir: str, name: str | None, result_count: int):
+    """A reload shows the browser's last finished run (`name`, its folder under runs/) while its files are kept."""
+    run_dir = os.path.join(work_dir, "runs", os.path.basename(name or "") or ".missing")
+    if not os.path.isfile(os.path.join(run_dir, "status.txt")):
+        return [gr.skip()] * (result_count + 2)
+    with open(os.path.join(run_dir, "run.json")) as file:
+        outputs = {key: os.path.join(run_dir, path) for key, path in json.load(file)["outputs"].items()}
+    outputs["run"] = os.path.join(run_dir, "run.json")
+    with open(os.path.join(run_dir, "status.txt")) as file:
+        status_text = file.read()
+    return (*_result_updates(outputs, "Your last run on this page:\n" + status_text), gr.Column(visible=True),
+            gr.Markdown(visible=False))
+
+
 def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes: int, max_duration: float):
     """The page, editing with `pipe`, and its runs; every file it writes goes under `work_dir`."""
     import gradio as gr
@@ -710,26 +745,13 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                                     placeholder="Progress and what each run did show here.")
                 inputs = _page_inputs(inputs, native_frames, size_note)  # folded: everything else
             with gr.Column(scale=1, min_width=300):
-                hint = gr.Markdown(
-                    "**Results show here**: source | edit side by side, the edit, and the files to download.\n\n"
-                    "New here? Pick an example clip under the source video, then press Edit.", elem_id="results-hint")
-                with gr.Column(visible=False, elem_id="results") as results:
-                    side_by_side = gr.Video(label="Source | edit", interactive=False, autoplay=True, loop=True,
-                                            height=VIDEO_HEIGHT - 16, elem_id="side-by-side")
-                    edited = gr.Video(label="Edit", interactive=False, loop=True, height=VIDEO_HEIGHT - 16,
-                                      elem_id="edit-video")
-                    reconstructed = gr.Video(label="Reconstruction", interactive=False, loop=True, visible=False,
-                                             height=VIDEO_HEIGHT - 16, elem_id="reconstruction-video")
-                    mask_video = gr.Video(label="Mask (white: may change)", interactive=False, loop=True,
-                                          visible=False, height=VIDEO_HEIGHT - 16, elem_id="mask-video")
-                    downloads = gr.File(label="Downloads (MP4s and run.json)", file_count="multiple",
-                                        interactive=False, elem_id="downloads")
+                hint, results, result_videos, downloads = _results_column(gr)
         with clip_column:  # under the clip, on the first screen: a newcomer's quickest start
             gr.Examples(_example_clips(os.path.join(work_dir, "examples")),
                         inputs=[inputs["video"], inputs["source_prompt"], inputs["prompts"]],
                         label="Example clips: a click fills in the clip and both prompts", cache_examples=False)
 
-        result_outputs = [side_by_side, edited, reconstructed, mask_video, downloads, status]
+        result_outputs = [*result_videos, downloads, status]
         private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
 
         def running():
@@ -751,17 +773,7 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
             function.__annotations__["request"] = gr.Request
 
         def restore(name):
-            """A reload shows the browser's last finished run while its files are kept."""
-            run_dir = os.path.join(work_dir, "runs", os.path.basename(name or "") or ".missing")
-            if not os.path.isfile(os.path.join(run_dir, "status.txt")):
-                return [gr.skip()] * (len(result_outputs) + 2)
-            with open(os.path.join(run_dir, "run.json")) as file:
-                outputs = {key: os.path.join(run_dir, path) for key, path in json.load(file)["outputs"].items()}
-            outputs["run"] = os.path.join(run_dir, "run.json")
-            with open(os.path.join(run_dir, "status.txt")) as file:
-                status_text = file.read()
-            return (*_result_updates(outputs, "Your last run on this page:\n" + status_text), gr.Column(visible=True),
-                    gr.Markdown(visible=False))
+            return _restore_last_run(gr, work_dir, name, len(result_outputs))
 
         started = run.click(running, outputs=[run, stop], **private)
         edited_event = started.then(

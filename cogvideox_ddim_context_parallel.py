@@ -44,7 +44,7 @@ from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.models.attention_processor import Attention, CogVideoXAttnProcessor2_0
 from diffusers.models.embeddings import apply_rotary_emb
 
-from .processors.reference_attention import CogVideoXRefAttnProcessor
+from .processors.reference_attention import CogVideoXRefAttnProcessor, reference_attention
 from .processors.text_attention import CogVideoXTextAttentionRecorder
 
 
@@ -509,7 +509,7 @@ def context_parallel_attention(
     if recorder is not None and recorder.recording:
         _record_gathered(recorder, state, query, key, text_seq_length)
     if reference_rows:
-        out = _reference_attention(query, key, value, reference_rows, reference_weight)
+        out = reference_attention(query, key, value, reference_rows, reference_weight)
     else:
         out = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
 
@@ -524,27 +524,6 @@ def context_parallel_attention(
     out = attn.to_out[1](attn.to_out[0](out))
     encoder_hidden_states, hidden_states = out.split([text_seq_length, out.size(1) - text_seq_length], dim=1)
     return hidden_states, encoder_hidden_states
-
-
-def _reference_attention(query, key, value, reference_rows: int, reference_weight: float) -> torch.Tensor:
-    """`CogVideoXRefAttnProcessor`'s attention after RoPE (processors/reference_attention.py), on whole rows: sample
-    row j reads `[its keys ; keys of reference row j % R]`, reference rows read themselves."""
-    sample_rows = query.size(0) - reference_rows
-    query_sample, query_reference = query.split([sample_rows, reference_rows])
-    key_sample, key_reference = key.split([sample_rows, reference_rows])
-    value_sample, value_reference = value.split([sample_rows, reference_rows])
-    repeats = sample_rows // reference_rows
-    key_joint = torch.cat([key_sample, key_reference.repeat(repeats, 1, 1, 1)], dim=2)
-    value_joint = torch.cat([value_sample, value_reference.repeat(repeats, 1, 1, 1)], dim=2)
-    joint_mask = None
-    if reference_weight != 1.0:
-        seq_length = key_sample.size(2)
-        reference_bias = math.log(reference_weight) if reference_weight > 0 else float("-inf")
-        joint_mask = query.new_zeros(1, 2 * seq_length)
-        joint_mask[:, seq_length:] = reference_bias
-    out_sample = F.scaled_dot_product_attention(query_sample, key_joint, value_joint, attn_mask=joint_mask)
-    out_reference = F.scaled_dot_product_attention(query_reference, key_reference, value_reference)
-    return torch.cat([out_sample, out_reference])
 
 
 def _record_gathered(recorder: CogVideoXTextAttentionRecorder, state, query, key, text_seq_length: int):

@@ -8,6 +8,35 @@ from diffusers.models.attention_processor import Attention, CogVideoXAttnProcess
 from diffusers.models.embeddings import apply_rotary_emb
 
 
+def reference_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, reference_rows: int, reference_weight: float = 1.0
+) -> torch.Tensor:
+    """Attention of `[S + R, heads, L, d]` queries/keys/values (after RoPE) laid out as `S` sample rows then `R`
+    reference rows: sample row `j` reads `[its keys ; keys of reference row j % R]`, reference rows read themselves.
+    Also used by the context-parallel processor on whole rows after its all-to-all."""
+    sample_rows = query.size(0) - reference_rows
+    query_sample, query_reference = query.split([sample_rows, reference_rows])
+    key_sample, key_reference = key.split([sample_rows, reference_rows])
+    value_sample, value_reference = value.split([sample_rows, reference_rows])
+
+    # Sample row j reads reference row j % R: repeat (not interleave) matches CFG's [uncond; cond] layout.
+    repeats = sample_rows // reference_rows
+    key_joint = torch.cat([key_sample, key_reference.repeat(repeats, 1, 1, 1)], dim=2)
+    value_joint = torch.cat([value_sample, value_reference.repeat(repeats, 1, 1, 1)], dim=2)
+
+    joint_mask = None
+    if reference_weight != 1.0:
+        # log(weight) on the reference columns scales their softmax mass by `weight` before renormalising.
+        seq_length = key_sample.size(2)
+        reference_bias = math.log(reference_weight) if reference_weight > 0 else float("-inf")
+        joint_mask = query.new_zeros(1, 2 * seq_length)
+        joint_mask[:, seq_length:] = reference_bias
+
+    out_sample = F.scaled_dot_product_attention(query_sample, key_joint, value_joint, attn_mask=joint_mask)
+    out_reference = F.scaled_dot_product_attention(query_reference, key_reference, value_reference)
+    return torch.cat([out_sample, out_reference])
+
+
 class CogVideoXRefAttnProcessor:
     r"""
     Attention processor for reference-guided CogVideoX sampling (DDIM-inversion editing).
@@ -93,26 +122,8 @@ class CogVideoXRefAttnProcessor:
                 [key[:, :, :text_seq_length], apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)], dim=2
             )
 
-        query_sample, query_reference = query.split([sample_rows, reference_rows])
-        key_sample, key_reference = key.split([sample_rows, reference_rows])
-        value_sample, value_reference = value.split([sample_rows, reference_rows])
-
-        # Sample row j reads reference row j % R: repeat (not interleave) matches CFG's [uncond; cond] layout.
-        repeats = sample_rows // reference_rows
-        key_joint = torch.cat([key_sample, key_reference.repeat(repeats, 1, 1, 1)], dim=2)
-        value_joint = torch.cat([value_sample, value_reference.repeat(repeats, 1, 1, 1)], dim=2)
-
-        joint_mask = None
-        if reference_weight != 1.0:
-            # log(weight) on the reference columns scales their softmax mass by `weight` before renormalising.
-            seq_length = key_sample.size(2)
-            reference_bias = math.log(reference_weight) if reference_weight > 0 else float("-inf")
-            joint_mask = query.new_zeros(1, 2 * seq_length)
-            joint_mask[:, seq_length:] = reference_bias
-
-        out_sample = F.scaled_dot_product_attention(query_sample, key_joint, value_joint, attn_mask=joint_mask)
-        out_reference = F.scaled_dot_product_attention(query_reference, key_reference, value_reference)
-        hidden_states = torch.cat([out_sample, out_reference]).transpose(1, 2).flatten(2, 3)
+        hidden_states = reference_attention(query, key, value, reference_rows, reference_weight)
+        hidden_states = hidden_states.transpose(1, 2).flatten(2, 3)
 
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
