@@ -34,10 +34,7 @@ from diffusers.utils import logging, replace_example_docstring
 from transformers import T5EncoderModel, T5Tokenizer
 
 from .cogvideox_ddim_checkpoint import (
-    check_cogvideox_config,
-    check_size_for_positional_embeddings,
-    default_video_size,
-    is_image_to_video,
+    check_cogvideox_config, check_size_for_positional_embeddings, default_video_size, is_image_to_video,
     pixel_frame_count,
 )
 from .cogvideox_ddim_context_parallel import disable_context_parallel, enable_pipeline_context_parallel
@@ -67,31 +64,15 @@ from .cogvideox_ddim_masks import (  # attention_map_to_video, grow_mask: benchm
 from .cogvideox_ddim_memory import check_weights_storage, weights_storage, without_step_cache
 from .cogvideox_ddim_output import CogVideoXDDIMInversionOutput, check_fingerprint, config_fingerprint
 from .cogvideox_ddim_reference import (
-    check_reference_controls,
-    check_reference_inputs,
-    embeds_per_video,
-    guided_prediction,
-    processors_swapped,
-    reference_attention_kwargs,
-    reference_row_embeds,
-    windowed_step_prediction,
+    check_reference_controls, check_reference_inputs, embeds_per_video, guided_prediction, processors_swapped,
+    reference_attention_kwargs, reference_row_embeds, windowed_step_prediction,
 )
 from .cogvideox_ddim_sampling import (
-    check_finite_latents,
-    check_invertible,
-    cut_timesteps,
-    invert_ddim,
-    step_window,
-    stored_on,
+    check_finite_latents, check_invertible, cut_timesteps, invert_ddim, step_window, stored_on,
 )
 from .cogvideox_ddim_video_io import VideoFrames
 from .cogvideox_ddim_windows import (
-    call_windows,
-    long_clip_frames,
-    pipeline_windows,
-    sample_windows,
-    window_rows,
-    windowed,
+    call_windows, long_clip_frames, pipeline_windows, sample_windows, window_rows, windowed,
 )
 from .processors.reference_attention import CogVideoXRefAttnProcessor  # noqa: F401  (shipped; a public name)
 from .processors.text_attention import CogVideoXTextAttentionRecorder  # noqa: F401  (shipped; a public name)
