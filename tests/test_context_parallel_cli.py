@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
 from cogvideox_ddim_inversion.cli import main
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
 from cogvideox_ddim_inversion.video_io import read_video
@@ -189,3 +190,26 @@ def test_speed_benchmark_measures_on_n_processes(tmp_path):
     (measured,) = json.loads(out.read_text())["measured"]
     assert measured["context_parallel"] == 2 and measured["rows_per_step"] == 3 and measured["seconds_per_step"] > 0
     assert "the transformer on 2 processes (context parallelism)" in run.stdout
+
+
+def test_a_long_clip_in_windows_on_two_processes_equals_one_process(tiny_checkpoint, tmp_path):
+    """Long clips (temporal windows, issue 26) under context parallelism: every window's transformer call is sharded,
+    and the windowed inversion and edit equal one process's."""
+    long_clip = write_sample_clip(tmp_path / "long.mp4", num_frames=21)  # 17 frames: windows of the tiny model's 9
+    edit = ["edit", long_clip, "--prompt", "a blue circle", "--source-prompt", "a red circle", "--num-frames", "all",
+            "--model", tiny_checkpoint("cogvideox-5b"), "--device", "cpu", "--seed", "5", "--steps", "2"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run = torchrun(1, *edit, "--output-dir", one, "--save-inversion", one / "inv.safetensors")
+    assert run.returncode == 0, run.stderr[-6000:]
+    run = torchrun(2, *edit, "--output-dir", two, "--save-inversion", two / "inv.safetensors",
+                   "--context-parallel", 2)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    expected, got = load_file(one / "inv.safetensors"), load_file(two / "inv.safetensors")
+    assert expected["trajectory"].shape[2] == 5  # 17 frames: 5 latent frames, more than the tiny model's 3
+    windows = CogVideoXDDIMInversionOutput.read_settings(two / "inv.safetensors")["windows"]
+    assert windows["starts"] == [0, 2] and windows["window"] == 3  # two overlapping windows
+    for name in expected:
+        assert relative_error(got[name], expected[name]) <= TOLERANCE, name
+    frames_one, frames_two = (np.stack(list(map(np.asarray, read_video(folder / "edit-1.mp4")[0])))
+                              for folder in (one, two))
+    assert len(frames_one) == 17 and relative_error(frames_two, frames_one) <= TOLERANCE
