@@ -55,3 +55,21 @@ def load_pipe(tiny_checkpoint):
 @pytest.fixture
 def generator():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Loading any weights fails the test: every entry point's loader and `from_pretrained` record the attempt and
+    raise, so a test can assert a refusal came before any weights loaded."""
+    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, app, batch, cli, editing
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise RuntimeError("weights were loaded")
+
+    for module in (editing, cli, batch, app):  # each imported it by name: patch every copy
+        monkeypatch.setattr(module, "load_pipeline", refuse)
+    monkeypatch.setattr(CogVideoXDDIMInversionPipeline, "from_pretrained", refuse)
+    return attempts

@@ -267,23 +267,6 @@ def saved_inversion(tiny_checkpoint, tmp_path_factory):
     return {"clip": clip, "inversion": str(path), "folder": folder}
 
 
-@pytest.fixture
-def no_weights(monkeypatch):
-    """Loading any weights fails the test: the loader and `from_pretrained` record the attempt and raise."""
-    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, cli, editing
-
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise RuntimeError("weights were loaded")
-
-    monkeypatch.setattr(editing, "load_pipeline", refuse)
-    monkeypatch.setattr(cli, "load_pipeline", refuse)
-    monkeypatch.setattr(CogVideoXDDIMInversionPipeline, "from_pretrained", refuse)
-    return attempts
-
-
 @pytest.mark.parametrize(
     "flags, expected",
     [

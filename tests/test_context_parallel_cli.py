@@ -121,23 +121,6 @@ def test_a_process_that_does_not_write_writes_nothing(tiny_checkpoint, clip, tmp
     assert set(record["outputs"]) == {"mask", "edit-1", "reconstruction", "side_by_side", "inversion", "run"}
 
 
-@pytest.fixture
-def no_weights(monkeypatch):
-    """Loading any weights fails the test."""
-    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, cli, editing
-
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise RuntimeError("weights were loaded")
-
-    monkeypatch.setattr(editing, "load_pipeline", refuse)
-    monkeypatch.setattr(cli, "load_pipeline", refuse)
-    monkeypatch.setattr(CogVideoXDDIMInversionPipeline, "from_pretrained", refuse)
-    return attempts
-
-
 @pytest.mark.parametrize(
     "flags, world_size, expected",
     [

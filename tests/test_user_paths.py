@@ -21,23 +21,6 @@ def edit(*args) -> int:
     return main(["edit", *map(str, args), "--device", "cpu"])
 
 
-@pytest.fixture
-def no_weights(monkeypatch):
-    """Loading any weights fails the test: the loaders and `from_pretrained` record the attempt and raise."""
-    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, batch, cli, editing
-
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise RuntimeError("weights were loaded")
-
-    for module in (editing, cli, batch):
-        monkeypatch.setattr(module, "load_pipeline", refuse)
-    monkeypatch.setattr(CogVideoXDDIMInversionPipeline, "from_pretrained", refuse)
-    return attempts
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     return write_sample_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", num_frames=9, fps=8)
