@@ -340,3 +340,108 @@ def test_batch_jobs_take_the_window_weighting():
     hashes = {settings_hash(dataclasses.replace(defaults, window_weighting=w), "model", "float32")
               for w in (None, "flat", "hann")}
     assert len(hashes) == 3
+
+
+# Progress: windows x steps on a long clip, one update per window model call; steps on a native clip.
+
+
+class RecordingBar:
+    """Stands in for the pipeline's tqdm: its total, every update and its description."""
+
+    def __init__(self, total):
+        self.total, self.n, self.updates, self.desc = total, 0, [], ""
+
+    def update(self, n=1):
+        self.n += n
+        self.updates.append(n)
+
+    def set_description(self, desc):
+        self.desc = desc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    made = []
+
+    def progress_bar(self, iterable=None, total=None):
+        made.append(RecordingBar(total))
+        return made[-1]
+
+    monkeypatch.setattr(CogVideoXDDIMInversionPipeline, "progress_bar", progress_bar)
+    return made
+
+
+@pytest.mark.parametrize("window_batch_size, calls_per_step", [(1, 4), (3, 2)])
+def test_progress_counts_window_calls_on_long_clips(bars, window_batch_size, calls_per_step):
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(6))
+    at_model_call = []
+    forward = denoiser.forward
+    denoiser.forward = lambda *args, **kwargs: (at_model_call.append(bars[-1].n), forward(*args, **kwargs))[1]
+    inv = pipe.invert(latents=data, num_inference_steps=3, max_sequence_length=TEXT_LENGTH,
+                      window_overlap=WINDOW_OVERLAP, window_batch_size=window_batch_size)
+    assert inv.windows.num_windows == 4
+    (bar,) = bars
+    assert bar.total == bar.n == 3 * calls_per_step and bar.desc == "Inverting 4 windows"
+    assert [n for n in bar.updates if n] == [1] * bar.total  # one update per window model call
+    assert at_model_call == list(range(bar.total))  # it moves within a step
+    at_model_call.clear()
+    pipe(prompt="a", latents=inv.trajectory[0], reference_latents=inv.trajectory, reference_windows=inv.windows,
+         num_inference_steps=3, max_sequence_length=TEXT_LENGTH, output_type="latent",
+         window_batch_size=window_batch_size)
+    bar = bars[-1]
+    assert bar.total == bar.n == 3 * calls_per_step and bar.desc == "Editing 4 windows"
+    assert [n for n in bar.updates if n] == [1] * bar.total and at_model_call == list(range(bar.total))
+
+
+def test_progress_with_fixed_point_refinement_holds_at_each_step_end(bars):
+    """Refinement makes 1 + 2 evaluations a step (4 window calls each): the bar moves with the first evaluation's
+    calls, holds during the refinement and is at the step's end after each step, never past its total."""
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(7))
+    at_step_end, at_model_call = [], []
+    forward = denoiser.forward
+    denoiser.forward = lambda *args, **kwargs: (at_model_call.append(bars[-1].n), forward(*args, **kwargs))[1]
+
+    def on_step_end(pipe, step, t, tensors):
+        at_step_end.append(bars[-1].n)
+        return tensors
+
+    inv = pipe.invert(latents=data, num_inference_steps=3, max_sequence_length=TEXT_LENGTH,
+                      window_overlap=WINDOW_OVERLAP, fixed_point_iterations=2, fixed_point_tolerance=None,
+                      callback_on_step_end=on_step_end)
+    (bar,) = bars
+    assert inv.model_evaluations == 9 and len(at_model_call) == 36
+    assert bar.total == bar.n == 12 and max(at_model_call) == 12
+    # each step: its first evaluation's 4 calls move the bar, its 8 refinement calls wait at the step's end
+    assert at_model_call == [n for step in range(3) for n in [*range(4 * step, 4 * step + 4), *[4 * step + 4] * 8]]
+    assert at_step_end == [4, 8, 12]
+
+
+def test_progress_counts_steps_on_native_clips_and_keeps_a_given_description(bars):
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, 3, 16, 4, 6), torch.Generator().manual_seed(8))
+    inv = pipe.invert(latents=data, num_inference_steps=3, max_sequence_length=TEXT_LENGTH, window_batch_size=2)
+    pipe(prompt="a", latents=inv.trajectory[0], reference_latents=inv.trajectory, num_inference_steps=3,
+         max_sequence_length=TEXT_LENGTH, output_type="latent")
+    for bar in bars:
+        assert bar.total == bar.n == 3 and bar.updates == [1, 1, 1] and bar.desc == ""
+
+
+def test_progress_on_a_real_bar():
+    """diffusers' tqdm: the total and the description printed, a description of the caller's kept."""
+    import io
+
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(9))
+    for config, expected in (({}, "Inverting 4 windows: 100%"), ({"desc": "mine"}, "mine: 100%")):
+        out = io.StringIO()
+        pipe.set_progress_bar_config(file=out, disable=False, **config)
+        pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=4)
+        assert expected in out.getvalue() and "8/8" in out.getvalue()
