@@ -300,8 +300,8 @@ def add_source_arguments(parser, video: bool = True, command: str = "edit"):
     frames.add_argument("--window-weighting", default=None, choices=WINDOW_WEIGHTINGS,
                         help="clips longer than the native count: how the predictions of overlapping windows are "
                         "averaged per frame: equally (flat), more towards each window's middle (pyramid: a linear "
-                        f"cross-fade) or a raised cosine (hann) (default: {DEFAULT_WINDOW_WEIGHTING}; with "
-                        "--inversion, the saved inversion's)")
+                        f"cross-fade) or a raised cosine (hann) (default: {DEFAULT_WINDOW_WEIGHTING}, or a "
+                        "reused inversion's own)")
     frames.add_argument("--skip-frames-start", type=int, default=0,
                         help="source frames to skip at the start (default: %(default)s)")
     frames.add_argument("--skip-frames-end", type=int, default=0,
