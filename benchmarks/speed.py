@@ -1151,8 +1151,8 @@ def main():
     )
     parser.add_argument(
         "--long-clip-frames", type=int, default=LONG_CLIP_FRAMES, metavar="F",
-        help="count an inversion and a shared edit of a clip of F frames in windows too, in the counted table (default "
-        "%(default)s: 30 s at 8 fps; 0: none)",
+        help="count an inversion and a shared edit of a clip of F frames in windows too, in the counted table "
+        "(default %(default)s: 30 s at 8 fps; 0: none)",
     )
     parser.add_argument("--flops-only", action="store_true", help="only print the counted FLOP table")
     parser.add_argument("--json", default=None, help="write every result to this JSON file")

@@ -198,13 +198,15 @@ def test_long_clip_jobs_run_end_to_end_in_windows(tiny_checkpoint, tmp_path, cap
     windows are recorded with the saved inversion."""
     write_sample_clip(tmp_path / "long.mp4", num_frames=36, fps=8)
     jobs = write_jsonl(tmp_path / "jobs.jsonl", [
-        {"id": "whole", "video": "long.mp4", "prompts": ["a blue circle"], "num_frames": "all", "save_inversion": True},
+        {"id": "whole", "video": "long.mp4", "prompts": ["a blue circle"], "num_frames": "all",
+         "save_inversion": True},
         {"id": "seventeen", "video": "long.mp4", "prompts": ["a blue circle"], "num_frames": 17,
          "window_batch_size": 2},
     ])
     out = tmp_path / "out"
     model = tiny_checkpoint("cogvideox-5b")
-    assert main(["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2", "--device", "cpu"]) == 0
+    args = ["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2", "--device", "cpu"]
+    assert main(args) == 0
     assert "2 jobs: 2 done, 0 skipped" in capsys.readouterr().out
     assert [row["status"] for row in read_manifest(out)] == ["done", "done"]
     for name, frames, starts in [("whole", 33, [0, 2, 4, 6]), ("seventeen", 17, [0, 2])]:
@@ -225,7 +227,8 @@ def test_bad_long_clip_jobs_are_refused_before_any_weights_load(tiny_checkpoint,
     ])
     out = tmp_path / "out"
     model = tiny_checkpoint("cogvideox-5b")
-    assert main(["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2", "--device", "cpu"]) == 0
+    args = ["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2", "--device", "cpu"]
+    assert main(args) == 0
     assert "3 jobs: 0 done, 0 skipped (already done with the same settings), 3 failed" in capsys.readouterr().out
     errors = {row["id"]: row["error"] for row in read_manifest(out)}
     assert errors["overlap-6"] == ("--window-overlap 6 video frames is not a non-negative multiple of the VAE's "
