@@ -179,6 +179,20 @@ def test_image_to_video_long_clips_are_counted_as_refused():
     assert speed.long_clip_windows("1.5-5b", 241).starts == (0, 16, 32, 40)  # windows of 21 latent frames by 5
 
 
+def test_window_cost_benchmark_compares_three_windows_with_one():
+    """benchmarks/window_cost.py's clips: one native window, and the longest clip that takes 3 windows with the
+    default overlap (F = O + 3 (W - O) latent frames)."""
+    spec = importlib.util.spec_from_file_location("window_cost", REPO_ROOT / "benchmarks" / "window_cost.py")
+    window_cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(window_cost)
+    faithful = speed.transformer_config("faithful")
+    assert window_cost.clip_frames(faithful, 1) == (49, 13)
+    assert window_cost.clip_frames(faithful, 3) == (129, 33)
+    assert speed.long_clip_windows("faithful", 129).starts == (0, 10, 20)
+    assert window_cost.clip_frames(speed.transformer_config("1.5-5b"), 3) == (209, 53)
+    assert speed.long_clip_windows("1.5-5b", 209).starts == (0, 16, 32)
+
+
 def test_real_configurations_are_the_published_ones():
     """The configurations the benchmark counts keep the tiny checkpoints' structural flags (and the reference facts
     in ../shared, where present)."""
