@@ -719,7 +719,7 @@ def _page_inputs(inputs: dict, native_frames: int, default_overlap: int, size_no
     "Local edit (mask)", by field name. Fields without a hand-placed control here get one from `field_component`."""
     import gradio as gr
 
-    with gr.Accordion("Advanced: steps, guidance, reference attention, frames, windows, size", open=False,
+    with gr.Accordion("Advanced: steps, guidance, reference, frames, windows, size", open=False,
                       elem_id="advanced"):
         with gr.Row():
             inputs["steps"] = gr.Slider(MIN_STEPS, 100, value=DEFAULTS.steps, step=1, label=page_label("steps"),
