@@ -833,7 +833,9 @@ def measure(args) -> list[dict]:
             result = child(args, "--one", size, key, "on" if compiled else "off")
             result = {"size": size, "config": key, "compiled": compiled, **result}
             result.setdefault("label", config_label(key, args.batch_prompts, args.fixed_point_iterations))
-            outcome = result.get("error") or f"{result['seconds_per_step']:.3f} s/step"
+            outcome = result.get("error") or (  # the log keeps each row even if a later one stops the run
+                f"{result['seconds_per_step']:.3f} s/step, {result['rows_per_step']:g} rows/step, "
+                f"peak {result['peak_memory_mib']:.0f} MiB")
             print(
                 f"[{repeat + 1}/{args.repeats} {index + 1}/{len(jobs)}] {size} {key}"
                 f"{' compiled' if compiled else ''}: {outcome}",
@@ -1012,7 +1014,8 @@ def counted_table(counted, sizes, prompts, iterations) -> list[str]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=None, choices=list(SIZES), help="sizes to measure")
+    parser.add_argument("--sizes", nargs="*", default=None, choices=list(SIZES),
+                        help="sizes to measure (none: only the end-to-end edit and the counted table)")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=[*CONFIGS, *MEMORY_CONFIGS],
                         help="default: every configuration of CONFIGS; the memory rungs and caches on request: "
                         + ", ".join(MEMORY_CONFIGS))
@@ -1096,7 +1099,8 @@ def main():
     if args.context_parallel > 1 and cuda and torch.cuda.device_count() < args.context_parallel:
         parser.error(f"--context-parallel {args.context_parallel} needs a GPU per process; "
                      f"{torch.cuda.device_count()} are visible.")
-    sizes = [] if args.flops_only else (args.sizes or (["5b"] if cuda else ["tiny", "faithful"]))
+    default_sizes = ["5b"] if cuda else ["tiny", "faithful"]
+    sizes = [] if args.flops_only else (default_sizes if args.sizes is None else args.sizes)
     e2e = None if args.flops_only else (args.e2e or ("5b" if cuda else "tiny"))
     e2e = None if e2e == "none" else e2e
     if not cuda and any(size in REAL_SIZES for size in sizes + [e2e]):
@@ -1130,7 +1134,7 @@ def main():
     for offload in args.offload if e2e else []:
         steps = args.e2e_steps if offload == "none" else args.offload_steps
         end_to_end.append({"size": e2e, "offload": offload, "steps": steps, **child(args, "--e2e-one", e2e, offload)})
-        print(f"[end to end] {e2e}, offload {offload}: done", file=sys.stderr, flush=True)
+        print(f"[end to end] {e2e}, offload {offload}: {json.dumps(end_to_end[-1])}", file=sys.stderr, flush=True)
     prompts, iterations = args.batch_prompts, args.fixed_point_iterations
     attach_flops(
         measured,
