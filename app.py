@@ -154,7 +154,7 @@ PAGE_LABELS = {
     "image": "First frame", "prompt_batch_size": "Prompts per batch", "mask": "Mask video", "paste_back": "Paste back",
     "mask_threshold": "Mask threshold", "mask_dilation": "Grow the mask", "mask_feather": "Feather the mask",
     "mask_refine": "Refine the mask", "save_inversion": "Saved inversion", "window_overlap": "Window overlap",
-    "window_batch_size": "Windows per call",
+    "window_batch_size": "Windows per call", "window_weighting": "Window weighting",
 }
 
 
@@ -384,6 +384,7 @@ class WindowPlan:
     windows: int
     window_frames: int
     overlap_frames: int
+    weighting: str | None = None  # how overlapping windows' predictions are averaged (long clips)
 
     @classmethod
     def from_schedule(cls, schedule: dict, temporal_compression: int) -> "WindowPlan":
@@ -391,7 +392,8 @@ class WindowPlan:
         windows = len(schedule["starts"])
         return cls(pixel_frame_count(schedule["latent_frames"], temporal_compression), windows,
                    pixel_frame_count(schedule["window"], temporal_compression),
-                   schedule["overlap"] * temporal_compression if windows > 1 else 0)
+                   schedule["overlap"] * temporal_compression if windows > 1 else 0,
+                   schedule["scheme"] if windows > 1 else None)
 
     @classmethod
     def from_inversion(cls, inversion: dict, temporal_compression: int) -> "WindowPlan":
@@ -401,10 +403,11 @@ class WindowPlan:
         return cls(inversion["num_frames"], 1, inversion["num_frames"], 0)
 
     def in_windows(self) -> str:
-        """" in 2 windows of 9 frames overlapping by 4"; empty for one window."""
+        """" in 2 windows of 9 frames overlapping by 4 (pyramid weighting)"; empty for one window."""
         if self.windows == 1:
             return ""
-        return f" in {self.windows} windows of {self.window_frames} frames overlapping by {self.overlap_frames}"
+        return (f" in {self.windows} windows of {self.window_frames} frames overlapping by {self.overlap_frames} "
+                f"({self.weighting} weighting)")
 
     def windows_x_steps(self, steps: int) -> str:
         return f"{self.windows} windows x {steps} steps"
@@ -414,14 +417,15 @@ def window_plan(settings: EditSettings, config: dict) -> WindowPlan:
     """The frames and windows a run of `settings` takes, from the clip's header and packets with the run's own checks
     (`check_source`, which refuses what the windows cannot run) and windows (`clip_windows`): before any model work."""
     from .cogvideox_ddim_checkpoint import is_image_to_video
-    from .cogvideox_ddim_windows import clip_windows
+    from .cogvideox_ddim_windows import DEFAULT_WINDOW_WEIGHTING, clip_windows
     from .editing import check_source
 
     transformer, temporal = config["transformer"], config["vae"].get("temporal_compression_ratio", 4)
     shape = check_source(settings, config)
     schedule = clip_windows(latent_frame_count(shape.num_frames, temporal),
                             latent_frame_count(transformer["sample_frames"], temporal), settings.window_overlap,
-                            temporal, is_image_to_video(transformer))
+                            temporal, is_image_to_video(transformer),
+                            settings.window_weighting or DEFAULT_WINDOW_WEIGHTING)
     return WindowPlan.from_schedule(schedule.to_dict(), temporal)
 
 
@@ -719,6 +723,8 @@ def _page_inputs(inputs: dict, native_frames: int, default_overlap: int, size_no
     "Local edit (mask)", by field name. Fields without a hand-placed control here get one from `field_component`."""
     import gradio as gr
 
+    from .cogvideox_ddim_windows import DEFAULT_WINDOW_WEIGHTING
+
     with gr.Accordion("Advanced: steps, guidance, reference, frames, windows, size", open=False,
                       elem_id="advanced"):
         with gr.Row():
@@ -748,6 +754,9 @@ def _page_inputs(inputs: dict, native_frames: int, default_overlap: int, size_no
                 "window_overlap", value=default_overlap, minimum=0, step=4, elem_id="window-overlap",
                 info=f"long clips: frames neighbouring windows of {native_frames} share, a multiple of 4 (default "
                 f"{default_overlap}: a quarter of the window; 0: none, seams may show)")
+            inputs["window_weighting"] = field_component(
+                "window_weighting", value=DEFAULT_WINDOW_WEIGHTING, elem_id="window-weighting",
+                info="long clips: how overlapping windows are averaged (see docs/long_videos.md)")
             inputs["window_batch_size"] = field_component(
                 "window_batch_size", minimum=1, elem_id="window-batch-size",
                 info="long clips: 1 uses the least memory; more is faster on a large GPU, same result")
@@ -975,7 +984,8 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                       **private)
         # What a run of the page's settings would edit, or why it cannot: as soon as the clip or its length changes
         gr.on([inputs["video"].change, length.change, frame_count.change, *(inputs[name].change for name in (
-            "window_overlap", "skip_frames_start", "skip_frames_end", "frame_stride", "sampling", "mask_words"))],
+            "window_overlap", "window_weighting", "skip_frames_start", "skip_frames_end", "frame_stride", "sampling",
+            "mask_words"))],
             describe_length, inputs=[length, frame_count, *(inputs[name] for name in PAGE_FIELDS)], outputs=note,
             **private)
         started = run.click(running, inputs=[length, frame_count], outputs=[run, stop, inputs["num_frames"]],

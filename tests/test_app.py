@@ -251,8 +251,9 @@ def test_the_status_line_says_what_was_adjusted(client, clip):
     assert "Used" not in status and "cropped" not in status and "tokens" not in status, status
 
 
-WINDOWS = "2 windows of 9 frames overlapping by 4"  # the sample clip's 17 frames on the toy model's 9-frame window
-WINDOW_BAR_LENGTH = STEPS  # progress bar length of a 2-window stage: its steps
+# The sample clip's 17 frames on the toy model's 9-frame window, with the default overlap and weighting.
+WINDOWS = "2 windows of 9 frames overlapping by 4 (pyramid weighting)"
+WINDOW_BAR_LENGTH = 2 * STEPS  # a 2-window stage's progress bar counts window calls: 2 per step
 
 
 def test_the_whole_clip_in_windows_says_its_windows_before_during_and_after_the_run(app, client, clip):
@@ -304,7 +305,9 @@ def test_the_length_note_says_what_a_run_would_edit_or_why_it_cannot(tmp_path):
     assert length_note(settings, config, 60) == f"<span>Edits 17 frames (the whole clip) in {WINDOWS}.</span>"
     assert length_note(dataclasses.replace(settings, window_overlap=0), config, 60) == (
         # 0 shared: the last window still ends at the clip's last frame
-        "<span>Edits 17 frames (the whole clip) in 2 windows of 9 frames overlapping by 0.</span>")
+        "<span>Edits 17 frames (the whole clip) in 2 windows of 9 frames overlapping by 0 (pyramid weighting).</span>")
+    assert "overlapping by 4 (hann weighting)." in length_note(dataclasses.replace(settings, window_weighting="hann"),
+                                                              config, 60)
     assert length_note(dataclasses.replace(settings, num_frames=None), config, 60) == (
         "<span>Edits 9 frames (the model&#x27;s window).</span>")
     for change, limit, expected in (({}, 2.0, "The video lasts 2.1 s; this app takes videos up to 2 s."),
@@ -619,7 +622,8 @@ def test_a_long_clip_in_a_headless_browser(app, browser, clip, tmp_path):
         (By.CSS_SELECTOR, "#steps input[type=number]")))
     steps.send_keys(Keys.CONTROL, "a")
     steps.send_keys(str(STEPS), Keys.TAB)
-    assert find("#window-overlap input").get_attribute("value") == "4"  # the default, shown as a number
+    assert find("#window-overlap input").get_attribute("value") == "4"  # the defaults, shown as they are
+    assert find("#window-weighting input[value=pyramid]").is_selected()
     find("#run").click()
     status = WebDriverWait(browser, 300).until(lambda driver: driver.find_element(
         By.CSS_SELECTOR, "#status textarea").get_attribute("value") or toast_texts(driver))
