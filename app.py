@@ -718,12 +718,16 @@ def _edit_function(pipe, load_info: dict, model: str, config: dict, work_dir: st
     return edit
 
 
-def _page_inputs(inputs: dict, native_frames: int, default_overlap: int, size_note: str):
+def _page_inputs(inputs: dict, config: dict, size_note: str):
     """The folded part of the form: every page field not already placed (clip and prompts), under "Advanced" and
     "Local edit (mask)", by field name. Fields without a hand-placed control here get one from `field_component`."""
     import gradio as gr
 
-    from .cogvideox_ddim_windows import DEFAULT_WINDOW_WEIGHTING
+    from .cogvideox_ddim_windows import DEFAULT_WINDOW_WEIGHTING, default_window_overlap
+
+    native_frames = config["transformer"]["sample_frames"]
+    temporal = config["vae"].get("temporal_compression_ratio", 4)
+    default_overlap = default_window_overlap(latent_frame_count(native_frames, temporal), temporal)
 
     with gr.Accordion("Advanced: steps, guidance, reference, frames, windows, size", open=False,
                       elem_id="advanced"):
@@ -824,14 +828,57 @@ document.addEventListener("change", (event) => {
 """
 
 
-def _length_controls(gr, native_frames: int, max_duration: float):
-    """"Length" (the model's window, a number of frames, or the whole clip) and the frame count it may take."""
+def _buttons_running(length_choice, frames):
+    """Edit pressed: Edit off and relabelled, Stop on, and "Frames" as Length says (what the run reads)."""
+    import gradio as gr
+
+    return gr.Button("Editing...", interactive=False), gr.Button(interactive=True), num_frames_for_length(
+        length_choice, frames)
+
+
+def _buttons_idle():
+    """No run: Edit on, Stop off."""
+    import gradio as gr
+
+    return gr.Button("Edit", interactive=True), gr.Button(interactive=False)
+
+
+def _length_controls(gr, inputs: dict, config: dict, max_duration: float):
+    """Under the clip: "Length" (the model's window, a number of frames, or the whole clip), the frame count it may
+    take, "Frames" as the Edit button sends it (hidden: `inputs["num_frames"]`, set from Length when Edit is pressed;
+    the API takes 0, a count or "all"), and the note saying what a run would edit. Returns Length, the frame count
+    and the note."""
+    native_frames = config["transformer"]["sample_frames"]
     length = gr.Radio(length_choices(native_frames), value="window", label=LENGTH_LABEL, elem_id="length",
                       info=f"the whole clip: up to {max_duration:g} s, edited in overlapping windows of "
                       f"{native_frames} frames (Advanced: their overlap)")
     frame_count = gr.Number(native_frames, label=page_label("num_frames"), precision=0, minimum=0, visible=False,
                             elem_id="frame-count", info="trimmed to 8k + 1; more than the window: edited in windows")
-    return length, frame_count
+    inputs["num_frames"] = gr.Textbox(page_default("num_frames"), visible=False, elem_id="num-frames")
+    note = gr.HTML(length_note(DEFAULTS, config, max_duration), elem_id="length-note")
+    return length, frame_count, note
+
+
+def _describe_length_on_change(gr, length, frame_count, note, inputs: dict, config: dict, max_duration: float):
+    """Show the frame count only for "A number of frames", and keep the note under Length saying what a run of the
+    page's settings would edit (or why it cannot) as the clip, its length or its window settings change."""
+    private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+
+    def describe_length(length_choice, frames, *values):
+        values = dict(zip(PAGE_FIELDS, values), num_frames=num_frames_for_length(length_choice, frames))
+        uploads = [path for path in (values["video"], values.get("mask")) if path]
+        try:
+            settings = settings_from_page(values)
+        except ValueError as error:
+            return problem_html(str(error))
+        return length_note(settings, config, max_duration, uploads)
+
+    length.change(lambda choice: gr.Number(visible=choice == "frames"), inputs=length, outputs=frame_count,
+                  **private)
+    fields = ("video", "window_overlap", "window_weighting", "skip_frames_start", "skip_frames_end", "frame_stride",
+              "sampling", "mask_words")
+    gr.on([length.change, frame_count.change, *(inputs[name].change for name in fields)], describe_length,
+          inputs=[length, frame_count, *(inputs[name] for name in PAGE_FIELDS)], outputs=note, **private)
 
 
 def default_size_note(transformer: dict) -> str:
@@ -884,14 +931,11 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
     """The page, editing with `pipe`, and its runs; every file it writes goes under `work_dir`."""
     import gradio as gr
 
-    from .cogvideox_ddim_windows import default_window_overlap
-
     for name in ("runs", "inversions", "examples"):
         os.makedirs(os.path.join(work_dir, name), exist_ok=True)
     config = checkpoint_config(model)
     transformer = config["transformer"]
-    native_frames, temporal = transformer["sample_frames"], config["vae"].get("temporal_compression_ratio", 4)
-    default_overlap = default_window_overlap(latent_frame_count(native_frames, temporal), temporal)
+    native_frames = transformer["sample_frames"]
     native_height, native_width = default_video_size(transformer)
     size_note = default_size_note(transformer)
     limits = f"videos up to {max_upload_bytes / MiB:g} MB and {max_duration:g} s"
@@ -924,10 +968,7 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                         f'<span class="upload-problem" style="color: var(--error-text-color, #dc2626); '
                         f'font-weight: 600"></span> <span>{limits[0].upper() + limits[1:]}.</span></div>',
                         elem_id="source-note")
-                length, frame_count = _length_controls(gr, native_frames, max_duration)
-                # "Frames" as the Edit button sends it (and the API takes it: 0, a count or "all"), set from Length
-                inputs["num_frames"] = gr.Textbox(page_default("num_frames"), visible=False, elem_id="num-frames")
-                note = gr.HTML(length_note(DEFAULTS, config, max_duration), elem_id="length-note")
+                length, frame_count, length_note_html = _length_controls(gr, inputs, config, max_duration)
             with gr.Column(scale=1, min_width=300):
                 inputs["source_prompt"] = gr.Textbox(value=DEFAULTS.source_prompt, label=page_label("source_prompt"),
                                                      placeholder="what the video shows", elem_id="source-prompt")
@@ -938,7 +979,7 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                     stop = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False, scale=1)
                 status = gr.Textbox(label="Status", interactive=False, lines=3, elem_id="status",
                                     placeholder="Progress and what each run did show here.")
-                inputs = _page_inputs(inputs, native_frames, default_overlap, size_note)  # folded: everything else
+                inputs = _page_inputs(inputs, config, size_note)  # folded: everything else
             with gr.Column(scale=1, min_width=300):
                 hint, results, result_videos, downloads = _results_column(gr)
         with clip_column:  # under the clip, on the first screen: a newcomer's quickest start
@@ -948,22 +989,6 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
 
         result_outputs = [*result_videos, downloads, status]
         private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
-
-        def running(length_choice, frames):
-            return (gr.Button("Editing...", interactive=False), gr.Button(interactive=True),
-                    num_frames_for_length(length_choice, frames))
-
-        def describe_length(length_choice, frames, *values):
-            values = dict(zip(PAGE_FIELDS, values), num_frames=num_frames_for_length(length_choice, frames))
-            uploads = [path for path in (values["video"], values.get("mask")) if path]
-            try:
-                settings = settings_from_page(values)
-            except ValueError as error:
-                return problem_html(str(error))
-            return length_note(settings, config, max_duration, uploads)
-
-        def idle():
-            return gr.Button("Edit", interactive=True), gr.Button(interactive=False)
 
         def show_results(request: gr.Request = None):
             last = runs.last.pop(request.session_hash, None) if request is not None else None
@@ -980,15 +1005,8 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
         def restore(name):
             return _restore_last_run(gr, work_dir, name, len(result_outputs))
 
-        length.change(lambda choice: gr.Number(visible=choice == "frames"), inputs=length, outputs=frame_count,
-                      **private)
-        # What a run of the page's settings would edit, or why it cannot: as soon as the clip or its length changes
-        gr.on([inputs["video"].change, length.change, frame_count.change, *(inputs[name].change for name in (
-            "window_overlap", "window_weighting", "skip_frames_start", "skip_frames_end", "frame_stride", "sampling",
-            "mask_words"))],
-            describe_length, inputs=[length, frame_count, *(inputs[name] for name in PAGE_FIELDS)], outputs=note,
-            **private)
-        started = run.click(running, inputs=[length, frame_count], outputs=[run, stop, inputs["num_frames"]],
+        _describe_length_on_change(gr, length, frame_count, length_note_html, inputs, config, max_duration)
+        started = run.click(_buttons_running, inputs=[length, frame_count], outputs=[run, stop, inputs["num_frames"]],
                             **private)
         edited_event = started.then(
             edit,
@@ -999,12 +1017,10 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
             concurrency_limit=1,  # one pipeline, one GPU: runs wait in the queue
         )
         edited_event.success(show_results, outputs=[results, hint, last_run], **private)
-        edited_event.then(idle, outputs=[run, stop], **private)
+        edited_event.then(_buttons_idle, outputs=[run, stop], **private)
         # Stop: a queued run leaves the queue (cancels); a running one ends at its next step (its flag).
         stop.click(stop_run, cancels=[edited_event], **private)
-        # Edit is back at once, not only when the page hears of the cancel or the run's "Stopped" error (a Stop
-        # pressed as a run started once left it disabled); a new run queues behind the stopping run's last step.
-        stop.click(idle, outputs=[run, stop], **private)
+        stop.click(_buttons_idle, outputs=[run, stop], **private)  # Edit back at once (not only after the run's end)
         blocks.unload(stop_run)  # a closed or reloaded page stops its run: nobody waits for a result nobody sees
         blocks.load(restore, inputs=[last_run], outputs=[*result_outputs, results, hint], **private)
     return blocks, runs
