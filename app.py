@@ -472,10 +472,29 @@ def length_note(settings: EditSettings, config: dict, max_duration: float, uploa
     try:
         check_duration(settings.video, max_duration)
         plan = window_plan(settings, config)
+        which = {None: " (the model's window)", "all": " (the whole clip)"}.get(settings.num_frames, "")
+        text = f"Edits {plan.frames} frames{which}{plan.in_windows()}." + _stride_hint(settings, config, plan)
     except (ValueError, OSError) as error:
         return problem_html(page_message(str(error), uploads))
-    which = {None: " (the model's window)", "all": " (the whole clip)"}.get(settings.num_frames, "")
-    return f"<span>{escape(f'Edits {plan.frames} frames{which}{plan.in_windows()}.')}</span>"
+    return f"<span>{escape(text)}</span>"
+
+
+def _stride_hint(settings: EditSettings, config: dict, plan: WindowPlan) -> str:
+    """For the whole of a clip filmed faster than the model's frame rate (a phone's 30 fps against 8): the frame
+    stride that brings it near that rate, and the windows it saves. Empty otherwise."""
+    import dataclasses
+
+    from .editing import checkpoint_fps
+    from .video_io import probe_video
+
+    fps = probe_video(settings.video).fps or 0.0
+    stride = round(fps / checkpoint_fps(config["transformer"]))
+    if settings.num_frames != "all" or plan.windows == 1 or settings.frame_stride != 1 or stride < 2 or (
+            settings.sampling != "first"):
+        return ""
+    strided = window_plan(dataclasses.replace(settings, frame_stride=stride), config)
+    return (f' The clip has {fps:g} fps: "Frame stride" {stride} (Advanced) edits it at {fps / stride:.3g} fps, '
+            f"{strided.frames} frames in {strided.windows} window{'s' * (strided.windows > 1)}.")
 
 
 def _within(path: str, folder: str) -> bool:

@@ -310,6 +310,13 @@ def test_the_length_note_says_what_a_run_would_edit_or_why_it_cannot(tmp_path):
                                                               config, 60)
     assert length_note(dataclasses.replace(settings, num_frames=None), config, 60) == (
         "<span>Edits 9 frames (the model&#x27;s window).</span>")
+    # A clip filmed faster than the model's 8 fps: the note offers the frame stride that brings it near that.
+    fast = EditSettings(video=write_sample_clip(tmp_path / "24fps.mp4", num_frames=72, fps=24.0), prompts=[],
+                        num_frames="all")
+    assert length_note(fast, config, 60) == (
+        "<span>Edits 65 frames (the whole clip) in 8 windows of 9 frames overlapping by 4 (pyramid weighting). The "
+        "clip has 24 fps: &quot;Frame stride&quot; 3 (Advanced) edits it at 8 fps, 17 frames in 2 windows.</span>")
+    assert "Frame stride" not in length_note(dataclasses.replace(fast, frame_stride=3), config, 60)
     for change, limit, expected in (({}, 2.0, "The video lasts 2.1 s; this app takes videos up to 2 s."),
                                     ({"window_overlap": 12}, 60, '"Window overlap" 12 video frames leaves windows'),
                                     ({"mask_words": ["red"]}, 60, '"Mask words" records the attention of one window')):
