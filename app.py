@@ -13,10 +13,11 @@ under "Advanced" and "Local edit (mask)". The status line also says what a run a
 (`adjustment_notes`).
 
 Long clips: "Length" picks the model's window, a number of frames or the whole clip (`num_frames` None, N or "all";
-more frames than the window run in overlapping windows, their overlap and windows per call under "Advanced"). The note
-under it says, before any run, what a run would edit (`window_plan`, from the clip's header with the run's own checks)
-or why it cannot; the progress bar names the windows x steps (`progress_description`), and the status line afterwards
-says what ran (`WindowPlan.from_inversion`).
+more frames than the window run in overlapping windows, their overlap and windows per call under "Advanced"). What a
+run does with them is said by `window_plan.py`, as the command line says it: the note under Length, before any run,
+says what a run would edit (`length_text`, from the clip's header with the run's own checks) or why it cannot; the
+progress bar names the windows x steps (`progress_description`), and the status line afterwards says what ran
+(`WindowPlan.from_inversion`).
 
 Keeping the inversion: `edit_video()` saves the inversion (`save_inversion`) into the app's temporary folder under a
 hash of what it depends on (`editing.inversion_dependencies`: the video file's content, the source prompt, frame
@@ -55,7 +56,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .cogvideox_ddim_checkpoint import checkpoint_config, default_video_size, latent_frame_count, pixel_frame_count
+from .cogvideox_ddim_checkpoint import checkpoint_config, default_video_size, latent_frame_count
 from .editing import (
     MIN_STEPS,
     EditSettings,
@@ -72,6 +73,7 @@ from .editing import (
     prepare_edit,
     print_log,
 )
+from .window_plan import WindowPlan, length_choice_text, length_text, progress_description, steps_run, window_plan
 
 
 DEFAULTS = EditSettings(video=None, prompts=[])  # the page's defaults are the API's
@@ -353,11 +355,12 @@ def adjustment_notes(pipe, settings: EditSettings, config: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Long clips: the frames a run edits and the windows it takes, said before, during and after the run
+# Long clips: the "Length" control, and its note saying what a run would edit (`window_plan.py` says it)
 
 
 # The page's "Length" control; it sets "Frames" (`num_frames`), which the API takes as 0, a frame count or "all".
 LENGTH_LABEL = "Length"
+STRIDE_CONTROL = '"Frame stride" {stride} (Advanced)'  # how the note's stride hint names the page's control
 
 
 def length_choices(native_frames: int) -> list[tuple[str, str]]:
@@ -375,77 +378,6 @@ def num_frames_for_length(length: str, frame_count) -> str:
     return ""
 
 
-@dataclass(frozen=True)
-class WindowPlan:
-    """What a run edits: `frames` video frames in `windows` windows of `window_frames` frames, neighbours sharing
-    `overlap_frames` (one window: the clip as one, sharing nothing)."""
-
-    frames: int
-    windows: int
-    window_frames: int
-    overlap_frames: int
-    weighting: str | None = None  # how overlapping windows' predictions are averaged (long clips)
-
-    @classmethod
-    def from_schedule(cls, schedule: dict, temporal_compression: int) -> "WindowPlan":
-        """From a `WindowSchedule.to_dict()` (as an inversion records it)."""
-        windows = len(schedule["starts"])
-        return cls(pixel_frame_count(schedule["latent_frames"], temporal_compression), windows,
-                   pixel_frame_count(schedule["window"], temporal_compression),
-                   schedule["overlap"] * temporal_compression if windows > 1 else 0,
-                   schedule["scheme"] if windows > 1 else None)
-
-    @classmethod
-    def from_inversion(cls, inversion: dict, temporal_compression: int) -> "WindowPlan":
-        """What an inversion ran (its settings, as run.json records them): its windows, or one of its frames."""
-        if "windows" in inversion:
-            return cls.from_schedule(inversion["windows"], temporal_compression)
-        return cls(inversion["num_frames"], 1, inversion["num_frames"], 0)
-
-    def in_windows(self) -> str:
-        """" in 2 windows of 9 frames overlapping by 4 (pyramid weighting)"; empty for one window."""
-        if self.windows == 1:
-            return ""
-        return (f" in {self.windows} windows of {self.window_frames} frames overlapping by {self.overlap_frames} "
-                f"({self.weighting} weighting)")
-
-    def windows_x_steps(self, steps: int) -> str:
-        return f"{self.windows} windows x {steps} steps"
-
-
-def window_plan(settings: EditSettings, config: dict) -> WindowPlan:
-    """The frames and windows a run of `settings` takes, from the clip's header and packets with the run's own checks
-    (`check_source`, which refuses what the windows cannot run) and windows (`clip_windows`): before any model work."""
-    from .cogvideox_ddim_checkpoint import is_image_to_video
-    from .cogvideox_ddim_windows import DEFAULT_WINDOW_WEIGHTING, clip_windows
-    from .editing import check_source
-
-    transformer, temporal = config["transformer"], config["vae"].get("temporal_compression_ratio", 4)
-    shape = check_source(settings, config)
-    schedule = clip_windows(latent_frame_count(shape.num_frames, temporal),
-                            latent_frame_count(transformer["sample_frames"], temporal), settings.window_overlap,
-                            temporal, is_image_to_video(transformer),
-                            settings.window_weighting or DEFAULT_WINDOW_WEIGHTING)
-    return WindowPlan.from_schedule(schedule.to_dict(), temporal)
-
-
-def steps_run(settings: EditSettings) -> int:
-    """Steps each stage runs: the last `strength` of them."""
-    from .cogvideox_ddim_sampling import cut_timesteps
-
-    return len(cut_timesteps(range(settings.steps), settings.strength))
-
-
-def progress_description(message: str, plan: WindowPlan, steps: int, window_batch_size: int = 1) -> str:
-    """The next progress bar's description (shown in the status line while a run goes) for the stage `message` logs:
-    for a long clip with its windows x steps, e.g. "Editing under 1 prompt(s): 3 windows x 20 steps"."""
-    stage = message.rstrip(".")
-    if plan.windows == 1 or not stage.startswith(("Inverting", "Editing", "Reconstructing")):
-        return stage
-    per_call = f", {window_batch_size} per call" if 1 < window_batch_size < plan.windows else ""
-    return f"{re.sub(r' with [0-9]+ steps$', '', stage)}: {plan.windows_x_steps(steps)}{per_call}"
-
-
 def problem_html(message: str) -> str:
     """A refusal under a field, in the error colour (as the upload size's)."""
     from html import escape
@@ -455,46 +387,19 @@ def problem_html(message: str) -> str:
 
 
 def length_note(settings: EditSettings, config: dict, max_duration: float, uploads=()) -> str:
-    """Under the length control, as it is set: what a run would edit (frames, windows), or why it cannot (the
-    duration limit, the run's checks in the page's words), from the clip's header alone. HTML."""
+    """Under the length control, as it is set: what a run would edit (frames, windows; `window_plan.length_text`),
+    or why it cannot (the duration limit, the run's checks in the page's words), from the clip's header alone. HTML."""
     from html import escape
 
-    native = config["transformer"]["sample_frames"]
     if settings.video is None:  # what the choice means, until a clip is there
-        frames = settings.num_frames or native
-        if frames == "all":
-            text = f"Edits the whole clip (up to {max_duration:g} s) in overlapping windows of {native} frames."
-        elif frames > native:
-            text = f"Edits up to {frames} frames, in overlapping windows of {native} frames."
-        else:
-            text = f"Edits up to {frames} frames" + ("." if settings.num_frames else ": the model's window.")
+        text = length_choice_text(settings.num_frames, config["transformer"]["sample_frames"], max_duration)
         return f"<span>{escape(text)}</span>"
     try:
         check_duration(settings.video, max_duration)
-        plan = window_plan(settings, config)
-        which = {None: " (the model's window)", "all": " (the whole clip)"}.get(settings.num_frames, "")
-        text = f"Edits {plan.frames} frames{which}{plan.in_windows()}." + _stride_hint(settings, config, plan)
+        text = length_text(settings, config, STRIDE_CONTROL)
     except (ValueError, OSError) as error:
         return problem_html(page_message(str(error), uploads))
     return f"<span>{escape(text)}</span>"
-
-
-def _stride_hint(settings: EditSettings, config: dict, plan: WindowPlan) -> str:
-    """For the whole of a clip filmed faster than the model's frame rate (a phone's 30 fps against 8): the frame
-    stride that brings it near that rate, and the windows it saves. Empty otherwise."""
-    import dataclasses
-
-    from .editing import checkpoint_fps
-    from .video_io import probe_video
-
-    fps = probe_video(settings.video).fps or 0.0
-    stride = round(fps / checkpoint_fps(config["transformer"]))
-    if settings.num_frames != "all" or plan.windows == 1 or settings.frame_stride != 1 or stride < 2 or (
-            settings.sampling != "first"):
-        return ""
-    strided = window_plan(dataclasses.replace(settings, frame_stride=stride), config)
-    return (f' The clip has {fps:g} fps: "Frame stride" {stride} (Advanced) edits it at {fps / stride:.3g} fps, '
-            f"{strided.frames} frames in {strided.windows} window{'s' * (strided.windows > 1)}.")
 
 
 def _within(path: str, folder: str) -> bool:

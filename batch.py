@@ -49,6 +49,7 @@ from .editing import (
     settings_from_args,
     write_json,
 )
+from .window_plan import log_plan
 
 
 PROMPT_SEPARATOR = "|"  # CSV only: several edit prompts in one cell
@@ -614,6 +615,7 @@ class BatchWorker:
 
     def edit(self, job: Job, settings: EditSettings, digest: str, final: str) -> dict:
         started = time.perf_counter()
+        log_plan(settings, self.config, lambda message: self.log(f"{job.id}: {message}"))  # as `edit` says it
         pipe, load_info = self.pipeline()
         partial = tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{job.id}-", dir=self.output_dir)
         try:

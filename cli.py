@@ -27,6 +27,7 @@ from .editing import (
     read_source,
     settings_from_args,
 )
+from .window_plan import log_plan
 
 
 @context_parallel_command
@@ -38,6 +39,7 @@ def run_edit(args) -> dict:
                           memory=model_settings.memory_options())
     launch = start_context_parallel(args.context_parallel, config["transformer"], model_settings.device)
     log = print_log if launch.writes else None
+    log_plan(settings, config, log)  # a long clip's frames and windows, before the weights load
     pipe, load_info = load_pipeline(launch.on_own_device(model_settings), log=log)
     launch.enable(pipe, load_info)
     record = edit_video(pipe, settings, args.output_dir, load_info, log=log, write_outputs=launch.writes)
@@ -59,6 +61,7 @@ def run_invert(args) -> dict:
     config = prepare_edit(settings, model_settings.model, command="invert")
     launch = start_context_parallel(args.context_parallel, config["transformer"], model_settings.device)
     log = print_log if launch.writes else None
+    log_plan(settings, config, log, command="invert")
     pipe, load_info = load_pipeline(launch.on_own_device(model_settings), log=log)
     launch.enable(pipe, load_info)
     if not launch.writes:
@@ -278,7 +281,8 @@ def add_evaluate_parser(commands):
     evaluate.add_argument("edit", help="the edited video file")
     evaluate.add_argument("source", help="the source video file (read at the edit's size and frame selection)")
     scores = option_group(evaluate, "scores")
-    scores.add_argument("--mask", default=None, help="mask video (white = may change): scores inside and outside it (default: none)")
+    scores.add_argument("--mask", default=None,
+                        help="mask video (white = may change): scores inside and outside it (default: none)")
     scores.add_argument("--window-boundaries", type=parse_frame_list, default=None, metavar="B,B,...",
                         help="video frames where temporal windows meet (the change from frame B - 1 to B): the seam "
                         "ratio there against the other frames (default: from --inversion, else none)")
