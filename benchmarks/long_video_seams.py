@@ -25,7 +25,8 @@ edit quality.
 Metric: `evaluate.evaluate_edit`'s `seam_ratio_normalised` at each condition's own window boundaries with
 `temporal_compression=4` (the mean change across window boundaries over the mean change at the other latent-frame
 edges, divided by the same ratio on the source: 1 is no seam). For toy clips also colour-edit success and centroid
-error (toy-world detectors) per window, against one-window edits of the same frames (each window edited alone).
+error (toy-world detectors) per window, against one-window edits of single-window clips (the native-length clip from
+each window's first frame, encoded and edited alone).
 
 python benchmarks/long_video_seams.py [--window 3|5] [--clips 8] [--steps 10] [--horse horse.mp4] [--json out.json]
     [--quick]
@@ -160,18 +161,36 @@ def same_function_as(conditions, latent_frames: int, window: int) -> dict[str, s
     return representative
 
 
+def encode(pipe, frames: np.ndarray) -> torch.Tensor:
+    video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 255 * 2 - 1  # [1, C, F, H, W]
+    return pipe.prepare_video_latents(video, torch.float32, pipe.device)
+
+
 def run_condition(pipe, latents, prompts, steps, condition, window):
-    """The edited video of one condition, its windows and, for the cross-fade, each window's own one-window edit."""
+    """The edited video of one condition and its windows."""
     if condition.mode == "co-denoised":
         edited, used = edit_latents(pipe, latents, prompts, steps, condition.window_overlap, condition.scheme)
-        return decode(pipe, edited), used, None
+        return decode(pipe, edited), used
     schedule = schedule_of(latents.shape[1], condition, window)
-    combined, alone = torch.zeros_like(latents), []
+    combined = torch.zeros_like(latents)
     for k, weights in enumerate(schedule.frame_weights()):
         part, _ = edit_latents(pipe, latents[:, schedule.window_slice(k)], prompts, steps)
         combined[:, schedule.window_slice(k)] += part * weights.view(1, -1, 1, 1, 1).to(part.dtype)
-        alone.append(decode(pipe, part))
-    return decode(pipe, combined), schedule, alone
+    return decode(pipe, combined), schedule
+
+
+def one_window_edits(pipe, clip: world.Clip, prompts, steps, schedule: WindowSchedule, target: str) -> list[dict]:
+    """One-window edits of single-window clips: for each window of `schedule`, the native-length clip of the long
+    clip's frames from the window's first frame (the last one ending at the clip's end), encoded, inverted, edited and
+    scored on its own."""
+    native = (schedule.window - 1) * TEMPORAL_COMPRESSION + 1
+    scores = []
+    for k in range(schedule.num_windows):
+        first = min(window_frames(schedule, k).start, len(clip.frames) - native)
+        frames = slice(first, first + native)
+        edited, _ = edit_latents(pipe, encode(pipe, clip.frames[frames]), prompts, steps)
+        scores.append(toy_scores(decode(pipe, edited), _clip_frames(clip, frames), target))
+    return scores
 
 
 def window_frames(schedule: WindowSchedule, index: int) -> slice:
@@ -200,15 +219,14 @@ def per_window_scores(video: np.ndarray, schedule: WindowSchedule, clip: world.C
 def measure_clip(pipe, frames, prompts, steps, conditions, clip=None, target=None) -> dict:
     """Every condition's seam ratio (and for toy clips whole-clip and per-window scores) on one clip."""
     window = windows_module.native_latent_frames(pipe)
-    video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 255 * 2 - 1  # [1, C, F, H, W]
-    latents = pipe.prepare_video_latents(video, torch.float32, pipe.device)
+    latents = encode(pipe, frames)
     representative = same_function_as(conditions, latents.shape[1], window)
     results, cache = {}, {}
     for condition in conditions:
         name = representative[condition.name]
         if name not in cache:
             cache[name] = run_condition(pipe, latents, prompts, steps, condition, window)
-        edited, used, alone = cache[name]
+        edited, used = cache[name]
         scores = evaluate_edit(edited, frames, window_boundaries=used.video_boundaries(TEMPORAL_COMPRESSION),
                                temporal_compression=TEMPORAL_COMPRESSION, flow=False)
         result = {"same_run_as": name, "windows": list(used.starts), "boundaries": scores["window_boundaries"],
@@ -217,9 +235,8 @@ def measure_clip(pipe, frames, prompts, steps, conditions, clip=None, target=Non
         if clip is not None:
             result.update(toy_scores(edited, clip, target))
             result["per_window"] = per_window_scores(edited, used, clip, target)
-            if alone is not None:  # each window edited alone: one-window edits of the same frames
-                result["one_window"] = [toy_scores(part, _clip_frames(clip, window_frames(used, k)), target)
-                                        for k, part in enumerate(alone)]
+            if condition.mode == "cross-faded":  # the baseline, at the cross-fade's windows
+                result["one_window"] = one_window_edits(pipe, clip, prompts, steps, used, target)
         results[condition.name] = result
     return results
 
@@ -258,7 +275,7 @@ def seam_table(toy: list[dict], real: dict[str, dict], conditions) -> list[str]:
     return lines
 
 
-def quality_table(toy: list[dict], conditions) -> list[str]:
+def quality_table(toy: list[dict], conditions, window_video_frames: int) -> list[str]:
     """Whole-clip and per-window colour success and centroid error; per window: the mean over clips at each window
     position, min and max over positions (uniform: close to the one-window row)."""
 
@@ -278,7 +295,8 @@ def quality_table(toy: list[dict], conditions) -> list[str]:
              "|---|---|---|---|---|"]
     cross_faded = next(c.name for c in conditions if c.mode == "cross-faded")
     one_window = [clip[cross_faded]["one_window"] for clip in toy]
-    lines.append(row("one window: each window's frames edited alone (9 frames, native)", None, one_window))
+    lines.append(row(f"one window: the {window_video_frames} frames from each window's start edited alone", None,
+                     one_window))
     for condition in conditions:
         lines.append(row(condition.name, [clip[condition.name] for clip in toy],
                          [clip[condition.name]["per_window"] for clip in toy]))
@@ -355,7 +373,7 @@ def main(argv=None):
     print("\n".join(seam_table(toy, real, conditions)))
     if toy:
         print()
-        print("\n".join(quality_table(toy, conditions)))
+        print("\n".join(quality_table(toy, conditions, (args.window - 1) * TEMPORAL_COMPRESSION + 1)))
     if args.json:
         with open(args.json, "w") as file:
             json.dump({"window": args.window, "toy": toy, "real": real, "steps": args.steps, "seconds": elapsed},
