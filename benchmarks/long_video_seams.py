@@ -256,19 +256,24 @@ def summary(values) -> str:
 
 
 def seam_table(toy: list[dict], real: dict[str, dict], conditions) -> list[str]:
+    """Per condition: the seam ratio over toy clips, over the toy clips where (a) shows a seam (> 1.1), and on each
+    real-looking clip."""
     names = list(real)
+    cut = conditions[0].name
+    seamy = [clip for clip in toy if clip[cut]["seam_ratio_normalised"] > 1.1]
     lines = [
         "| condition | toy clips: seam ratio, mean (min, max) | toy clips with seam ratio <= 1.1 | "
+        f"the {len(seamy)} toy clips where (a) > 1.1: mean, clips <= 1.1 | "
         + "".join(f"{name}: seam ratio | " for name in names) + "runs as |",
-        "|---|---|---|" + "---|" * len(names) + "---|",
+        "|---|---|---|---|" + "---|" * len(names) + "---|",
     ]
     for condition in conditions:
         seams = [clip[condition.name]["seam_ratio_normalised"] for clip in toy]
-        within = sum(s is not None and s <= 1.1 for s in seams)
-        same = toy[0][condition.name]["same_run_as"] if toy else next(iter(real.values()))[condition.name][
-            "same_run_as"]
+        on_seamy = [clip[condition.name]["seam_ratio_normalised"] for clip in seamy]
+        same = next(iter(toy or real.values()))[condition.name]["same_run_as"]
         lines.append(
-            f"| {condition.name} | {summary(seams)} | {within}/{len(seams)} | "
+            f"| {condition.name} | {summary(seams)} | {sum(s <= 1.1 for s in seams)}/{len(seams)} | "
+            f"{summary([np.mean(on_seamy)]) if on_seamy else '-'}, {sum(s <= 1.1 for s in on_seamy)}/{len(seamy)} | "
             + "".join(summary([real[name][condition.name]["seam_ratio_normalised"]]) + " | " for name in names)
             + f"{'itself' if same == condition.name else 'as ' + same} |"
         )

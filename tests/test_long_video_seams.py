@@ -113,5 +113,7 @@ def test_quick_run_prints_the_tables(capsys):
     # co-denoising differs from cutting: other windows, another edit
     assert flat["seam_ratio"] != cut["seam_ratio"]
     assert "| (a) independent windows, cut | " in out
+    seamy = cut["seam_ratio_normalised"] > 1.1
+    assert f"| the {int(seamy)} toy clips where (a) > 1.1: mean, clips <= 1.1 |" in out
     assert "| one window: the 9 frames from each window's start edited alone" in out
     assert out.count("\n| (c) co-denoised") == 6  # three weightings in each table
