@@ -7,9 +7,16 @@ and serves one page. Each run calls `editing.py` as the command line does: `prep
 from its command-line flag (`field_component`), so a new option needs no code here. Messages of the shared checks,
 written with flags, name the page's labels instead (`page_message`).
 
-The first screen holds what a first run needs: the clip (with example clips under it), the two prompts, Edit and Stop
-with the status line (where the progress bar shows), and the results; everything else is folded under "Advanced" and
-"Local edit (mask)". The status line also says what a run adjusted without an error (`adjustment_notes`).
+The first screen holds what a first run needs: the clip and its length (with example clips under it), the two
+prompts, Edit and Stop with the status line (where the progress bar shows), and the results; everything else is folded
+under "Advanced" and "Local edit (mask)". The status line also says what a run adjusted without an error
+(`adjustment_notes`).
+
+Long clips: "Length" picks the model's window, a number of frames or the whole clip (`num_frames` None, N or "all";
+more frames than the window run in overlapping windows, their overlap and windows per call under "Advanced"). The note
+under it says, before any run, what a run would edit (`window_plan`, from the clip's header with the run's own checks)
+or why it cannot; the progress bar names the windows x steps (`progress_description`), and the status line afterwards
+says what ran (`WindowPlan.from_inversion`).
 
 Keeping the inversion: `edit_video()` saves the inversion (`save_inversion`) into the app's temporary folder under a
 hash of what it depends on (`editing.inversion_dependencies`: the video file's content, the source prompt, frame
@@ -48,7 +55,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .cogvideox_ddim_checkpoint import checkpoint_config, default_video_size
+from .cogvideox_ddim_checkpoint import checkpoint_config, default_video_size, latent_frame_count, pixel_frame_count
 from .editing import (
     MIN_STEPS,
     EditSettings,
@@ -88,8 +95,9 @@ def add_app_arguments(parser):
                         help="also open a temporary public link through Gradio (default: off)")
     server.add_argument("--max-upload-mb", type=float, default=100.0,
                         help="largest upload accepted, in MB (default: %(default)s)")
-    server.add_argument("--max-duration", type=float, default=30.0, metavar="SECONDS",
-                        help="longest video accepted, read from the file's header before decoding (default: "
+    server.add_argument("--max-duration", type=float, default=60.0, metavar="SECONDS",
+                        help="longest video accepted, read from the file's header before decoding; it bounds what "
+                        "the whole clip costs: windows grow with it, memory stays that of one window (default: "
                         "%(default)s)")
     server.add_argument("--temp-dir", default=None,
                         help="folder in which the app makes its temporary folder (default: the system's)")
@@ -145,7 +153,8 @@ PAGE_LABELS = {
     "fixed_point_iterations": "Fixed-point iterations", "start": "Start from", "fps": "Output fps",
     "image": "First frame", "prompt_batch_size": "Prompts per batch", "mask": "Mask video", "paste_back": "Paste back",
     "mask_threshold": "Mask threshold", "mask_dilation": "Grow the mask", "mask_feather": "Feather the mask",
-    "mask_refine": "Refine the mask", "save_inversion": "Saved inversion",
+    "mask_refine": "Refine the mask", "save_inversion": "Saved inversion", "window_overlap": "Window overlap",
+    "window_batch_size": "Windows per call", "window_weighting": "Window weighting",
 }
 
 
@@ -202,9 +211,33 @@ FORMAT_HINTS = {
 }
 
 
+def _read_num_frames(value):
+    """"Frames" as the page and API send it: "all" (the whole clip), or a frame count (0 or empty: the model's)."""
+    text = "" if value is None else str(value).strip()
+    if text.lower() == "all":
+        return "all"
+    return _optional_whole(float(text)) if text else None
+
+
+def _read_window_overlap(value):
+    """"Window overlap": video frames, where 0 is an overlap (windows share no frame); empty: the default."""
+    return None if value is None or value == "" else _whole(value)
+
+
+# Fields read by name rather than by type: their page value says more than their type ("all" frames; an overlap of 0).
+# Their API default is EditSettings' own (None).
+FIELD_READERS = {"num_frames": _read_num_frames, "window_overlap": _read_window_overlap}
+FIELD_HINTS = {
+    "num_frames": "type a frame count, or all for the whole clip (0: the model's window)",
+    "window_overlap": "type a whole number of video frames, a multiple of 4 (empty: the default)",
+}
+
+
 def page_default(name: str):
     """The page's value for a field's default: None ("not set") is 0 in a number field and empty in a text field."""
     kind, default = EditSettings.__dataclass_fields__[name].type, getattr(DEFAULTS, name, None)
+    if name in FIELD_READERS:
+        return default
     if kind in ("int | None", "float | None"):
         return 0 if default is None else default
     if kind == "bool | None":
@@ -223,9 +256,10 @@ def settings_from_page(values: dict) -> EditSettings:
     for name in PAGE_FIELDS:
         kind = EditSettings.__dataclass_fields__[name].type
         try:
-            read[name] = PAGE_READERS[kind](values[name])
+            read[name] = FIELD_READERS.get(name, PAGE_READERS[kind])(values[name])
         except (ValueError, TypeError, KeyError, AttributeError):
-            hint = FORMAT_HINTS.get(kind, "check its value").format(default=page_default(name), unset="the default")
+            hint = FIELD_HINTS.get(name) or FORMAT_HINTS.get(kind, "check its value")
+            hint = hint.format(default=page_default(name), unset="the default")
             raise ValueError(f"{page_label(name)}: {hint} (got {values[name]!r}).") from None
     return EditSettings(**read)
 
@@ -294,7 +328,7 @@ def adjustment_notes(pipe, settings: EditSettings, config: dict) -> list[str]:
     notes = []
     shape = check_source(settings, config)
     asked = settings.num_frames or config["transformer"]["sample_frames"]
-    if shape.num_frames < asked:
+    if asked != "all" and shape.num_frames < asked:  # the whole clip: the note on windows says its frames
         whose = "asked" if settings.num_frames else "the model's"
         notes.append(f"Used {shape.num_frames} frames, not the {asked} {whose}: the clip has fewer with this frame "
                      "selection, trimmed to a count the model takes.")
@@ -316,6 +350,151 @@ def adjustment_notes(pipe, settings: EditSettings, config: dict) -> list[str]:
         if tokens > max_tokens:
             notes.append(f"{label} is {tokens} tokens; this model reads the first {max_tokens} and ignores the rest.")
     return notes
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Long clips: the frames a run edits and the windows it takes, said before, during and after the run
+
+
+# The page's "Length" control; it sets "Frames" (`num_frames`), which the API takes as 0, a frame count or "all".
+LENGTH_LABEL = "Length"
+
+
+def length_choices(native_frames: int) -> list[tuple[str, str]]:
+    return [(f"The model's window ({native_frames} frames)", "window"), ("A number of frames", "frames"),
+            ("The whole clip", "all")]
+
+
+def num_frames_for_length(length: str, frame_count) -> str:
+    """"Frames" (`num_frames` as the page sends it) for a length choice: empty for the model's window, the count
+    typed (empty or 0: the model's window too), or "all"."""
+    if length == "all":
+        return "all"
+    if length == "frames" and frame_count not in (None, ""):
+        return str(frame_count)
+    return ""
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """What a run edits: `frames` video frames in `windows` windows of `window_frames` frames, neighbours sharing
+    `overlap_frames` (one window: the clip as one, sharing nothing)."""
+
+    frames: int
+    windows: int
+    window_frames: int
+    overlap_frames: int
+    weighting: str | None = None  # how overlapping windows' predictions are averaged (long clips)
+
+    @classmethod
+    def from_schedule(cls, schedule: dict, temporal_compression: int) -> "WindowPlan":
+        """From a `WindowSchedule.to_dict()` (as an inversion records it)."""
+        windows = len(schedule["starts"])
+        return cls(pixel_frame_count(schedule["latent_frames"], temporal_compression), windows,
+                   pixel_frame_count(schedule["window"], temporal_compression),
+                   schedule["overlap"] * temporal_compression if windows > 1 else 0,
+                   schedule["scheme"] if windows > 1 else None)
+
+    @classmethod
+    def from_inversion(cls, inversion: dict, temporal_compression: int) -> "WindowPlan":
+        """What an inversion ran (its settings, as run.json records them): its windows, or one of its frames."""
+        if "windows" in inversion:
+            return cls.from_schedule(inversion["windows"], temporal_compression)
+        return cls(inversion["num_frames"], 1, inversion["num_frames"], 0)
+
+    def in_windows(self) -> str:
+        """" in 2 windows of 9 frames overlapping by 4 (pyramid weighting)"; empty for one window."""
+        if self.windows == 1:
+            return ""
+        return (f" in {self.windows} windows of {self.window_frames} frames overlapping by {self.overlap_frames} "
+                f"({self.weighting} weighting)")
+
+    def windows_x_steps(self, steps: int) -> str:
+        return f"{self.windows} windows x {steps} steps"
+
+
+def window_plan(settings: EditSettings, config: dict) -> WindowPlan:
+    """The frames and windows a run of `settings` takes, from the clip's header and packets with the run's own checks
+    (`check_source`, which refuses what the windows cannot run) and windows (`clip_windows`): before any model work."""
+    from .cogvideox_ddim_checkpoint import is_image_to_video
+    from .cogvideox_ddim_windows import DEFAULT_WINDOW_WEIGHTING, clip_windows
+    from .editing import check_source
+
+    transformer, temporal = config["transformer"], config["vae"].get("temporal_compression_ratio", 4)
+    shape = check_source(settings, config)
+    schedule = clip_windows(latent_frame_count(shape.num_frames, temporal),
+                            latent_frame_count(transformer["sample_frames"], temporal), settings.window_overlap,
+                            temporal, is_image_to_video(transformer),
+                            settings.window_weighting or DEFAULT_WINDOW_WEIGHTING)
+    return WindowPlan.from_schedule(schedule.to_dict(), temporal)
+
+
+def steps_run(settings: EditSettings) -> int:
+    """Steps each stage runs: the last `strength` of them."""
+    from .cogvideox_ddim_sampling import cut_timesteps
+
+    return len(cut_timesteps(range(settings.steps), settings.strength))
+
+
+def progress_description(message: str, plan: WindowPlan, steps: int, window_batch_size: int = 1) -> str:
+    """The next progress bar's description (shown in the status line while a run goes) for the stage `message` logs:
+    for a long clip with its windows x steps, e.g. "Editing under 1 prompt(s): 3 windows x 20 steps"."""
+    stage = message.rstrip(".")
+    if plan.windows == 1 or not stage.startswith(("Inverting", "Editing", "Reconstructing")):
+        return stage
+    per_call = f", {window_batch_size} per call" if 1 < window_batch_size < plan.windows else ""
+    return f"{re.sub(r' with [0-9]+ steps$', '', stage)}: {plan.windows_x_steps(steps)}{per_call}"
+
+
+def problem_html(message: str) -> str:
+    """A refusal under a field, in the error colour (as the upload size's)."""
+    from html import escape
+
+    return (f'<span class="length-problem" style="color: var(--error-text-color, #dc2626); font-weight: 600">'
+            f"{escape(message)}</span>")
+
+
+def length_note(settings: EditSettings, config: dict, max_duration: float, uploads=()) -> str:
+    """Under the length control, as it is set: what a run would edit (frames, windows), or why it cannot (the
+    duration limit, the run's checks in the page's words), from the clip's header alone. HTML."""
+    from html import escape
+
+    native = config["transformer"]["sample_frames"]
+    if settings.video is None:  # what the choice means, until a clip is there
+        frames = settings.num_frames or native
+        if frames == "all":
+            text = f"Edits the whole clip (up to {max_duration:g} s) in overlapping windows of {native} frames."
+        elif frames > native:
+            text = f"Edits up to {frames} frames, in overlapping windows of {native} frames."
+        else:
+            text = f"Edits up to {frames} frames" + ("." if settings.num_frames else ": the model's window.")
+        return f"<span>{escape(text)}</span>"
+    try:
+        check_duration(settings.video, max_duration)
+        plan = window_plan(settings, config)
+        which = {None: " (the model's window)", "all": " (the whole clip)"}.get(settings.num_frames, "")
+        text = f"Edits {plan.frames} frames{which}{plan.in_windows()}." + _stride_hint(settings, config, plan)
+    except (ValueError, OSError) as error:
+        return problem_html(page_message(str(error), uploads))
+    return f"<span>{escape(text)}</span>"
+
+
+def _stride_hint(settings: EditSettings, config: dict, plan: WindowPlan) -> str:
+    """For the whole of a clip filmed faster than the model's frame rate (a phone's 30 fps against 8): the frame
+    stride that brings it near that rate, and the windows it saves. Empty otherwise."""
+    import dataclasses
+
+    from .editing import checkpoint_fps
+    from .video_io import probe_video
+
+    fps = probe_video(settings.video).fps or 0.0
+    stride = round(fps / checkpoint_fps(config["transformer"]))
+    if settings.num_frames != "all" or plan.windows == 1 or settings.frame_stride != 1 or stride < 2 or (
+            settings.sampling != "first"):
+        return ""
+    strided = window_plan(dataclasses.replace(settings, frame_stride=stride), config)
+    return (f' The clip has {fps:g} fps: "Frame stride" {stride} (Advanced) edits it at {fps / stride:.3g} fps, '
+            f"{strided.frames} frames in {strided.windows} window{'s' * (strided.windows > 1)}.")
 
 
 def _within(path: str, folder: str) -> bool:
@@ -347,25 +526,27 @@ def write_portable_run_json(run_dir: str, work_dir: str, uploads: dict):
     write_json(_portable(record, os.path.abspath(run_dir), os.path.abspath(work_dir), uploads), path)
 
 
-def _status(record: dict, settings: EditSettings, reused: bool, notes=()) -> str:
-    """The status line after a run: what was inverted or reused, edited, masked and reconstructed, and what was
-    adjusted."""
+def _status(record: dict, settings: EditSettings, reused: bool, notes=(), temporal_compression: int = 4) -> str:
+    """The status line after a run: what was inverted (frames, windows) or reused, edited, masked and reconstructed,
+    and what was adjusted."""
     outputs, timings = record["outputs"], record["timings_s"]
+    plan = WindowPlan.from_inversion(record["inversion"], temporal_compression)
     if reused:
-        status = ["Reused the inversion of this clip and settings (no inversion run)."]
+        status = [f"Reused the inversion of this clip and settings ({plan.frames} frames{plan.in_windows()}; no "
+                  "inversion run)."]
     else:
-        inverted = len(record["inversion"]["source"]["frame_indices"])
-        status = [(f"Inverted {inverted} frames with {settings.steps} steps in {timings['invert_s']:.1f} s; "
-                   "kept the inversion for the next prompt on this clip and settings.")]
+        status = [(f"Inverted {plan.frames} frames{plan.in_windows()} with {settings.steps} steps in "
+                   f"{timings['invert_s']:.1f} s; kept the inversion for the next prompt on this clip and settings.")]
+    windows = f" ({plan.windows_x_steps(steps_run(settings))} each)" if plan.windows > 1 else ""
     if "edit_s" in timings:
-        status.append(f"Edited under {len(settings.prompts)} prompt(s) in {timings['edit_s']:.1f} s.")
+        status.append(f"Edited under {len(settings.prompts)} prompt(s){windows} in {timings['edit_s']:.1f} s.")
     if "mask" in outputs:
         source = (f"the model's attention to {', '.join(settings.mask_words)}" if settings.mask_words
                   else "the uploaded mask video")
         pasted = "; the source pasted back outside it" if settings.paste_back else ""
         status.append(f"Changed only inside the mask ({source}){pasted}.")
     if "reconstruction_s" in timings:
-        status.append(f"Reconstructed in {timings['reconstruction_s']:.1f} s.")
+        status.append(f"Reconstructed{windows} in {timings['reconstruction_s']:.1f} s.")
     return "\n".join(status + list(notes))
 
 
@@ -504,6 +685,7 @@ def _edit_function(pipe, load_info: dict, model: str, config: dict, work_dir: st
                 # The command line's checks, with the app's duration limit before the video is read.
                 prepare_edit(settings, config=config, check_video=lambda path: check_duration(path, max_duration))
                 notes = adjustment_notes(pipe, settings, config)
+                plan, steps = window_plan(settings, config), steps_run(settings)  # for the status line
                 inversion = os.path.join(inversions_dir, inversion_key(settings, model) + ".safetensors")
                 reused = os.path.isfile(inversion)
                 if reused:
@@ -515,13 +697,15 @@ def _edit_function(pipe, load_info: dict, model: str, config: dict, work_dir: st
                 def log(message: str):
                     runs.check()
                     print_log(message)
-                    pipe.set_progress_bar_config(desc=message.rstrip("."))  # names the stage of the next progress bar
+                    # names the stage of the next progress bar, and a long clip's windows x steps
+                    pipe.set_progress_bar_config(
+                        desc=progress_description(message, plan, steps, settings.window_batch_size))
 
                 runs.check()
                 record = edit_video(pipe, settings, run_dir, load_info, log=log)
                 write_portable_run_json(run_dir, work_dir,
                                         {os.path.abspath(path): os.path.basename(path) for path in uploads})
-                status = _status(record, settings, reused, notes)
+                status = _status(record, settings, reused, notes, config["vae"].get("temporal_compression_ratio", 4))
                 with open(os.path.join(run_dir, "status.txt"), "w") as file:  # what a reload of the page shows
                     file.write(status)
                 runs.last[session] = os.path.basename(run_dir)
@@ -553,12 +737,19 @@ def _edit_function(pipe, load_info: dict, model: str, config: dict, work_dir: st
     return edit
 
 
-def _page_inputs(inputs: dict, native_frames: int, size_note: str):
+def _page_inputs(inputs: dict, config: dict, size_note: str):
     """The folded part of the form: every page field not already placed (clip and prompts), under "Advanced" and
     "Local edit (mask)", by field name. Fields without a hand-placed control here get one from `field_component`."""
     import gradio as gr
 
-    with gr.Accordion("Advanced: steps, guidance, reference attention, frames, size", open=False, elem_id="advanced"):
+    from .cogvideox_ddim_windows import DEFAULT_WINDOW_WEIGHTING, default_window_overlap
+
+    native_frames = config["transformer"]["sample_frames"]
+    temporal = config["vae"].get("temporal_compression_ratio", 4)
+    default_overlap = default_window_overlap(latent_frame_count(native_frames, temporal), temporal)
+
+    with gr.Accordion("Advanced: steps, guidance, reference, frames, windows, size", open=False,
+                      elem_id="advanced"):
         with gr.Row():
             inputs["steps"] = gr.Slider(MIN_STEPS, 100, value=DEFAULTS.steps, step=1, label=page_label("steps"),
                                         elem_id="steps")
@@ -581,8 +772,18 @@ def _page_inputs(inputs: dict, native_frames: int, size_note: str):
             inputs["reference_weight"] = gr.Slider(0, 2, value=DEFAULTS.reference_weight, step=0.05,
                                                    label=page_label("reference_weight"))
             inputs["reference_blocks"] = field_component("reference_blocks", info="I,J,...; empty: all")
+        with gr.Row(elem_id="windows"):  # long clips ("Length" beside the clip)
+            inputs["window_overlap"] = field_component(
+                "window_overlap", value=default_overlap, minimum=0, step=4, elem_id="window-overlap",
+                info=f"long clips: frames neighbouring windows of {native_frames} share, a multiple of 4 (default "
+                f"{default_overlap}: a quarter of the window; 0: none, seams may show)")
+            inputs["window_weighting"] = field_component(
+                "window_weighting", value=DEFAULT_WINDOW_WEIGHTING, elem_id="window-weighting",
+                info="long clips: how overlapping windows are averaged (see docs/long_videos.md)")
+            inputs["window_batch_size"] = field_component(
+                "window_batch_size", minimum=1, elem_id="window-batch-size",
+                info="long clips: 1 uses the least memory; more is faster on a large GPU, same result")
         with gr.Row():
-            inputs["num_frames"] = field_component("num_frames", minimum=0, info=f"0: the model's {native_frames}")
             inputs["sampling"] = field_component("sampling", info=None)
             inputs["resize_mode"] = field_component("resize_mode", info=None)
             inputs["reconstruction"] = field_component("reconstruction", info="also regenerate with the source prompt")
@@ -644,6 +845,59 @@ document.addEventListener("change", (event) => {
 }, true);
 </script>
 """
+
+
+def _buttons_running(length_choice, frames):
+    """Edit pressed: Edit off and relabelled, Stop on, and "Frames" as Length says (what the run reads)."""
+    import gradio as gr
+
+    return gr.Button("Editing...", interactive=False), gr.Button(interactive=True), num_frames_for_length(
+        length_choice, frames)
+
+
+def _buttons_idle():
+    """No run: Edit on, Stop off."""
+    import gradio as gr
+
+    return gr.Button("Edit", interactive=True), gr.Button(interactive=False)
+
+
+def _length_controls(gr, inputs: dict, config: dict, max_duration: float):
+    """Under the clip: "Length" (the model's window, a number of frames, or the whole clip), the frame count it may
+    take, "Frames" as the Edit button sends it (hidden: `inputs["num_frames"]`, set from Length when Edit is pressed;
+    the API takes 0, a count or "all"), and the note saying what a run would edit. Returns Length, the frame count
+    and the note."""
+    native_frames = config["transformer"]["sample_frames"]
+    length = gr.Radio(length_choices(native_frames), value="window", label=LENGTH_LABEL, elem_id="length",
+                      info=f"the whole clip: up to {max_duration:g} s, edited in overlapping windows of "
+                      f"{native_frames} frames (Advanced: their overlap)")
+    frame_count = gr.Number(native_frames, label=page_label("num_frames"), precision=0, minimum=0, visible=False,
+                            elem_id="frame-count", info="trimmed to 8k + 1; more than the window: edited in windows")
+    inputs["num_frames"] = gr.Textbox(page_default("num_frames"), visible=False, elem_id="num-frames")
+    note = gr.HTML(length_note(DEFAULTS, config, max_duration), elem_id="length-note")
+    return length, frame_count, note
+
+
+def _describe_length_on_change(gr, length, frame_count, note, inputs: dict, config: dict, max_duration: float):
+    """Show the frame count only for "A number of frames", and keep the note under Length saying what a run of the
+    page's settings would edit (or why it cannot) as the clip, its length or its window settings change."""
+    private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+
+    def describe_length(length_choice, frames, *values):
+        values = dict(zip(PAGE_FIELDS, values), num_frames=num_frames_for_length(length_choice, frames))
+        uploads = [path for path in (values["video"], values.get("mask")) if path]
+        try:
+            settings = settings_from_page(values)
+        except ValueError as error:
+            return problem_html(str(error))
+        return length_note(settings, config, max_duration, uploads)
+
+    length.change(lambda choice: gr.Number(visible=choice == "frames"), inputs=length, outputs=frame_count,
+                  **private)
+    fields = ("video", "window_overlap", "window_weighting", "skip_frames_start", "skip_frames_end", "frame_stride",
+              "sampling", "mask_words")
+    gr.on([length.change, frame_count.change, *(inputs[name].change for name in fields)], describe_length,
+          inputs=[length, frame_count, *(inputs[name] for name in PAGE_FIELDS)], outputs=note, **private)
 
 
 def default_size_note(transformer: dict) -> str:
@@ -733,6 +987,7 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                         f'<span class="upload-problem" style="color: var(--error-text-color, #dc2626); '
                         f'font-weight: 600"></span> <span>{limits[0].upper() + limits[1:]}.</span></div>',
                         elem_id="source-note")
+                length, frame_count, length_note_html = _length_controls(gr, inputs, config, max_duration)
             with gr.Column(scale=1, min_width=300):
                 inputs["source_prompt"] = gr.Textbox(value=DEFAULTS.source_prompt, label=page_label("source_prompt"),
                                                      placeholder="what the video shows", elem_id="source-prompt")
@@ -743,7 +998,7 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
                     stop = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False, scale=1)
                 status = gr.Textbox(label="Status", interactive=False, lines=3, elem_id="status",
                                     placeholder="Progress and what each run did show here.")
-                inputs = _page_inputs(inputs, native_frames, size_note)  # folded: everything else
+                inputs = _page_inputs(inputs, config, size_note)  # folded: everything else
             with gr.Column(scale=1, min_width=300):
                 hint, results, result_videos, downloads = _results_column(gr)
         with clip_column:  # under the clip, on the first screen: a newcomer's quickest start
@@ -753,12 +1008,6 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
 
         result_outputs = [*result_videos, downloads, status]
         private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
-
-        def running():
-            return gr.Button("Editing...", interactive=False), gr.Button(interactive=True)
-
-        def idle():
-            return gr.Button("Edit", interactive=True), gr.Button(interactive=False)
 
         def show_results(request: gr.Request = None):
             last = runs.last.pop(request.session_hash, None) if request is not None else None
@@ -775,7 +1024,9 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
         def restore(name):
             return _restore_last_run(gr, work_dir, name, len(result_outputs))
 
-        started = run.click(running, outputs=[run, stop], **private)
+        _describe_length_on_change(gr, length, frame_count, length_note_html, inputs, config, max_duration)
+        started = run.click(_buttons_running, inputs=[length, frame_count], outputs=[run, stop, inputs["num_frames"]],
+                            **private)
         edited_event = started.then(
             edit,
             inputs=[inputs[name] for name in PAGE_FIELDS],
@@ -785,9 +1036,10 @@ def build_app(pipe, load_info: dict, model: str, work_dir: str, max_upload_bytes
             concurrency_limit=1,  # one pipeline, one GPU: runs wait in the queue
         )
         edited_event.success(show_results, outputs=[results, hint, last_run], **private)
-        edited_event.then(idle, outputs=[run, stop], **private)
+        edited_event.then(_buttons_idle, outputs=[run, stop], **private)
         # Stop: a queued run leaves the queue (cancels); a running one ends at its next step (its flag).
         stop.click(stop_run, cancels=[edited_event], **private)
+        stop.click(_buttons_idle, outputs=[run, stop], **private)  # Edit back at once (not only after the run's end)
         blocks.unload(stop_run)  # a closed or reloaded page stops its run: nobody waits for a result nobody sees
         blocks.load(restore, inputs=[last_run], outputs=[*result_outputs, results, hint], **private)
     return blocks, runs

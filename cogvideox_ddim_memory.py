@@ -370,9 +370,14 @@ def enable_group_offload(pipe, onload_device, offload_device="cpu", level: str =
     if level == "block":
         common["num_blocks_per_group"] = 1
     for name in ("transformer", "text_encoder", "vae"):
-        # T5's blocks sit under `encoder`: name it, or block level would onload the whole encoder as one group.
-        extra = {"block_modules": ["encoder"]} if name == "text_encoder" and level == "block" else {}
-        apply_group_offloading(getattr(pipe, name), **common, **extra)
+        module = getattr(pipe, name)
+        if name == "text_encoder" and level == "block":
+            # T5's blocks sit under `encoder` (its one parameter outside, `shared`, is the encoder's embedding): offload
+            # the encoder, whose block list block level finds. Naming it in `block_modules` instead onloads the same
+            # groups but fails with `use_stream` (diffusers 0.42 registers its layer tracker twice on nested blocks;
+            # seen on an H200).
+            module = module.encoder
+        apply_group_offloading(module, **common)
 
 
 def apply_memory_options(pipe, options: MemoryOptions, device: str = "cuda", num_inference_steps: int = 50,

@@ -268,13 +268,14 @@ def windowed_step_prediction(
     reference_mode: str = "shared",
     image_latents: torch.Tensor | None = None,
     reference_image_latents: torch.Tensor | None = None,
+    on_window_call=None,
 ):
     """`__call__`'s guided prediction at a step, `predict(latents, t, i, prompt_embeds)`, run on `schedule`'s windows
     of the latents (`windowed`) and combined; for a one-window schedule one call on the whole clip, as without
     windows. Every window is padded (`padding`: 1.5's frames) and positioned (`image_rotary_emb`, for one window) as
     a native clip; step `i` in `reference_steps` adds the reference rows of the same windows of `reference_latents[i]`
     (`window_reference_rows`). `sample_rows` are one window's (`prompt_embeds` rows); `pipe.guidance_scale` is read at
-    every call (dynamic guidance)."""
+    every call (dynamic guidance); `on_window_call` runs after every model call (progress)."""
     branches = 2 if guidance else 1
 
     def predict_window(window_latents, windows, t, i, prompt_embeds):
@@ -302,4 +303,4 @@ def windowed_step_prediction(
             pipe.guidance_scale if guidance else None, image_rotary_emb, step_attention_kwargs, model_kwargs,
         )
 
-    return windowed(predict_window, schedule, window_batch_size)
+    return windowed(predict_window, schedule, window_batch_size, on_window_call)

@@ -24,6 +24,9 @@ import torch
 
 
 WEIGHTING_SCHEMES = ("flat", "pyramid", "hann")
+# The weighting `invert()` and `__call__` use when none is given (`window_weighting`): one constant, so that a measured
+# choice (docs/long_videos.md, seams) is a one-line change. Saved inversions record theirs, so changing it keeps them.
+DEFAULT_WINDOW_WEIGHTING = "pyramid"
 
 
 def window_starts(latent_frames: int, window: int, overlap: int) -> list[int]:
@@ -47,7 +50,16 @@ def window_starts(latent_frames: int, window: int, overlap: int) -> list[int]:
     return [i * (window - overlap) for i in range(count - 1)] + [latent_frames - window]
 
 
-def window_weights(window: int, scheme: str = "pyramid") -> torch.Tensor:
+def check_window_weighting(window_weighting: str | None, name: str = "window_weighting"):
+    """Refuse a weighting that is not one of `WEIGHTING_SCHEMES` (None: the default, `DEFAULT_WINDOW_WEIGHTING`)."""
+    if window_weighting is not None and window_weighting not in WEIGHTING_SCHEMES:
+        raise ValueError(
+            f"Unknown `{name}={window_weighting!r}`: choose one of {', '.join(map(repr, WEIGHTING_SCHEMES))} (how "
+            f"the predictions of overlapping windows are averaged; default {DEFAULT_WINDOW_WEIGHTING!r})."
+        )
+
+
+def window_weights(window: int, scheme: str = DEFAULT_WINDOW_WEIGHTING) -> torch.Tensor:
     """Per-frame weights (float64, strictly positive) of one window of `window` latent frames.
 
     "flat": all 1, a plain average where windows overlap. "pyramid" (diffusers' FreeNoise): 1, 2, ... up to the
@@ -110,7 +122,7 @@ class WindowSchedule:
     window: int
     overlap: int
     starts: tuple[int, ...]
-    scheme: str = "pyramid"
+    scheme: str = DEFAULT_WINDOW_WEIGHTING  # the window weighting (`window_weighting`): one of WEIGHTING_SCHEMES
 
     def __post_init__(self):
         object.__setattr__(self, "starts", tuple(self.starts))
@@ -134,7 +146,7 @@ class WindowSchedule:
         latent_frames: int,
         window: int,
         window_overlap: int | None = None,
-        scheme: str = "pyramid",
+        scheme: str = DEFAULT_WINDOW_WEIGHTING,
         temporal_compression: int = 4,
     ) -> "WindowSchedule":
         """The schedule of a clip of `latent_frames` in windows of (at most) `window` latent frames overlapping by
@@ -147,6 +159,10 @@ class WindowSchedule:
     @property
     def num_windows(self) -> int:
         return len(self.starts)
+
+    def model_calls(self, window_batch_size: int = 1) -> int:
+        """Model calls of one prediction on the whole clip (`windowed`): `window_batch_size` windows per call."""
+        return math.ceil(self.num_windows / window_batch_size)
 
     def window_slice(self, index: int) -> slice:
         """The latent frames of window `index`."""
@@ -198,7 +214,10 @@ class WindowSchedule:
 
 
 def windowed(
-    predict_window: Callable[..., torch.Tensor], schedule: WindowSchedule, window_batch_size: int = 1
+    predict_window: Callable[..., torch.Tensor],
+    schedule: WindowSchedule,
+    window_batch_size: int = 1,
+    on_window_call: Callable[[tuple[int, ...]], None] | None = None,
 ) -> Callable[..., torch.Tensor]:
     """
     Turn a model call on windows into `predict(latents, *args, **kwargs)` on the whole clip.
@@ -211,6 +230,7 @@ def windowed(
     is the weighted average of its windows' predictions (`schedule.frame_weights`), accumulated in at least float32
     and returned in the prediction's dtype; a frame only one window holds gets that window's prediction bit for bit,
     and a one-window schedule calls `predict_window(latents, (0,), ...)` and returns its result unchanged.
+    `on_window_call(window_indices)` runs after every model call (progress: `WindowProgress.window_call`).
     """
     if not isinstance(window_batch_size, int) or isinstance(window_batch_size, bool) or window_batch_size < 1:
         raise ValueError(
@@ -222,13 +242,18 @@ def windowed(
     def predict(latents: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         schedule.check_frames(latents.shape[1])
         if schedule.num_windows == 1:
-            return predict_window(latents, (0,), *args, **kwargs)
+            prediction = predict_window(latents, (0,), *args, **kwargs)
+            if on_window_call is not None:
+                on_window_call((0,))
+            return prediction
         batch = latents.shape[0]
         combined = None
         for first in range(0, schedule.num_windows, window_batch_size):
             indices = tuple(range(first, min(first + window_batch_size, schedule.num_windows)))
             window_latents = torch.cat([latents[:, schedule.window_slice(i)] for i in indices])
             prediction = predict_window(window_latents, indices, *args, **kwargs)
+            if on_window_call is not None:
+                on_window_call(indices)
             if tuple(prediction.shape[:2]) != (len(indices) * batch, schedule.window):
                 raise ValueError(
                     f"`predict_window` returned shape {tuple(prediction.shape)} for {len(indices)} windows of "
@@ -256,9 +281,15 @@ def split_windows(
 
 
 def check_window_options(
-    window_overlap: int | None, window_batch_size: int, native_latent_frames: int, temporal_compression: int = 4
+    window_overlap: int | None,
+    window_batch_size: int,
+    native_latent_frames: int,
+    temporal_compression: int = 4,
+    window_weighting: str | None = None,
 ):
-    """Refuse a bad `window_overlap` (video frames) or `window_batch_size` before any model work."""
+    """Refuse a bad `window_overlap` (video frames), `window_batch_size` or `window_weighting`, before any model
+    work."""
+    check_window_weighting(window_weighting)
     overlap_latent_frames(window_overlap, native_latent_frames, temporal_compression)
     if not isinstance(window_batch_size, int) or isinstance(window_batch_size, bool) or window_batch_size < 1:
         raise ValueError(
@@ -273,7 +304,7 @@ def clip_windows(
     window_overlap: int | None = None,
     temporal_compression: int = 4,
     image_to_video: bool = False,
-    scheme: str = "pyramid",
+    scheme: str = DEFAULT_WINDOW_WEIGHTING,
 ) -> WindowSchedule:
     """The windows of a clip of `latent_frames` on a model trained on `native_latent_frames`: one window (the whole
     clip, which runs exactly as without windows) when the clip fits, else overlapping native windows.
@@ -312,15 +343,24 @@ def native_latent_frames(pipe) -> int:
 
 
 def pipeline_windows(
-    pipe, latent_frames: int | None, window_overlap: int | None = None, window_batch_size: int = 1, mask_words=None
+    pipe,
+    latent_frames: int | None,
+    window_overlap: int | None = None,
+    window_batch_size: int = 1,
+    mask_words=None,
+    window_weighting: str | None = None,
 ) -> WindowSchedule | None:
     """The windows `invert()`/`__call__` run a clip of `latent_frames` in on `pipe`'s checkpoint (`clip_windows`),
-    after checking the options; with `latent_frames=None` only the check (before any model work)."""
+    weighted by `window_weighting` (None: `DEFAULT_WINDOW_WEIGHTING`), after checking the options; with
+    `latent_frames=None` only the check (before any model work)."""
     native, temporal_compression = native_latent_frames(pipe), pipe.vae_scale_factor_temporal
-    check_window_options(window_overlap, window_batch_size, native, temporal_compression)
+    check_window_options(window_overlap, window_batch_size, native, temporal_compression, window_weighting)
     if latent_frames is None:
         return None
-    schedule = clip_windows(latent_frames, native, window_overlap, temporal_compression, pipe.is_image_to_video)
+    schedule = clip_windows(
+        latent_frames, native, window_overlap, temporal_compression, pipe.is_image_to_video,
+        window_weighting or DEFAULT_WINDOW_WEIGHTING,
+    )
     if mask_words is not None and schedule.num_windows > 1:
         raise ValueError(
             "`mask_words` records the attention of one window: for a clip longer than the native "
@@ -330,23 +370,35 @@ def pipeline_windows(
 
 
 def call_windows(
-    pipe, num_frames: int, window_overlap: int | None, window_batch_size: int, reference_windows=None
+    pipe,
+    num_frames: int,
+    window_overlap: int | None,
+    window_batch_size: int,
+    reference_windows=None,
+    window_weighting: str | None = None,
 ) -> WindowSchedule:
     """`__call__`'s windows for `num_frames` video frames, checked before any model work: the reference trajectory's
-    recorded ones (`inv.windows`, a `WindowSchedule` or its dict) when given, else those of `window_overlap`. A
-    `window_overlap` that gives other windows than the reference's is refused."""
+    recorded ones (`inv.windows`, a `WindowSchedule` or its dict) when given, else those of `window_overlap` and
+    `window_weighting`. A `window_overlap` or `window_weighting` that gives other windows than the reference's is
+    refused: the edit must predict with the function the trajectory was inverted with, or the round trip is lost."""
     latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
-    schedule = pipeline_windows(pipe, latent_frames, window_overlap, window_batch_size)
+    schedule = pipeline_windows(pipe, latent_frames, window_overlap, window_batch_size, None, window_weighting)
     if reference_windows is None:
         return schedule
     if isinstance(reference_windows, dict):
         reference_windows = WindowSchedule.from_dict(reference_windows)
     reference_windows.check_frames(latent_frames, "the video (`num_frames`)")
-    if window_overlap is not None and schedule != reference_windows:
+    if window_overlap is not None and schedule.starts != reference_windows.starts:
         raise ValueError(
             f"`window_overlap={window_overlap}` gives windows starting at latent frames {list(schedule.starts)}, but "
             f"the reference was inverted in windows starting at {list(reference_windows.starts)}: leave "
             "`window_overlap` unset to use the reference's windows, or invert again with it."
+        )
+    if window_weighting is not None and window_weighting != reference_windows.scheme:
+        raise ValueError(
+            f"`window_weighting={window_weighting!r}`, but the reference was inverted with windows weighted "
+            f"{reference_windows.scheme!r}: leave `window_weighting` unset to use the reference's, or invert again "
+            "with it (the edit must combine the windows as the inversion did for the round trip to stay exact)."
         )
     return reference_windows
 
@@ -378,3 +430,40 @@ def sample_windows(pipe, schedule: WindowSchedule, latent_count: int, padding: i
     if schedule.num_windows == 1:
         return WindowSchedule.for_clip(latent_count, latent_count), padding
     return schedule, pipe.padding_frames(schedule.window)
+
+
+class WindowProgress:
+    """Counts a progress bar in window model calls for a long clip: `total(steps)` is steps x model calls per step
+    (`WindowSchedule.model_calls`), `window_call` (`windowed`'s `on_window_call`) advances it by one, and `end_step`
+    brings it to the step's end. A step that makes more calls than its share (the inversion's fixed-point refinement:
+    a variable number of evaluations) holds at its end until `end_step`, so the bar never runs ahead of the steps and
+    its total stays honest. For one window the bar counts steps, as without windows.
+    """
+
+    def __init__(self, schedule: WindowSchedule, window_batch_size: int = 1):
+        self.windows = schedule.num_windows
+        self.calls_per_step = schedule.model_calls(window_batch_size) if self.windows > 1 else 1
+        self.bar, self.count, self.steps_done = None, 0, 0
+
+    def total(self, steps: int) -> int:
+        return steps * self.calls_per_step
+
+    def start(self, bar, action: str):
+        """Follow `bar` (a tqdm), naming the windows in its description (e.g. "Inverting 6 windows") unless it has
+        one (`pipe.set_progress_bar_config(desc=...)`)."""
+        self.bar, self.count, self.steps_done = bar, 0, 0
+        if self.windows > 1 and not getattr(bar, "desc", ""):
+            bar.set_description(f"{action} {self.windows} windows")
+
+    def window_call(self, window_indices=None):
+        step_end = (self.steps_done + 1) * self.calls_per_step
+        if self.bar is not None and self.windows > 1 and self.count < step_end:
+            self.bar.update(1)
+            self.count += 1
+
+    def end_step(self):
+        self.steps_done += 1
+        step_end = self.steps_done * self.calls_per_step
+        if self.bar is not None:
+            self.bar.update(step_end - self.count)
+        self.count = step_end

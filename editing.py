@@ -47,6 +47,10 @@ __all__ = ["DEFAULT_MODEL", "RESIZE_MODES", "SAMPLING_MODES", "checkpoint_config
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # torch loads only when a command runs
 REFERENCE_MODES = ("shared", "paired")
 START_MODES = ("inverted", "noise")
+# cogvideox_ddim_windows' WEIGHTING_SCHEMES and DEFAULT_WINDOW_WEIGHTING, named here without importing torch (a test
+# keeps them equal): how the predictions of overlapping windows of a long clip are averaged.
+WINDOW_WEIGHTINGS = ("flat", "pyramid", "hann")
+DEFAULT_WINDOW_WEIGHTING = "pyramid"
 # One DDIM step goes from pure noise (zero terminal SNR, as every CogVideoX schedule has) straight to a clean video and
 # cannot be inverted; the pipeline refuses it too, but only once the weights are loaded.
 MIN_STEPS = 2
@@ -157,6 +161,7 @@ class EditSettings:
     trajectory_device: str | None = _option(None, memory_only=True)  # "cpu": keep the trajectory in host memory
     window_overlap: int | None = _option(None, inversion="always")  # long clips: video frames windows share
     window_batch_size: int = _option(1, memory_only=True)  # long clips: windows per transformer call
+    window_weighting: str | None = _option(None, inversion="always")  # long clips: None, the pipeline's (or reused)
     extra: dict = _option(default_factory=dict)  # recorded in run.json as given (e.g. a batch job's id)
 
 
@@ -292,6 +297,11 @@ def add_source_arguments(parser, video: bool = True, command: str = "edit"):
     frames.add_argument("--window-batch-size", type=int, default=1, metavar="N",
                         help="clips longer than the native count: windows per transformer call; 1 uses the least "
                         "memory, more is faster on a large GPU (default: %(default)s)")
+    frames.add_argument("--window-weighting", default=None, choices=WINDOW_WEIGHTINGS,
+                        help="clips longer than the native count: how the predictions of overlapping windows are "
+                        "averaged per frame: equally (flat), more towards each window's middle (pyramid: a linear "
+                        f"cross-fade) or a raised cosine (hann) (default: {DEFAULT_WINDOW_WEIGHTING}, or a "
+                        "reused inversion's own)")
     frames.add_argument("--skip-frames-start", type=int, default=0,
                         help="source frames to skip at the start (default: %(default)s)")
     frames.add_argument("--skip-frames-end", type=int, default=0,
@@ -470,7 +480,9 @@ def check_edit_settings(settings: EditSettings, command: str = "edit"):
     for name, value, choices in (("--resize-mode", s.resize_mode, RESIZE_MODES),
                                  ("--sampling", s.sampling, SAMPLING_MODES),
                                  ("--reference-mode", s.reference_mode, REFERENCE_MODES),
-                                 ("--start", s.start, START_MODES)):
+                                 ("--start", s.start, START_MODES),
+                                 ("--window-weighting", s.window_weighting or DEFAULT_WINDOW_WEIGHTING,
+                                  WINDOW_WEIGHTINGS)):
         if value not in choices:
             raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
     from .pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
@@ -785,8 +797,14 @@ def inversion_differences(settings: EditSettings, recorded: dict, source: Source
         made_from = (recorded.get("source") or {}).get("video")
         differences.append(f"it was made from another video ({made_from!r}, by content): pass that video, or leave "
                            "--inversion out to invert this one")
+    windows = recorded.get("windows")
+    if settings.window_weighting is not None and windows and windows.get("scheme") != settings.window_weighting:
+        # the saved windows' own record (also in inversions saved outside the edit workflow); one window: no weighting
+        differences.append(f"its windows were weighted {windows.get('scheme')!r}, not {settings.window_weighting!r}: "
+                           f"pass --window-weighting {windows.get('scheme')}, or leave it out")
     for name, value in now.items():
-        if name == "video_sha256" or name not in before or not _depends_on(name, settings) or before[name] == value:
+        if name in ("video_sha256", "window_weighting") or name not in before or not _depends_on(name, settings) or (
+                before[name] == value):
             continue
         if name == "mask_words":
             differences.append(f"it recorded no mask for --mask-words {value} (it has {before[name]}): invert again "
@@ -1027,6 +1045,7 @@ def invert_source(pipe, settings: EditSettings, source: SourceVideo | None = Non
         mask_refine=settings.mask_refine,
         window_overlap=settings.window_overlap,
         window_batch_size=settings.window_batch_size,
+        window_weighting=settings.window_weighting,
     )
     inv.fps = source.fps
     inv.settings["source"] = {
@@ -1111,6 +1130,7 @@ def regenerate(pipe, inv, prompts: list[str], settings: EditSettings, guidance: 
             output_type="np",
             window_overlap=settings.window_overlap,
             window_batch_size=settings.window_batch_size,
+            window_weighting=settings.window_weighting,
             reference_windows=inv.windows,
             **local_edit,
         ).frames)

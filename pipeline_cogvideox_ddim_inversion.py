@@ -72,7 +72,7 @@ from .cogvideox_ddim_sampling import (
 )
 from .cogvideox_ddim_video_io import VideoFrames
 from .cogvideox_ddim_windows import (
-    call_windows, long_clip_frames, pipeline_windows, sample_windows, window_rows, windowed,
+    WindowProgress, call_windows, long_clip_frames, pipeline_windows, sample_windows, window_rows, windowed,
 )
 from .processors.reference_attention import CogVideoXRefAttnProcessor  # noqa: F401  (shipped; a public name)
 from .processors.text_attention import CogVideoXTextAttentionRecorder  # noqa: F401  (shipped; a public name)
@@ -344,6 +344,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         return_dict: bool = True,
         window_overlap: int | None = None,
         window_batch_size: int = 1,
+        window_weighting: str | None = None,
     ) -> CogVideoXDDIMInversionOutput | tuple:
         r"""
         DDIM-invert a video: run the pipeline's deterministic sampler backwards from its latents to noise (see
@@ -419,6 +420,11 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 A clip longer than `sample_frames` runs in overlapping windows of it (text-to-video checkpoints):
                 video frames neighbouring windows share (a multiple of 4; default a quarter of the window), windows
                 per model call (not changing the result); recorded as `inv.windows`. See docs/long_videos.md.
+            window_weighting (`str`, *optional*, defaults to `"pyramid"`):
+                How overlapping windows' predictions are averaged per frame: `"flat"` (equally), `"pyramid"` (more
+                towards a window's middle: a linear cross-fade; diffusers' FreeNoise) or `"hann"` (a raised cosine);
+                recorded in `inv.windows`, which `__call__` reuses. Long clips only; the progress bar then counts
+                window model calls (steps x calls per step; refinement evaluations hold at their step's end).
 
         Returns:
             [`CogVideoXDDIMInversionOutput`] or `tuple`.
@@ -429,7 +435,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         # 1. Check inputs, all before any model work
         if fixed_point_iterations < 0:
             raise ValueError(f"`fixed_point_iterations` must be >= 0, got {fixed_point_iterations}.")
-        pipeline_windows(self, None, window_overlap, window_batch_size, mask_words)
+        pipeline_windows(self, None, window_overlap, window_batch_size, mask_words, window_weighting)
         video, height, width = source_video_size(self, video, latents, height, width, resize_mode)
         if prompt_embeds is not None:
             prompt = None
@@ -485,7 +491,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         # 4. Prepare what every step's model call shares (1.5's padding frames are re-made from each step's latents);
         # a long clip runs in windows of the native length, each padded and positioned as a native clip
-        schedule = pipeline_windows(self, latents.shape[1], window_overlap, window_batch_size, mask_words)
+        schedule = pipeline_windows(
+            self, latents.shape[1], window_overlap, window_batch_size, mask_words, window_weighting
+        )
         padding = self.padding_frames(schedule.window)
         image_rotary_emb = self._rotary_embeddings(self.pad_frames(latents[:, : schedule.window], padding), device)
         model_kwargs = self._model_kwargs(latents)
@@ -502,7 +510,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 model_input.shape[0], padding, guidance, image_rotary_emb, attention_kwargs, model_kwargs,
             )
 
-        predict = windowed(predict_window, schedule, window_batch_size)
+        progress = WindowProgress(schedule, window_batch_size)  # a long clip's bar counts window calls
+        predict = windowed(predict_window, schedule, window_batch_size, progress.window_call)
 
         # 5. Inversion loop: trajectory[i] is the latent at the level of timesteps[i]
         for recorder in recorders.values():  # the chosen blocks record the words' attention on these same passes
@@ -524,10 +533,13 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 }
                 callback_kwargs = {k: step_tensors[k] for k in callback_on_step_end_tensor_inputs}
                 step_latents = callback_on_step_end(self, step, t, callback_kwargs).pop("latents", step_latents)
-            progress_bar.update()
+            progress.end_step()
             return step_latents
 
-        with self.progress_bar(total=len(timesteps)) as progress_bar, processors_swapped(self.transformer, recorders):
+        with self.progress_bar(total=progress.total(len(timesteps))) as progress_bar, processors_swapped(
+            self.transformer, recorders
+        ):
+            progress.start(progress_bar, "Inverting")
             trajectory, model_evaluations = invert_ddim(
                 predict,
                 latents,
@@ -628,6 +640,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         window_overlap: int | None = None,
         window_batch_size: int = 1,
         reference_windows=None,
+        window_weighting: str | None = None,
     ) -> CogVideoXPipelineOutput | tuple:
         r"""
         Generate a video; with `reference_latents`, regenerate it guided by an inverted source video.
@@ -698,9 +711,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 After decoding, composite the source outside the pixel mask.
             source_video (`str`, `list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
                 The source frames for `paste_back`, in any form `invert(video=...)` takes.
-            window_overlap, window_batch_size, reference_windows (*optional*):
+            window_overlap, window_batch_size, window_weighting, reference_windows (*optional*):
                 A clip longer than `sample_frames` runs in overlapping windows, as in `invert()`; `reference_windows`
-                (`inv.windows`) reuses the inversion's (another `window_overlap` is refused). See docs/long_videos.md.
+                (`inv.windows`) reuses the inversion's windows and weighting (another `window_overlap` or
+                `window_weighting` is refused). See docs/long_videos.md.
 
         Examples:
 
@@ -730,7 +744,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             num_steps,
         )
         mask_window = step_window(mask_steps, num_steps, "mask_steps") if mask is not None else range(0)
-        schedule = call_windows(self, num_frames, window_overlap, window_batch_size, reference_windows)
+        schedule = call_windows(
+            self, num_frames, window_overlap, window_batch_size, reference_windows, window_weighting
+        )
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
         self._current_timestep = None
@@ -809,18 +825,21 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             if self.transformer.config.use_rotary_positional_embeddings
             else None
         )
+        progress = WindowProgress(schedule, window_batch_size)  # a long clip's bar counts window calls
         predict = windowed_step_prediction(  # the whole clip, or windows of it combined
             self, schedule, window_batch_size, scheduler, model_padding, do_classifier_free_guidance, sample_rows,
             image_rotary_emb, attention_kwargs, model_kwargs, reference_latents, reference_window,
             reference_embeds, reference_kwargs, reference_mode, model_image_latents, model_reference_image_latents,
+            on_window_call=progress.window_call,
         )
 
         # 9. Denoising loop
         num_warmup_steps = max(len(timesteps) - num_inference_steps * scheduler.order, 0)
 
-        with self.progress_bar(total=num_inference_steps) as progress_bar, processors_swapped(
+        with self.progress_bar(total=progress.total(num_inference_steps)) as progress_bar, processors_swapped(
             self.transformer, processors
         ):
+            progress.start(progress_bar, "Editing")
             # for DPM-solver++
             old_pred_original_sample = None
             for i, t in enumerate(timesteps):
@@ -867,7 +886,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                     negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
 
                 if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % scheduler.order == 0):
-                    progress_bar.update()
+                    progress.end_step()
 
         self._current_timestep = None
 

@@ -19,6 +19,10 @@ device (no weights, no data; seconds on a CPU), called with each configuration's
 fused attention kernel is invisible to it). Achieved TFLOPS = counted FLOPs per step / measured seconds per step;
 utilisation divides by the device's dense bf16 peak (`BF16_DENSE_PEAK_TFLOPS`, or `--peak-tflops`).
 
+The counted table also holds a long clip (`--long-clip-frames`, default 241: 30 s at 8 fps) inverted and edited in
+overlapping windows of the native length (cogvideox_ddim_windows.py): every window is a native clip, so a step costs
+windows = ceil((F - O) / (W - O)) times the native step (F, W, O in latent frames), counted on one window's layout.
+
 `--e2e` times one whole edit (text encoding, VAE encoding, inversion, edit, tiled VAE decoding) with the real T5-XXL,
 VAE and transformer configurations (random weights), without offloading and with `enable_model_cpu_offload` and
 `enable_sequential_cpu_offload`.
@@ -410,6 +414,53 @@ def count_config_flops(size: str, key: str, steps: int, prompts: int, iterations
         "attention_flops_per_step": attention / steps,
         "video_tokens": video_tokens(config, spec["height"], spec["width"], spec["num_frames"]),
         "text_tokens": config["max_text_seq_length"],
+    }
+
+
+# A long clip in overlapping windows (cogvideox_ddim_windows.py): 30 s at 8 fps.
+LONG_CLIP_FRAMES = 241
+LONG_CLIP_CONFIGS = ("invert", "shared")  # what a long-clip edit runs: inversion, then the shared edit
+
+
+def long_clip_windows(size: str, num_frames: int, config: dict | None = None):
+    """The `WindowSchedule` a clip of `num_frames` runs in at `size` (default overlap), None on image-to-video
+    checkpoints, which refuse long clips."""
+    from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import is_image_to_video
+    from cogvideox_ddim_inversion.cogvideox_ddim_windows import clip_windows
+
+    config = config or transformer_config(size)
+    temporal_compression = config["temporal_compression_ratio"]
+    native = (config["sample_frames"] - 1) // temporal_compression + 1
+    try:
+        return clip_windows((num_frames - 1) // temporal_compression + 1, native, None, temporal_compression,
+                            is_image_to_video(config))
+    except ValueError:
+        return None
+
+
+def count_long_clip_flops(size: str, key: str, num_frames: int, steps: int, prompts: int, iterations: int,
+                          config: dict | None = None) -> dict | None:
+    """Counted FLOPs per step of configuration `key` on a clip of `num_frames` run in windows (None where refused).
+
+    Every window is a native clip (the native latent frames, RoPE from 0, 1.5's padding frame per window) and the
+    windows' calls are independent, so a step costs the windows' count times the native step: counted on one
+    window's layout and multiplied (tests/test_speed_benchmark.py checks it against a real windowed run).
+    """
+    schedule = long_clip_windows(size, num_frames, config)
+    if schedule is None:
+        return None
+    one_window = count_config_flops(size, key, steps, prompts, iterations, config)
+    windows = schedule.num_windows
+    return {
+        **one_window,
+        "num_frames": num_frames,
+        "latent_frames": schedule.latent_frames,
+        "window": schedule.window,
+        "overlap": schedule.overlap,
+        "windows": windows,
+        "rows_per_step": windows * one_window["rows_per_step"],
+        "flops_per_step": windows * one_window["flops_per_step"],
+        "attention_flops_per_step": windows * one_window["attention_flops_per_step"],
     }
 
 
@@ -833,7 +884,9 @@ def measure(args) -> list[dict]:
             result = child(args, "--one", size, key, "on" if compiled else "off")
             result = {"size": size, "config": key, "compiled": compiled, **result}
             result.setdefault("label", config_label(key, args.batch_prompts, args.fixed_point_iterations))
-            outcome = result.get("error") or f"{result['seconds_per_step']:.3f} s/step"
+            outcome = result.get("error") or (  # the log keeps each row even if a later one stops the run
+                f"{result['seconds_per_step']:.3f} s/step, {result['rows_per_step']:g} rows/step, "
+                f"peak {result['peak_memory_mib']:.0f} MiB")
             print(
                 f"[{repeat + 1}/{args.repeats} {index + 1}/{len(jobs)}] {size} {key}"
                 f"{' compiled' if compiled else ''}: {outcome}",
@@ -953,8 +1006,9 @@ def end_to_end_table(results, environment) -> list[str]:
     return lines
 
 
-def counted_table(counted, sizes, prompts, iterations) -> list[str]:
-    """Rows: configurations; columns: sizes. TFLOP per step, then the ratios the goals use."""
+def counted_table(counted, sizes, prompts, iterations, long_clip=None) -> list[str]:
+    """Rows: configurations; columns: sizes. TFLOP per step, then the ratios the goals use, then `long_clip`
+    (`count_long_clip_flops` of `LONG_CLIP_CONFIGS` at each size) when given."""
     get = {(c["size"], c["config"]): c for c in counted}
     keys = list(dict.fromkeys(c["config"] for c in counted))
     first = [get[(s, keys[0])] for s in sizes]
@@ -1007,12 +1061,44 @@ def counted_table(counted, sizes, prompts, iterations) -> list[str]:
         kv_bytes = config["num_layers"] * 2 * tokens * hidden * 2 * 50
         memory.append(f"{50 * latent_bytes / 2**20:.0f} MiB / {kv_bytes / 2**30:.0f} GiB")
     lines.append("| reference of 50 steps, bf16: trajectory / K,V cache instead | | " + " | ".join(memory) + " |")
+    if long_clip:
+        lines += long_clip_rows(long_clip, get, sizes)
+    return lines
+
+
+def long_clip_rows(long_clip, get, sizes) -> list[str]:
+    """The counted table's rows for a long clip in windows: its windows, the inversion and shared edit per step, and
+    a 50-step inversion + edit against the native clip's (image-to-video checkpoints refuse long clips)."""
+    long = {(c["size"], c["config"]): c for c in long_clip if c is not None}
+    frames = next(c["num_frames"] for c in long.values()) if long else LONG_CLIP_FRAMES
+    refused = "refused (I2V)"
+
+    def cells(function):
+        return " | ".join(function(s) if (s, "invert") in long else refused for s in sizes)
+
+    def run_flops(s, table):  # a 50-step inversion + a 50-step shared edit, PFLOP
+        return 50 * sum(table[(s, key)]["flops_per_step"] for key in LONG_CLIP_CONFIGS) / 1e15
+
+    lines = [f"| {frames} frames ({(frames - 1) / 8:g} s at 8 fps) in windows: latent frames, windows of W "
+             "overlapping by O, windows = ceil((F - O) / (W - O)) | | "
+             + cells(lambda s: f"{long[(s, 'invert')]['latent_frames']}: {long[(s, 'invert')]['windows']} of "
+                     f"{long[(s, 'invert')]['window']} by {long[(s, 'invert')]['overlap']}") + " |"]
+    for key in LONG_CLIP_CONFIGS:
+        label = get[(sizes[0], key)]["label"]
+        rows = get[(sizes[0], key)]["rows_per_step"]
+        lines.append(f"| {label}, {frames} frames in windows | {rows:g} x windows | "
+                     + cells(lambda s: f"{long[(s, key)]['flops_per_step'] / 1e12:.0f}") + " |")
+    lines.append(f"| invert + shared edit, 50 steps each, PFLOP: native clip / {frames} frames | | "
+                 + cells(lambda s: f"{run_flops(s, get):.1f} / {run_flops(s, long):.1f}") + " |")
+    lines.append(f"| ratio: {frames} frames / native clip (= windows) | | "
+                 + cells(lambda s: f"{run_flops(s, long) / run_flops(s, get):.3f}") + " |")
     return lines
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=None, choices=list(SIZES), help="sizes to measure")
+    parser.add_argument("--sizes", nargs="*", default=None, choices=list(SIZES),
+                        help="sizes to measure (none: only the end-to-end edit and the counted table)")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=[*CONFIGS, *MEMORY_CONFIGS],
                         help="default: every configuration of CONFIGS; the memory rungs and caches on request: "
                         + ", ".join(MEMORY_CONFIGS))
@@ -1066,6 +1152,11 @@ def main():
         choices=list(SIZES),
         help="sizes of the counted FLOP table (none: no values)",
     )
+    parser.add_argument(
+        "--long-clip-frames", type=int, default=LONG_CLIP_FRAMES, metavar="F",
+        help="count an inversion and a shared edit of a clip of F frames in windows too, in the counted table "
+        "(default %(default)s: 30 s at 8 fps; 0: none)",
+    )
     parser.add_argument("--flops-only", action="store_true", help="only print the counted FLOP table")
     parser.add_argument("--json", default=None, help="write every result to this JSON file")
     parser.add_argument("--markdown", default=None, help="also write the printed tables to this file")
@@ -1087,6 +1178,8 @@ def main():
         parser.error(f"--steps {args.steps}: pass an even number >= 2 (the 50% step window needs whole halves).")
     if args.batch_prompts < 1 or args.fixed_point_iterations < 1:
         parser.error("--batch-prompts and --fixed-point-iterations must be >= 1.")
+    if args.long_clip_frames and (args.long_clip_frames < 1 or (args.long_clip_frames - 1) % 4):
+        parser.error(f"--long-clip-frames {args.long_clip_frames}: pass 4k + 1 frames (e.g. 241), or 0 for none.")
     if not args.device.startswith(("cpu", "cuda")):
         parser.error(f"--device {args.device}: use cpu, cuda or cuda:N.")
     if cuda and not torch.cuda.is_available():
@@ -1096,7 +1189,8 @@ def main():
     if args.context_parallel > 1 and cuda and torch.cuda.device_count() < args.context_parallel:
         parser.error(f"--context-parallel {args.context_parallel} needs a GPU per process; "
                      f"{torch.cuda.device_count()} are visible.")
-    sizes = [] if args.flops_only else (args.sizes or (["5b"] if cuda else ["tiny", "faithful"]))
+    default_sizes = ["5b"] if cuda else ["tiny", "faithful"]
+    sizes = [] if args.flops_only else (default_sizes if args.sizes is None else args.sizes)
     e2e = None if args.flops_only else (args.e2e or ("5b" if cuda else "tiny"))
     e2e = None if e2e == "none" else e2e
     if not cuda and any(size in REAL_SIZES for size in sizes + [e2e]):
@@ -1130,7 +1224,7 @@ def main():
     for offload in args.offload if e2e else []:
         steps = args.e2e_steps if offload == "none" else args.offload_steps
         end_to_end.append({"size": e2e, "offload": offload, "steps": steps, **child(args, "--e2e-one", e2e, offload)})
-        print(f"[end to end] {e2e}, offload {offload}: done", file=sys.stderr, flush=True)
+        print(f"[end to end] {e2e}, offload {offload}: {json.dumps(end_to_end[-1])}", file=sys.stderr, flush=True)
     prompts, iterations = args.batch_prompts, args.fixed_point_iterations
     attach_flops(
         measured,
@@ -1138,6 +1232,8 @@ def main():
         peak,
     )
     counted = [count_config_flops(s, key, 50, prompts, iterations) for s in args.count_sizes for key in CONFIGS]
+    long_clip = [count_long_clip_flops(s, key, args.long_clip_frames, 50, prompts, iterations)
+                 for s in args.count_sizes for key in LONG_CLIP_CONFIGS] if args.long_clip_frames else []
 
     lines = []
     if measured:
@@ -1145,11 +1241,12 @@ def main():
     if end_to_end:
         lines += end_to_end_table(end_to_end, environment)
     if counted:
-        lines += counted_table(counted, args.count_sizes, prompts, iterations)
+        lines += counted_table(counted, args.count_sizes, prompts, iterations, long_clip)
     print("\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:
-            results = {"environment": environment, "measured": measured, "end_to_end": end_to_end, "counted": counted}
+            results = {"environment": environment, "measured": measured, "end_to_end": end_to_end, "counted": counted,
+                       "long_clip": [c for c in long_clip if c is not None]}
             json.dump(results, f, indent=1)
     if args.markdown:
         with open(args.markdown, "w") as f:

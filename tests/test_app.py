@@ -251,6 +251,80 @@ def test_the_status_line_says_what_was_adjusted(client, clip):
     assert "Used" not in status and "cropped" not in status and "tokens" not in status, status
 
 
+# The sample clip's 17 frames on the toy model's 9-frame window, with the default overlap and weighting.
+WINDOWS = "2 windows of 9 frames overlapping by 4 (pyramid weighting)"
+WINDOW_BAR_LENGTH = 2 * STEPS  # a 2-window stage's progress bar counts window calls: 2 per step
+
+
+def test_the_whole_clip_in_windows_says_its_windows_before_during_and_after_the_run(app, client, clip):
+    """A clip longer than the model's window (the toy's 9 frames; the sample clip has 17) edited whole: every frame
+    comes back, and the status line names the windows while the run goes (the progress bar) and after it."""
+    job = submit(client, clip, "a blue circle moving right on a white background", num_frames="all")
+    side_by_side, edit, _, _, downloads, status = job.result()
+    assert frame_count(edit) == 17 and frame_count(side_by_side) == 17
+    assert status.startswith(f"Inverted 17 frames in {WINDOWS} with {STEPS} steps"), status
+    assert f"Edited under 1 prompt(s) (2 windows x {STEPS} steps each)" in status, status
+    assert "Used" not in status  # the whole clip: nothing trimmed to say
+    assert progress_bars(job) == [(f"Inverting 17 frames: 2 windows x {STEPS} steps", WINDOW_BAR_LENGTH),
+                                  (f"Editing under 1 prompt(s): 2 windows x {STEPS} steps", WINDOW_BAR_LENGTH)]
+    run = json.loads(Path(next(path for path in downloads if path.endswith("run.json"))).read_text())
+    assert run["settings"]["num_frames"] == "all" and run["inversion"]["windows"]["starts"] == [0, 2]
+
+    # Another prompt reuses the windowed inversion; the status says what it holds.
+    status = submit(client, clip, "a green circle moving right on a white background", num_frames="all").result()[5]
+    assert status.startswith(f"Reused the inversion of this clip and settings (17 frames in {WINDOWS}; no "), status
+
+    # Window settings the windows cannot run: refused in the page's words before any model work.
+    for overlap, expected in ((12, '"Window overlap" 12 video frames leaves windows of 9 frames nothing new: pass at '
+                                   "most 8"),
+                              (6, '"Window overlap" 6 video frames is not a non-negative multiple of the VAE\'s '
+                                  "temporal compression 4 (one latent frame): pass 4 or 8")):
+        with pytest.raises(gradio_client.exceptions.AppError) as raised:
+            submit(client, clip, "a blue circle", num_frames="all", window_overlap=overlap)
+        assert expected in str(raised.value), str(raised.value)
+    with pytest.raises(gradio_client.exceptions.AppError, match="Frames: type a frame count, or all for the whole"):
+        submit(client, clip, "a blue circle", num_frames="everything")
+
+
+def test_the_length_note_says_what_a_run_would_edit_or_why_it_cannot(tmp_path):
+    """Under "Length", before any run: the frames and windows of the choice, or the refusal a run would give."""
+    import dataclasses
+
+    from cogvideox_ddim_inversion.app import length_note
+    from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import checkpoint_config
+    from cogvideox_ddim_inversion.editing import EditSettings
+    from cogvideox_ddim_inversion.toy.demo import TOY_CHECKPOINT
+
+    config = checkpoint_config(TOY_CHECKPOINT)
+    clip = write_sample_clip(tmp_path / "clip.mp4")  # 17 frames, 2.1 s
+    no_clip = EditSettings(video=None, prompts=[])
+    assert length_note(no_clip, config, 60) == "<span>Edits up to 9 frames: the model&#x27;s window.</span>"
+    assert "the whole clip (up to 60 s) in overlapping windows of 9 frames" in length_note(
+        dataclasses.replace(no_clip, num_frames="all"), config, 60)
+    settings = EditSettings(video=str(clip), prompts=[], num_frames="all")
+    assert length_note(settings, config, 60) == f"<span>Edits 17 frames (the whole clip) in {WINDOWS}.</span>"
+    assert length_note(dataclasses.replace(settings, window_overlap=0), config, 60) == (
+        # 0 shared: the last window still ends at the clip's last frame
+        "<span>Edits 17 frames (the whole clip) in 2 windows of 9 frames overlapping by 0 (pyramid weighting).</span>")
+    assert "overlapping by 4 (hann weighting)." in length_note(dataclasses.replace(settings, window_weighting="hann"),
+                                                              config, 60)
+    assert length_note(dataclasses.replace(settings, num_frames=None), config, 60) == (
+        "<span>Edits 9 frames (the model&#x27;s window).</span>")
+    # A clip filmed faster than the model's 8 fps: the note offers the frame stride that brings it near that.
+    fast = EditSettings(video=write_sample_clip(tmp_path / "24fps.mp4", num_frames=72, fps=24.0), prompts=[],
+                        num_frames="all")
+    assert length_note(fast, config, 60) == (
+        "<span>Edits 65 frames (the whole clip) in 8 windows of 9 frames overlapping by 4 (pyramid weighting). The "
+        "clip has 24 fps: &quot;Frame stride&quot; 3 (Advanced) edits it at 8 fps, 17 frames in 2 windows.</span>")
+    assert "Frame stride" not in length_note(dataclasses.replace(fast, frame_stride=3), config, 60)
+    for change, limit, expected in (({}, 2.0, "The video lasts 2.1 s; this app takes videos up to 2 s."),
+                                    ({"window_overlap": 12}, 60, '"Window overlap" 12 video frames leaves windows'),
+                                    ({"mask_words": ["red"]}, 60, '"Mask words" records the attention of one window')):
+        note = length_note(dataclasses.replace(settings, **change), config, limit, [str(clip)])
+        assert 'class="length-problem"' in note and expected.replace('"', "&quot;") in note, note
+        assert str(tmp_path) not in note
+
+
 def test_height_and_width_say_what_0_means_for_each_family():
     from cogvideox_ddim_inversion.app import default_size_note
 
@@ -497,6 +571,77 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
     print(f"second run finished {finished:.1f} s after the reload")
     runs = Path(app.work_dir, "runs").glob("*/run.json")
     assert [json.loads(path.read_text())["settings"]["steps"] for path in runs].count(100) == 0  # stopped, removed
+
+
+def test_a_long_clip_in_a_headless_browser(app, browser, clip, tmp_path):
+    """As a user edits a clip longer than the model's window: upload it, pick "The whole clip" (the note under it says
+    the windows), run, and get every frame back; a clip over the duration limit is refused under it at upload."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    def find(selector):
+        return browser.find_element(By.CSS_SELECTOR, selector)
+
+    def upload(video):
+        browser.get(app.url)
+        WebDriverWait(browser, 60).until(expected_conditions.presence_of_element_located(
+            (By.CSS_SELECTOR, "#source-video input[type=file]"))).send_keys(str(video))
+
+    def note_says(text):
+        return WebDriverWait(browser, 30).until(lambda driver: text in find("#length-note").text and find(
+            "#length-note").text, f"the note under Length does not say {text!r}: {find('#length-note').text!r}")
+
+    def shown(selector):  # Gradio leaves a hidden control out of the page
+        return any(element.is_displayed() for element in browser.find_elements(By.CSS_SELECTOR, selector))
+
+    def pick(length):
+        labels = browser.find_elements(By.CSS_SELECTOR, "#length label")
+        next(label for label in labels if label.text == length).click()
+
+    set_viewport(browser, 1280, 800)
+    runs_before = set(os.listdir(os.path.join(app.work_dir, "runs")))
+    # 1. A clip over the duration limit: refused under the clip as it is uploaded, before any run.
+    upload(write_sample_clip(tmp_path / "six_seconds.mp4", num_frames=48, fps=8.0))
+    note_says(f"The video lasts 6.0 s; this app takes videos up to {MAX_DURATION_S:g} s. Trim it")
+    assert find("#length-note .length-problem").is_displayed() and not app.runs.lock.locked()
+    assert set(os.listdir(os.path.join(app.work_dir, "runs"))) == runs_before  # no run was made
+
+    # 2. The sample clip (17 frames; the toy model's window is 9): the model's window by default, then a number of
+    # frames, then the whole clip, each said under the choice before any run.
+    upload(clip)
+    assert note_says("Edits 9 frames") == "Edits 9 frames (the model's window)."
+    assert not shown("#frame-count")  # until "A number of frames" is picked
+    pick("A number of frames")
+    frames = WebDriverWait(browser, 30).until(expected_conditions.visibility_of_element_located(
+        (By.CSS_SELECTOR, "#frame-count input[type=number]")))
+    frames.send_keys(Keys.CONTROL, "a")
+    frames.send_keys("17", Keys.TAB)
+    note_says(f"Edits 17 frames in {WINDOWS}.")
+    pick("The whole clip")
+    note_says(f"Edits 17 frames (the whole clip) in {WINDOWS}.")
+    assert not shown("#frame-count")
+    find("#source-prompt textarea").send_keys(SOURCE_PROMPT)
+    find("#edit-prompt textarea").send_keys("a blue circle moving right on a white background")
+    find("#advanced .label-wrap").click()
+    steps = WebDriverWait(browser, 30).until(expected_conditions.visibility_of_element_located(
+        (By.CSS_SELECTOR, "#steps input[type=number]")))
+    steps.send_keys(Keys.CONTROL, "a")
+    steps.send_keys(str(STEPS), Keys.TAB)
+    assert find("#window-overlap input").get_attribute("value") == "4"  # the defaults, shown as they are
+    assert find("#window-weighting input[value=pyramid]").is_selected()
+    find("#run").click()
+    status = WebDriverWait(browser, 300).until(lambda driver: driver.find_element(
+        By.CSS_SELECTOR, "#status textarea").get_attribute("value") or toast_texts(driver))
+    # Inverted, or reused from the API test's run of the same clip and windows (the API's default overlap is the
+    # page's): either way the windows are named.
+    assert isinstance(status, str) and f"17 frames in {WINDOWS}" in status.splitlines()[0], status
+    assert f"Edited under 1 prompt(s) (2 windows x {STEPS} steps each)" in status, status
+    edit = WebDriverWait(browser, 30).until(lambda driver: driver.find_element(By.CSS_SELECTOR, "#edit-video video"))
+    downloaded = tmp_path / "edit.mp4"
+    downloaded.write_bytes(httpx.get(edit.get_attribute("src")).content)
+    assert frame_count(downloaded) == 17  # the whole clip, not the model's 9
 
 
 def save_screenshot(browser, path):

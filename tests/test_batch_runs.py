@@ -1,6 +1,7 @@
 """How batch runs start and stop: one run per output folder (a lock the OS drops when a process dies), a complete
-manifest line for every job, one message for a bad jobs file under `accelerate launch`, and the test session's own
-temporary Hugging Face home removed when it ends."""
+manifest line for every job, long clips in windows (bad long-clip jobs refused before any weights load), one message
+for a bad jobs file under `accelerate launch`, and the test session's own temporary Hugging Face home removed when it
+ends."""
 
 import fcntl
 import json
@@ -14,9 +15,11 @@ from pathlib import Path
 
 from test_batch import accelerate_launch, free_port, leftovers, read_manifest, write_jsonl
 
+from cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
 from cogvideox_ddim_inversion.batch import LOCK_FILE
 from cogvideox_ddim_inversion.cli import main
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
+from cogvideox_ddim_inversion.video_io import read_video
 
 
 # docs/batch.md, "Outputs": the fields of a manifest line
@@ -183,6 +186,57 @@ def test_every_manifest_line_has_every_documented_field(tiny_checkpoint, tmp_pat
     assert rows["good"]["settings_hash"] is not None and rows["missing-video"]["settings_hash"] is None  # unhashable
     assert rows["missing-video"]["error_type"] == "FileNotFoundError"
     assert rows["bad-value"]["error"] == "steps: invalid int value: 'two'"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Long clips
+
+
+def test_long_clip_jobs_run_end_to_end_in_windows(tiny_checkpoint, tmp_path, capsys):
+    """Clips longer than the tiny model's native 9 frames (3 latent frames): the whole clip (`num_frames: all`, 33
+    frames read of 36: 4 windows) and a count beyond native (17: 2 windows) come out with every frame, and the
+    windows are recorded with the saved inversion."""
+    write_sample_clip(tmp_path / "long.mp4", num_frames=36, fps=8)
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [
+        {"id": "whole", "video": "long.mp4", "prompts": ["a blue circle"], "num_frames": "all",
+         "save_inversion": True},
+        {"id": "seventeen", "video": "long.mp4", "prompts": ["a blue circle"], "num_frames": 17,
+         "window_batch_size": 2},
+    ])
+    out = tmp_path / "out"
+    model = tiny_checkpoint("cogvideox-5b")
+    args = ["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2", "--device", "cpu"]
+    assert main(args) == 0
+    assert "2 jobs: 2 done, 0 skipped" in capsys.readouterr().out
+    assert [row["status"] for row in read_manifest(out)] == ["done", "done"]
+    for name, frames, starts in [("whole", 33, [0, 2, 4, 6]), ("seventeen", 17, [0, 2])]:
+        assert len(read_video(out / name / "edit-1.mp4")[0]) == frames, name
+        inversion = json.loads((out / name / "run.json").read_text())["inversion"]
+        assert inversion["num_frames"] == frames and inversion["windows"]["starts"] == starts, name
+    saved = CogVideoXDDIMInversionOutput.read_settings(out / "whole" / "inversion.safetensors")
+    assert saved["windows"]["starts"] == [0, 2, 4, 6] and saved["num_frames"] == 33
+    assert leftovers(out) == []
+
+
+def test_bad_long_clip_jobs_are_refused_before_any_weights_load(tiny_checkpoint, tmp_path, capsys, no_weights):
+    write_sample_clip(tmp_path / "long.mp4", num_frames=36, fps=8)
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [
+        {"id": "overlap-6", "video": "long.mp4", "prompts": ["x"], "num_frames": "all", "window_overlap": 6},
+        {"id": "overlap-12", "video": "long.mp4", "prompts": ["x"], "num_frames": "all", "window_overlap": 12},
+        {"id": "batch-0", "video": "long.mp4", "prompts": ["x"], "num_frames": 33, "window_batch_size": 0},
+    ])
+    out = tmp_path / "out"
+    model = tiny_checkpoint("cogvideox-5b")
+    args = ["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2", "--device", "cpu"]
+    assert main(args) == 0
+    assert "3 jobs: 0 done, 0 skipped (already done with the same settings), 3 failed" in capsys.readouterr().out
+    errors = {row["id"]: row["error"] for row in read_manifest(out)}
+    assert errors["overlap-6"] == ("--window-overlap 6 video frames is not a non-negative multiple of the VAE's "
+                                   "temporal compression 4 (one latent frame): pass 4 or 8.")
+    assert "--window-overlap 12 video frames leaves windows of 9 frames nothing new: pass at most 8" in (
+        errors["overlap-12"])
+    assert errors["batch-0"] == "--window-batch-size must be at least 1, got 0."
+    assert no_weights == [] and sorted(path.name for path in out.iterdir()) == ["manifest.jsonl"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

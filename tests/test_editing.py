@@ -102,10 +102,10 @@ def test_new_pipeline_options_keep_the_pipelines_defaults_and_what_an_inversion_
     for name in ("mask_blocks", "mask_steps", "mask_refine", "trajectory_device", "mask_threshold"):
         assert defaults[name] == invert[name].default, name
     assert defaults["mask_steps"] == call["mask_steps"].default
-    for name in ("window_overlap", "window_batch_size"):  # long clips (issue 26)
+    for name in ("window_overlap", "window_batch_size", "window_weighting"):  # long clips (issue 26)
         assert defaults[name] == invert[name].default == call[name].default, name
     assert set(settings_fields(inversion="always")) == {"source_prompt", "steps", "strength", "fixed_point_iterations",
-                                                        "window_overlap"}
+                                                        "window_overlap", "window_weighting"}
     assert set(settings_fields(inversion="source")) == {"num_frames", "skip_frames_start", "skip_frames_end",
                                                         "frame_stride", "sampling", "height", "width", "resize_mode"}
     assert set(settings_fields(inversion="mask")) == {"mask_words", "mask_threshold", "mask_blocks", "mask_steps",

@@ -9,7 +9,9 @@ from conftest import TEXT_LENGTH
 from diffusers import CogVideoXDDIMScheduler
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput, CogVideoXDDIMInversionPipeline
-from cogvideox_ddim_inversion.cogvideox_ddim_windows import WindowSchedule, native_latent_frames
+from cogvideox_ddim_inversion.cogvideox_ddim_windows import (
+    DEFAULT_WINDOW_WEIGHTING, WindowSchedule, native_latent_frames,
+)
 from cogvideox_ddim_inversion.testing.analytic_denoiser import GaussianVDenoiser
 from cogvideox_ddim_inversion.testing.tiny_checkpoint import TINY_FRAMES, build_components
 
@@ -17,6 +19,10 @@ from cogvideox_ddim_inversion.testing.tiny_checkpoint import TINY_FRAMES, build_
 # (one latent frame) puts 9 latent frames (33 frames) in 4 windows starting at 0, 2, 4, 6.
 WINDOW_OVERLAP = 4
 FOUR_WINDOWS = 9
+# An overlap of 8 video frames (2 latent frames) puts them in 7 windows starting at 0, 1, ..., 6, where frames sit at
+# different positions of the windows holding them, so the weightings differ (with an overlap of one latent frame the
+# shared frame is at the edge of both windows, and every weighting gives it equal weights).
+WEIGHTED_OVERLAP = 8
 
 
 class CoupledDenoiser(GaussianVDenoiser):
@@ -37,14 +43,16 @@ def analytic_pipeline(seed=0):
     return pipe, denoiser
 
 
-def round_trip(pipe, data, steps=50, **window_kwargs):
+def round_trip(pipe, data, steps=50, window_weighting=None, reference_windows=None, **window_kwargs):
+    """Refined inversion, then regeneration over the recorded windows (`reference_windows`: others), which are
+    weighted as recorded: `window_weighting` goes to `invert()` only. The relative error and the inversion."""
     inv = pipe.invert(
         latents=data, num_inference_steps=steps, fixed_point_iterations=4, max_sequence_length=TEXT_LENGTH,
-        **window_kwargs,
+        window_weighting=window_weighting, **window_kwargs,
     )
     regenerated = pipe(
         prompt="", latents=inv.trajectory[0], guidance_scale=1.0, num_inference_steps=steps, output_type="latent",
-        max_sequence_length=TEXT_LENGTH, reference_windows=inv.windows, **window_kwargs,
+        max_sequence_length=TEXT_LENGTH, reference_windows=reference_windows or inv.windows, **window_kwargs,
     ).frames
     return ((regenerated - data).norm() / data.norm()).item(), inv
 
@@ -63,16 +71,52 @@ def frame_recorder(monkeypatch):
     return seen
 
 
-def test_four_windows_invert_and_regenerate_as_exactly_as_one_window(frame_recorder):
+@pytest.mark.parametrize(
+    "window_weighting, window_overlap, starts",
+    [(None, WINDOW_OVERLAP, (0, 2, 4, 6)), ("flat", WEIGHTED_OVERLAP, tuple(range(7))),
+     ("pyramid", WEIGHTED_OVERLAP, tuple(range(7))), ("hann", WEIGHTED_OVERLAP, tuple(range(7)))],
+)
+def test_four_windows_invert_and_regenerate_as_exactly_as_one_window(frame_recorder, window_weighting, window_overlap,
+                                                                     starts):
     pipe, denoiser = analytic_pipeline()
     assert native_latent_frames(pipe) == 3 and TINY_FRAMES == 9
     data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(0))
-    windows_error, inv = round_trip(pipe, data, window_overlap=WINDOW_OVERLAP)
-    one_error, one = round_trip(pipe, data[:, :3])
-    print(f"4 windows {windows_error:.2e}, one window {one_error:.2e}")
-    assert inv.windows.starts == (0, 2, 4, 6) and one.windows is None and "windows" not in one.settings
+    windows_error, inv = round_trip(pipe, data, window_weighting=window_weighting, window_overlap=window_overlap)
+    one_error, one = round_trip(pipe, data[:, :3], window_weighting=window_weighting)
+    print(f"{window_weighting}: {len(starts)} windows {windows_error:.2e}, one window {one_error:.2e}")
+    assert inv.windows.starts == starts and one.windows is None and "windows" not in one.settings
+    assert inv.windows.scheme == (window_weighting or DEFAULT_WINDOW_WEIGHTING) == inv.settings["windows"]["scheme"]
     assert windows_error <= 1e-4 and one_error <= 1e-4
     assert {frames for _, frames in frame_recorder} == {3}  # every model call saw one native window
+    if window_weighting == "flat":  # regenerating over the same windows weighted otherwise loses the round trip,
+        # which is why `__call__` refuses another `window_weighting` than the reference's
+        other = WindowSchedule.from_dict({**inv.windows.to_dict(), "scheme": "pyramid"})
+        wrong_error, _ = round_trip(pipe, data, window_weighting="flat", reference_windows=other,
+                                    window_overlap=window_overlap)
+        assert wrong_error > 100 * windows_error
+
+
+def test_window_weighting_changes_long_clips_only():
+    """Flat and pyramid weightings give other trajectories and edits on a clip in windows, the same (bit for bit) on a
+    clip of one window, where there is nothing to average."""
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(5))
+    runs = {}
+    for frames in (FOUR_WINDOWS, 3):
+        for weighting in ("flat", "pyramid"):
+            inv = pipe.invert(latents=data[:, :frames], num_inference_steps=4, max_sequence_length=TEXT_LENGTH,
+                              window_overlap=WEIGHTED_OVERLAP, window_weighting=weighting)
+            edit = pipe(prompt="a", latents=inv.trajectory[0], reference_latents=inv.trajectory,
+                        reference_windows=inv.windows, num_inference_steps=4, output_type="latent",
+                        max_sequence_length=TEXT_LENGTH).frames
+            fresh = pipe(prompt="a", num_frames=(frames - 1) * 4 + 1, num_inference_steps=4, output_type="latent",
+                         max_sequence_length=TEXT_LENGTH, window_overlap=WEIGHTED_OVERLAP, window_weighting=weighting,
+                         generator=torch.Generator().manual_seed(0)).frames
+            runs[frames, weighting] = (inv.trajectory, edit, fresh)
+    for long, short in zip(runs[FOUR_WINDOWS, "flat"], runs[FOUR_WINDOWS, "pyramid"]):
+        assert (long - short).abs().max() > 1e-4
+    for flat, pyramid in zip(runs[3, "flat"], runs[3, "pyramid"]):
+        assert torch.equal(flat, pyramid)
 
 
 def test_windowed_edit_does_not_depend_on_the_window_batch_size(frame_recorder):
@@ -123,6 +167,12 @@ def test_windows_are_saved_and_loaded(tmp_path):
     assert loaded.windows == inv.windows == WindowSchedule.for_clip(FOUR_WINDOWS, 3, 4)
     settings = CogVideoXDDIMInversionOutput.read_settings(tmp_path / "long.safetensors")
     assert settings["windows"]["starts"] == [0, 2, 4, 6]
+    assert settings["windows"]["scheme"] == DEFAULT_WINDOW_WEIGHTING
+    hann = pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=4,
+                       window_weighting="hann")
+    loaded = CogVideoXDDIMInversionOutput.load(hann.save(tmp_path / "hann.safetensors"))
+    assert loaded.windows == hann.windows == WindowSchedule.for_clip(FOUR_WINDOWS, 3, 4, scheme="hann")
+    assert CogVideoXDDIMInversionOutput.read_settings(tmp_path / "hann.safetensors")["windows"]["scheme"] == "hann"
 
 
 def test_long_clips_on_cogvideox_1_5_pad_each_window(frame_recorder):
@@ -152,8 +202,18 @@ def test_long_clip_refusals():
     with pytest.raises(ValueError, match="leave `window_overlap` unset to use the reference's windows"):
         pipe(prompt="a", latents=inv.trajectory[0], reference_latents=inv.trajectory, reference_windows=inv.windows,
              num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=0, output_type="latent")
+    with pytest.raises(ValueError, match="`window_weighting='flat'`, but the reference was inverted with windows "
+                       "weighted 'pyramid': leave `window_weighting` unset to use the reference's"):
+        pipe(prompt="a", latents=inv.trajectory[0], reference_latents=inv.trajectory, reference_windows=inv.windows,
+             num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_weighting="flat", output_type="latent")
     with pytest.raises(ValueError, match="not a non-negative multiple of the VAE's temporal compression"):
         pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=5)
+    unknown = r"Unknown `window_weighting='cosine'`: choose one of 'flat', 'pyramid', 'hann'"
+    with pytest.raises(ValueError, match=unknown):
+        pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_weighting="cosine")
+    with pytest.raises(ValueError, match=unknown):  # on a native clip too: a mistake whatever the length
+        pipe(prompt="a", num_frames=9, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, output_type="latent",
+             window_weighting="cosine")
     with pytest.raises(ValueError, match="`window_batch_size` must be a positive int"):
         pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_batch_size=0)
     with pytest.raises(ValueError, match="has 3 latent frames but the window schedule is for 9"):
@@ -195,13 +255,23 @@ def test_cli_edits_a_whole_long_clip_in_windows(tiny_checkpoint, tmp_path, capsy
     out_dir = tmp_path / "out"
     code = main(["edit", str(clip), "--prompt", "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"),
                  "--output-dir", str(out_dir), "--steps", "2", "--device", "cpu", "--num-frames", "all",
-                 "--window-overlap", "4", "--window-batch-size", "2", "--save-inversion",
-                 str(tmp_path / "long.safetensors")])
+                 "--window-overlap", "4", "--window-batch-size", "2", "--window-weighting", "flat",
+                 "--save-inversion", str(tmp_path / "long.safetensors")])
     assert code == 0, capsys.readouterr().err
     frames, _ = read_video(out_dir / "edit-1.mp4")
     assert len(frames) == 33
     settings = CogVideoXDDIMInversionOutput.read_settings(tmp_path / "long.safetensors")
     assert settings["windows"]["starts"] == [0, 2, 4, 6] and settings["num_frames"] == 33
+    assert settings["windows"]["scheme"] == "flat" and settings["depends_on"]["window_weighting"] == "flat"
+    run = json.loads((out_dir / "run.json").read_text())
+    assert run["settings"]["window_weighting"] == "flat"
+    # reused with another weighting: refused, naming the fix, before any weights load
+    code = main(["edit", "--inversion", str(tmp_path / "long.safetensors"), "--prompt", "x", "--model",
+                 tiny_checkpoint("cogvideox-5b"), "--output-dir", str(tmp_path / "out2"), "--steps", "2",
+                 "--device", "cpu", "--window-weighting", "pyramid"])
+    error = capsys.readouterr().err
+    assert code == 2 and "weighted 'flat', not 'pyramid': pass --window-weighting flat" in error
+    assert not (tmp_path / "out2").exists()
     # reused with other windows: refused, naming the fix, before any weights load
     code = main(["edit", "--inversion", str(tmp_path / "long.safetensors"), "--prompt", "x", "--model",
                  tiny_checkpoint("cogvideox-5b"), "--output-dir", str(tmp_path / "out2"), "--steps", "2",
@@ -221,7 +291,7 @@ def test_cli_edits_a_whole_long_clip_in_windows(tiny_checkpoint, tmp_path, capsy
     assert json.loads(capsys.readouterr().out)["psnr"] == float("inf")
 
 
-@pytest.mark.parametrize("problem", ["image-to-video", "mask words", "overlap"])
+@pytest.mark.parametrize("problem", ["image-to-video", "mask words", "overlap", "weighting"])
 def test_cli_refuses_long_clip_settings_before_any_weights_load(tiny_checkpoint, tmp_path, capsys, monkeypatch,
                                                                  problem):
     from cogvideox_ddim_inversion import cli, editing
@@ -241,9 +311,137 @@ def test_cli_refuses_long_clip_settings_before_any_weights_load(tiny_checkpoint,
         "mask words": ("cogvideox-5b", ["--source-prompt", "a red circle", "--mask-words", "circle"],
                        "pass a --mask video instead"),
         "overlap": ("cogvideox-5b", ["--window-overlap", "6"], "--window-overlap 6 video frames is not"),
+        "weighting": ("cogvideox-5b", ["--window-weighting", "cosine"], "invalid choice: 'cosine' (choose from"),
     }[problem]
     model = tiny_checkpoint(variant)
     out_dir = tmp_path / "out"
-    code = main(["edit", str(clip), "--prompt", "x", "--model", model, "--output-dir", str(out_dir), "--steps", "2",
-                 "--device", "cpu", "--num-frames", "all", *extra])
+    try:
+        code = main(["edit", str(clip), "--prompt", "x", "--model", model, "--output-dir", str(out_dir), "--steps",
+                     "2", "--device", "cpu", "--num-frames", "all", *extra])
+    except SystemExit as exit:  # argparse refuses a value outside a flag's choices itself
+        code = exit.code
     assert code == 2 and expected in capsys.readouterr().err and not out_dir.exists()
+
+
+def test_batch_jobs_take_the_window_weighting():
+    """A jobs file's `window_weighting` is read by the --window-weighting flag, and changes the settings hash (the
+    outputs of a long clip depend on it)."""
+    import dataclasses
+
+    from cogvideox_ddim_inversion.batch import Job, job_settings, settings_hash
+    from cogvideox_ddim_inversion.editing import EditSettings
+
+    defaults = EditSettings(video=None, prompts=["x"])
+    assert defaults.window_weighting is None  # the pipeline's default, or a reused inversion's own
+    settings = job_settings(Job("job", 1, {"video": "a.mp4", "window_weighting": "hann"}), defaults, "/data")
+    assert settings.window_weighting == "hann"
+    with pytest.raises(ValueError, match="window-weighting: invalid choice: 'cosine'"):
+        job_settings(Job("job", 1, {"video": "a.mp4", "window_weighting": "cosine"}), defaults, "/data")
+    hashes = {settings_hash(dataclasses.replace(defaults, window_weighting=w), "model", "float32")
+              for w in (None, "flat", "hann")}
+    assert len(hashes) == 3
+
+
+# Progress: windows x steps on a long clip, one update per window model call; steps on a native clip.
+
+
+class RecordingBar:
+    """Stands in for the pipeline's tqdm: its total, every update and its description."""
+
+    def __init__(self, total):
+        self.total, self.n, self.updates, self.desc = total, 0, [], ""
+
+    def update(self, n=1):
+        self.n += n
+        self.updates.append(n)
+
+    def set_description(self, desc):
+        self.desc = desc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    made = []
+
+    def progress_bar(self, iterable=None, total=None):
+        made.append(RecordingBar(total))
+        return made[-1]
+
+    monkeypatch.setattr(CogVideoXDDIMInversionPipeline, "progress_bar", progress_bar)
+    return made
+
+
+@pytest.mark.parametrize("window_batch_size, calls_per_step", [(1, 4), (3, 2)])
+def test_progress_counts_window_calls_on_long_clips(bars, window_batch_size, calls_per_step):
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(6))
+    at_model_call = []
+    forward = denoiser.forward
+    denoiser.forward = lambda *args, **kwargs: (at_model_call.append(bars[-1].n), forward(*args, **kwargs))[1]
+    inv = pipe.invert(latents=data, num_inference_steps=3, max_sequence_length=TEXT_LENGTH,
+                      window_overlap=WINDOW_OVERLAP, window_batch_size=window_batch_size)
+    assert inv.windows.num_windows == 4
+    (bar,) = bars
+    assert bar.total == bar.n == 3 * calls_per_step and bar.desc == "Inverting 4 windows"
+    assert [n for n in bar.updates if n] == [1] * bar.total  # one update per window model call
+    assert at_model_call == list(range(bar.total))  # it moves within a step
+    at_model_call.clear()
+    pipe(prompt="a", latents=inv.trajectory[0], reference_latents=inv.trajectory, reference_windows=inv.windows,
+         num_inference_steps=3, max_sequence_length=TEXT_LENGTH, output_type="latent",
+         window_batch_size=window_batch_size)
+    bar = bars[-1]
+    assert bar.total == bar.n == 3 * calls_per_step and bar.desc == "Editing 4 windows"
+    assert [n for n in bar.updates if n] == [1] * bar.total and at_model_call == list(range(bar.total))
+
+
+def test_progress_with_fixed_point_refinement_holds_at_each_step_end(bars):
+    """Refinement makes 1 + 2 evaluations a step (4 window calls each): the bar moves with the first evaluation's
+    calls, holds during the refinement and is at the step's end after each step, never past its total."""
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(7))
+    at_step_end, at_model_call = [], []
+    forward = denoiser.forward
+    denoiser.forward = lambda *args, **kwargs: (at_model_call.append(bars[-1].n), forward(*args, **kwargs))[1]
+
+    def on_step_end(pipe, step, t, tensors):
+        at_step_end.append(bars[-1].n)
+        return tensors
+
+    inv = pipe.invert(latents=data, num_inference_steps=3, max_sequence_length=TEXT_LENGTH,
+                      window_overlap=WINDOW_OVERLAP, fixed_point_iterations=2, fixed_point_tolerance=None,
+                      callback_on_step_end=on_step_end)
+    (bar,) = bars
+    assert inv.model_evaluations == 9 and len(at_model_call) == 36
+    assert bar.total == bar.n == 12 and max(at_model_call) == 12
+    # each step: its first evaluation's 4 calls move the bar, its 8 refinement calls wait at the step's end
+    assert at_model_call == [n for step in range(3) for n in [*range(4 * step, 4 * step + 4), *[4 * step + 4] * 8]]
+    assert at_step_end == [4, 8, 12]
+
+
+def test_progress_counts_steps_on_native_clips_and_keeps_a_given_description(bars):
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, 3, 16, 4, 6), torch.Generator().manual_seed(8))
+    inv = pipe.invert(latents=data, num_inference_steps=3, max_sequence_length=TEXT_LENGTH, window_batch_size=2)
+    pipe(prompt="a", latents=inv.trajectory[0], reference_latents=inv.trajectory, num_inference_steps=3,
+         max_sequence_length=TEXT_LENGTH, output_type="latent")
+    for bar in bars:
+        assert bar.total == bar.n == 3 and bar.updates == [1, 1, 1] and bar.desc == ""
+
+
+def test_progress_on_a_real_bar():
+    """diffusers' tqdm: the total and the description printed, a description of the caller's kept."""
+    import io
+
+    pipe, denoiser = analytic_pipeline()
+    data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(9))
+    for config, expected in (({}, "Inverting 4 windows: 100%"), ({"desc": "mine"}, "mine: 100%")):
+        out = io.StringIO()
+        pipe.set_progress_bar_config(file=out, disable=False, **config)
+        pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=4)
+        assert expected in out.getvalue() and "8/8" in out.getvalue()

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 
@@ -134,6 +135,64 @@ def test_counts_obey_the_exact_relations_between_configurations(load_pipe):
     assert counted["attention_flops_per_step"] == extra_attention * config["attention_head_dim"]
 
 
+def test_long_clip_count_equals_a_real_windowed_cpu_run(load_pipe):
+    """A 33-frame clip (9 latent frames) on the tiny 5B, whose window is 3 latent frames: 4 windows overlapping by 1.
+    The counted windows x one window's layout equals the counter's count of a real windowed inversion and shared
+    edit through the pipeline, to the FLOP, and so do the rows per step."""
+    pipe = load_pipe("cogvideox-5b")
+    config = dict(pipe.transformer.config)
+    frames, steps = 33, 2
+    schedule = speed.long_clip_windows("tiny", frames, config)
+    assert (schedule.latent_frames, schedule.window, schedule.overlap, schedule.num_windows) == (9, 3, 1, 4)
+    assert schedule.num_windows == math.ceil((9 - 1) / (3 - 1))  # the formula the docs give
+    rows = []
+    pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["hidden_states"].shape[:2]), with_kwargs=True
+    )
+    generator = torch.Generator().manual_seed(0)
+    text, empty = (torch.randn(1, TEXT_LENGTH, 32, generator=generator) for _ in range(2))
+    shape = (1, schedule.latent_frames, *LATENT_SHAPE[2:])
+    latents, trajectory = torch.randn(*shape, generator=generator), torch.randn(steps, *shape, generator=generator)
+    runs = {
+        "invert": lambda: pipe.invert(latents=latents, prompt_embeds=empty, negative_prompt_embeds=empty,
+                                      guidance_scale=1.0, num_inference_steps=steps, fixed_point_iterations=0),
+        "shared": lambda: pipe(prompt_embeds=text, negative_prompt_embeds=empty, num_frames=frames, latents=None,
+                               generator=torch.Generator().manual_seed(0), guidance_scale=6.0,
+                               num_inference_steps=steps, output_type="latent", reference_latents=trajectory,
+                               reference_prompt_embeds=empty, reference_mode="shared"),
+    }
+    for key, run in runs.items():
+        rows.clear()
+        counted = counted_on_cpu(run)
+        expected = speed.count_long_clip_flops("tiny", key, frames, steps, 4, 2, config=config)
+        assert expected["windows"] == 4 and expected["latent_frames"] == 9
+        assert expected["flops_per_step"] * steps == counted, key
+        assert expected["rows_per_step"] * steps == sum(batch for batch, _ in rows), key
+        assert {window for _, window in rows} == {3}, key  # every call is one native window
+        one_window = speed.count_config_flops("tiny", key, steps, 4, 2, config=config)["flops_per_step"]
+        assert expected["flops_per_step"] == 4 * one_window
+
+
+def test_image_to_video_long_clips_are_counted_as_refused():
+    assert speed.long_clip_windows("5b-i2v", 241) is None and speed.count_long_clip_flops("5b-i2v", "shared", 241,
+                                                                                          50, 4, 2) is None
+    assert speed.long_clip_windows("1.5-5b", 241).starts == (0, 16, 32, 40)  # windows of 21 latent frames by 5
+
+
+def test_window_cost_benchmark_compares_three_windows_with_one():
+    """benchmarks/window_cost.py's clips: one native window, and the longest clip that takes 3 windows with the
+    default overlap (F = O + 3 (W - O) latent frames)."""
+    spec = importlib.util.spec_from_file_location("window_cost", REPO_ROOT / "benchmarks" / "window_cost.py")
+    window_cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(window_cost)
+    faithful = speed.transformer_config("faithful")
+    assert window_cost.clip_frames(faithful, 1) == (49, 13)
+    assert window_cost.clip_frames(faithful, 3) == (129, 33)
+    assert speed.long_clip_windows("faithful", 129).starts == (0, 10, 20)
+    assert window_cost.clip_frames(speed.transformer_config("1.5-5b"), 3) == (209, 53)
+    assert speed.long_clip_windows("1.5-5b", 209).starts == (0, 16, 32)
+
+
 def test_real_configurations_are_the_published_ones():
     """The configurations the benchmark counts keep the tiny checkpoints' structural flags (and the reference facts
     in ../shared, where present)."""
@@ -218,6 +277,13 @@ def test_the_gpu_code_path_runs_on_a_cpu_at_tiny_size(tmp_path):
     printed = table.read_text()
     assert printed in completed.stdout and "| tiny | edit, shared | yes | 3 |" in printed
     assert "ratio: 4 prompts batched / 4 shared edits" in printed
+    # the default long clip, 241 frames = 61 latent frames in windows of the tiny model's 3, overlapping by 1: 30
+    long_clip = {r["config"]: r for r in results["long_clip"]}
+    assert set(long_clip) == {"invert", "shared"} and long_clip["shared"]["windows"] == 30
+    assert long_clip["shared"]["flops_per_step"] == 30 * counted["shared"]["flops_per_step"]
+    assert "| 241 frames (30 s at 8 fps) in windows: latent frames, windows of W overlapping by O" in printed
+    assert "| 61: 30 of 3 by 1 |" in printed
+    assert "| ratio: 241 frames / native clip (= windows) | | 30.000 |" in printed
 
 
 @pytest.mark.parametrize(
@@ -225,6 +291,7 @@ def test_the_gpu_code_path_runs_on_a_cpu_at_tiny_size(tmp_path):
     [
         (["--device", "cpu", "--sizes", "5b"], "the real sizes need a GPU"),
         (["--steps", "3"], "pass an even number"),
+        (["--long-clip-frames", "240", "--flops-only"], "pass 4k + 1 frames"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(args, message):

@@ -252,3 +252,13 @@ def test_four_windows_invert_and_regenerate_as_exactly_as_one_window(scheme):
     torch.testing.assert_close(
         windowed(model, schedule, 3)(data, t), windowed(model, schedule, 1)(data, t), rtol=1e-6, atol=1e-6
     )
+
+
+def test_the_command_line_names_the_pipeline_weightings():
+    """editing.py names the weightings and the default without importing torch: the same as the windows module's."""
+    from cogvideox_ddim_inversion import editing
+    from cogvideox_ddim_inversion.cogvideox_ddim_windows import DEFAULT_WINDOW_WEIGHTING, WEIGHTING_SCHEMES
+
+    assert editing.WINDOW_WEIGHTINGS == WEIGHTING_SCHEMES
+    assert editing.DEFAULT_WINDOW_WEIGHTING == DEFAULT_WINDOW_WEIGHTING
+    assert WindowSchedule.for_clip(41, 13).scheme == DEFAULT_WINDOW_WEIGHTING
