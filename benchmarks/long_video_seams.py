@@ -33,7 +33,6 @@ python benchmarks/long_video_seams.py [--window 3|5] [--clips 8] [--steps 10] [-
 """
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -44,7 +43,7 @@ import numpy as np
 import torch
 
 from cogvideox_ddim_inversion import cogvideox_ddim_windows as windows_module
-from cogvideox_ddim_inversion.cogvideox_ddim_windows import WindowSchedule
+from cogvideox_ddim_inversion.cogvideox_ddim_windows import DEFAULT_WINDOW_WEIGHTING, WindowSchedule
 from cogvideox_ddim_inversion.evaluate import evaluate_edit
 from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
 from cogvideox_ddim_inversion.testing.generated_clips import panned_video_clip, textured_pan_clip
@@ -90,39 +89,17 @@ def long_toy_clip(index: int, rng: np.random.Generator, num_frames: int) -> worl
     return world.render_clip(shape, colour, direction, background, tuple(start), speed, size, num_frames)
 
 
-def weighting_options(pipe, scheme: str) -> dict:
-    """`window_weighting=scheme` where the pipeline takes it; {} otherwise (then `patched_weighting` selects it)."""
-    return {"window_weighting": scheme} if "window_weighting" in inspect.signature(pipe.invert).parameters else {}
-
-
-class patched_weighting:
-    """Selects the weighting of the windows `invert()` builds on a pipeline without a `window_weighting` option (the
-    windows module's `clip_windows`, called by `pipeline_windows`, with another `scheme`); `__call__` reuses the
-    inversion's windows (`reference_windows`) and their weighting."""
-
-    def __init__(self, scheme: str):
-        self.scheme = scheme
-
-    def __enter__(self):
-        self.original = windows_module.clip_windows
-        windows_module.clip_windows = lambda *args, **kwargs: self.original(*args, **{**kwargs, "scheme": self.scheme})
-
-    def __exit__(self, *exc):
-        windows_module.clip_windows = self.original
-
-
-def edit_latents(pipe, latents, prompts, steps, window_overlap=None, scheme="pyramid"):
-    """Invert `latents` and edit them with the source prompt's reference (shared mode, guidance 4): the edited latents
-    and the windows used."""
+def edit_latents(pipe, latents, prompts, steps, window_overlap=None, scheme=DEFAULT_WINDOW_WEIGHTING):
+    """Invert `latents` in windows weighted by `scheme` (`window_weighting`) and edit them with the source prompt's
+    reference (shared mode, guidance 4; `__call__` reuses the inversion's windows): the edited latents and the windows
+    used."""
     source_prompt, edit_prompt = prompts
     text_length = pipe.transformer.config.max_text_seq_length
-    options = weighting_options(pipe, scheme)
-    with patched_weighting(scheme):
-        inv = pipe.invert(latents=latents, prompt=source_prompt, num_inference_steps=steps,
-                          max_sequence_length=text_length, window_overlap=window_overlap, **options)
-        edited = pipe(prompt=edit_prompt, negative_prompt=source_prompt, guidance_scale=4.0, latents=inv.trajectory[0],
-                      reference_latents=inv.trajectory, reference_prompt=source_prompt, reference_windows=inv.windows,
-                      num_inference_steps=steps, max_sequence_length=text_length, output_type="latent").frames
+    inv = pipe.invert(latents=latents, prompt=source_prompt, num_inference_steps=steps,
+                      max_sequence_length=text_length, window_overlap=window_overlap, window_weighting=scheme)
+    edited = pipe(prompt=edit_prompt, negative_prompt=source_prompt, guidance_scale=4.0, latents=inv.trajectory[0],
+                  reference_latents=inv.trajectory, reference_prompt=source_prompt, reference_windows=inv.windows,
+                  num_inference_steps=steps, max_sequence_length=text_length, output_type="latent").frames
     windows = inv.windows
     if windows is None:  # a clip of one window
         windows = WindowSchedule.for_clip(latents.shape[1], latents.shape[1], scheme=scheme)
