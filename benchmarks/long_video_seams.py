@@ -166,7 +166,7 @@ def one_window_edits(pipe, clip: world.Clip, prompts, steps, schedule: WindowSch
         first = min(window_frames(schedule, k).start, len(clip.frames) - native)
         frames = slice(first, first + native)
         edited, _ = edit_latents(pipe, encode(pipe, clip.frames[frames]), prompts, steps)
-        scores.append(toy_scores(decode(pipe, edited), _clip_frames(clip, frames), target))
+        scores.append(toy_scores(decode(pipe, edited), clip_frames(clip, frames), target))
     return scores
 
 
@@ -177,20 +177,20 @@ def window_frames(schedule: WindowSchedule, index: int) -> slice:
     return slice(first, (end - 1) * TEMPORAL_COMPRESSION + 1)
 
 
+def clip_frames(clip: world.Clip, frames: slice) -> world.Clip:
+    return world.Clip(frames=clip.frames[frames], masks=clip.masks[frames], centroids=clip.centroids[frames],
+                      shape=clip.shape, colour=clip.colour, direction=clip.direction, background=clip.background)
+
+
 def toy_scores(frames: np.ndarray, clip: world.Clip, target: str) -> dict:
     found = world.describe(frames)
     return {"colour_success": found["colour"] == target,
-            "centroid_error_px": world.centroid_error(found["centroids"], clip.centroids[: len(frames)])}
+            "centroid_error_px": world.centroid_error(found["centroids"], clip.centroids)}
 
 
 def per_window_scores(video: np.ndarray, schedule: WindowSchedule, clip: world.Clip, target: str) -> list[dict]:
-    scores = []
-    for k in range(schedule.num_windows):
-        frames = window_frames(schedule, k)
-        found = world.describe(video[frames])
-        scores.append({"colour_success": found["colour"] == target,
-                       "centroid_error_px": world.centroid_error(found["centroids"], clip.centroids[frames])})
-    return scores
+    return [toy_scores(video[window_frames(schedule, k)], clip_frames(clip, window_frames(schedule, k)), target)
+            for k in range(schedule.num_windows)]
 
 
 def measure_clip(pipe, frames, prompts, steps, conditions, clip=None, target=None) -> dict:
@@ -216,11 +216,6 @@ def measure_clip(pipe, frames, prompts, steps, conditions, clip=None, target=Non
                 result["one_window"] = one_window_edits(pipe, clip, prompts, steps, used, target)
         results[condition.name] = result
     return results
-
-
-def _clip_frames(clip: world.Clip, frames: slice) -> world.Clip:
-    return world.Clip(frames=clip.frames[frames], masks=clip.masks[frames], centroids=clip.centroids[frames],
-                      shape=clip.shape, colour=clip.colour, direction=clip.direction, background=clip.background)
 
 
 def summary(values) -> str:
