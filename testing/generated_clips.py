@@ -136,3 +136,72 @@ def circle_aspect(frame, threshold: float = 170) -> float:
     """Width over height of the bright circle's bounding box in a frame (`[H, W, 3]` uint8, or PIL)."""
     rows, columns = np.nonzero(np.asarray(frame)[..., 0] > threshold)
     return (columns.max() - columns.min() + 1) / (rows.max() - rows.min() + 1)
+
+
+# ------------------------------------------------------------------ long real-looking clips (no file needed)
+
+
+def procedural_texture(height: int, width: int, seed: int = 0, octaves: int = 5) -> np.ndarray:
+    """A colourful natural-looking image `[H, W, 3]` float32 in [0, 1]: fractal value noise (octaves of random grids,
+    each twice as fine and half as strong, bilinearly upsampled), the same for the same seed on every machine."""
+    import torch
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.zeros(1, 3, height, width, dtype=torch.float64)
+    for octave in range(octaves):
+        cells = 4 * 2**octave
+        grid = torch.rand(1, 3, cells, cells, generator=generator, dtype=torch.float64)
+        image += F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=True) / 2**octave
+    image = (image - image.amin(dim=(2, 3), keepdim=True)) / (image.amax(dim=(2, 3), keepdim=True) - image.amin(
+        dim=(2, 3), keepdim=True))
+    return image[0].permute(1, 2, 0).float().numpy()
+
+
+def pan_over(image: np.ndarray, num_frames: int, size: int, crop: float = 0.5, zoom: float = 1.0) -> np.ndarray:
+    """`[F, size, size, 3]` uint8: a square camera window (`crop` of the image's shorter side) panning steadily from
+    the left edge to the right edge of `image` (`[H, W, 3]`, floats in [0, 1] or uint8) along its middle, its side
+    shrinking by the factor `zoom` over the clip (a slow zoom in), bilinearly resampled (sub-pixel steps)."""
+    import torch
+    import torch.nn.functional as F
+
+    image = np.asarray(image)
+    image = image.astype(np.float32) / 255 if image.dtype == np.uint8 else image.astype(np.float32)
+    height, width = image.shape[:2]
+    frames = []
+    source = torch.from_numpy(image).permute(2, 0, 1)[None]
+    for index in range(num_frames):
+        progress = index / max(num_frames - 1, 1)
+        side = crop * min(height, width) / (1 + (zoom - 1) * progress)
+        centre_x = side / 2 + progress * (width - side)
+        # grid_sample's coordinates: -1 and 1 are the image's outer edges (align_corners=False)
+        xs = (centre_x + (torch.arange(size) + 0.5 - size / 2) * side / size) / width * 2 - 1
+        ys = (height / 2 + (torch.arange(size) + 0.5 - size / 2) * side / size) / height * 2 - 1
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)[None]
+        frames.append(F.grid_sample(source, grid.float(), mode="bilinear", align_corners=False)[0])
+    video = torch.stack(frames).permute(0, 2, 3, 1).numpy()
+    return np.clip(video * 255, 0, 255).round().astype(np.uint8)
+
+
+def textured_pan_clip(num_frames: int, size: int = 64, seed: int = 0) -> np.ndarray:
+    """A long real-looking clip made without any file: a slow pan with a slight zoom over `procedural_texture`."""
+    return pan_over(procedural_texture(4 * size, 8 * size, seed), num_frames, size, crop=0.8, zoom=1.25)
+
+
+def panned_video_clip(path: str | os.PathLike, num_frames: int, size: int = 64) -> np.ndarray:
+    """A clip made from a real video: its frames (an odd count, as `read_video` reads them) at the source's size,
+    played forwards then backwards (ping-pong) until there are `num_frames`, seen through a square window panning from
+    its left edge to its right edge, at `size` x `size`: the video's own motion plus a camera pan."""
+    from ..cogvideox_ddim_video_io import read_video
+
+    frames, _ = read_video(path, temporal_compression=1)
+    frames = [np.asarray(frame) for frame in frames]
+    cycle = frames + frames[-2:0:-1]
+    frames = [cycle[index % len(cycle)] for index in range(num_frames)]
+    height, width = frames[0].shape[:2]
+    side = min(height, width)
+    video = []
+    for index, frame in enumerate(frames):
+        left = round(index / max(num_frames - 1, 1) * (width - side))
+        video.append(pan_over(frame[:, left : left + side], 1, size, crop=1.0)[0])
+    return np.stack(video)
