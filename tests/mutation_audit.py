@@ -318,7 +318,10 @@ MUTATIONS = [
                 "window_rows(",
             ),
         ),
-        ("tests/test_long_videos.py",),
+        (
+            "tests/test_long_videos.py",
+            "tests/test_mutation_gaps.py::test_each_window_attends_to_its_own_frames_of_the_reference",
+        ),
     ),
     Mutation(
         "window-weighting-not-recorded",
