@@ -331,8 +331,8 @@ MUTATIONS = [
         (
             (
                 '**({"windows": schedule.to_dict()} if schedule.num_windows > 1 else {}),',
-                '**({"windows": {**schedule.to_dict(), "scheme": "pyramid"}} if '
-                " schedule.num_windows > 1 else {}),",
+                '**({"windows": {**schedule.to_dict(), "scheme": "pyramid"}} '
+                "if schedule.num_windows > 1 else {}),",
             ),
         ),
         ("tests/test_long_videos.py",),
