@@ -46,11 +46,11 @@ MUTATIONS = [
         "call-reference-rows-interleaved",
         "__call__ lays out per-step reference rows with repeat_interleave instead of repeat (paired mode, guidance, "
         "several videos: video 0's uncond row reads video 1's reference)",
-        "pipeline_cogvideox_ddim_inversion.py",
+        "cogvideox_ddim_reference.py",
         (
             (
-                "reference = reference.repeat(reference_rows // reference.shape[0], 1, 1, 1, 1)",
-                "reference = reference.repeat_interleave(reference_rows // reference.shape[0], dim=0)",
+                "reference.repeat(reference_rows // reference.shape[0], 1, 1, 1, 1)",
+                "reference.repeat_interleave(reference_rows // reference.shape[0], dim=0)",
             ),
         ),
         ("tests/test_pipeline.py",),
@@ -83,10 +83,8 @@ MUTATIONS = [
         "pipeline_cogvideox_ddim_inversion.py",
         (
             (
-                'latents = callback_outputs.pop("latents", latents)\n'
-                "                    trajectory[i] = self._store(latents, trajectory_device)",
-                'callback_outputs.pop("latents", latents)\n'
-                "                    trajectory[i] = self._store(latents, trajectory_device)",
+                'step_latents = callback_on_step_end(self, step, t, callback_kwargs).pop("latents", step_latents)',
+                'callback_on_step_end(self, step, t, callback_kwargs).pop("latents", step_latents)',
             ),
         ),
         ("tests/test_pipeline.py",),
@@ -94,11 +92,11 @@ MUTATIONS = [
     Mutation(
         "image-latents-ignore-invert-scale",
         "1.5-I2V image latents multiplied by the scaling factor although the VAE sets invert_scale_latents",
-        "pipeline_cogvideox_ddim_inversion.py",
+        "cogvideox_ddim_latents.py",
         (
             (
-                "image_latents = image_latents / self.vae_scaling_factor_image",
-                "image_latents = image_latents * self.vae_scaling_factor_image",
+                "image_latents = image_latents / pipe.vae_scaling_factor_image",
+                "image_latents = image_latents * pipe.vae_scaling_factor_image",
             ),
         ),
         ("tests/test_families.py",),
@@ -120,13 +118,18 @@ MUTATIONS = [
         "cli-ignores-fps",
         "the edit workflow behind the CLI writes at the source's frame rate whatever --fps says",
         "editing.py",
-        (("fps = settings.fps or fps or inv.fps or 8.0", "fps = fps or inv.fps or 8.0"),),
+        (
+            (
+                "    if settings.fps:\n        fps, fps_from = settings.fps",
+                "    if False:\n        fps, fps_from = settings.fps",
+            ),
+        ),
         ("tests/test_cli.py",),
     ),
     Mutation(
         "write-video-straight-to-target",
         "write_video writes straight to the target (no temporary file), so a failure part-way destroys it",
-        "video_io.py",
+        "cogvideox_ddim_video_io.py",
         (
             (
                 '    handle, partial = tempfile.mkstemp(suffix=".mp4", prefix=".partial-", dir=directory)\n'
@@ -141,7 +144,7 @@ MUTATIONS = [
         "write-video-removes-partial-before-ffmpeg-stops",
         "on a failure, write_video removes its partial file while ffmpeg's writer is still open (it finishes, and "
         "recreates the file, when garbage collected): the orphaned .partial-*.mp4 bug",
-        "video_io.py",
+        "cogvideox_ddim_video_io.py",
         (
             (
                 "        if writer is not None:\n            writer.close()\n        if os.path.exists(partial):",
@@ -173,7 +176,8 @@ MUTATIONS = [
             ),
         ),
         ("tests/test_cli.py",),
-    ),    Mutation(
+    ),
+    Mutation(
         "batch-every-process-does-every-job",
         "batch gives every process the whole job list instead of its share",
         "batch.py",
@@ -212,8 +216,8 @@ MUTATIONS = [
         "batch.py",
         (
             (
-                'dataclasses.asdict(settings).items() if name != "extra"}',
-                'dataclasses.asdict(settings).items() if name not in ("extra", "seed")}',
+                'skipped = {"extra", "video", *settings_fields(memory_only=True)}',
+                'skipped = {"extra", "video", "seed", *settings_fields(memory_only=True)}',
             ),
         ),
         ("tests/test_batch.py::test_a_killed_run_resumes_without_redoing_finished_jobs",),
@@ -222,16 +226,15 @@ MUTATIONS = [
         "mask-blending-skipped",
         "__call__ never sets the latents outside the mask to the source's: the mask does nothing in latent space",
         "pipeline_cogvideox_ddim_inversion.py",
-        (("                    if latent_mask is not None and i in mask_window:",
-          "                    if False and latent_mask is not None and i in mask_window:"),),
+        (("                if latent_mask is not None and i in mask_window:",
+          "                if False and latent_mask is not None and i in mask_window:"),),
         ("tests/test_masks.py",),
     ),
     Mutation(
         "paste-back-skipped",
         "paste_back=True decodes the edit but never composites the source outside the mask",
         "pipeline_cogvideox_ddim_inversion.py",
-        (("            if paste_back:\n                if source_pixels is None:",
-          "            if False:\n                if source_pixels is None:"),),
+        (("paste_mask = pixel_mask if paste_back else None", "paste_mask = None"),),
         ("tests/test_masks.py",),
     ),
     Mutation(
@@ -248,8 +251,8 @@ MUTATIONS = [
         "app.py",
         (
             (
-                '                mask_words=parse_mask_words(mask_words or "") or None,',
-                "                mask_words=None,",
+                '"list[str] | None": lambda value: parse_mask_words(value or "") or None,',
+                '"list[str] | None": lambda value: None,',
             ),
         ),
         ("tests/test_app.py::test_local_edits_with_mask_words_or_a_mask_video",),
@@ -257,9 +260,8 @@ MUTATIONS = [
     Mutation(
         "reference-rows-take-the-edited-image",
         "image-to-video reference rows are conditioned on the edit's image even when reference_image_latents is given",
-        "pipeline_cogvideox_ddim_inversion.py",
-        (("                            reference_image = model_reference_image_latents\n",
-          "                            reference_image = None\n"),),
+        "cogvideox_ddim_reference.py",
+        (("        reference_image = reference_image_latents\n", "        reference_image = None\n"),),
         ("tests/test_families.py",),
     ),
     Mutation(
@@ -273,9 +275,78 @@ MUTATIONS = [
     Mutation(
         "frames-4k-plus-1",
         "sources are read as 4k + 1 frames again, so an even latent count decodes to 4 frames each",
-        "video_io.py",
+        "cogvideox_ddim_video_io.py",
         (("    step = 2 * temporal_compression\n", "    step = temporal_compression\n"),),
-        ("tests/test_video_io.py", "tests/test_cli.py::test_frame_counts_that_the_vae_cannot_decode_in_step_are_not_read"),
+        (
+            "tests/test_video_io.py",
+            "tests/test_cli.py::test_frame_counts_that_the_vae_cannot_decode_in_step_are_not_read",
+        ),
+    ),
+    Mutation(
+        "window-last-not-shifted-back",
+        "the last temporal window is not shifted back to end at the last latent frame: it runs past the clip's end",
+        "cogvideox_ddim_windows.py",
+        (
+            (
+                "return [i * (window - overlap) for i in range(count - 1)] + [latent_frames - window]",
+                "return [i * (window - overlap) for i in range(count)]",
+            ),
+        ),
+        ("tests/test_windows.py",),
+    ),
+    Mutation(
+        "window-weights-not-normalised-per-frame",
+        "window weights are normalised per window (each sums to 1) instead of per frame over the windows holding it",
+        "cogvideox_ddim_windows.py",
+        (
+            (
+                "return torch.stack([raw / total[start : start + self.window] for start in self.starts])",
+                "return torch.stack([raw / raw.sum() for start in self.starts])",
+            ),
+        ),
+        ("tests/test_windows.py",),
+    ),
+    Mutation(
+        "window-reference-rows-from-another-window",
+        "a window's reference rows hold the trajectory's frames of the next window (the last: the first), so their "
+        "keys and positions do not line up with the sample window reading them",
+        "cogvideox_ddim_reference.py",
+        (
+            (
+                "return split_windows(reference, schedule, windows), window_rows(",
+                "return split_windows(reference, schedule, [(i + 1) % schedule.num_windows for i in windows]), "
+                "window_rows(",
+            ),
+        ),
+        (
+            "tests/test_long_videos.py",
+            "tests/test_mutation_gaps.py::test_each_window_attends_to_its_own_frames_of_the_reference",
+        ),
+    ),
+    Mutation(
+        "window-weighting-not-recorded",
+        "invert() records the default window weighting (pyramid) in inv.windows instead of the one it used, so "
+        "__call__ regenerates with other weights and loses the round trip",
+        "pipeline_cogvideox_ddim_inversion.py",
+        (
+            (
+                '**({"windows": schedule.to_dict()} if schedule.num_windows > 1 else {}),',
+                '**({"windows": {**schedule.to_dict(), "scheme": "pyramid"}} '
+                "if schedule.num_windows > 1 else {}),",
+            ),
+        ),
+        ("tests/test_long_videos.py",),
+    ),
+    Mutation(
+        "group-offload-t5-whole",
+        "block-level group offloading is applied to the T5 model rather than its encoder: block level finds no "
+        "block list at T5's top level, so the whole encoder is onloaded at once (same output, not the same memory)",
+        "cogvideox_ddim_memory.py",
+        (("            module = module.encoder\n", "            pass\n"),),
+        (
+            "tests/test_memory.py::test_group_offload_to_the_cpu_gives_the_plain_output_bit_for_bit",
+            "tests/test_mutation_gaps.py::test_block_level_group_offload_onloads_t5_one_block_at_a_time",
+        ),
     ),
 ]
 
