@@ -320,7 +320,7 @@ MUTATIONS = [
         ),
         (
             "tests/test_long_videos.py",
-            "tests/test_mutation_gaps.py::test_each_window_attends_to_its_own_frames_of_the_reference",
+            "tests/test_long_videos.py::test_each_window_attends_to_its_own_frames_of_the_reference",
         ),
     ),
     Mutation(
@@ -345,7 +345,7 @@ MUTATIONS = [
         (("            module = module.encoder\n", "            pass\n"),),
         (
             "tests/test_memory.py::test_group_offload_to_the_cpu_gives_the_plain_output_bit_for_bit",
-            "tests/test_mutation_gaps.py::test_block_level_group_offload_onloads_t5_one_block_at_a_time",
+            "tests/test_memory.py::test_block_level_group_offload_onloads_t5_one_block_at_a_time",
         ),
     ),
 ]

@@ -445,3 +445,30 @@ def test_progress_on_a_real_bar():
         pipe.set_progress_bar_config(file=out, disable=False, **config)
         pipe.invert(latents=data, num_inference_steps=2, max_sequence_length=TEXT_LENGTH, window_overlap=4)
         assert expected in out.getvalue() and "8/8" in out.getvalue()
+
+
+def test_each_window_attends_to_its_own_frames_of_the_reference(load_pipe):
+    """A long clip's edit on a real (tiny) transformer, whose attention reads the reference rows (the analytic
+    denoiser above ignores them): in one step, the frames only the last window holds come from that window's one model call, so they
+    change with the reference's frames in that window and not with those only the first window holds."""
+    pipe = load_pipe()
+    config = pipe.transformer.config
+    # 9 latent frames (33 video frames) in windows of the tiny model's 3 latent frames overlapping by 1: starts 0, 2,
+    # 4, 6. Frames 0 and 1 are only in the first window, frames 7 and 8 only in the last.
+    shape = (1, 9, config.in_channels, config.sample_height, config.sample_width)
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(shape, generator=generator)
+    reference = torch.randn((1, *shape), generator=generator)
+
+    def edit(reference_latents):
+        return pipe(
+            prompt="a blue circle", latents=latents, reference_latents=reference_latents, num_inference_steps=1,
+            guidance_scale=1.0, window_overlap=4, output_type="latent", max_sequence_length=TEXT_LENGTH,
+        ).frames
+
+    first_only, last_window = reference.clone(), reference.clone()
+    first_only[:, :, :2] = torch.randn((1, 1, 2, *shape[2:]), generator=generator)
+    last_window[:, :, 6:] = torch.randn((1, 1, 3, *shape[2:]), generator=generator)
+    plain = edit(reference)
+    assert not torch.equal(edit(last_window)[:, 7:], plain[:, 7:])  # the last window reads the reference
+    assert torch.equal(edit(first_only)[:, 7:], plain[:, 7:])  # ... its own frames of it only
