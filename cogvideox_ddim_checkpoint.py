@@ -7,6 +7,7 @@ check a request against a checkpoint before any weights load, with the same rule
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 
 from .cogvideox_ddim_video_io import aspect_preserving_size
@@ -36,7 +37,9 @@ def checkpoint_config(model: str | os.PathLike) -> dict:
         local_files_only = unreachable is not None
 
     def read(cls, subfolder):
-        return dict(cls.load_config(model, subfolder=subfolder, local_files_only=local_files_only))
+        with warnings.catch_warnings():  # diffusers 0.42 passes an argument huggingface_hub 2 deprecated: not ours
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+            return dict(cls.load_config(model, subfolder=subfolder, local_files_only=local_files_only))
 
     try:
         return {
