@@ -16,6 +16,7 @@ Windows: W latent frames each, overlapping by O, start at 0, W - O, 2 (W - O), .
 end at the last frame, so a clip of F latent frames takes ceil((F - O) / (W - O)) windows.
 """
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -454,6 +455,13 @@ class WindowProgress:
         self.bar, self.count, self.steps_done = bar, 0, 0
         if self.windows > 1 and not getattr(bar, "desc", ""):
             bar.set_description(f"{action} {self.windows} windows")
+
+    @contextlib.contextmanager
+    def bar_of(self, pipe, steps: int, action: str):
+        """`pipe.progress_bar` for `steps` steps, counted in window calls and followed (`start`)."""
+        with pipe.progress_bar(total=self.total(steps)) as bar:
+            self.start(bar, action)
+            yield bar
 
     def window_call(self, window_indices=None):
         step_end = (self.steps_done + 1) * self.calls_per_step

@@ -423,8 +423,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             window_weighting (`str`, *optional*, defaults to `"pyramid"`):
                 How overlapping windows' predictions are averaged per frame: `"flat"` (equally), `"pyramid"` (more
                 towards a window's middle: a linear cross-fade; diffusers' FreeNoise) or `"hann"` (a raised cosine);
-                recorded in `inv.windows`, which `__call__` reuses. Long clips only; the progress bar then counts
-                window model calls (steps x calls per step; refinement evaluations hold at their step's end).
+                recorded in `inv.windows`, which `__call__` reuses. Long clips' progress bars count window calls.
 
         Returns:
             [`CogVideoXDDIMInversionOutput`] or `tuple`.
@@ -536,10 +535,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             progress.end_step()
             return step_latents
 
-        with self.progress_bar(total=progress.total(len(timesteps))) as progress_bar, processors_swapped(
-            self.transformer, recorders
-        ):
-            progress.start(progress_bar, "Inverting")
+        with progress.bar_of(self, len(timesteps), "Inverting"), processors_swapped(self.transformer, recorders):
             trajectory, model_evaluations = invert_ddim(
                 predict,
                 latents,
@@ -836,10 +832,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         # 9. Denoising loop
         num_warmup_steps = max(len(timesteps) - num_inference_steps * scheduler.order, 0)
 
-        with self.progress_bar(total=progress.total(num_inference_steps)) as progress_bar, processors_swapped(
-            self.transformer, processors
-        ):
-            progress.start(progress_bar, "Editing")
+        with progress.bar_of(self, num_inference_steps, "Editing"), processors_swapped(self.transformer, processors):
             # for DPM-solver++
             old_pred_original_sample = None
             for i, t in enumerate(timesteps):

@@ -65,17 +65,24 @@ EDITS = {
 }
 
 
-@pytest.mark.parametrize("variant", sorted(EDITS))
-def test_edit_on_two_processes_equals_one_process_and_only_process_0_writes(tiny_checkpoint, clip, tmp_path,
-                                                                             variant):
-    edit = ["edit", clip, "--prompt", "a blue circle", "--prompt", "a green circle", "--source-prompt",
-            "a red circle", "--model", tiny_checkpoint(variant), "--device", "cpu", "--seed", "5", *EDITS[variant]]
+def edit_on_one_and_two_processes(edit, tmp_path):
+    """Run `edit` on one process and on two with `--context-parallel 2`, each saving its inversion; both must succeed.
+    Returns the two output folders and the two-process run."""
     one, two = tmp_path / "one", tmp_path / "two"
     run = torchrun(1, *edit, "--output-dir", one, "--save-inversion", one / "inv.safetensors")
     assert run.returncode == 0, run.stderr[-6000:]
     run = torchrun(2, *edit, "--output-dir", two, "--save-inversion", two / "inv.safetensors",
                    "--context-parallel", 2)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    return one, two, run
+
+
+@pytest.mark.parametrize("variant", sorted(EDITS))
+def test_edit_on_two_processes_equals_one_process_and_only_process_0_writes(tiny_checkpoint, clip, tmp_path,
+                                                                             variant):
+    edit = ["edit", clip, "--prompt", "a blue circle", "--prompt", "a green circle", "--source-prompt",
+            "a red circle", "--model", tiny_checkpoint(variant), "--device", "cpu", "--seed", "5", *EDITS[variant]]
+    one, two, run = edit_on_one_and_two_processes(edit, tmp_path)
 
     # Process 0 alone reports (and writes): each output is printed once, and progress is logged once.
     for name in OUTPUTS:
@@ -181,12 +188,7 @@ def test_a_long_clip_in_windows_on_two_processes_equals_one_process(tiny_checkpo
     long_clip = write_sample_clip(tmp_path / "long.mp4", num_frames=21)  # 17 frames: windows of the tiny model's 9
     edit = ["edit", long_clip, "--prompt", "a blue circle", "--source-prompt", "a red circle", "--num-frames", "all",
             "--model", tiny_checkpoint("cogvideox-5b"), "--device", "cpu", "--seed", "5", "--steps", "2"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    run = torchrun(1, *edit, "--output-dir", one, "--save-inversion", one / "inv.safetensors")
-    assert run.returncode == 0, run.stderr[-6000:]
-    run = torchrun(2, *edit, "--output-dir", two, "--save-inversion", two / "inv.safetensors",
-                   "--context-parallel", 2)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    one, two, run = edit_on_one_and_two_processes(edit, tmp_path)
     expected, got = load_file(one / "inv.safetensors"), load_file(two / "inv.safetensors")
     assert expected["trajectory"].shape[2] == 5  # 17 frames: 5 latent frames, more than the tiny model's 3
     windows = CogVideoXDDIMInversionOutput.read_settings(two / "inv.safetensors")["windows"]
