@@ -38,6 +38,7 @@ from .cogvideox_ddim_checkpoint import (
     pixel_frame_count,
 )
 from .cogvideox_ddim_context_parallel import disable_context_parallel, enable_pipeline_context_parallel
+from .cogvideox_ddim_errors import ParameterError  # noqa: F401  (shipped: the other modules raise it)
 from .cogvideox_ddim_files import atomic_write  # noqa: F401  (shipped: cogvideox_ddim_output imports it)
 from .cogvideox_ddim_latents import (
     call_size,

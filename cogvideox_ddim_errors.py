@@ -1,0 +1,31 @@
+"""Errors that name the argument they are about, so each front end can name it in its own words.
+
+A message is written once as a template in which every parameter appears as `{name}` (a Python identifier in braces;
+other braces are left alone). `str(error)` names parameters as Python does (`` `window_overlap` ``); the command line
+renders the same template with its flags, the web page with its labels, batch with its JSON keys
+(`workflow.settings.SettingsError`). No message is ever rewritten after the fact.
+"""
+
+import re
+
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def render(template: str, name_of) -> str:
+    """`template` with each `{name}` replaced by `name_of(name)`."""
+    return PLACEHOLDER.sub(lambda match: name_of(match.group(1)), template)
+
+
+def parameters_of(template: str) -> list[str]:
+    """The parameters a template names, in order, each once."""
+    return list(dict.fromkeys(PLACEHOLDER.findall(template)))
+
+
+class ParameterError(ValueError):
+    """A bad value of `parameter` (a pipeline parameter's name); `template` may name other parameters too."""
+
+    def __init__(self, parameter: str, template: str):
+        self.parameter = parameter
+        self.template = template
+        super().__init__(render(template, lambda name: f"`{name}`"))
