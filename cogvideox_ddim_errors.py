@@ -1,7 +1,7 @@
 """Errors that name the argument they are about, so each front end can name it in its own words.
 
 A message is written once as a template in which every parameter appears as `{name}` (a Python identifier in braces;
-other braces are left alone). `str(error)` names parameters as Python does (`` `window_overlap` ``); the command line
+`{{` and `}}` are literal braces, as in `str.format`; `literal(text)` escapes a text for a template). `str(error)` names parameters as Python does (`` `window_overlap` ``); the command line
 renders the same template with its flags, the web page with its labels, batch with its JSON keys
 (`workflow.settings.SettingsError`). No message is ever rewritten after the fact.
 """
@@ -9,17 +9,28 @@ renders the same template with its flags, the web page with its labels, batch wi
 import re
 
 
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def render(template: str, name_of) -> str:
-    """`template` with each `{name}` replaced by `name_of(name)`."""
-    return PLACEHOLDER.sub(lambda match: name_of(match.group(1)), template)
+    """`template` with each `{name}` replaced by `name_of(name)`, and `{{` / `}}` by one brace."""
+
+    def replace(match):
+        if match.group(1) is None:
+            return match.group(0)[0]
+        return name_of(match.group(1))
+
+    return PLACEHOLDER.sub(replace, template)
+
+
+def literal(text: str) -> str:
+    """`text` (an error from elsewhere, a value) escaped for a template: its braces stay braces."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 def parameters_of(template: str) -> list[str]:
     """The parameters a template names, in order, each once."""
-    return list(dict.fromkeys(PLACEHOLDER.findall(template)))
+    return list(dict.fromkeys(name for name in PLACEHOLDER.findall(template) if name))
 
 
 class ParameterError(ValueError):
