@@ -15,257 +15,31 @@ into `OUT/manifest.jsonl`. See docs/batch.md.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import dataclasses
 import datetime
 import fcntl
-import functools
-import hashlib
 import json
 import os
-import re
 import shutil
 import socket
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 
-from .cogvideox_ddim_files import PARTIAL_PREFIX, atomic_write, file_digest, user_umask
-from .editing import (
-    EditSettings,
-    add_edit_arguments,
-    add_source_arguments,
-    check_output_path,
-    checkpoint_config,
-    edit_video,
-    inversion_dependencies,
-    load_pipeline,
-    prepare_edit,
-    resolve_device_and_dtype,
-    settings_fields,
-    settings_from_args,
-    write_json,
-)
-from .window_plan import log_plan
+from .cogvideox_ddim_files import PARTIAL_PREFIX, atomic_write, user_umask
+from .workflow.jobs import MANIFEST, Job, job_settings, read_jobs, settings_hash
+from .workflow.launcher import launched_command
+from .workflow.settings import EditSettings, render_error
 
 
-PROMPT_SEPARATOR = "|"  # CSV only: several edit prompts in one cell
-MANIFEST = "manifest.jsonl"
 JOB_RECORD = "job.json"
 LOCK_FILE = ".batch-lock"  # while a run writes the output folder: its processes hold it locked and are listed in it
 REPLACED_PREFIX = ".replaced-"  # a finished job's old folder, between its replacement and its deletion
-PATH_FIELDS = ("video", "image", "inversion", "mask")  # relative to the JOBS file's folder; hashed by content
-BOOL_FIELDS = ("reconstruction", "save_inversion", "paste_back", "mask_refine")
-LIST_FIELDS = ("prompts", "reference_steps", "reference_blocks", "mask_words", "mask_steps", "mask_blocks")
-NULLABLE_FIELDS = tuple(f.name for f in dataclasses.fields(EditSettings) if f.default is None)  # null: "not set"
-JOB_KEYS = ("id", *(f.name for f in dataclasses.fields(EditSettings) if f.name != "extra"))
-KEY_ALIASES = {"prompt": "prompts"}
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 # A process that finishes its share waits at the final gather for the slowest one; torch's default process-group
 # timeout (30 minutes with gloo; NCCL has its own) can be shorter than an uneven share of 5B jobs. If even this runs
 # out, every finished job is saved: rerunning skips them and writes the manifest.
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=24)
-# A launched process that is not its node's first one exits this long after an error that its node's first process
-# reports (every process reads the same arguments and jobs file, so they fail alike).
-QUIET_EXIT_DELAY_S = 10
-
-
-@dataclass
-class Job:
-    """One line of the JOBS file: its id, its line number and its fields as given (names normalised)."""
-
-    id: str
-    line: int
-    values: dict
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# The JOBS file
-
-
-def read_jobs(path: str) -> list[Job]:
-    """Parse and check the whole JOBS file: its format, a video (or inversion) on every line, known option names and
-    unique ids. Raises ValueError naming the file and line; the values of options are checked per job later."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Jobs file not found: {path!r}. Check the path.")
-    extension = os.path.splitext(path)[1].lower()
-    if extension in (".jsonl", ".ndjson"):
-        rows = _read_jsonl(path)
-    elif extension == ".csv":
-        rows = _read_csv(path)
-    else:
-        raise ValueError(f"Jobs file {path!r}: name it .jsonl (one JSON object per line) or .csv (a header row).")
-    if not rows:
-        raise ValueError(f"Jobs file {path!r} holds no jobs.")
-
-    jobs, first_line_of = [], {}
-    for line, raw in rows:
-        values = {}
-        for key, value in raw.items():
-            name = KEY_ALIASES.get(_normalise_key(key), _normalise_key(key))
-            if name not in JOB_KEYS:
-                raise ValueError(
-                    f"{path}:{line}: unknown option {key!r}. A job may set: {', '.join(JOB_KEYS)}. Model and memory "
-                    "options (--model, --device, --offload, ...) apply to the whole run: pass them as flags."
-                )
-            if name in values:
-                raise ValueError(f"{path}:{line}: {key!r} is given twice.")
-            values[name] = value
-        if not isinstance(values.get("video") or values.get("inversion"), str):
-            raise ValueError(f"{path}:{line}: no video. Every job needs a 'video' (a path relative to the jobs file).")
-        if "id" in values:
-            job_id = values.pop("id")
-            if not isinstance(job_id, str) or not ID_PATTERN.fullmatch(job_id) or job_id == MANIFEST:
-                raise ValueError(
-                    f"{path}:{line}: id {job_id!r} cannot name a folder: use up to 200 letters, digits, '.', '_' and "
-                    "'-', starting with a letter or digit."
-                )
-        else:
-            job_id = default_job_id(values.get("video") or values["inversion"])
-        if job_id in first_line_of:
-            raise ValueError(
-                f"{path}: lines {first_line_of[job_id]} and {line} both have the id {job_id!r} (an id defaults to the "
-                "video's path): give each of these jobs its own 'id'."
-            )
-        first_line_of[job_id] = line
-        jobs.append(Job(job_id, line, values))
-    return jobs
-
-
-def _normalise_key(key) -> str:
-    return str(key).strip().removeprefix("--").replace("-", "_")
-
-
-def _read_jsonl(path: str) -> list[tuple[int, dict]]:
-    rows = []
-    with open(path, encoding="utf-8") as file:
-        for line, text in enumerate(file, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as error:
-                row = error
-            if not isinstance(row, dict):
-                raise ValueError(
-                    f"{path}:{line}: not a JSON object ({row}). Each line holds one job, e.g. "
-                    '{"video": "clip.mp4", "source_prompt": "a horse", "prompts": ["a zebra"], "steps": 30}'
-                )
-            rows.append((line, row))
-    return rows
-
-
-def _read_csv(path: str) -> list[tuple[int, dict]]:
-    rows = []
-    with open(path, encoding="utf-8-sig", newline="") as file:  # utf-8-sig: spreadsheets write a byte-order mark
-        reader = csv.DictReader(file)
-        columns = [_normalise_key(name) for name in reader.fieldnames or []]
-        if "video" not in columns and "inversion" not in columns:
-            raise ValueError(
-                f"{path}: no 'video' column. The first row names the columns: id, video, source_prompt, prompts "
-                f"(several separated by '{PROMPT_SEPARATOR}') and any option, e.g. steps, guidance, strength."
-            )
-        for row in reader:
-            if None in row:
-                raise ValueError(f"{path}:{reader.line_num}: more cells than the header has columns.")
-            # An empty cell keeps the flag's value; several edit prompts share one cell.
-            values = {key: value for key, value in row.items() if value not in (None, "")}
-            for key in list(values):
-                if KEY_ALIASES.get(_normalise_key(key), _normalise_key(key)) == "prompts":
-                    values[key] = [prompt.strip() for prompt in values[key].split(PROMPT_SEPARATOR)]
-            if values:
-                rows.append((reader.line_num, values))
-    return rows
-
-
-def default_job_id(path: str) -> str:
-    """A job's id when its line gives none: the video's path as written, without extension, folders joined by '-'
-    (`clips/horse.mp4` -> `clips-horse`)."""
-    parts = [part for part in re.split(r"[\\/]+", os.path.splitext(path)[0]) if part not in ("", ".", "..")]
-    job_id = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts)).lstrip("._-")[-200:]
-    return job_id or "job"
-
-
-def _option_parser() -> argparse.ArgumentParser:
-    """The `edit` flags, to read a job's option values exactly as the command line reads them."""
-    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False, allow_abbrev=False)
-    add_source_arguments(parser, video=False)
-    add_edit_arguments(parser)
-    return parser
-
-
-def _parse_bool(name: str, value) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "1"):
-        return True
-    if text in ("false", "no", "0"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {value!r}.")
-
-
-def job_settings(job: Job, defaults: EditSettings, jobs_dir: str, parser=None) -> EditSettings:
-    """The job's settings: the flags' `defaults` with the job's options replacing them. Values are read by the same
-    argparse flags as the command line's (types, choices); paths are relative to `jobs_dir`. Raises ValueError for a
-    bad value (a failure of this job only)."""
-    parser = parser or _option_parser()
-    overrides, argv, given = {}, [], []
-    for name, value in job.values.items():
-        if value is None and name in NULLABLE_FIELDS:
-            overrides[name] = None
-        elif name == "video":
-            if not isinstance(value, str):
-                raise ValueError(f"video must be a path, got {json.dumps(value)}.")
-            overrides[name] = value
-        elif name in BOOL_FIELDS:
-            overrides[name] = _parse_bool(name, value)
-        elif value is None or isinstance(value, (bool, dict)) or (isinstance(value, list) and name not in LIST_FIELDS):
-            raise ValueError(f"{name}: {json.dumps(value)} is not a valid value.")
-        elif name == "prompts":
-            prompts = [value] if isinstance(value, str) else value
-            if not isinstance(prompts, list) or not all(isinstance(prompt, str) for prompt in prompts):
-                raise ValueError(f"prompts must be a text or a list of texts, got {json.dumps(value)}.")
-            argv += [f"--prompt={prompt}" for prompt in prompts]
-            given.append(name)
-        else:
-            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-            argv.append(f"--{name.replace('_', '-')}={text}")
-            given.append(name)
-    try:
-        parsed = parser.parse_args(argv)
-    except argparse.ArgumentError as error:
-        raise ValueError(f"{error.argument_name.removeprefix('--')}: {error.message}") from None
-    overrides.update({name: getattr(parsed, name) for name in given})
-    if "prompts" in given:
-        overrides["prompts"] = overrides["prompts"] or []
-    for name in PATH_FIELDS:
-        if overrides.get(name) is not None:
-            overrides[name] = os.path.join(jobs_dir, overrides[name])
-    return dataclasses.replace(defaults, **overrides, extra={**defaults.extra, "job_id": job.id})
-
-
-def settings_hash(settings: EditSettings, model: str, dtype: str, model_options: dict | None = None) -> str:
-    """What a job's outputs depend on: the checkpoint and the dtype, what its inversion depends on
-    (`editing.inversion_dependencies`: the video by content), and every other edit setting, with the image, mask and
-    inversion files by content (so moving the data keeps finished jobs, replacing a video redoes its job). Not the
-    options that only change memory or speed (`prompt_batch_size`, `trajectory_device`), the device, offload, tiling
-    or library versions (recorded in job.json). `model_options`: the weight storage and step cache options that change
-    the outputs (`ModelSettings.output_options()`), hashed only when some are set."""
-    skipped = {"extra", "video", *settings_fields(memory_only=True)}
-    values = {name: value for name, value in dataclasses.asdict(settings).items() if name not in skipped}
-    for name in PATH_FIELDS:
-        if name in values:
-            values[name] = None if values[name] is None else file_digest(values[name])
-    values["save_inversion"] = bool(values["save_inversion"])
-    payload = {"model": model, "dtype": dtype, "inversion": inversion_dependencies(settings), "edit": values}
-    if model_options:
-        payload["model_options"] = model_options
-    payload = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -501,37 +275,6 @@ def lock_output_dir(output_dir: str, state) -> OutputDirLock:
     return lock or OutputDirLock.join(output_dir, token, state.process_index)
 
 
-def _local_process_index() -> int:
-    """This process's index on its node, from the launcher's environment (before accelerate is set up)."""
-    from accelerate.utils import get_int_from_env
-
-    return get_int_from_env(["LOCAL_RANK", "MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK",
-                             "MV2_COMM_WORLD_LOCAL_RANK"], 0)
-
-
-def batch_command(run):
-    """The batch command's wrapper: under a launch that starts several processes per node, each reads the same
-    arguments and the same jobs file, so a mistake there fails on every one of them; only the node's first process
-    reports it and the others exit with the same status (2) silently. And whatever ends the run, this process lets go
-    of the output folder."""
-
-    @functools.wraps(run)
-    def wrapper(args) -> int:
-        try:
-            return run(args)
-        except (FileNotFoundError, ValueError, TypeError, OSError, ImportError):  # what `cli.main` reports, status 2
-            if _local_process_index() != 0:
-                # Leave the node's first process time to report it: torchrun stops every process when one exits,
-                # so were this one first, the message could be lost.
-                time.sleep(QUIET_EXIT_DELAY_S)
-                return 2
-            raise
-        finally:
-            OutputDirLock.release_all()
-
-    return wrapper
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Running
 
@@ -554,7 +297,6 @@ class BatchWorker:
         self.dtype = dtype
         self.process_index = process_index
         self.num_processes = num_processes
-        self.parser = _option_parser()
         self.pipe = None
         self.load_info = None
         self.load_error = None
@@ -586,9 +328,11 @@ class BatchWorker:
                   "outputs": {}, "seconds": None, "process_index": self.process_index, "settings_hash": None}
         final = os.path.join(self.output_dir, job.id)
         try:
-            settings = job_settings(job, self.defaults, self.jobs_dir, self.parser)
+            from .workflow.checks import prepare_edit
+
+            settings = job_settings(job, self.defaults, self.jobs_dir)
             # a bad video fails here, before the pipeline loads
-            prepare_edit(settings, config=self.config, memory=self.model_settings.memory_options())
+            prepared = prepare_edit(settings, config=self.config, memory=self.model_settings.memory_options())
             digest = settings_hash(settings, self.model_settings.model, self.dtype,
                                    self.model_settings.output_options())
             result["settings_hash"] = digest
@@ -601,11 +345,11 @@ class BatchWorker:
                         f"{final} exists but holds no job.json written by batch: move it away or choose another "
                         "--output-dir (batch replaces only its own folders)."
                     )
-                record = self.edit(job, settings, digest, final)
+                record = self.edit(job, settings, digest, final, prepared.plan)
                 result.update(status="done", outputs=self._outputs(job, record))
                 self.log(f"{job.id}: done in {time.perf_counter() - started:.1f} s")
         except Exception as error:  # failures are data: record this job's and go on with the next
-            result.update(error=str(error), error_type=type(error).__name__)
+            result.update(error=render_error(error, "batch"), error_type=type(error).__name__)
             self.log(f"{job.id}: failed: {type(error).__name__}: {_first_line(error)}")
         result["seconds"] = round(time.perf_counter() - started, 3)
         return result
@@ -613,9 +357,12 @@ class BatchWorker:
     def _outputs(self, job: Job, record: dict) -> dict:
         return {name: f"{job.id}/{path}" for name, path in record["outputs"].items()}
 
-    def edit(self, job: Job, settings: EditSettings, digest: str, final: str) -> dict:
+    def edit(self, job: Job, settings: EditSettings, digest: str, final: str, plan=None) -> dict:
+        from .workflow.run import edit_video, write_json
+        from .workflow.window_plan import log_plan
+
         started = time.perf_counter()
-        log_plan(settings, self.config, lambda message: self.log(f"{job.id}: {message}"))  # as `edit` says it
+        log_plan(settings, self.config, lambda message: self.log(f"{job.id}: {message}"), plan=plan)  # as `edit`
         pipe, load_info = self.pipeline()
         partial = tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{job.id}-", dir=self.output_dir)
         try:
@@ -656,6 +403,8 @@ class BatchWorker:
         if self.load_error is not None:
             raise JobFailed(f"the pipeline failed to load on this process ({self.load_error})")
         if self.pipe is None:
+            from .workflow.loading import load_pipeline
+
             try:
                 self.pipe, self.load_info = load_pipeline(self.model_settings, log=self.log)
             except Exception as error:
@@ -686,18 +435,23 @@ def _partial_state(device: str):
     return state
 
 
-@batch_command
+@launched_command(cleanup=OutputDirLock.release_all)
 def run_batch(args) -> int:
     """`batch JOBS --output-dir OUT`: run every job of JOBS on this process's share; the main process writes the
     manifest and prints a summary. Returns the exit status: 1 if a job failed and `--fail-on-error`, else 0."""
     from accelerate.utils import gather_object
 
     started = time.perf_counter()
-    model_settings, defaults = settings_from_args(args)
+    from .cogvideox_ddim_checkpoint import checkpoint_config
+    from .workflow.checks import check_output_path
+    from .workflow.flags import model_and_edit_settings
+    from .workflow.loading import resolve_device_and_dtype
+
+    model_settings, defaults = model_and_edit_settings(args)
     jobs_path = os.path.abspath(args.jobs)
     jobs = read_jobs(jobs_path)
     output_dir = os.path.abspath(args.output_dir)
-    check_output_path(output_dir, "--output-dir", folder=True)
+    check_output_path(output_dir, "output_dir", folder=True)
     config = checkpoint_config(model_settings.model)
     os.makedirs(output_dir, exist_ok=True)
 

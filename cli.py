@@ -1,45 +1,45 @@
-"""Command line: edit video files with CogVideoX (`edit`, `invert`, `batch`), the toy demo, tiny checkpoints and
-publishing.
+"""Command line: edit video files with CogVideoX (`edit`, `invert`, `batch`), the toy demo, tiny checkpoints, the app,
+publishing and scoring.
 
-Every option is declared and carried out in `editing.py`, which batch editing and the app share."""
+Every edit option is a row of `workflow.settings`' tables: the flags are made from it (`workflow.flags`), the checks
+and the run are `workflow`'s, and a `SettingsError` is printed naming the option by its flag. Parsing and `--help`
+import neither torch nor diffusers: each command imports what it needs when it runs.
+"""
 
 import argparse
 import os
 import sys
 
-
-from .app import add_app_arguments, run_app  # Gradio loads when the app starts
-from .cogvideox_ddim_context_parallel import (
-    add_context_parallel_arguments,
-    context_parallel_command,
-    start_context_parallel,
-)
-from .editing import (
-    DEFAULT_MODEL,
-    add_edit_arguments,
-    add_model_arguments,
-    add_source_arguments,
-    edit_video,
-    invert_source,
-    load_pipeline,
-    prepare_edit,
-    print_log,
-    read_source,
-    settings_from_args,
-)
-from .window_plan import log_plan
+from .workflow.flags import add_model_options, add_options, model_and_edit_settings, option_group
+from .workflow.launcher import USER_ERRORS, launched_command
+from .workflow.settings import DEFAULT_MODEL, render_error
 
 
-@context_parallel_command
+def _leave_process_group():
+    """A launched run's process group, once joined, is left at the end (context parallelism)."""
+    if "torch" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@launched_command(cleanup=_leave_process_group)
 def run_edit(args) -> dict:
     """Check everything, load the checkpoint, then invert (or load the inversion of) the video and write the edits.
     With `--context-parallel N` every launched process computes them and process 0 writes them."""
-    model_settings, settings = settings_from_args(args)
-    config = prepare_edit(settings, model_settings.model, output_dir=args.output_dir,
-                          memory=model_settings.memory_options())
-    launch = start_context_parallel(args.context_parallel, config["transformer"], model_settings.device)
+    from .cogvideox_ddim_context_parallel import start_context_parallel
+    from .workflow.checks import prepare_edit
+    from .workflow.loading import load_pipeline
+    from .workflow.run import edit_video, print_log
+    from .workflow.window_plan import log_plan
+
+    model_settings, settings = model_and_edit_settings(args)
+    prepared = prepare_edit(settings, model_settings.model, output_dir=args.output_dir,
+                            memory=model_settings.memory_options())
+    launch = start_context_parallel(args.context_parallel, prepared.config["transformer"], model_settings.device)
     log = print_log if launch.writes else None
-    log_plan(settings, config, log)  # a long clip's frames and windows, before the weights load
+    log_plan(settings, prepared.config, log, plan=prepared.plan)  # a long clip's windows, before the weights load
     pipe, load_info = load_pipeline(launch.on_own_device(model_settings), log=log)
     launch.enable(pipe, load_info)
     record = edit_video(pipe, settings, args.output_dir, load_info, log=log, write_outputs=launch.writes)
@@ -48,20 +48,27 @@ def run_edit(args) -> dict:
     return record["outputs"]
 
 
-@context_parallel_command
+@launched_command(cleanup=_leave_process_group)
 def run_invert(args) -> dict:
     """`invert VIDEO --output PATH`: the inversion alone, saved for `edit --inversion PATH`; with --mask-words, also
     the recorded mask as a video beside it (`mask_video_path`). With `--context-parallel N`, process 0 writes them."""
-    from .video_io import write_mask_video
+    from .cogvideox_ddim_context_parallel import start_context_parallel
+    from .cogvideox_ddim_video_io import write_mask_video
+    from .workflow.checks import prepare_edit
+    from .workflow.loading import load_pipeline
+    from .workflow.run import invert_source, print_log
+    from .workflow.settings import SettingsError
+    from .workflow.sources import read_source
+    from .workflow.window_plan import log_plan
 
-    model_settings, settings = settings_from_args(args)
+    model_settings, settings = model_and_edit_settings(args)
     settings.save_inversion = args.output
     if settings.video is None:
-        raise ValueError("invert needs a video file: cogvideox-ddim-inversion invert VIDEO --output PATH.")
-    config = prepare_edit(settings, model_settings.model, command="invert")
-    launch = start_context_parallel(args.context_parallel, config["transformer"], model_settings.device)
+        raise SettingsError("video", "invert needs a video file: cogvideox-ddim-inversion invert VIDEO --output PATH.")
+    prepared = prepare_edit(settings, model_settings.model, command="invert")
+    launch = start_context_parallel(args.context_parallel, prepared.config["transformer"], model_settings.device)
     log = print_log if launch.writes else None
-    log_plan(settings, config, log, command="invert")
+    log_plan(settings, prepared.config, log, command="invert", plan=prepared.plan)
     pipe, load_info = load_pipeline(launch.on_own_device(model_settings), log=log)
     launch.enable(pipe, load_info)
     if not launch.writes:
@@ -86,11 +93,13 @@ def mask_video_path(inversion_path: str) -> str:
 
 def run_demo(args) -> dict:
     """Edit a toy-world clip with the committed, trained toy checkpoint; `--random-tiny` runs the old noise demo."""
-    if not getattr(args, "random_tiny", False):
+    if not args.random_tiny:
+        if args.variant != DEMO_VARIANT:
+            raise ValueError(f"--variant picks the tiny random checkpoint of --random-tiny; the toy demo has one "
+                             f"model (it mirrors {DEMO_VARIANT}): add --random-tiny, or leave --variant out.")
         from .toy.demo import run_toy_demo
 
-        metrics = run_toy_demo(args.output_dir, steps=args.steps, checkpoint=getattr(args, "model", None),
-                               seed=getattr(args, "seed", 0))
+        metrics = run_toy_demo(args.output_dir, steps=args.steps, checkpoint=args.model, seed=args.seed)
         print(
             f"edit {metrics['source_prompt']!r} -> {metrics['edit_prompt']!r}: detected colour "
             f"{metrics['detected_colour']['edit']} (target {metrics['detected_colour']['target']}), centroid error "
@@ -135,12 +144,13 @@ def run_tiny_checkpoint(args) -> str:
     return path
 
 
-def option_group(parser: argparse.ArgumentParser, title: str):
-    """The parser's argument group called `title` (made if missing), so every option sits in a titled group."""
-    for group in parser._action_groups:
-        if group.title == title:
-            return group
-    return parser.add_argument_group(title)
+def add_context_parallel_flag(parser):
+    option_group(parser, "context parallelism").add_argument(
+        "--context-parallel", type=int, default=None, metavar="N",
+        help="spread the video's tokens over N processes, one per GPU, launched with `torchrun --nproc_per_node N "
+        "-m cogvideox_ddim_inversion.cli ...` (or accelerate launch); N must divide the attention heads (2B: 30, "
+        "5B: 48); process 0 writes the outputs (default: one process)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,27 +163,26 @@ def build_parser() -> argparse.ArgumentParser:
     edit = commands.add_parser(
         "edit", help="invert a video (or load a saved inversion) and write edits under one or more prompts as MP4"
     )
-    add_source_arguments(edit)
-    add_edit_arguments(edit)
+    add_options(edit, "edit", video=True)
     option_group(edit, "outputs").add_argument(
         "--output-dir", default="output",
         help="folder for edit-<n>.mp4, side_by_side.mp4, reconstruction.mp4 and run.json (default: %(default)s)")
-    add_model_arguments(edit)
-    add_context_parallel_arguments(edit)
-    edit.set_defaults(func=run_edit)
+    add_model_options(edit)
+    add_context_parallel_flag(edit)
+    edit.set_defaults(func=run_edit, command_name="edit")
 
     invert = commands.add_parser("invert", help="invert a video and save the inversion for `edit --inversion`")
-    add_source_arguments(invert, command="invert")
+    add_options(invert, "invert", video=True)
     option_group(invert, "outputs").add_argument("--output", required=True,
                                                  help="inversion file to write (.safetensors; required)")
-    add_model_arguments(invert)
-    add_context_parallel_arguments(invert)
-    invert.set_defaults(func=run_invert)
+    add_model_options(invert, "invert")
+    add_context_parallel_flag(invert)
+    invert.set_defaults(func=run_invert, command_name="invert")
 
     add_batch_parser(commands)
     add_demo_parser(commands)
 
-    from .testing.tiny_checkpoint import VARIANTS
+    from .testing.variants import VARIANTS
 
     tiny = commands.add_parser("tiny-checkpoint", help="write a tiny random CogVideoX checkpoint (tests, demos)")
     tiny.add_argument("path", help="folder to write the checkpoint to")
@@ -182,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="family whose structure the tiny model mirrors: %(choices)s (default: %(default)s)")
     checkpoint.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: %(default)s)")
     tiny.set_defaults(func=run_tiny_checkpoint)
+
+    from .app import add_app_arguments, run_app  # neither imports Gradio until the app starts
 
     app = commands.add_parser(
         "app", help="web page for editing videos (Gradio; pip install 'cogvideox-ddim-inversion[app]'); without "
@@ -198,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_batch_parser(commands):
     # `--save-inversion PATH` of `edit` becomes a switch here: each job's inversion goes into its own folder.
     batch = commands.add_parser(
-        "batch", conflict_handler="resolve",
+        "batch",
         help="edit many videos listed in a JSONL or CSV file, resumably, on one process or under accelerate launch",
         description="Edit every video of JOBS (one per line: video, source_prompt, prompts and any per-job option) "
         "into OUTPUT_DIR/<job id>/. Flags give every job's defaults; a job's own options replace them. Rerunning "
@@ -206,8 +217,7 @@ def add_batch_parser(commands):
     )
     batch.add_argument("jobs", help="JSONL (one JSON object per line) or CSV file (header row; several prompts "
                        "separated by '|'); video, image and inversion paths are relative to its folder")
-    add_source_arguments(batch, video=False)
-    add_edit_arguments(batch)
+    add_options(batch, "batch")
     outputs = option_group(batch, "outputs")
     outputs.add_argument("--output-dir", required=True,
                          help="one folder per job (edits, side_by_side.mp4, run.json, job.json) and manifest.jsonl "
@@ -218,12 +228,15 @@ def add_batch_parser(commands):
     outputs.add_argument("--fail-on-error", action="store_true",
                          help="exit with status 1 when any job failed (default: off, exit 0; failures are in "
                          "manifest.jsonl)")
-    add_model_arguments(batch)
-    batch.set_defaults(func=run_batch)
+    add_model_options(batch, "batch")
+    batch.set_defaults(func=run_batch, command_name="batch")
+
+
+DEMO_VARIANT = "cogvideox-5b"
 
 
 def add_demo_parser(commands):
-    from .testing.tiny_checkpoint import VARIANTS
+    from .testing.variants import VARIANTS
 
     demo = commands.add_parser(
         "demo", help="invert and colour-edit a toy-world clip with the committed toy model (trained on CPU)"
@@ -241,7 +254,7 @@ def add_demo_parser(commands):
         help="instead: write a tiny randomly initialised checkpoint and run edit on a sample clip, whose outputs are "
         "noise (default: off)",
     )
-    group.add_argument("--variant", default="cogvideox-5b", choices=sorted(VARIANTS),
+    group.add_argument("--variant", default=DEMO_VARIANT, choices=sorted(VARIANTS),
                        help="with --random-tiny: tiny model structure to mirror, %(choices)s (default: %(default)s)")
     demo.set_defaults(func=run_demo)
 
@@ -274,9 +287,12 @@ def parse_frame_list(text: str) -> list[int]:
 
 
 def add_evaluate_parser(commands):
+    from .workflow.settings import RESIZE_MODES
+
     evaluate = commands.add_parser(
         "evaluate", help="score an edit against its source without model weights: PSNR/SSIM (inside and outside a "
-        "mask), flow-warp error, seam ratio at window boundaries (pip install 'cogvideox-ddim-inversion[evaluate]')"
+        "mask), flow-warp error, seam ratio at window boundaries (pip install 'cogvideox-ddim-inversion[evaluate]' "
+        "for the flow-warp error)"
     )
     evaluate.add_argument("edit", help="the edited video file")
     evaluate.add_argument("source", help="the source video file (read at the edit's size and frame selection)")
@@ -294,7 +310,7 @@ def add_evaluate_parser(commands):
     scores.add_argument("--no-flow", dest="flow", action="store_false",
                         help="skip the flow-warp error (and OpenCV's optical flow; default: computed)")
     frames = option_group(evaluate, "source frames")
-    frames.add_argument("--resize-mode", default="crop", choices=("crop", "pad", "stretch"),
+    frames.add_argument("--resize-mode", default="crop", choices=RESIZE_MODES,
                         help="how the edit fitted the source to its size (default: %(default)s)")
     frames.add_argument("--skip-frames-start", type=int, default=0, help="as the edit (default: %(default)s)")
     frames.add_argument("--frame-stride", type=int, default=1, help="as the edit (default: %(default)s)")
@@ -334,7 +350,9 @@ def run_evaluate(args) -> dict:
     text = json.dumps(scores, indent=2)
     print(text)
     if args.output:
-        with open(args.output, "w") as file:
+        from .cogvideox_ddim_files import atomic_write
+
+        with atomic_write(args.output, suffix=".json") as partial, open(partial, "w") as file:
             file.write(text + "\n")
     return scores
 
@@ -345,13 +363,24 @@ def run_batch(args) -> int:
     return run_batch(args)
 
 
+# How each command names an option that differs from its flag in `edit` (invert saves with --output).
+FLAG_OVERRIDES = {"invert": {"save_inversion": "--output"}}
+
+
 def main(argv=None) -> int:
+    from .workflow.quiet import quiet_known_warnings
+
+    quiet_known_warnings()
     args = build_parser().parse_args(argv)
     try:
         outcome = args.func(args)
-    except (FileNotFoundError, ValueError, TypeError, OSError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:  # a user's mistake: the message names the flag; anything else is a bug (traceback)
+        overrides = FLAG_OVERRIDES.get(getattr(args, "command_name", None))
+        print(f"error: {render_error(error, 'cli', overrides)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
     return outcome if type(outcome) is int else 0  # commands that decide their exit status return it
 
 

@@ -22,75 +22,7 @@ from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
 # Structural flags of the public checkpoints (see the CogVideoX model cards and ../shared/reference/
 # cogvideox_family.json); sizes are shrunk below.
-VARIANTS = {
-    "cogvideox-2b": {
-        "hub_id": "THUDM/CogVideoX-2b",
-        "transformer": {
-            "in_channels": 16,
-            "patch_size_t": None,
-            "patch_bias": True,
-            "ofs_embed_dim": None,
-            "use_rotary_positional_embeddings": False,
-            "use_learned_positional_embeddings": False,
-        },
-        "vae_scaling_factor": 1.15258426,
-        "snr_shift_scale": 3.0,
-    },
-    "cogvideox-5b": {
-        "hub_id": "THUDM/CogVideoX-5b",
-        "transformer": {
-            "in_channels": 16,
-            "patch_size_t": None,
-            "patch_bias": True,
-            "ofs_embed_dim": None,
-            "use_rotary_positional_embeddings": True,
-            "use_learned_positional_embeddings": False,
-        },
-        "vae_scaling_factor": 0.7,
-        "snr_shift_scale": 1.0,
-    },
-    "cogvideox-5b-i2v": {
-        "hub_id": "THUDM/CogVideoX-5b-I2V",
-        "transformer": {
-            "in_channels": 32,
-            "patch_size_t": None,
-            "patch_bias": True,
-            "ofs_embed_dim": None,
-            "use_rotary_positional_embeddings": True,
-            "use_learned_positional_embeddings": True,
-        },
-        "vae_scaling_factor": 0.7,
-        "snr_shift_scale": 1.0,
-    },
-    "cogvideox1.5-5b": {
-        "hub_id": "THUDM/CogVideoX1.5-5B",
-        "transformer": {
-            "in_channels": 16,
-            "patch_size_t": 2,
-            "patch_bias": False,
-            "ofs_embed_dim": None,
-            "use_rotary_positional_embeddings": True,
-            "use_learned_positional_embeddings": False,
-        },
-        "vae_scaling_factor": 0.7,
-        "snr_shift_scale": 1.0,
-        "vae_invert_scale_latents": True,
-    },
-    "cogvideox1.5-5b-i2v": {
-        "hub_id": "THUDM/CogVideoX1.5-5B-I2V",
-        "transformer": {
-            "in_channels": 32,
-            "patch_size_t": 2,
-            "patch_bias": False,
-            "ofs_embed_dim": 16,
-            "use_rotary_positional_embeddings": True,
-            "use_learned_positional_embeddings": False,
-        },
-        "vae_scaling_factor": 0.7,
-        "snr_shift_scale": 1.0,
-        "vae_invert_scale_latents": True,
-    },
-}
+from .variants import VARIANTS  # noqa: E402  (the families' structure, torch-free)
 
 # Native size of the tiny models: 64x96 pixels (8x12 latents), 9 frames (3 latent frames).
 TINY_HEIGHT, TINY_WIDTH, TINY_FRAMES = 64, 96, 9

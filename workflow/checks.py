@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import dataclass
 
 from ..cogvideox_ddim_errors import ParameterError, literal
 from .settings import (
@@ -23,14 +24,23 @@ from .settings import (
 OUTPUT_FILE = re.compile(r"(edit-\d+|side_by_side|reconstruction|mask)\.mp4")
 
 
+@dataclass(frozen=True)
+class PreparedEdit:
+    """What `prepare_edit` found: the checkpoint's config, what the edit reads of the source (None without a video)
+    and the windows it runs in (made once per run: the plan line and the checks use this one)."""
+
+    config: dict
+    source: object | None  # workflow.sources.SourceShape
+    plan: object | None  # workflow.window_plan.WindowPlan
+
+
 def prepare_edit(settings: EditSettings, model: str | None = None, *, config: dict | None = None,
-                 output_dir: str | None = None, check_video=None, command: str = "edit", memory=None) -> dict:
+                 output_dir: str | None = None, check_video=None, command: str = "edit", memory=None) -> PreparedEdit:
     """Every check of an edit that needs no weights, in one order: the settings, the output paths, the checkpoint's
     config (read from `model` unless `config` is given) and what it allows, the source video (`check_video(path)`: an
     entry point's own limits, first), and a saved inversion against all of these. The command line, batch and the
     app call this, then load the pipeline. `command="invert"` words the messages for `invert`; `memory` (the run's
-    `MemoryOptions`) lets a saved inversion made with other 8-bit weights be refused here too. Returns the
-    checkpoint's config."""
+    `MemoryOptions`) lets a saved inversion made with other 8-bit weights be refused here too."""
     from ..cogvideox_ddim_checkpoint import checkpoint_config
     from .inversions import check_saved_inversion
     from .sources import check_source
@@ -39,15 +49,16 @@ def prepare_edit(settings: EditSettings, model: str | None = None, *, config: di
     check_output_paths(settings, output_dir)
     if config is None:
         config = checkpoint_config(model)
-    check_settings_for_checkpoint(settings, config)
+    plan = check_settings_for_checkpoint(settings, config)
     source = None
     if settings.video is not None:
         if check_video is not None:
             check_video(settings.video)
         source = check_source(settings, config)
+        plan = source.plan
     if settings.inversion is not None:
         check_saved_inversion(settings, config, source, model, memory)
-    return config
+    return PreparedEdit(config, source, plan if settings.video is not None else None)
 
 
 def check_edit_settings(settings: EditSettings, command: str = "edit"):
@@ -255,7 +266,8 @@ def check_output_paths(settings: EditSettings, output_dir: str | None = None):
 
 
 def check_settings_for_checkpoint(settings: EditSettings, config: dict):
-    """Settings this checkpoint cannot run (from its config alone, before the weights load)."""
+    """Settings this checkpoint cannot run (from its config alone, before the weights load). Returns the windows of
+    the frame count asked (`plan_windows`)."""
     from ..cogvideox_ddim_checkpoint import check_size_for_positional_embeddings, default_video_size, is_image_to_video
 
     transformer = config["transformer"]
@@ -272,12 +284,13 @@ def check_settings_for_checkpoint(settings: EditSettings, config: dict):
             raise SettingsError.from_parameter_error(error) from None
         except ValueError as error:
             raise SettingsError("height", literal(error)) from None
-    check_windows_for_checkpoint(settings, config)
+    plan = check_windows_for_checkpoint(settings, config)
     layers = transformer.get("num_layers")
     for name in ("reference_blocks", "mask_blocks"):
         blocks = getattr(settings, name)
         if layers is not None and any(not 0 <= block < layers for block in blocks or []):
             raise SettingsError(name, f"{{{name}}} {blocks}: this checkpoint has blocks 0 to {layers - 1}.")
+    return plan
 
 
 def check_windows_for_checkpoint(settings: EditSettings, config: dict, frames: int | None = None):
@@ -286,7 +299,7 @@ def check_windows_for_checkpoint(settings: EditSettings, config: dict, frames: i
     checks make is the run's (`workflow.window_plan.plan_windows`)."""
     from .window_plan import plan_windows
 
-    plan_windows(settings, config, frames)
+    return plan_windows(settings, config, frames)
 
 
 def check_model_settings(settings):

@@ -6,6 +6,7 @@ pipeline parameter reaches it with no code here."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time

@@ -61,7 +61,7 @@ def check_source(settings: EditSettings, config: dict) -> SourceShape:
 class SourceVideo:
     """The source frames an edit inverts, and the frame rate its outputs are written at (`playback_rate`)."""
 
-    frames: "np.ndarray"  # noqa: F821 (uint8 [F, H, W, 3], 8k + 1 frames at the model's size for this source)
+    frames: object  # numpy.ndarray (uint8 [F, H, W, 3], 8k + 1 frames at the model's size for this source)
     fps: float
     fps_from: str  # how `fps` was chosen, recorded in run.json
     indices: list[int]  # the frames' numbers in the source
