@@ -153,7 +153,11 @@ def add_context_parallel_flag(parser):
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(table=None) -> argparse.ArgumentParser:
+    """The command line; `table` replaces the edit options' table (`EDIT_OPTIONS`), e.g. with a new option."""
+    from .workflow.settings import EDIT_OPTIONS
+
+    table = table or EDIT_OPTIONS
     parser = argparse.ArgumentParser(
         prog="cogvideox-ddim-inversion",
         description="DDIM-invert a video with CogVideoX and regenerate it under a new prompt.",
@@ -163,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit = commands.add_parser(
         "edit", help="invert a video (or load a saved inversion) and write edits under one or more prompts as MP4"
     )
-    add_options(edit, "edit", video=True)
+    add_options(edit, "edit", table, video=True)
     option_group(edit, "outputs").add_argument(
         "--output-dir", default="output",
         help="folder for edit-<n>.mp4, side_by_side.mp4, reconstruction.mp4 and run.json (default: %(default)s)")
@@ -172,14 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     edit.set_defaults(func=run_edit, command_name="edit")
 
     invert = commands.add_parser("invert", help="invert a video and save the inversion for `edit --inversion`")
-    add_options(invert, "invert", video=True)
+    add_options(invert, "invert", table, video=True)
     option_group(invert, "outputs").add_argument("--output", required=True,
                                                  help="inversion file to write (.safetensors; required)")
     add_model_options(invert, "invert")
     add_context_parallel_flag(invert)
     invert.set_defaults(func=run_invert, command_name="invert")
 
-    add_batch_parser(commands)
+    add_batch_parser(commands, table)
     add_demo_parser(commands)
 
     from .testing.variants import VARIANTS
@@ -206,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_batch_parser(commands):
+def add_batch_parser(commands, table):
     # `--save-inversion PATH` of `edit` becomes a switch here: each job's inversion goes into its own folder.
     batch = commands.add_parser(
         "batch",
@@ -217,7 +221,7 @@ def add_batch_parser(commands):
     )
     batch.add_argument("jobs", help="JSONL (one JSON object per line) or CSV file (header row; several prompts "
                        "separated by '|'); video, image and inversion paths are relative to its folder")
-    add_options(batch, "batch")
+    add_options(batch, "batch", table)
     outputs = option_group(batch, "outputs")
     outputs.add_argument("--output-dir", required=True,
                          help="one folder per job (edits, side_by_side.mp4, run.json, job.json) and manifest.jsonl "

@@ -61,7 +61,8 @@ def generator():
 def no_weights(monkeypatch):
     """Loading any weights fails the test: every entry point's loader and `from_pretrained` record the attempt and
     raise, so a test can assert a refusal came before any weights loaded."""
-    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline, app, batch, cli, editing
+    from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
+    from cogvideox_ddim_inversion.workflow import loading
 
     attempts = []
 
@@ -69,7 +70,7 @@ def no_weights(monkeypatch):
         attempts.append(args)
         raise RuntimeError("weights were loaded")
 
-    for module in (editing, cli, batch, app):  # each imported it by name: patch every copy
-        monkeypatch.setattr(module, "load_pipeline", refuse)
+    # every entry point imports the loader from workflow.loading when it runs
+    monkeypatch.setattr(loading, "load_pipeline", refuse)
     monkeypatch.setattr(CogVideoXDDIMInversionPipeline, "from_pretrained", refuse)
     return attempts

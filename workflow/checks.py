@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from ..cogvideox_ddim_errors import ParameterError, literal
 from .settings import (
     DEFAULT_WINDOW_WEIGHTING,
-    EDIT_OPTIONS,
     MIN_STEPS,
     MODEL_OPTIONS,
     EditSettings,
@@ -76,7 +75,7 @@ def check_edit_settings(settings: EditSettings, command: str = "edit"):
     check_input_files(s)
     check_mask_settings(s, command)
     check_numbers(s)
-    for option in EDIT_OPTIONS:
+    for option in type(s).table:
         value = getattr(s, option.name)
         if option.choices is not None and value is not None and value not in option.choices:
             raise SettingsError(option.name, f"{{{option.name}}} must be one of {', '.join(option.choices)}; got "

@@ -8,7 +8,7 @@ import json
 
 from ..cogvideox_ddim_errors import literal
 from ..cogvideox_ddim_files import file_digest
-from .settings import EDIT_OPTIONS, EditSettings, SettingsError
+from .settings import EditSettings, SettingsError
 from .sources import SourceShape
 
 
@@ -19,7 +19,7 @@ def inversion_dependencies(settings: EditSettings) -> dict:
     JSON values: recorded in a saved inversion (`settings["depends_on"]`), compared by `check_saved_inversion`, and
     hashed for the app's inversion cache and batch's settings hash."""
     values = {"video_sha256": None if settings.video is None else file_digest(settings.video)}
-    for option in EDIT_OPTIONS:
+    for option in type(settings).table:
         if option.inversion is not None:
             values[option.name] = getattr(settings, option.name) if _depends_on(option.name, settings) else None
     return json.loads(json.dumps(values))  # as saved and read back: tuples become lists
@@ -27,7 +27,7 @@ def inversion_dependencies(settings: EditSettings) -> dict:
 
 def _depends_on(name: str, settings: EditSettings) -> bool:
     """Whether an inversion for `settings` depends on the field `name` (see `inversion_dependencies`)."""
-    kind = EDIT_OPTIONS[name].inversion
+    kind = type(settings).table[name].inversion
     return kind == "always" or (kind == "source" and settings.video is not None) or (
         kind == "mask" and bool(settings.mask_words))
 

@@ -20,7 +20,6 @@ from .settings import EDIT_OPTIONS, EditSettings, SettingsError, parse_bool, rea
 PROMPT_SEPARATOR = "|"  # CSV only: several edit prompts in one cell
 MANIFEST = "manifest.jsonl"
 PATH_FIELDS = ("video", "image", "inversion", "mask")  # relative to the JOBS file's folder; hashed by content
-JOB_KEYS = ("id", *(option.name for option in EDIT_OPTIONS if option.name != "extra"))
 KEY_ALIASES = {"prompt": "prompts"}
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
@@ -142,7 +141,7 @@ def default_job_id(path: str) -> str:
     return job_id or "job"
 
 
-def job_settings(job: Job, defaults: EditSettings, jobs_dir: str, table=EDIT_OPTIONS) -> EditSettings:
+def job_settings(job: Job, defaults: EditSettings, jobs_dir: str) -> EditSettings:
     """The job's settings: the flags' `defaults` with the job's options replacing them, each read by its option
     (`Option.read`: types, choices, lists, null for "not set"); paths are relative to `jobs_dir`. Raises
     SettingsError naming the key (a failure of this job only)."""
@@ -158,7 +157,7 @@ def job_settings(job: Job, defaults: EditSettings, jobs_dir: str, table=EDIT_OPT
             value = [value]
         if name == "prompts" and not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
             raise SettingsError(name, "{prompts} must be a text or a list of texts, got " + json.dumps(value) + ".")
-        overrides[name] = read_value(table[name], value)
+        overrides[name] = read_value(type(defaults).table[name], value)
     for name in PATH_FIELDS:
         if overrides.get(name) is not None:
             overrides[name] = os.path.join(jobs_dir, overrides[name])
@@ -172,7 +171,7 @@ def settings_hash(settings: EditSettings, model: str, dtype: str, model_options:
     options that only change memory or speed (`prompt_batch_size`, `trajectory_device`), the device, offload, tiling
     or library versions (recorded in job.json). `model_options`: the weight storage and step cache options that change
     the outputs (`ModelSettings.output_options()`), hashed only when some are set."""
-    skipped = {"extra", "video", *EDIT_OPTIONS.names(memory_only=True)}
+    skipped = {"extra", "video", *type(settings).table.names(memory_only=True)}
     values = {name: value for name, value in dataclasses.asdict(settings).items() if name not in skipped}
     for name in PATH_FIELDS:
         if name in values:

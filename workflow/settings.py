@@ -616,10 +616,11 @@ ModelSettings = MODEL_OPTIONS.settings_class
 # Settings <-> pipeline arguments and records
 
 
-def pipeline_arguments(settings, call: str, table: OptionTable = EDIT_OPTIONS) -> dict:
-    """The keyword arguments of the pipeline call `call` ("invert" or "call") that options of `table` feed, by the
-    pipeline's parameter names, from `settings`."""
-    return {option.parameter_name: getattr(settings, option.name) for option in table if call in option.feeds}
+def pipeline_arguments(settings, call: str) -> dict:
+    """The keyword arguments of the pipeline call `call` ("invert" or "call") that the options of the settings' own
+    table feed, by the pipeline's parameter names."""
+    return {option.parameter_name: getattr(settings, option.name) for option in type(settings).table
+            if call in option.feeds}
 
 
 def settings_record(settings) -> dict:
