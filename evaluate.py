@@ -10,7 +10,7 @@
   motion; a visible jump where windows meet gives more).
 
 Frames are compared as floats in [0, 1]. Everything is deterministic: the same inputs give the same numbers. SSIM and
-the flow use OpenCV (`pip install opencv-python-headless`).
+the flow use OpenCV (`pip install opencv-python-headless`; `--no-flow` scores without it).
 """
 
 import math
@@ -67,22 +67,39 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> float 
     return None if total == 0 else ((values * weights).sum(dtype=torch.float64) / total).item()
 
 
+def gaussian_blur(x: torch.Tensor, radius: int = None, sigma: float = None) -> torch.Tensor:
+    """A Gaussian filter of images `[N, C, H, W]` (as OpenCV's GaussianBlur with reflected edges, `cba|abc`),
+    separably in float32 with torch: no OpenCV needed for SSIM."""
+    radius = SSIM_RADIUS if radius is None else radius
+    sigma = SSIM_SIGMA if sigma is None else sigma
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).to(torch.float32)
+    channels = x.shape[1]
+
+    def reflect(t: torch.Tensor, dim: int) -> torch.Tensor:
+        head = t.narrow(dim, 0, radius).flip(dim)
+        tail = t.narrow(dim, t.shape[dim] - radius, radius).flip(dim)
+        return torch.cat([head, t, tail], dim=dim)
+
+    x = torch.nn.functional.conv2d(reflect(x, 2), kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+    return torch.nn.functional.conv2d(reflect(x, 3), kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1),
+                                      groups=channels)
+
+
 def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-pixel SSIM `[F, H, W]` (mean over the RGB channels) of two videos `[F, 3, H, W]` in [0, 1], frame by frame
-    (OpenCV's Gaussian filter, reflected edges)."""
-    cv2 = _import_cv2()
-
-    def blur(x: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(x, (2 * SSIM_RADIUS + 1,) * 2, SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
-
+    (a Gaussian filter with reflected edges, as OpenCV's)."""
     maps = []
-    for x, y in zip(a.movedim(1, -1).numpy(), b.movedim(1, -1).numpy()):
-        x, y = np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
-        mu_x, mu_y = blur(x), blur(y)
-        var_x, var_y, cov = blur(x * x) - mu_x * mu_x, blur(y * y) - mu_y * mu_y, blur(x * y) - mu_x * mu_y
+    for x, y in zip(a.to(torch.float32), b.to(torch.float32)):
+        x, y = x[None], y[None]
+        mu_x, mu_y = gaussian_blur(x), gaussian_blur(y)
+        var_x = gaussian_blur(x * x) - mu_x * mu_x
+        var_y = gaussian_blur(y * y) - mu_y * mu_y
+        cov = gaussian_blur(x * y) - mu_x * mu_y
         numerator = (2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)
         denominator = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (var_x + var_y + SSIM_C2)
-        maps.append(torch.from_numpy((numerator / denominator).mean(axis=-1)))
+        maps.append((numerator / denominator)[0].mean(dim=0))
     return torch.stack(maps)
 
 

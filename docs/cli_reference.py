@@ -97,7 +97,9 @@ def synopsis(parser: argparse.ArgumentParser) -> str:
     """`prog [options] <positionals>`: the shape of the command line, without argparse's width-dependent wrapping."""
     formatter = parser._get_formatter()
     words = [parser.prog, "[options]"]
-    for action in parser._positionals._group_actions:
+    for action in parser._actions:  # positionals, in whichever group they were put
+        if action.option_strings:
+            continue
         if isinstance(action, argparse._SubParsersAction):
             words.append("COMMAND ...")
         elif action.help is not argparse.SUPPRESS:

@@ -292,7 +292,7 @@ def test_the_length_note_says_what_a_run_would_edit_or_why_it_cannot(tmp_path):
 
     from cogvideox_ddim_inversion.app import length_note
     from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import checkpoint_config
-    from cogvideox_ddim_inversion.editing import EditSettings
+    from cogvideox_ddim_inversion.workflow.settings import EditSettings
     from cogvideox_ddim_inversion.toy.demo import TOY_CHECKPOINT
 
     config = checkpoint_config(TOY_CHECKPOINT)
@@ -664,7 +664,7 @@ def test_the_page_fields_are_the_settings_fields_and_read_back_to_their_defaults
     import dataclasses
 
     from cogvideox_ddim_inversion.app import API_NAMES, APP_SET_FIELDS, PAGE_FIELDS, page_default, settings_from_page
-    from cogvideox_ddim_inversion.editing import EditSettings
+    from cogvideox_ddim_inversion.workflow.settings import EditSettings
 
     names = [f.name for f in dataclasses.fields(EditSettings)]
     assert list(PAGE_FIELDS) == [name for name in names if name not in APP_SET_FIELDS]
@@ -679,7 +679,7 @@ def test_the_inversion_cache_key_is_what_the_inversion_depends_on(tmp_path):
     import dataclasses
 
     from cogvideox_ddim_inversion.app import inversion_key
-    from cogvideox_ddim_inversion.editing import EditSettings
+    from cogvideox_ddim_inversion.workflow.settings import EditSettings
 
     clip = write_sample_clip(tmp_path / "a.mp4", num_frames=9)
     copy = shutil.copyfile(clip, tmp_path / "copy.mp4")

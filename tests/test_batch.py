@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cogvideox_ddim_inversion.batch import job_settings, read_jobs
+from cogvideox_ddim_inversion.workflow.jobs import job_settings, read_jobs
 from cogvideox_ddim_inversion.cli import main
-from cogvideox_ddim_inversion.editing import EditSettings
+from cogvideox_ddim_inversion.workflow.settings import EditSettings
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
 from cogvideox_ddim_inversion.video_io import read_video
 
@@ -160,7 +160,7 @@ def test_the_settings_hash_follows_what_the_outputs_depend_on(tmp_path):
     import dataclasses
     import shutil
 
-    from cogvideox_ddim_inversion.batch import settings_hash
+    from cogvideox_ddim_inversion.workflow.jobs import settings_hash
 
     clip = write_sample_clip(tmp_path / "a.mp4", num_frames=9)
     copy = shutil.copyfile(clip, tmp_path / "copy.mp4")
@@ -193,7 +193,7 @@ def test_bad_option_values_fail_their_job_only(values, message):
 
 
 def read_jobs_from_values(values: dict):
-    from cogvideox_ddim_inversion.batch import Job
+    from cogvideox_ddim_inversion.workflow.jobs import Job
 
     return Job("job", 1, values)
 

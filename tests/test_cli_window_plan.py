@@ -5,7 +5,7 @@ import json
 
 from cogvideox_ddim_inversion.cli import main
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
-from cogvideox_ddim_inversion.window_plan import WindowPlan
+from cogvideox_ddim_inversion.workflow.window_plan import WindowPlan
 
 
 # The tiny model's windows are 9 frames (3 latent frames); a 36-frame clip is read as 33 (9 latent): 4 windows.

@@ -115,7 +115,9 @@ def test_invert_on_two_processes_saves_the_same_inversion_once(tiny_checkpoint, 
 
 
 def test_a_process_that_does_not_write_writes_nothing(tiny_checkpoint, clip, tmp_path):
-    from cogvideox_ddim_inversion.editing import EditSettings, ModelSettings, edit_video, load_pipeline
+    from cogvideox_ddim_inversion.workflow.loading import load_pipeline
+    from cogvideox_ddim_inversion.workflow.run import edit_video
+    from cogvideox_ddim_inversion.workflow.settings import EditSettings, ModelSettings
 
     pipe, info = load_pipeline(ModelSettings(model=tiny_checkpoint("cogvideox-5b"), device="cpu"))
     out = tmp_path / "out"

@@ -11,7 +11,8 @@ import pytest
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
 from cogvideox_ddim_inversion.cli import build_parser, main
 from cogvideox_ddim_inversion.cogvideox_ddim_memory import MemoryOptions
-from cogvideox_ddim_inversion.editing import ModelSettings, settings_from_args
+from cogvideox_ddim_inversion.workflow.flags import model_and_edit_settings
+from cogvideox_ddim_inversion.workflow.settings import ModelSettings
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
 from cogvideox_ddim_inversion.video_io import read_video
 
@@ -170,7 +171,7 @@ def test_the_flags_are_the_model_settings_of_every_entry_point(tmp_path):
                              cache="mag", cache_threshold=0.1, cache_inversion=True, mag_ratios=(1.0, 0.98, 0.95))
     for command in (["edit", "clip.mp4", "--prompt", "x"], ["invert", "clip.mp4", "--output", "x.safetensors"],
                     ["batch", "jobs.jsonl", "--output-dir", "out"]):
-        model, _ = settings_from_args(parser.parse_args([*command, *flags]))
+        model, _ = model_and_edit_settings(parser.parse_args([*command, *flags]))
         assert model.memory_options() == expected
     app_args = parser.parse_args(["app", *flags])
     import dataclasses

@@ -11,10 +11,10 @@ import pytest
 
 from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import checkpoint_config
 from cogvideox_ddim_inversion.cogvideox_ddim_windows import clip_windows
-from cogvideox_ddim_inversion.editing import EditSettings
+from cogvideox_ddim_inversion.workflow.settings import EditSettings
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
 from cogvideox_ddim_inversion.toy.demo import TOY_CHECKPOINT
-from cogvideox_ddim_inversion.window_plan import (
+from cogvideox_ddim_inversion.workflow.window_plan import (
     WindowPlan,
     length_choice_text,
     length_text,

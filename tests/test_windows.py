@@ -255,10 +255,11 @@ def test_four_windows_invert_and_regenerate_as_exactly_as_one_window(scheme):
 
 
 def test_the_command_line_names_the_pipeline_weightings():
-    """editing.py names the weightings and the default without importing torch: the same as the windows module's."""
-    from cogvideox_ddim_inversion import editing
+    """The front ends offer the weightings of the torch-free choices module: the windows module's own."""
+    from cogvideox_ddim_inversion import cogvideox_ddim_choices as choices
     from cogvideox_ddim_inversion.cogvideox_ddim_windows import DEFAULT_WINDOW_WEIGHTING, WEIGHTING_SCHEMES
+    from cogvideox_ddim_inversion.workflow.settings import EDIT_OPTIONS
 
-    assert editing.WINDOW_WEIGHTINGS == WEIGHTING_SCHEMES
-    assert editing.DEFAULT_WINDOW_WEIGHTING == DEFAULT_WINDOW_WEIGHTING
+    assert tuple(WEIGHTING_SCHEMES) == choices.WINDOW_WEIGHTINGS == EDIT_OPTIONS["window_weighting"].choices
+    assert DEFAULT_WINDOW_WEIGHTING == choices.DEFAULT_WINDOW_WEIGHTING
     assert WindowSchedule.for_clip(41, 13).scheme == DEFAULT_WINDOW_WEIGHTING

@@ -1,4 +1,4 @@
-"""The edit workflow every entry point shares: memory policy, defaults, and loading choices."""
+"""The edit workflow every entry point shares (`workflow`): defaults, loading choices, the edited first frame."""
 
 import dataclasses
 import inspect
@@ -8,11 +8,8 @@ import torch
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionPipeline
 from cogvideox_ddim_inversion.cogvideox_ddim_memory import MemoryOptions
-from cogvideox_ddim_inversion.editing import (
-    EditSettings,
-    ModelSettings,
-    load_pipeline,
-)
+from cogvideox_ddim_inversion.workflow.loading import load_pipeline
+from cogvideox_ddim_inversion.workflow.settings import EDIT_OPTIONS, EditSettings, ModelSettings
 
 
 def test_edit_defaults_are_the_pipelines():
@@ -37,7 +34,7 @@ def test_load_pipeline_applies_the_memory_settings(tiny_checkpoint):
                     "offload_streams": False, "vae_tiling": True, "compile": False, "free_gpu_memory_gib": None}
     pipe, info = load_pipeline(ModelSettings(model=tiny_checkpoint("cogvideox-5b"), device="cpu", dtype="bf16"))
     assert not pipe.vae.use_tiling and pipe.transformer.dtype == torch.bfloat16 and info["vae_tiling"] is False
-    with pytest.raises(ValueError, match="--offload model moves weights to a GPU"):
+    with pytest.raises(ValueError, match="model moves weights to a GPU"):
         load_pipeline(ModelSettings(model=tiny_checkpoint("cogvideox-5b"), device="cpu", offload="model"))
 
 
@@ -51,7 +48,7 @@ def test_an_edited_first_frame_is_resized_as_the_source_was(tiny_checkpoint, tmp
     import numpy as np
     import PIL.Image
 
-    from cogvideox_ddim_inversion.editing import _image_latents
+    from cogvideox_ddim_inversion.workflow.run import _image_latents
 
     pipe = CogVideoXDDIMInversionPipeline.from_pretrained(tiny_checkpoint("cogvideox1.5-5b-i2v"))
     image = np.zeros((32, 96, 3), np.uint8)
@@ -78,24 +75,19 @@ def test_an_edited_first_frame_is_resized_as_the_source_was(tiny_checkpoint, tmp
 def test_every_setting_is_a_flag_with_the_same_default():
     """The command line, batch (whose jobs are read by these flags) and the app (whose fields are EditSettings') offer
     the same options: each EditSettings field is a flag of `edit` with the field's default."""
-    import argparse
+    from cogvideox_ddim_inversion.cli import build_parser
 
-    from cogvideox_ddim_inversion.editing import add_edit_arguments, add_source_arguments
-
-    parser = argparse.ArgumentParser()
-    add_source_arguments(parser)
-    add_edit_arguments(parser)
-    flags = {action.dest: action.default for action in parser._actions}
+    edit = build_parser()._subparsers._group_actions[0].choices["edit"]
+    flags = {action.dest: action.default for action in edit._actions}
     for f in dataclasses.fields(EditSettings):
-        if f.name in ("extra", "prompts", "video"):  # required fields: no default
+        if f.name in ("extra", "prompts", "video"):  # the positional video, repeated --prompt, run.json's extras
             continue
         assert f.name in flags, f"no flag for EditSettings.{f.name}"
         assert flags[f.name] == f.default, f.name
 
 
 def test_new_pipeline_options_keep_the_pipelines_defaults_and_what_an_inversion_depends_on():
-    from cogvideox_ddim_inversion.editing import settings_fields
-
+    settings_fields = EDIT_OPTIONS.names
     invert = inspect.signature(CogVideoXDDIMInversionPipeline.invert).parameters
     call = inspect.signature(CogVideoXDDIMInversionPipeline.__call__).parameters
     defaults = {f.name: f.default for f in dataclasses.fields(EditSettings)}
