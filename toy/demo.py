@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import world as toy_world
-from ..editing import write_json
+from ..workflow.run import write_json
 from ..video_io import write_video
 
 
