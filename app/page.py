@@ -1,0 +1,318 @@
+"""The page: its layout and the wiring of its events (Gradio Blocks). What a control is comes from `app.fields`, what a
+run does from `app.session`.
+
+The first screen holds what a first run needs: the clip and its length (with example clips under it), the two
+prompts, Edit and Stop with the status line (where the progress bar shows), and the results; every other field is
+folded under "Advanced" or, for the mask options, "Local edit (mask)", one row per group of the option table
+(`fields.fields_in`), so a new option appears there by itself.
+"""
+
+import inspect
+import os
+
+import gradio as gr
+
+from ..cogvideox_ddim_checkpoint import default_video_size, latent_frame_count
+from ..cogvideox_ddim_choices import DEFAULT_WINDOW_WEIGHTING
+from ..workflow.settings import EditSettings
+from .fields import (
+    LENGTH_LABEL,
+    PAGE_FIELDS,
+    api_parameters,
+    control,
+    default_size_note,
+    fields_in,
+    length_choices,
+    num_frames_for_length,
+    page_option,
+    page_value,
+)
+from .session import Editor, PageError, RunResult, example_clips, last_run, length_note
+
+
+MiB = 1024**2
+VIDEO_HEIGHT = 256  # pixels each video takes on the page
+FIRST_SCREEN = ("video", "source_prompt", "prompts", "num_frames")  # placed by hand, beside the clip
+PRIVATE = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+
+# Keeps the reason for a refused upload where the clip was (Gradio's toast goes away; the upload box keeps only a red
+# "Error"): the browser checks the file's size as it is picked, before uploading.
+UPLOAD_CHECK_JS = """
+<script>
+document.addEventListener("change", (event) => {
+  const input = event.target;
+  if (!input.closest || !input.closest("#source-video") || !input.files || !input.files.length) return;
+  const note = document.querySelector("#source-note");
+  const limit = Number(note.dataset.maxBytes || note.querySelector("[data-max-bytes]").dataset.maxBytes);
+  const file = input.files[0];
+  const text = note.querySelector(".upload-problem");
+  text.textContent = file.size > limit
+    ? `"${file.name}" is ${(file.size / 1048576).toFixed(1)} MB; this app takes videos up to ` +
+      `${(limit / 1048576).toFixed(1).replace(/\\.0$/, "")} MB. Trim or compress it, then upload it again.`
+    : "";
+}, true);
+</script>
+"""
+
+
+def make(name: str, component: str | None = None, **overrides):
+    """The Gradio control of the page field `name` (`fields.control`; `component` another class, e.g. an image for a
+    file), its element id the field's name with dashes. A control that shows no help (a file) has it written under."""
+    spec = control(name, **{"elem_id": name.replace("_", "-"), **overrides})
+    made = getattr(gr, component or spec.component)
+    accepted = inspect.signature(made).parameters
+    made = made(**{key: value for key, value in spec.arguments.items() if key in accepted})
+    if "info" not in accepted and spec.arguments.get("info"):
+        gr.Markdown(f"*{spec.arguments['label']}*: {spec.arguments['info']}")
+    return made
+
+
+def checkpoint_overrides(config: dict) -> dict:
+    """Arguments of controls that depend on the loaded checkpoint (its window, its size) or show a file as the page
+    does, by field name; every other argument comes from the option table."""
+    transformer = config["transformer"]
+    native_frames = transformer["sample_frames"]
+    temporal = config["vae"].get("temporal_compression_ratio", 4)
+    from ..cogvideox_ddim_windows import default_window_overlap
+
+    overlap = default_window_overlap(latent_frame_count(native_frames, temporal), temporal)
+    size_note = default_size_note(transformer)
+    return {
+        "window_overlap": {"value": overlap, "step": 4, "info": (
+            f"long clips: frames neighbouring windows of {native_frames} share, a multiple of 4 (default {overlap}: "
+            "a quarter of the window; 0: none, seams may show)")},
+        "window_weighting": {"value": DEFAULT_WINDOW_WEIGHTING},
+        "height": {"info": size_note},
+        "width": {"info": size_note},
+        "image": {"component": "Image", "sources": ["upload"], "height": 160, "elem_id": "first-frame"},
+        "mask": {"file_types": ["video"], "elem_id": "mask-file"},
+    }
+
+
+def folded_fields(inputs: dict, where: str, overrides: dict):
+    """The fields under "Advanced" or "Local edit (mask)": one row per group of the option table."""
+    rows: dict[str, list[str]] = {}
+    for name in fields_in(where, placed=inputs):
+        rows.setdefault(page_option(name).group, []).append(name)
+    for names in rows.values():
+        with gr.Row():
+            for name in names:
+                inputs[name] = make(name, **overrides.get(name, {}))
+
+
+def folded_inputs(inputs: dict, config: dict):
+    overrides = checkpoint_overrides(config)
+    with gr.Accordion("Advanced: steps, guidance, reference, frames, windows, size", open=False, elem_id="advanced"):
+        folded_fields(inputs, "advanced", overrides)
+    with gr.Accordion("Local edit (mask): change only part of the frame", open=False, elem_id="local-edit"):
+        folded_fields(inputs, "mask", overrides)
+    return inputs
+
+
+def length_controls(inputs: dict, config: dict, max_duration: float):
+    """Under the clip: "Length" (the model's window, a number of frames, or the whole clip), the frame count it may
+    take, "Frames" as the Edit button sends it (hidden: `inputs["num_frames"]`, set from Length when Edit is pressed;
+    the API takes 0, a count or "all"), and the note saying what a run would edit. Returns Length, the frame count
+    and the note."""
+    native_frames = config["transformer"]["sample_frames"]
+    length = gr.Radio(length_choices(native_frames), value="window", label=LENGTH_LABEL, elem_id="length",
+                      info=f"the whole clip: up to {max_duration:g} s, edited in overlapping windows of "
+                      f"{native_frames} frames (Advanced: their overlap)")
+    frame_count = gr.Number(native_frames, label=page_option("num_frames").page_label, precision=0, minimum=0,
+                            visible=False, elem_id="frame-count",
+                            info="trimmed to 8k + 1; more than the window: edited in windows")
+    inputs["num_frames"] = gr.Textbox(page_value("num_frames"), visible=False, elem_id="num-frames")
+    note = gr.HTML(length_note(EditSettings(), config, max_duration), elem_id="length-note")
+    return length, frame_count, note
+
+
+def describe_length_on_change(editor: Editor, length, frame_count, note, inputs: dict):
+    """Show the frame count only for "A number of frames", and keep the note under Length saying what a run of the
+    page's settings would edit (or why it cannot) as the clip, its length or its window settings change."""
+
+    def describe_length(length_choice, frames, *values):
+        values = dict(zip(PAGE_FIELDS, values), num_frames=num_frames_for_length(length_choice, frames))
+        return editor.describe_length(values)
+
+    length.change(lambda choice: gr.Number(visible=choice == "frames"), inputs=length, outputs=frame_count,
+                  **PRIVATE)
+    fields = ("video", "window_overlap", "window_weighting", "skip_frames_start", "skip_frames_end", "frame_stride",
+              "sampling", "mask_words")
+    gr.on([length.change, frame_count.change, *(inputs[name].change for name in fields)], describe_length,
+          inputs=[length, frame_count, *(inputs[name] for name in PAGE_FIELDS)], outputs=note, **PRIVATE)
+
+
+def results_column():
+    """The right-hand column: a hint before the first run, then source | edit, the edit, the reconstruction and mask
+    (when made) and the downloads. Returns the hint, the results column, its four videos and the downloads."""
+    hint = gr.Markdown(
+        "**Results show here**: source | edit side by side, the edit, and the files to download.\n\n"
+        "New here? Pick an example clip under the source video, then press Edit.", elem_id="results-hint")
+    with gr.Column(visible=False, elem_id="results") as results:
+        videos = [
+            gr.Video(label="Source | edit", interactive=False, autoplay=True, loop=True, height=VIDEO_HEIGHT - 16,
+                     elem_id="side-by-side"),
+            gr.Video(label="Edit", interactive=False, loop=True, height=VIDEO_HEIGHT - 16, elem_id="edit-video"),
+            gr.Video(label="Reconstruction", interactive=False, loop=True, visible=False, height=VIDEO_HEIGHT - 16,
+                     elem_id="reconstruction-video"),
+            gr.Video(label="Mask (white: may change)", interactive=False, loop=True, visible=False,
+                     height=VIDEO_HEIGHT - 16, elem_id="mask-video"),
+        ]
+        downloads = gr.File(label="Downloads (MP4s and run.json)", file_count="multiple", interactive=False,
+                            elem_id="downloads")
+    return hint, results, videos, downloads
+
+
+def result_updates(result: RunResult):
+    """The page's result controls for a run: the values the edit function returns."""
+    outputs = result.outputs
+    downloads = [path for name, path in outputs.items() if name != "inversion"]
+    return (
+        outputs.get("side_by_side"),
+        outputs.get("edit-1"),
+        gr.Video(value=outputs.get("reconstruction"), visible="reconstruction" in outputs),
+        gr.Video(value=outputs.get("mask"), visible="mask" in outputs),
+        downloads,
+        result.status,
+    )
+
+
+def edit_function(editor: Editor):
+    """The function the Edit button calls (the API's /edit), with one parameter per page field (API names:
+    `fields.API_NAMES`), each defaulting to the page's default so that API callers may leave it out."""
+
+    def edit(*values):
+        # Gradio passes the fields, then the progress tracker and the browser session's request (by position).
+        request = next((value for value in values[len(PAGE_FIELDS):] if isinstance(value, gr.Request)), None)
+        try:
+            result = editor.run(dict(zip(PAGE_FIELDS, values)), getattr(request, "session_hash", None))
+        except PageError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return result_updates(result)
+
+    parameter = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    names_and_defaults = api_parameters()
+    edit.__signature__ = inspect.Signature(
+        [inspect.Parameter(names_and_defaults[0][0], parameter)]  # the video: required
+        + [inspect.Parameter(name, parameter, default=default) for name, default in names_and_defaults[1:]]
+        # how Gradio passes its progress tracker and the browser session
+        + [inspect.Parameter("progress", parameter, default=gr.Progress(track_tqdm=True)),
+           inspect.Parameter("request", parameter, default=None, annotation=gr.Request)]
+    )
+    edit.__annotations__ = {"request": gr.Request}
+    return edit
+
+
+def buttons_running(length_choice, frames):
+    """Edit pressed: Edit off and relabelled, Stop on, and "Frames" as Length says (what the run reads)."""
+    return gr.Button("Editing...", interactive=False), gr.Button(interactive=True), num_frames_for_length(
+        length_choice, frames)
+
+
+def buttons_idle():
+    """No run: Edit on, Stop off."""
+    return gr.Button("Edit", interactive=True), gr.Button(interactive=False)
+
+
+def model_note(model: str, config: dict) -> str:
+    from ..toy.demo import TOY_CHECKPOINT
+
+    transformer = config["transformer"]
+    if os.path.abspath(model) != os.path.abspath(TOY_CHECKPOINT):
+        return f"`{model}`"
+    height, width = default_video_size(transformer)
+    return (f"the committed **toy checkpoint** ({width}x{height}, {transformer['sample_frames']} frames; it knows "
+            "prompts like *a red circle moving left on a black background*; `--model THUDM/CogVideoX-5b` edits real "
+            "videos)")
+
+
+def form(editor: Editor, max_upload_bytes: int):
+    """The page's three columns. Returns the inputs by field name, Length, the frame count, the note under Length,
+    Edit, Stop, the status line, the hint, the results column, its videos and the downloads."""
+    config, limits = editor.config, f"videos up to {max_upload_bytes / MiB:g} MB and {editor.max_duration:g} s"
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300) as clip_column:
+            inputs = {"video": gr.Video(label=page_option("video").page_label, sources=["upload"],
+                                        height=VIDEO_HEIGHT - 16, elem_id="source-video")}
+            gr.HTML(f'<div id="source-note-text" data-max-bytes="{max_upload_bytes}">'
+                    f'<span class="upload-problem" style="color: var(--error-text-color, #dc2626); '
+                    f'font-weight: 600"></span> <span>{limits[0].upper() + limits[1:]}.</span></div>',
+                    elem_id="source-note")
+            length, frame_count, note = length_controls(inputs, config, editor.max_duration)
+        with gr.Column(scale=1, min_width=300):
+            inputs["source_prompt"] = make("source_prompt", info=None, placeholder="what the video shows")
+            inputs["prompts"] = make("prompts", info=None, lines=2, elem_id="edit-prompt",
+                                     placeholder="what the edited video shows (one per line for several)")
+            with gr.Row():
+                run = gr.Button("Edit", variant="primary", elem_id="run", scale=2)
+                stop = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False, scale=1)
+            status = gr.Textbox(label="Status", interactive=False, lines=3, elem_id="status",
+                                placeholder="Progress and what each run did show here.")
+            folded_inputs(inputs, config)
+        with gr.Column(scale=1, min_width=300):
+            hint, results, videos, downloads = results_column()
+    with clip_column:  # under the clip, on the first screen: a newcomer's quickest start
+        gr.Examples(example_clips(os.path.join(editor.work_dir, "examples")),
+                    inputs=[inputs["video"], inputs["source_prompt"], inputs["prompts"]],
+                    label="Example clips: a click fills in the clip and both prompts", cache_examples=False)
+    return inputs, length, frame_count, note, run, stop, status, hint, results, videos, downloads
+
+
+def build_app(editor: Editor, load_info: dict, max_upload_bytes: int):
+    """The page, running its edits with `editor`."""
+    # No analytics: the app makes no request of its own to the internet (fonts and scripts are served by Gradio).
+    with gr.Blocks(title="CogVideoX DDIM inversion", delete_cache=(3600, 86400), analytics_enabled=False) as blocks:
+        gr.Markdown(
+            "## CogVideoX DDIM inversion: edit a video with a prompt\n"
+            f"Upload a clip, say what it shows and what should change, and press **Edit**. Model: "
+            f"{model_note(editor.model, editor.config)}, on {load_info.get('device')}. One run at a time; others wait "
+            "in the queue."
+        )
+        last = gr.BrowserState(None, storage_key="cogvideox-ddim-inversion-last-run")
+        inputs, length, frame_count, note, run, stop, status, hint, results, videos, downloads = form(
+            editor, max_upload_bytes)
+        wire_events(blocks, editor, inputs, (length, frame_count, note), (run, stop, status),
+                    (hint, results, videos, downloads), last)
+    return blocks
+
+
+def wire_events(blocks, editor: Editor, inputs: dict, length_parts, buttons, result_parts, last):
+    """Edit, Stop, the note under Length, and the page's load (its last run) and unload (its run stops)."""
+    length, frame_count, note = length_parts
+    run, stop, status = buttons
+    hint, results, videos, downloads = result_parts
+    result_outputs = [*videos, downloads, status]
+
+    def show_results(request: gr.Request = None):
+        finished = editor.runs.last.pop(request.session_hash, None) if request is not None else None
+        return gr.Column(visible=True), gr.Markdown(visible=False), finished
+
+    def stop_run(request: gr.Request = None):
+        if request is not None:  # Gradio passes the browser session's request
+            editor.runs.stop(request.session_hash)
+
+    def restore(name):
+        """A reload shows the browser's last finished run while its files are kept."""
+        result = last_run(editor.work_dir, name)
+        if result is None:
+            return [gr.skip()] * (len(result_outputs) + 2)
+        return (*result_updates(result), gr.Column(visible=True), gr.Markdown(visible=False))
+
+    describe_length_on_change(editor, length, frame_count, note, inputs)
+    started = run.click(buttons_running, inputs=[length, frame_count], outputs=[run, stop, inputs["num_frames"]],
+                        **PRIVATE)
+    edited = started.then(
+        edit_function(editor),
+        inputs=[inputs[name] for name in PAGE_FIELDS],
+        outputs=result_outputs,
+        api_name="edit",
+        show_progress_on=[status],  # the progress bar shows beside the Edit button, not over hidden results
+        concurrency_limit=1,  # one pipeline, one GPU: runs wait in the queue
+    )
+    edited.success(show_results, outputs=[results, hint, last], **PRIVATE)
+    edited.then(buttons_idle, outputs=[run, stop], **PRIVATE)
+    # Stop: a queued run leaves the queue (cancels); a running one ends at its next step (its flag).
+    stop.click(stop_run, cancels=[edited], **PRIVATE)
+    stop.click(buttons_idle, outputs=[run, stop], **PRIVATE)  # Edit back at once (not only after the run's end)
+    blocks.unload(stop_run)  # a closed or reloaded page stops its run: nobody waits for a result nobody sees
+    blocks.load(restore, inputs=[last], outputs=[*result_outputs, results, hint], **PRIVATE)

@@ -1,0 +1,164 @@
+"""`cogvideox-ddim-inversion app`: its flags (`add_app_arguments`), serving the page (`launch_app`) and stopping it
+(`run_app`: Ctrl+C or SIGTERM end the run in progress, remove the temporary folder and exit 0).
+
+Safe to expose: upload size and duration limits; every file the app writes (Gradio's uploads and cache included)
+lives under one temporary folder, removed when the app exits; bad input is refused in the page and the app keeps
+serving. Gradio is imported only when the app starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import importlib.util
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+
+from ..workflow.flags import add_model_options, settings_from_args  # imports no torch (cli --help stays fast)
+from ..workflow.settings import MODEL_OPTIONS
+
+
+MiB = 1024**2
+
+
+def add_app_arguments(parser):
+    """The app's flags: the command line's model and memory flags, then the server and its limits."""
+    add_model_options(parser, "app")
+    model = next(action for action in parser._actions if action.dest == "model")
+    model.default = None  # no --model: the committed toy checkpoint (offline, CPU)
+    model.help = "Hub id or local folder of a CogVideoX checkpoint (default: the committed toy checkpoint)"
+    server = parser.add_argument_group("server")
+    server.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on; 0.0.0.0 serves the local network (default: %(default)s)")
+    server.add_argument("--port", type=int, default=None, help="default: the first free port from 7860")
+    server.add_argument("--share", action="store_true",
+                        help="also open a temporary public link through Gradio (default: off)")
+    server.add_argument("--max-upload-mb", type=float, default=100.0,
+                        help="largest upload accepted, in MB (default: %(default)s)")
+    server.add_argument("--max-duration", type=float, default=60.0, metavar="SECONDS",
+                        help="longest video accepted, read from the file's header before decoding; it bounds what "
+                        "the whole clip costs: windows grow with it, memory stays that of one window (default: "
+                        "%(default)s)")
+    server.add_argument("--temp-dir", default=None,
+                        help="folder in which the app makes its temporary folder (default: the system's)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The app's own parser (`cogvideox-ddim-inversion app`'s flags), for callers without the command line."""
+    parser = argparse.ArgumentParser(prog="cogvideox-ddim-inversion app", description="Serve the editing page.")
+    add_app_arguments(parser)
+    return parser
+
+
+@dataclass
+class AppServer:
+    """A launched app: the Gradio Blocks, its address, the temporary folder holding every file it writes, and the
+    editor running its edits (`editor.runs`: the run in progress)."""
+
+    blocks: object
+    url: str
+    work_dir: str
+    editor: object
+
+    @property
+    def runs(self):
+        return self.editor.runs
+
+    def close(self, wait_s: float = 60.0):
+        """Stop the run in progress at its next step (waiting up to `wait_s`), stop serving, remove the folder."""
+        self.runs.stop()
+        self.runs.wait_idle(wait_s)
+        self.blocks.close()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _work_dir(temp_dir: str | None) -> str:
+    """The app's temporary folder, removed at exit. Gradio keeps uploads and the files it serves in GRADIO_TEMP_DIR
+    (read when components are made): they go in the app's folder too. Saved inversions stay outside what is served."""
+    work_dir = tempfile.mkdtemp(prefix="cogvideox-ddim-inversion-app-", dir=temp_dir)
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+    gradio_dir = os.path.join(work_dir, "gradio")
+    os.makedirs(gradio_dir)
+    os.environ["GRADIO_TEMP_DIR"] = gradio_dir
+    return work_dir
+
+
+def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
+    """Load the checkpoint, build the page and serve it (blocking unless `prevent_thread_lock`)."""
+    if importlib.util.find_spec("gradio") is None:
+        raise ImportError(
+            "The app needs Gradio: pip install 'cogvideox-ddim-inversion[app]' (or pip install -e \".[app]\" in a "
+            "clone)."
+        )
+    from ..cogvideox_ddim_checkpoint import checkpoint_config
+    from ..workflow.loading import load_pipeline
+    from ..workflow.run import print_log
+    from .session import Editor
+
+    model = args.model
+    if model is None:
+        from ..toy.demo import TOY_CHECKPOINT
+
+        model = TOY_CHECKPOINT
+    model_settings = settings_from_args(argparse.Namespace(**{**vars(args), "model": model}), MODEL_OPTIONS)
+    if args.max_upload_mb <= 0 or args.max_duration <= 0:
+        raise ValueError("--max-upload-mb and --max-duration must be positive.")
+    work_dir = _work_dir(args.temp_dir)
+    pipe, load_info = load_pipeline(model_settings, log=print_log)
+    max_upload_bytes = int(args.max_upload_mb * MiB)
+    limits = f"videos up to {max_upload_bytes / MiB:g} MB and {args.max_duration:g} s"
+    editor = Editor(pipe, load_info, model, checkpoint_config(model), work_dir, args.max_duration,
+                    no_video=f"Upload a video ({limits}), or pick an example clip under it, first.")
+    from .page import UPLOAD_CHECK_JS, build_app
+
+    blocks = build_app(editor, load_info, max_upload_bytes)
+    blocks.queue(default_concurrency_limit=1, max_size=32)
+    print_log(f"Temporary folder (removed on exit): {work_dir}")
+    blocks.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        max_file_size=max_upload_bytes,
+        allowed_paths=[os.path.join(work_dir, "runs"), os.path.join(work_dir, "examples")],
+        prevent_thread_lock=True,
+        quiet=prevent_thread_lock,
+        head=UPLOAD_CHECK_JS,
+    )
+    server = AppServer(blocks=blocks, url=blocks.local_url, work_dir=work_dir, editor=editor)
+    if not prevent_thread_lock:
+        _serve_until_stopped(server)
+    return server
+
+
+def _serve_until_stopped(server: AppServer):
+    """Serve until Ctrl+C or SIGTERM, then stop the run in progress at its next step, remove the temporary folder
+    and exit 0. Exiting from the signal handler while a run is computing aborted the process in torch's threads."""
+    from ..workflow.run import print_log
+
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, frame: stopping.set())
+    while not stopping.wait(0.5):  # a timed wait: signal handlers run between waits
+        pass
+    print_log("Stopping: ending the run in progress, removing the temporary folder.")
+    server.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is cleaned up; skip the interpreter's teardown, where Gradio's and torch's threads may still run.
+    os._exit(0)
+
+
+def run_app(args):
+    """`cogvideox-ddim-inversion app`: serve the page until interrupted (Ctrl+C or SIGTERM, which both end the run in
+    progress and remove the temporary folder on the way out, exit status 0)."""
+    launch_app(args)
+
+
+def main(argv=None):
+    """`python -m cogvideox_ddim_inversion.app`: the app without the rest of the command line."""
+    run_app(build_parser().parse_args(argv))
