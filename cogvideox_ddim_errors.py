@@ -23,6 +23,17 @@ def render(template: str, name_of) -> str:
     return PLACEHOLDER.sub(replace, template)
 
 
+def rename(template: str, new_name) -> str:
+    """`template` with each `{name}` renamed `{new_name(name)}`, escaped braces kept: a template still."""
+
+    def replace(match):
+        if match.group(1) is None:
+            return match.group(0)
+        return "{" + new_name(match.group(1)) + "}"
+
+    return PLACEHOLDER.sub(replace, template)
+
+
 def literal(text: str) -> str:
     """`text` (an error from elsewhere, a value) escaped for a template: its braces stay braces."""
     return str(text).replace("{", "{{").replace("}", "}}")

@@ -14,7 +14,7 @@ import pytest
 
 from cogvideox_ddim_inversion.workflow.jobs import job_settings, read_jobs
 from cogvideox_ddim_inversion.cli import main
-from cogvideox_ddim_inversion.workflow.settings import EditSettings
+from cogvideox_ddim_inversion.workflow.settings import EditSettings, SettingsError, render_error
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
 from cogvideox_ddim_inversion.video_io import read_video
 
@@ -177,19 +177,19 @@ def test_the_settings_hash_follows_what_the_outputs_depend_on(tmp_path):
 
 @pytest.mark.parametrize(
     "values, message",
-    [({"steps": "two"}, "steps: invalid int value: 'two'"),
-     ({"steps": 2.5}, "steps: invalid int value: '2.5'"),
-     ({"steps": True}, "steps: true is not a valid value"),
-     ({"sampling": "middle"}, "sampling: invalid choice: 'middle'"),
-     ({"reconstruction": "maybe"}, "reconstruction must be true or false, got 'maybe'"),
+    [({"steps": "two"}, "steps: type a whole number (got 'two')."),
+     ({"steps": 2.5}, "steps: type a whole number (got 2.5)."),
+     ({"steps": True}, "steps: type a whole number (got true)."),
+     ({"sampling": "middle"}, "sampling: choose one of first, spread (got 'middle')."),
+     ({"reconstruction": "maybe"}, "reconstruction: give true or false (got 'maybe')."),
      ({"prompts": [1, 2]}, "prompts must be a text or a list of texts"),
-     ({"seed": None}, "seed: null is not a valid value")],
+     ({"seed": None}, "seed: type a whole number (got null).")],
 )
 def test_bad_option_values_fail_their_job_only(values, message):
     job = read_jobs_from_values({"video": "a.mp4", **values})
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(SettingsError) as error:
         job_settings(job, EditSettings(video=None, prompts=["x"]), "/data")
-    assert message in str(error.value)
+    assert message in render_error(error.value, "batch")  # the manifest names a job's keys
 
 
 def read_jobs_from_values(values: dict):
@@ -232,9 +232,9 @@ def test_two_processes_do_every_good_job_once_and_record_the_bad_ones(tiny_check
     rows = {row["id"]: row for row in manifest}
     assert {name: rows[name]["status"] for name in rows} == {**dict.fromkeys(good, "done"), "broken": "failed",
                                                              "bad-strength": "failed"}
-    assert rows["broken"]["error_type"] == "ValueError" and "Could not decode" in rows["broken"]["error"]
+    assert rows["broken"]["error_type"] == "SettingsError" and "Could not decode" in rows["broken"]["error"]
     assert "Traceback" not in rows["broken"]["error"]
-    assert rows["bad-strength"]["error"] == "--strength must be in (0, 1], got 1.5."
+    assert rows["bad-strength"]["error"] == "strength must be in (0, 1], got 1.5."  # the job's own key
     assert sorted(path.name for path in out.iterdir()) == sorted([*good, "manifest.jsonl"])  # no failed-job folders
     assert leftovers(out) == []
 

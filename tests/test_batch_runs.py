@@ -185,7 +185,7 @@ def test_every_manifest_line_has_every_documented_field(tiny_checkpoint, tmp_pat
             assert row["status"] == "failed" and row["outputs"] == {} and row["error"] and row["error_type"], name
     assert rows["good"]["settings_hash"] is not None and rows["missing-video"]["settings_hash"] is None  # unhashable
     assert rows["missing-video"]["error_type"] == "FileNotFoundError"
-    assert rows["bad-value"]["error"] == "steps: invalid int value: 'two'"
+    assert rows["bad-value"]["error"] == "steps: type a whole number (got 'two')."
 
 
 # ----------------------------------------------------------------------------------------------------------------------

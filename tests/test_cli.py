@@ -103,7 +103,7 @@ def test_invert_command_and_reuse_with_other_settings(tiny_checkpoint, tmp_path,
     # other steps, or another checkpoint: refused before editing, naming the difference, nothing written
     code = main(["edit", "--inversion", str(tmp_path / "inv.st"), "--prompt", "x", "--model", model, "--steps", "3",
                  "--output-dir", str(tmp_path / "a")])
-    assert code == 2 and "num_inference_steps=2, not 3: pass --steps 2" in capsys.readouterr().err
+    assert code == 2 and "--steps was 2, not 3: set --steps to 2" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
     code = edit("--inversion", tmp_path / "inv.st", "--prompt", "x", "--model", tiny_checkpoint("cogvideox-2b"),
                 "--output-dir", tmp_path / "b")
@@ -270,19 +270,20 @@ def saved_inversion(tiny_checkpoint, tmp_path_factory):
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        (["--source-prompt", "a blue circle"], "source_prompt='a red circle', not 'a blue circle': pass "
-                                               "--source-prompt 'a red circle'"),
-        (["--steps", "3"], "num_inference_steps=2, not 3: pass --steps 2"),
-        (["--strength", "0.5"], "strength=1.0, not 0.5: pass --strength 1.0"),
-        (["--fixed-point-iterations", "2"], "fixed_point_iterations=0, not 2: pass --fixed-point-iterations 0"),
-        (["--skip-frames-start", "4"], "skip_frames_start=0, not 4: pass --skip-frames-start 0"),
-        (["--skip-frames-end", "4"], "skip_frames_end=0, not 4: pass --skip-frames-end 0"),
-        (["--frame-stride", "2"], "frame_stride=1, not 2: pass --frame-stride 1"),
-        (["--sampling", "spread"], "sampling='first', not 'spread': pass --sampling first"),
-        (["--num-frames", "9"], "num_frames=None, not 9: leave --num-frames out"),
-        (["--height", "32"], "height=None, not 32: leave --height out"),
-        (["--width", "64"], "width=None, not 64: leave --width out"),
-        (["--resize-mode", "pad"], "resize_mode='crop', not 'pad': pass --resize-mode crop"),
+        (["--source-prompt", "a blue circle"], "--source-prompt was 'a red circle', not 'a blue circle': set "
+                                               "--source-prompt to 'a red circle'"),
+        (["--steps", "3"], "--steps was 2, not 3: set --steps to 2"),
+        (["--strength", "0.5"], "--strength was 1.0, not 0.5: set --strength to 1.0"),
+        (["--fixed-point-iterations", "2"],
+         "--fixed-point-iterations was 0, not 2: set --fixed-point-iterations to 0"),
+        (["--skip-frames-start", "4"], "--skip-frames-start was 0, not 4: set --skip-frames-start to 0"),
+        (["--skip-frames-end", "4"], "--skip-frames-end was 0, not 4: set --skip-frames-end to 0"),
+        (["--frame-stride", "2"], "--frame-stride was 1, not 2: set --frame-stride to 1"),
+        (["--sampling", "spread"], "--sampling was 'first', not 'spread': set --sampling to 'first'"),
+        (["--num-frames", "9"], "--num-frames was None, not 9: leave --num-frames out"),
+        (["--height", "32"], "--height was None, not 32: leave --height out"),
+        (["--width", "64"], "--width was None, not 64: leave --width out"),
+        (["--resize-mode", "pad"], "--resize-mode was 'crop', not 'pad': set --resize-mode to 'crop'"),
         ("other clip", "it was made from another video"),
         (["--mask-words", "circle"], "it recorded no mask for --mask-words ['circle'] (it has None)"),
     ],

@@ -327,7 +327,7 @@ def test_batch_jobs_take_the_window_weighting():
     assert defaults.window_weighting is None  # the pipeline's default, or a reused inversion's own
     settings = job_settings(Job("job", 1, {"video": "a.mp4", "window_weighting": "hann"}), defaults, "/data")
     assert settings.window_weighting == "hann"
-    with pytest.raises(ValueError, match="window-weighting: invalid choice: 'cosine'"):
+    with pytest.raises(ValueError, match="`window_weighting`: choose one of flat, pyramid, hann"):
         job_settings(Job("job", 1, {"video": "a.mp4", "window_weighting": "cosine"}), defaults, "/data")
     hashes = {settings_hash(dataclasses.replace(defaults, window_weighting=w), "model", "float32")
               for w in (None, "flat", "hann")}

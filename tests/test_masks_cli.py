@@ -122,8 +122,8 @@ def test_a_saved_inversion_must_have_recorded_the_mask_asked_for(tiny_checkpoint
                  "a red circle", "--model", tiny_checkpoint("cogvideox-5b"), "--mask-words", "circle",
                  "--mask-threshold", "0.4"]) == 0
     for flags, expected in ((["--mask-words", "red"], "recorded no mask for --mask-words ['red']"),
-                            (["--mask-words", "circle"], "thresholded its mask at 0.4, not 0.5: pass "
-                                                          "--mask-threshold 0.4")):
+                            (["--mask-words", "circle"], "thresholded its mask at 0.4, not 0.5: set "
+                                                          "--mask-threshold to 0.4")):
         assert edit("--inversion", saved, "--prompt", "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"),
                     "--output-dir", tmp_path / "out", *flags) == 2
         assert expected in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 
 from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import checkpoint_config
 from cogvideox_ddim_inversion.cogvideox_ddim_windows import clip_windows
-from cogvideox_ddim_inversion.workflow.settings import EditSettings
+from cogvideox_ddim_inversion.workflow.settings import EditSettings, SettingsError
 from cogvideox_ddim_inversion.testing.sample_clip import write_sample_clip
 from cogvideox_ddim_inversion.toy.demo import TOY_CHECKPOINT
 from cogvideox_ddim_inversion.workflow.window_plan import (
@@ -74,10 +74,14 @@ def test_the_plan_of_settings_is_the_windows_the_run_takes(config, clips):
     # 13 frames are 4 latent frames, which the VAE cannot decode in step: trimmed to 9, one window
     assert window_plan(dataclasses.replace(settings, num_frames=13), config) == WindowPlan(9, 1, 9, 0)
     # what the run refuses, the plan refuses with the same words (`check_source`)
-    with pytest.raises(ValueError, match="--mask-words records the attention of one window of 9 frames"):
+    with pytest.raises(SettingsError) as caught:
         window_plan(dataclasses.replace(settings, mask_words=["circle"]), config)
-    with pytest.raises(ValueError, match="--window-overlap 12 video frames leaves windows of 9 frames nothing new"):
+    assert caught.value.render("cli").startswith("--mask-words records the attention of one window of 9 frames")
+    with pytest.raises(SettingsError) as caught:
         window_plan(dataclasses.replace(settings, window_overlap=12), config)
+    assert caught.value.field == "window_overlap"
+    assert "--window-overlap" in caught.value.render("cli")
+    assert "12 video frames leaves windows of 9 frames nothing new" in caught.value.render("cli")
 
 
 def test_steps_run_are_the_last_strength_of_the_steps():
@@ -143,7 +147,7 @@ def test_plan_line_names_the_command_the_windows_and_the_steps(config, clips):
 
 def test_window_plan_needs_no_gradio():
     """The plan is the command line's as much as the app's: importing it imports no Gradio."""
-    code = "import sys, cogvideox_ddim_inversion.window_plan; print('gradio' in sys.modules)"
+    code = "import sys, cogvideox_ddim_inversion.workflow.window_plan; print('gradio' in sys.modules)"
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONWARNINGS": "ignore"}).stdout
     assert printed.strip().splitlines()[-1] == "False"

@@ -33,7 +33,7 @@ from ..cogvideox_ddim_choices import (
     START_MODES,
     WINDOW_WEIGHTINGS,
 )
-from ..cogvideox_ddim_errors import ParameterError, parameters_of, render
+from ..cogvideox_ddim_errors import ParameterError, literal, parameters_of, rename, render
 from ..cogvideox_ddim_memory import CACHES, OFFLOAD_MODES, QUANTIZE, WEIGHTS
 
 
@@ -61,7 +61,7 @@ def parse_bool(text) -> bool:
         return True
     if value in ("false", "no", "0", "off"):
         return False
-    raise ValueError(f"expected true or false, got {text!r}")
+    raise ValueError("give true or false")
 
 
 def parse_optional_bool(text):
@@ -77,7 +77,7 @@ def parse_step_range(text) -> float | tuple[float, float]:
     else:
         parts = [float(part) for part in str(text).split(",")]
     if len(parts) not in (1, 2):
-        raise ValueError(f"expected a fraction or START,END, got {text!r}")
+        raise ValueError("type a fraction such as 0.5 or a range such as 0,0.6")
     return parts[0] if len(parts) == 1 else tuple(parts)
 
 
@@ -148,7 +148,7 @@ def parse_path(text) -> str | None:
     if text in (None, ""):
         return None
     if not isinstance(text, (str, os.PathLike)):
-        raise ValueError(f"give a file path, not {json.dumps(text)}")
+        raise ValueError("give a file path")
     return os.fspath(text)
 
 
@@ -228,19 +228,24 @@ class Option:
     def read(self, value):
         """A value as a flag, a job or the page gives it (text, or JSON) as this option's value; raises ValueError
         with what to type."""
-        if value is None and self.default is None:
-            return None
-        if isinstance(value, (list, tuple)) and not self.kind.listed:
-            raise ValueError(f"{self.kind.hint}, not a list")
-        if isinstance(value, bool) and self.kind not in (SWITCH, TRISTATE):
-            raise ValueError(f"{self.kind.hint}, not {json.dumps(value)}")
+        if value is None:
+            if self.default is None:
+                return None
+            raise ValueError(self.kind.hint)
+        if (isinstance(value, (list, tuple)) and not self.kind.listed) or (
+                isinstance(value, bool) and self.kind not in (SWITCH, TRISTATE)):
+            raise ValueError(self.kind.hint)
         if isinstance(value, float) and self.kind in (INT, OPTIONAL_INT, FRAMES):
             if not value.is_integer():
-                raise ValueError(f"{self.kind.hint}, not {value}")
+                raise ValueError(self.kind.hint)
             value = int(value)
-        result = self.kind.parse(value)
+        try:
+            result = self.kind.parse(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(str(error) if isinstance(error, ValueError) and str(error).startswith(
+                ("type", "give", "pick")) else self.kind.hint) from None
         if self.choices is not None and result is not None and result not in self.choices:
-            raise ValueError(f"choose one of {', '.join(map(str, self.choices))}, not {value!r}")
+            raise ValueError(f"choose one of {', '.join(map(str, self.choices))}")
         return result
 
 
@@ -373,7 +378,7 @@ class SettingsError(ValueError):
             option = find_option(parameter, table)
             return option.name if option is not None else parameter
 
-        template = render(error.template, lambda parameter: "{" + field_name(parameter) + "}")
+        template = rename(error.template, field_name)
         return cls(field_name(error.parameter), template, table)
 
 
@@ -455,8 +460,8 @@ EDIT_OPTION_LIST = (
            "host memory and copies one step at a time to the GPU (default: the model's device)", INVERSION,
            feeds=("invert",), metavar="DEVICE", memory_only=True),
     Option("mask_words", WORDS, None, "words of {source_prompt} (comma or space separated): the inversion records "
-           "the model's attention to them as the edit mask (mask.mp4; saved in an inversion saved with it); edits "
-           "change only inside it (default: none)", MASK_WORDS, feeds=("invert",), metavar="WORD", inversion="mask"),
+           "the model's attention to them as the edit mask (edit writes it as mask.mp4; invert saves it in the "
+           "inversion and beside it as NAME.mask.mp4); edits change only inside it (default: none)", MASK_WORDS, feeds=("invert",), metavar="WORD", inversion="mask"),
     Option("mask_threshold", FLOAT, 0.5, "with {mask_words}: the mask is where the attention, scaled to [0, 1], "
            "exceeds this (lower: a larger mask; default: %(default)s)", MASK_WORDS, feeds=("invert",), minimum=0,
            maximum=1, inversion="mask"),
@@ -642,8 +647,8 @@ def options_for(command: str, table: OptionTable = EDIT_OPTIONS) -> Iterable[Opt
 
 def reading_error(option: Option, value, reason: str) -> SettingsError:
     """The error for a value of `option` that does not read: what was given and what to type."""
-    shown = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return SettingsError(option.name, "{" + option.name + "}: " + f"{reason} (got {shown}).")
+    shown = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return SettingsError(option.name, "{" + option.name + "}: " + literal(f"{reason} (got {shown})."))
 
 
 def read_value(option: Option, value):
@@ -651,8 +656,7 @@ def read_value(option: Option, value):
     try:
         return option.read(value)
     except (ValueError, TypeError, OSError) as error:
-        reason = str(error) if str(error).startswith(("expected", "choose", "type", "give", "pick")) else (
-            option.kind.hint)
+        reason = str(error) if str(error).startswith(("choose", "type", "give", "pick")) else option.kind.hint
         raise reading_error(option, value, reason) from None
 
 
