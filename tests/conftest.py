@@ -18,6 +18,7 @@ import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_FILE = REPO_ROOT / "pipeline_cogvideox_ddim_inversion.py"
+README = REPO_ROOT / "README.md"
 SHARED = REPO_ROOT.parent / "shared"
 HORSE = SHARED / "data" / "videos" / "horse.mp4"
 TEXT_LENGTH = 16  # max_text_seq_length of the tiny checkpoints
