@@ -212,14 +212,14 @@ def test_local_edits_with_mask_words_or_a_mask_video(app, client, clip, tmp_path
     outside = ~grow_mask(torch.from_numpy(written).float(), 4).bool().numpy()
     assert np.abs(edited - source)[outside].mean() < 3
 
-    # A mask video (a box in every frame), read with the source's frame selection.
+    # A mask video upload (a box in every frame), read with the source's frame selection.
     box = np.zeros((17, 64, 96), dtype=bool)
     box[:, 16:48, 24:72] = True
     mask_file = write_mask_video(box, tmp_path / "box.mp4", fps=8)
-    result = run(app, clip, "a blue circle", mask=str(mask_file))
-    assert "Changed only inside the mask (the uploaded mask video)." in result.status
-    assert read_mask_video(result.outputs["mask"]).astype(bool)[0, 32].tolist() == [False] * 8 + [True] * 48 + [
-        False] * 8
+    _, _, _, mask, _, status = submit(client, clip, "a blue circle", mask=gradio_client.handle_file(str(mask_file))
+                                      ).result()
+    assert "Changed only inside the mask (the uploaded mask video)." in status
+    assert read_mask_video(mask["value"]).astype(bool)[0, 32].tolist() == [False] * 8 + [True] * 48 + [False] * 8
 
     # Bad combinations: the page's error, naming the fix.
     assert ('"Paste back" puts the source back outside a mask: give "Mask video" or "Mask words"'
