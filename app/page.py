@@ -139,7 +139,8 @@ def describe_length_on_change(editor: Editor, length, frame_count, note, inputs:
     fields = ("video", "window_overlap", "window_weighting", "skip_frames_start", "skip_frames_end", "frame_stride",
               "sampling", "mask_words")
     gr.on([length.change, frame_count.change, *(inputs[name].change for name in fields)], describe_length,
-          inputs=[length, frame_count, *(inputs[name] for name in PAGE_FIELDS)], outputs=note, **PRIVATE)
+          inputs=[length, frame_count, *(inputs[name] for name in PAGE_FIELDS)], outputs=note,
+          trigger_mode="always_last", **PRIVATE)  # a change while the note is made is said after it, not dropped
 
 
 def results_column():

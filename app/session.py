@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from html import escape
 
-from ..workflow import run as workflow_run
 from ..workflow.checks import prepare_edit
 from ..workflow.inversions import inversion_dependencies
 from ..workflow.run import RunStopped, edit_video, print_log, write_json
@@ -40,9 +39,6 @@ from ..workflow.window_plan import (
 )
 from .fields import error_text, settings_from_page, stride_control
 
-
-if not hasattr(workflow_run, "json"):  # workaround: workflow/run.py uses `json` without importing it
-    workflow_run.json = json
 
 KEEP_RUNS = 8  # result folders kept on disk (older ones are deleted; Gradio has copied what the page shows)
 KEEP_INVERSIONS = 4  # saved inversions kept (the least recently used is deleted first)

@@ -248,11 +248,12 @@ MUTATIONS = [
     Mutation(
         "app-ignores-mask-words",
         "the app drops the page's mask words",
-        "app.py",
+        "app/fields.py",
         (
             (
-                '"list[str] | None": lambda value: parse_mask_words(value or "") or None,',
-                '"list[str] | None": lambda value: None,',
+                "    option = page_option(name)\n    if value is None and option.kind in TEXT_KINDS:",
+                "    option = page_option(name)\n    if name == \"mask_words\":\n        return None\n"
+                "    if value is None and option.kind in TEXT_KINDS:",
             ),
         ),
         ("tests/test_app.py::test_local_edits_with_mask_words_or_a_mask_video",),

@@ -227,7 +227,8 @@ EDIT_OPTION_LIST = (
     Option("strength", FLOAT, 1.0, "invert and regenerate only the last fraction of the schedule, keeping more of "
            "the source (default: %(default)s)", INVERSION, feeds=("invert", "call"), inversion="always"),
     Option("fixed_point_iterations", INT, 0, "extra evaluations per inversion step for an exact round trip, 2-4 "
-           "(default: %(default)s)", INVERSION, feeds=("invert",), minimum=0, inversion="always"),
+           "(default: %(default)s)", INVERSION, feeds=("invert",), label="Fixed-point iterations", minimum=0,
+           inversion="always"),
     Option("trajectory_device", OPTIONAL_TEXT, None, "where to keep the inverted trajectory: 'cpu' keeps it in "
            "host memory and copies one step at a time to the GPU (default: the model's device)", INVERSION,
            feeds=("invert",), metavar="DEVICE", memory_only=True),
