@@ -442,8 +442,7 @@ def run_batch(args) -> int:
     from accelerate.utils import gather_object
 
     started = time.perf_counter()
-    from .cogvideox_ddim_checkpoint import checkpoint_config
-    from .workflow.checks import check_output_path
+    from .workflow.checks import check_devices, check_output_path, read_checkpoint_config
     from .workflow.flags import model_and_edit_settings
     from .workflow.loading import resolve_device_and_dtype
 
@@ -452,7 +451,8 @@ def run_batch(args) -> int:
     jobs = read_jobs(jobs_path)
     output_dir = os.path.abspath(args.output_dir)
     check_output_path(output_dir, "output_dir", folder=True)
-    config = checkpoint_config(model_settings.model)
+    check_devices(model_settings, defaults)
+    config = read_checkpoint_config(model_settings.model)
     os.makedirs(output_dir, exist_ok=True)
 
     state = _partial_state(model_settings.device)

@@ -29,12 +29,13 @@ def run_edit(args) -> dict:
     """Check everything, load the checkpoint, then invert (or load the inversion of) the video and write the edits.
     With `--context-parallel N` every launched process computes them and process 0 writes them."""
     from .cogvideox_ddim_context_parallel import start_context_parallel
-    from .workflow.checks import prepare_edit
+    from .workflow.checks import check_devices, prepare_edit
     from .workflow.loading import load_pipeline
     from .workflow.run import edit_video, print_log
     from .workflow.window_plan import log_plan
 
     model_settings, settings = model_and_edit_settings(args)
+    check_devices(model_settings, settings)
     prepared = prepare_edit(settings, model_settings.model, output_dir=args.output_dir,
                             memory=model_settings.memory_options())
     launch = start_context_parallel(args.context_parallel, prepared.config["transformer"], model_settings.device)
@@ -54,7 +55,7 @@ def run_invert(args) -> dict:
     the recorded mask as a video beside it (`mask_video_path`). With `--context-parallel N`, process 0 writes them."""
     from .cogvideox_ddim_context_parallel import start_context_parallel
     from .cogvideox_ddim_video_io import write_mask_video
-    from .workflow.checks import prepare_edit
+    from .workflow.checks import check_devices, prepare_edit
     from .workflow.loading import load_pipeline
     from .workflow.run import invert_source, print_log
     from .workflow.settings import SettingsError
@@ -65,6 +66,7 @@ def run_invert(args) -> dict:
     settings.save_inversion = args.output
     if settings.video is None:
         raise SettingsError("video", "invert needs a video file: cogvideox-ddim-inversion invert VIDEO --output PATH.")
+    check_devices(model_settings, settings)
     prepared = prepare_edit(settings, model_settings.model, command="invert")
     launch = start_context_parallel(args.context_parallel, prepared.config["transformer"], model_settings.device)
     log = print_log if launch.writes else None

@@ -95,7 +95,7 @@ def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
             "The app needs Gradio: pip install 'cogvideox-ddim-inversion[app]' (or pip install -e \".[app]\" in a "
             "clone)."
         )
-    from ..cogvideox_ddim_checkpoint import checkpoint_config
+    from ..workflow.checks import check_devices, read_checkpoint_config
     from ..workflow.loading import load_pipeline
     from ..workflow.run import print_log
     from .session import Editor
@@ -108,11 +108,13 @@ def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
     model_settings = settings_from_args(argparse.Namespace(**{**vars(args), "model": model}), MODEL_OPTIONS)
     if args.max_upload_mb <= 0 or args.max_duration <= 0:
         raise ValueError("--max-upload-mb and --max-duration must be positive.")
+    check_devices(model_settings)
+    config = read_checkpoint_config(model)  # before any weights load, and what the page offers
     work_dir = _work_dir(args.temp_dir)
     pipe, load_info = load_pipeline(model_settings, log=print_log)
     max_upload_bytes = int(args.max_upload_mb * MiB)
     limits = f"videos up to {max_upload_bytes / MiB:g} MB and {args.max_duration:g} s"
-    editor = Editor(pipe, load_info, model, checkpoint_config(model), work_dir, args.max_duration,
+    editor = Editor(pipe, load_info, model, config, work_dir, args.max_duration,
                     no_video=f"Upload a video ({limits}), or pick an example clip under it, first.")
     from .page import UPLOAD_CHECK_JS, build_app
 

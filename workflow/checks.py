@@ -40,14 +40,13 @@ def prepare_edit(settings: EditSettings, model: str | None = None, *, config: di
     entry point's own limits, first), and a saved inversion against all of these. The command line, batch and the
     app call this, then load the pipeline. `command="invert"` words the messages for `invert`; `memory` (the run's
     `MemoryOptions`) lets a saved inversion made with other 8-bit weights be refused here too."""
-    from ..cogvideox_ddim_checkpoint import checkpoint_config
     from .inversions import check_saved_inversion
     from .sources import check_source
 
     check_edit_settings(settings, command)
     check_output_paths(settings, output_dir)
     if config is None:
-        config = checkpoint_config(model)
+        config = read_checkpoint_config(model)
     plan = check_settings_for_checkpoint(settings, config)
     source = None
     if settings.video is not None:
@@ -92,6 +91,24 @@ def check_edit_settings(settings: EditSettings, command: str = "edit"):
     check_device(s.trajectory_device, "trajectory_device")
 
 
+def read_checkpoint_config(model: str) -> dict:
+    """`checkpoint_config(model)`, after refusing a `model` that can only be a mistyped local folder: an absolute or
+    relative path (`/`, `./`, `../`, `~`) is never a Hub id, so it is not looked up on the Hub."""
+    from ..cogvideox_ddim_checkpoint import checkpoint_config
+
+    text = os.fspath(model)
+    looks_local = os.path.isabs(text) or text.startswith(("./", "../", "~", ".\\")) or text.count("/") > 1
+    if looks_local and not os.path.isdir(os.path.expanduser(text)):
+        what = "is a file" if os.path.exists(os.path.expanduser(text)) else "does not exist"
+        raise SettingsError("model", f"{{model}} {literal(repr(text))} {what}: a local checkpoint is a folder holding "
+                            "model_index.json with transformer/, vae/ and scheduler/ (a Hub id has the form "
+                            "namespace/name). Check the path.")
+    try:
+        return checkpoint_config(os.path.expanduser(text) if looks_local else text)
+    except ValueError as error:
+        raise SettingsError("model", literal(error)) from None
+
+
 def check_device(device: str | None, field: str):
     """A device string torch knows ("cpu", "cuda", "cuda:1"); None passes."""
     if device is None:
@@ -102,6 +119,33 @@ def check_device(device: str | None, field: str):
         torch.device(device)
     except RuntimeError:
         raise SettingsError(field, f"{{{field}}} {device!r} is not a device: pass cpu, cuda or cuda:N.") from None
+
+
+def check_device_available(device: str | None, field: str):
+    """A device this machine has: CUDA devices exist (and the index is one of them); before any weights load."""
+    if device is None or device == "auto":
+        return
+    check_device(device, field)
+    import torch
+
+    place = torch.device(device)
+    if place.type != "cuda":
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        built = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+        raise SettingsError(field, f"{{{field}}} {device} asks for a GPU, but this machine has none ({built}): pass "
+                            f"cpu, or leave {{{field}}} out.")
+    if place.index is not None and place.index >= count:
+        raise SettingsError(field, f"{{{field}}} {device}: this machine has {count} CUDA device(s), cuda:0 to "
+                            f"cuda:{count - 1}.")
+
+
+def check_devices(model_settings, settings=None):
+    """The run's device and the trajectory's, against what this machine has (`check_device_available`)."""
+    check_device_available(model_settings.device, "device")
+    if settings is not None:
+        check_device_available(settings.trajectory_device, "trajectory_device")
 
 
 def check_input_files(settings: EditSettings):
@@ -166,8 +210,10 @@ def check_numbers(settings: EditSettings):
             raise SettingsError(name, f"{{{name}}} must be {relation} {least}, got {value}.")
     if s.fps is not None and not s.fps > 0:
         raise SettingsError("fps", f"{{fps}} must be positive, got {s.fps}.")
-    if s.num_frames is not None and s.num_frames != "all" and not isinstance(s.num_frames, int):
-        raise SettingsError("num_frames", f"{{num_frames}} must be a frame count or 'all', got {s.num_frames!r}.")
+    if s.num_frames is not None and s.num_frames != "all" and (
+            not isinstance(s.num_frames, int) or isinstance(s.num_frames, bool) or s.num_frames < 1):
+        raise SettingsError("num_frames", f"{{num_frames}} must be a frame count (at least 1) or 'all', got "
+                            f"{s.num_frames!r}; leave it out for the model's native count.")
     for name in ("height", "width"):
         size = getattr(s, name)
         if size is not None and (size <= 0 or size % 16):
