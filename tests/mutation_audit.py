@@ -105,7 +105,7 @@ MUTATIONS = [
         "cli-ignores-seed",
         "the edit workflow behind the CLI seeds its generator with a constant instead of --seed (matters with "
         "--start noise)",
-        "editing.py",
+        "workflow/run.py",
         (
             (
                 'torch.Generator(device="cpu").manual_seed(settings.seed)',
@@ -117,7 +117,7 @@ MUTATIONS = [
     Mutation(
         "cli-ignores-fps",
         "the edit workflow behind the CLI writes at the source's frame rate whatever --fps says",
-        "editing.py",
+        "workflow/run.py",
         (
             (
                 "    if settings.fps:\n        fps, fps_from = settings.fps",
@@ -213,11 +213,11 @@ MUTATIONS = [
     Mutation(
         "batch-hash-ignores-seed",
         "the settings hash leaves the seed out, so a job whose seed changed is skipped",
-        "batch.py",
+        "workflow/jobs.py",
         (
             (
-                'skipped = {"extra", "video", *settings_fields(memory_only=True)}',
-                'skipped = {"extra", "video", "seed", *settings_fields(memory_only=True)}',
+                'skipped = {"extra", "video", *type(settings).table.names(memory_only=True)}',
+                'skipped = {"extra", "video", "seed", *type(settings).table.names(memory_only=True)}',
             ),
         ),
         ("tests/test_batch.py::test_a_killed_run_resumes_without_redoing_finished_jobs",),
@@ -240,7 +240,7 @@ MUTATIONS = [
     Mutation(
         "cli-drops-mask-dilation",
         "the edit workflow does not pass --mask-dilation to the pipeline",
-        "editing.py",
+        "workflow/run.py",
         (("                          mask_dilation=settings.mask_dilation, mask_feather=settings.mask_feather)",
           "                          mask_feather=settings.mask_feather)"),),
         ("tests/test_masks_cli.py",),
@@ -268,10 +268,10 @@ MUTATIONS = [
     Mutation(
         "edited-first-frame-stretched",
         "--image is stretched to the video's size whatever --resize-mode says",
-        "editing.py",
+        "workflow/run.py",
         (("    image = resize_frames(frame, height, width, settings.resize_mode) * 2 - 1",
           '    image = resize_frames(frame, height, width, "stretch") * 2 - 1'),),
-        ("tests/test_editing.py",),
+        ("tests/test_workflow.py",),
     ),
     Mutation(
         "frames-4k-plus-1",
