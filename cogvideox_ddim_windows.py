@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .cogvideox_ddim_errors import ParameterError
+
 
 WEIGHTING_SCHEMES = ("flat", "pyramid", "hann")
 # The weighting `invert()` and `__call__` use when none is given (`window_weighting`): one constant, so that a measured
@@ -99,17 +101,19 @@ def overlap_latent_frames(window_overlap: int | None, window: int, temporal_comp
         raise TypeError(f"`window_overlap` must be an int (video frames), got {window_overlap!r}.")
     if window_overlap < 0 or window_overlap % temporal_compression:
         lower = max(window_overlap // temporal_compression, 0) * temporal_compression
-        raise ValueError(
-            f"`window_overlap={window_overlap}` video frames is not a non-negative multiple of the VAE's temporal "
-            f"compression {temporal_compression} (one latent frame): pass {lower} or {lower + temporal_compression}."
+        raise ParameterError(
+            "window_overlap",
+            f"{{window_overlap}} {window_overlap} video frames is not a non-negative multiple of the VAE's temporal "
+            f"compression {temporal_compression} (one latent frame): pass {lower} or {lower + temporal_compression}.",
         )
     overlap = window_overlap // temporal_compression
     if overlap >= window:
         window_video = (window - 1) * temporal_compression + 1
-        raise ValueError(
-            f"`window_overlap={window_overlap}` video frames leaves windows of {window_video} frames nothing new: "
+        raise ParameterError(
+            "window_overlap",
+            f"{{window_overlap}} {window_overlap} video frames leaves windows of {window_video} frames nothing new: "
             f"pass at most {(window - 1) * temporal_compression} (the default is "
-            f"{default_window_overlap(window, temporal_compression)})."
+            f"{default_window_overlap(window, temporal_compression)}).",
         )
     return overlap
 
@@ -281,21 +285,15 @@ def split_windows(
     return torch.cat([tensor.narrow(dim, schedule.starts[i], schedule.window) for i in indices])
 
 
-def check_window_options(
-    window_overlap: int | None,
-    window_batch_size: int,
-    native_latent_frames: int,
-    temporal_compression: int = 4,
-    window_weighting: str | None = None,
-):
-    """Refuse a bad `window_overlap` (video frames), `window_batch_size` or `window_weighting`, before any model
-    work."""
-    check_window_weighting(window_weighting)
-    overlap_latent_frames(window_overlap, native_latent_frames, temporal_compression)
-    if not isinstance(window_batch_size, int) or isinstance(window_batch_size, bool) or window_batch_size < 1:
+def check_window_options(windows, native_latent_frames: int, temporal_compression: int = 4):
+    """Refuse a bad `window_overlap` (video frames), `window_batch_size` or `window_weighting` (`windows`:
+    `WindowOptions`), before any model work."""
+    check_window_weighting(windows.weighting)
+    overlap_latent_frames(windows.overlap, native_latent_frames, temporal_compression)
+    if not isinstance(windows.batch_size, int) or isinstance(windows.batch_size, bool) or windows.batch_size < 1:
         raise ValueError(
             f"`window_batch_size` must be a positive int (windows per model call; 1 uses the least memory), got "
-            f"{window_batch_size!r}."
+            f"{windows.batch_size!r}."
         )
 
 
@@ -320,10 +318,12 @@ def clip_windows(
     if image_to_video and schedule.num_windows > 1:
         native = (native_latent_frames - 1) * temporal_compression + 1
         frames = (latent_frames - 1) * temporal_compression + 1
-        raise ValueError(
+        raise ParameterError(
+            "num_frames",
             f"A clip of {frames} frames is longer than this image-to-video checkpoint's {native}: long clips run in "
             "overlapping windows, which image-to-video checkpoints do not support (each window would need its own "
-            f"conditioning frame). Pass at most {native} frames, or use the text-to-video checkpoint of the family."
+            f"conditioning frame). Pass {{num_frames}} at most {native} frames, or use the text-to-video checkpoint "
+            "of the family.",
         )
     return schedule
 
@@ -343,61 +343,49 @@ def native_latent_frames(pipe) -> int:
     return (pipe.transformer.config.sample_frames - 1) // temporal_compression + 1
 
 
-def pipeline_windows(
-    pipe,
-    latent_frames: int | None,
-    window_overlap: int | None = None,
-    window_batch_size: int = 1,
-    mask_words=None,
-    window_weighting: str | None = None,
-) -> WindowSchedule | None:
+def pipeline_windows(pipe, latent_frames: int, windows, mask_words=None) -> WindowSchedule:
     """The windows `invert()`/`__call__` run a clip of `latent_frames` in on `pipe`'s checkpoint (`clip_windows`),
-    weighted by `window_weighting` (None: `DEFAULT_WINDOW_WEIGHTING`), after checking the options; with
-    `latent_frames=None` only the check (before any model work)."""
+    with `windows` (`WindowOptions`, checked by `check_inputs`: `check_window_options`) weighted by its `weighting`
+    (None: `DEFAULT_WINDOW_WEIGHTING`). Built once per call."""
     native, temporal_compression = native_latent_frames(pipe), pipe.vae_scale_factor_temporal
-    check_window_options(window_overlap, window_batch_size, native, temporal_compression, window_weighting)
-    if latent_frames is None:
-        return None
     schedule = clip_windows(
-        latent_frames, native, window_overlap, temporal_compression, pipe.is_image_to_video,
-        window_weighting or DEFAULT_WINDOW_WEIGHTING,
+        latent_frames, native, windows.overlap, temporal_compression, pipe.is_image_to_video,
+        windows.weighting or DEFAULT_WINDOW_WEIGHTING,
     )
     if mask_words is not None and schedule.num_windows > 1:
-        raise ValueError(
-            "`mask_words` records the attention of one window: for a clip longer than the native "
-            f"{(native - 1) * temporal_compression + 1} frames, pass a `mask` (e.g. a mask video) to the edit instead."
+        raise ParameterError(
+            "mask_words",
+            "{mask_words} records the attention of one window: for a clip longer than the native "
+            f"{(native - 1) * temporal_compression + 1} frames, pass a {{mask}} (e.g. a mask video) to the edit "
+            "instead.",
         )
     return schedule
 
 
-def call_windows(
-    pipe,
-    num_frames: int,
-    window_overlap: int | None,
-    window_batch_size: int,
-    reference_windows=None,
-    window_weighting: str | None = None,
-) -> WindowSchedule:
-    """`__call__`'s windows for `num_frames` video frames, checked before any model work: the reference trajectory's
-    recorded ones (`inv.windows`, a `WindowSchedule` or its dict) when given, else those of `window_overlap` and
-    `window_weighting`. A `window_overlap` or `window_weighting` that gives other windows than the reference's is
-    refused: the edit must predict with the function the trajectory was inverted with, or the round trip is lost."""
+def call_windows(pipe, num_frames: int, windows) -> WindowSchedule:
+    """`__call__`'s windows for `num_frames` video frames, checked before any model work (`windows`: `WindowOptions`):
+    the reference trajectory's recorded ones (`inv.windows`, a `WindowSchedule` or its dict) when given, else those of
+    `window_overlap` and `window_weighting`. A `window_overlap` or `window_weighting` that gives other windows than
+    the reference's is refused: the edit must predict with the function the trajectory was inverted with, or the
+    round trip is lost."""
     latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
-    schedule = pipeline_windows(pipe, latent_frames, window_overlap, window_batch_size, None, window_weighting)
+    schedule = pipeline_windows(pipe, latent_frames, windows)
+    reference_windows = windows.reference_windows
     if reference_windows is None:
         return schedule
     if isinstance(reference_windows, dict):
         reference_windows = WindowSchedule.from_dict(reference_windows)
     reference_windows.check_frames(latent_frames, "the video (`num_frames`)")
-    if window_overlap is not None and schedule.starts != reference_windows.starts:
-        raise ValueError(
-            f"`window_overlap={window_overlap}` gives windows starting at latent frames {list(schedule.starts)}, but "
-            f"the reference was inverted in windows starting at {list(reference_windows.starts)}: leave "
-            "`window_overlap` unset to use the reference's windows, or invert again with it."
+    if windows.overlap is not None and schedule.starts != reference_windows.starts:
+        raise ParameterError(
+            "window_overlap",
+            f"{{window_overlap}} {windows.overlap} gives windows starting at latent frames {list(schedule.starts)}, "
+            f"but the reference was inverted in windows starting at {list(reference_windows.starts)}: leave "
+            "{window_overlap} unset to use the reference's windows, or invert again with it.",
         )
-    if window_weighting is not None and window_weighting != reference_windows.scheme:
+    if windows.weighting is not None and windows.weighting != reference_windows.scheme:
         raise ValueError(
-            f"`window_weighting={window_weighting!r}`, but the reference was inverted with windows weighted "
+            f"`window_weighting={windows.weighting!r}`, but the reference was inverted with windows weighted "
             f"{reference_windows.scheme!r}: leave `window_weighting` unset to use the reference's, or invert again "
             "with it (the edit must combine the windows as the inversion did for the round trip to stay exact)."
         )

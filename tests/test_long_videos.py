@@ -235,7 +235,8 @@ def test_image_to_video_refuses_long_clips_naming_the_limit():
     pipe = CogVideoXDDIMInversionPipeline(**build_components("cogvideox-5b-i2v"))
     config = pipe.transformer.config
     latents = torch.randn(1, FOUR_WINDOWS, 16, config.sample_height, config.sample_width)
-    with pytest.raises(ValueError, match="longer than this image-to-video checkpoint's 9: .* Pass at most 9 frames"):
+    with pytest.raises(ValueError,
+                       match="longer than this image-to-video checkpoint's 9: .* Pass `num_frames` at most 9 frames"):
         pipe.invert(latents=latents, image_latents=torch.zeros_like(latents), num_inference_steps=2,
                     max_sequence_length=TEXT_LENGTH)
     with pytest.raises(ValueError, match="image-to-video checkpoints do not support"):
