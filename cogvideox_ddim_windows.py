@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .cogvideox_ddim_checkpoint import is_image_to_video, latent_frame_count, padding_frames, pixel_frame_count
 from .cogvideox_ddim_errors import ParameterError
 
 
@@ -337,39 +338,41 @@ def window_rows(tensor: torch.Tensor, count: int, branches: int = 1) -> torch.Te
     return torch.cat([chunk.repeat(count, *[1] * (tensor.ndim - 1)) for chunk in tensor.chunk(branches)])
 
 
-def native_latent_frames(pipe) -> int:
-    """The latent frames `pipe`'s transformer was trained on (`sample_frames`: 13 for 49 frames; 21 for 1.5's 81)."""
-    temporal_compression = pipe.vae_scale_factor_temporal
-    return (pipe.transformer.config.sample_frames - 1) // temporal_compression + 1
+def native_latent_frames(transformer_config, temporal_compression: int = 4) -> int:
+    """The latent frames the transformer (`transformer_config`) was trained on (`sample_frames`: 13 for 49 frames;
+    21 for 1.5's 81)."""
+    return latent_frame_count(transformer_config["sample_frames"], temporal_compression)
 
 
-def pipeline_windows(pipe, latent_frames: int, windows, mask_words=None) -> WindowSchedule:
-    """The windows `invert()`/`__call__` run a clip of `latent_frames` in on `pipe`'s checkpoint (`clip_windows`),
-    with `windows` (`WindowOptions`, checked by `check_inputs`: `check_window_options`) weighted by its `weighting`
-    (None: `DEFAULT_WINDOW_WEIGHTING`). Built once per call."""
-    native, temporal_compression = native_latent_frames(pipe), pipe.vae_scale_factor_temporal
+def pipeline_windows(
+    transformer_config, latent_frames: int, windows, *, temporal_compression: int, mask_words=None
+) -> WindowSchedule:
+    """The windows `invert()`/`__call__` run a clip of `latent_frames` in on the checkpoint of `transformer_config`
+    (`clip_windows`), with `windows` (`WindowOptions`, checked by `check_inputs`: `check_window_options`) weighted by
+    its `weighting` (None: `DEFAULT_WINDOW_WEIGHTING`). Built once per call."""
+    native = native_latent_frames(transformer_config, temporal_compression)
     schedule = clip_windows(
-        latent_frames, native, windows.overlap, temporal_compression, pipe.is_image_to_video,
-        windows.weighting or DEFAULT_WINDOW_WEIGHTING,
+        latent_frames, native, window_overlap=windows.overlap, temporal_compression=temporal_compression,
+        image_to_video=is_image_to_video(transformer_config), scheme=windows.weighting or DEFAULT_WINDOW_WEIGHTING,
     )
     if mask_words is not None and schedule.num_windows > 1:
         raise ParameterError(
             "mask_words",
             "{mask_words} records the attention of one window: for a clip longer than the native "
-            f"{(native - 1) * temporal_compression + 1} frames, pass a {{mask}} (e.g. a mask video) to the edit "
-            "instead.",
+            f"{pixel_frame_count(native, temporal_compression)} frames, pass a {{mask}} (e.g. a mask video) to the "
+            "edit instead.",
         )
     return schedule
 
 
-def call_windows(pipe, num_frames: int, windows) -> WindowSchedule:
+def call_windows(transformer_config, num_frames: int, windows, *, temporal_compression: int) -> WindowSchedule:
     """`__call__`'s windows for `num_frames` video frames, checked before any model work (`windows`: `WindowOptions`):
     the reference trajectory's recorded ones (`inv.windows`, a `WindowSchedule` or its dict) when given, else those of
     `window_overlap` and `window_weighting`. A `window_overlap` or `window_weighting` that gives other windows than
     the reference's is refused: the edit must predict with the function the trajectory was inverted with, or the
     round trip is lost."""
-    latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
-    schedule = pipeline_windows(pipe, latent_frames, windows)
+    latent_frames = latent_frame_count(num_frames, temporal_compression)
+    schedule = pipeline_windows(transformer_config, latent_frames, windows, temporal_compression=temporal_compression)
     reference_windows = windows.reference_windows
     if reference_windows is None:
         return schedule
@@ -392,33 +395,35 @@ def call_windows(pipe, num_frames: int, windows) -> WindowSchedule:
     return reference_windows
 
 
-def long_clip_frames(pipe, num_frames: int | None, latents=None, reference_windows=None) -> int | None:
+def long_clip_frames(
+    transformer_config, num_frames: int | None, *, temporal_compression: int, latents=None, reference_windows=None
+) -> int | None:
     """`__call__`'s `num_frames` when it is not given but a long clip's length is: that of `reference_windows` (a
     `WindowSchedule` or its dict), or of start `latents` `[B, F, C, H, W]` longer than one native window (with 1.5's
     padding frames, which diffusers' own start latents hold). Otherwise `num_frames` as given."""
     if num_frames is not None:
         return num_frames
-    temporal_compression = pipe.vae_scale_factor_temporal
     if reference_windows is not None:
         latent_frames = dict(reference_windows)["latent_frames"] if isinstance(reference_windows, dict) else (
             reference_windows.latent_frames
         )
-        return (latent_frames - 1) * temporal_compression + 1
-    native = native_latent_frames(pipe)
-    if isinstance(latents, torch.Tensor) and latents.ndim == 5 and latents.shape[1] > native + pipe.padding_frames(
-        native
-    ):
-        return (latents.shape[1] - 1) * temporal_compression + 1
+        return pixel_frame_count(latent_frames, temporal_compression)
+    native = native_latent_frames(transformer_config, temporal_compression)
+    longest = native + padding_frames(transformer_config, native)
+    if isinstance(latents, torch.Tensor) and latents.ndim == 5 and latents.shape[1] > longest:
+        return pixel_frame_count(latents.shape[1], temporal_compression)
     return None
 
 
-def sample_windows(pipe, schedule: WindowSchedule, latent_count: int, padding: int) -> tuple[WindowSchedule, int]:
+def sample_windows(
+    transformer_config, schedule: WindowSchedule, *, latent_count: int, padding: int
+) -> tuple[WindowSchedule, int]:
     """`__call__`'s windows and per-window padding once its start latents (`latent_count` frames) are made: one window
     is the whole clip as laid out (diffusers' fresh 1.5 noise holds its padding frames; `padding` as made), several
     windows are each padded as a native clip."""
     if schedule.num_windows == 1:
         return WindowSchedule.for_clip(latent_count, latent_count), padding
-    return schedule, pipe.padding_frames(schedule.window)
+    return schedule, padding_frames(transformer_config, schedule.window)
 
 
 class WindowProgress:

@@ -34,34 +34,20 @@ from transformers import T5EncoderModel, T5Tokenizer
 
 from .cogvideox_ddim_checkpoint import (
     check_cogvideox_config, check_size_for_positional_embeddings, default_video_size, is_image_to_video,
-    pixel_frame_count,
+    padding_frames, pixel_frame_count,
 )
 from .cogvideox_ddim_context_parallel import disable_context_parallel, enable_pipeline_context_parallel
 from .cogvideox_ddim_errors import ParameterError  # noqa: F401  (shipped: the other modules raise it)
 from .cogvideox_ddim_files import atomic_write  # noqa: F401  (shipped: cogvideox_ddim_output imports it)
 from .cogvideox_ddim_latents import (
-    call_size,
-    decode_with_paste_back,
-    encode_video,
-    image_pixels,
-    load_source_video,
-    prepare_call_latents,
-    prepare_image_latents,
-    prepare_source_latents,
-    read_source_video,
-    source_video_size,
+    call_size, decode_with_paste_back, encode_video, image_pixels, load_source_video, prepare_call_latents,
+    prepare_image_latents, prepare_source_latents, read_source_video, source_video_size,
 )
 from .cogvideox_ddim_masks import (  # attention_map_to_video, grow_mask: benchmarks and tests import them from here
-    attention_map_to_video,  # noqa: F401
-    check_local_edit,
-    grow_mask,  # noqa: F401
-    latent_edit_mask,
-    prepare_mask,
-    word_mask,
-    word_mask_recorders,
-    word_token_weights,
+    attention_map_to_video, check_local_edit, grow_mask, latent_edit_mask, prepare_mask, word_mask,  # noqa: F401
+    word_mask_recorders, word_token_weights,
 )
-from .cogvideox_ddim_memory import check_weights_storage, weights_storage, without_step_cache
+from .cogvideox_ddim_memory import MemoryOptions  # noqa: F401  (shipped; a public name)
 from .cogvideox_ddim_options import CheckedInputs, MaskOptions, ReferenceOptions, WindowOptions, WordMaskOptions
 from .cogvideox_ddim_output import CogVideoXDDIMInversionOutput, check_fingerprint, config_fingerprint, weights_digest
 from .cogvideox_ddim_reference import (
@@ -71,7 +57,11 @@ from .cogvideox_ddim_reference import (
 from .cogvideox_ddim_sampling import (
     check_finite_latents, check_invertible, cut_timesteps, ddim_substitute, invert_ddim, step_window, stored_on,
 )
+from .cogvideox_ddim_step_cache import without_step_cache
 from .cogvideox_ddim_video_io import VideoFrames
+from .cogvideox_ddim_video_probe import probe_video  # noqa: F401  (shipped: cogvideox_ddim_video_io imports it)
+from .cogvideox_ddim_video_writer import write_video  # noqa: F401  (shipped: cogvideox_ddim_video_io imports it)
+from .cogvideox_ddim_weights_storage import check_weights_storage, weights_storage
 from .cogvideox_ddim_windows import (
     WindowProgress, call_windows, check_window_options, long_clip_frames, native_latent_frames, pipeline_windows,
     sample_windows,
@@ -172,8 +162,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
     def padding_frames(self, latent_frames: int) -> int:
         """Latent frames CogVideoX 1.5 (temporal patches of `patch_size_t`) needs in front of `latent_frames`."""
-        patch_size_t = self.transformer.config.patch_size_t
-        return 0 if patch_size_t is None else (-latent_frames) % patch_size_t
+        return padding_frames(self.transformer.config, latent_frames)
 
     @staticmethod
     def pad_frames(latents: torch.Tensor, padding: int) -> torch.Tensor:
@@ -303,8 +292,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             negative_prompt_embeds,
         )
         self.check_size_for_positional_embeddings(height, width)
+        config, temporal_compression = self.transformer.config, self.vae_scale_factor_temporal
         if windows is not None:
-            check_window_options(windows, native_latent_frames(self), self.vae_scale_factor_temporal)
+            check_window_options(windows, native_latent_frames(config, temporal_compression), temporal_compression)
         if word_masks is not None:  # invert(): the word-attention recorders (its windows follow the latents)
             recorders, mask_window = word_mask_recorders(
                 self.transformer, self.tokenizer, word_masks, prompt=prompt, video=video, num_steps=num_steps,
@@ -316,7 +306,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         reference, masks = reference or ReferenceOptions(), masks or MaskOptions()
         reference_window, processors = check_reference_controls(self.transformer, reference, num_steps)
         mask_window = step_window(masks.steps, num_steps, "mask_steps") if masks.mask is not None else range(0)
-        schedule = call_windows(self, num_frames, windows or WindowOptions())
+        schedule = call_windows(
+            config, num_frames, windows or WindowOptions(), temporal_compression=temporal_compression
+        )
         batch_size = prompt_embeds.shape[0] if prompt is None else 1 if isinstance(prompt, str) else len(prompt)
         pixel_mask, source_pixels = check_local_edit(
             self, masks, reference.latents, output_type=output_type, num_frames=num_frames, height=height,
@@ -501,7 +493,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         # 4. Prepare what every step's model call shares (1.5's padding frames are re-made from each step's latents);
         # a long clip runs in windows of the native length, each padded and positioned as a native clip
-        schedule = pipeline_windows(self, latents.shape[1], windowing, mask_words)
+        schedule = pipeline_windows(
+            self.transformer.config, latents.shape[1], windowing, temporal_compression=self.vae_scale_factor_temporal,
+            mask_words=mask_words,
+        )
         padding = self.padding_frames(schedule.window)
         image_rotary_emb = self._rotary_embeddings(self.pad_frames(latents[:, : schedule.window], padding), device)
         progress = WindowProgress(schedule, window_batch_size)  # a long clip's bar counts window calls
@@ -721,7 +716,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
         # 1. Check inputs. Raise error if not correct (windows, masks and source pixels too: before any model work)
-        num_frames = long_clip_frames(self, num_frames, latents, reference_windows)
+        num_frames = long_clip_frames(
+            self.transformer.config, num_frames, temporal_compression=self.vae_scale_factor_temporal, latents=latents,
+            reference_windows=reference_windows,
+        )
         height, width, num_frames = call_size(self, height, width, num_frames, reference_latents)
         reference = ReferenceOptions(
             latents=reference_latents, timesteps=reference_timesteps, prompt=reference_prompt,
@@ -791,7 +789,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                 device=device, generator=generator, windowed=schedule.num_windows > 1,
             )
         )
-        schedule, model_padding = sample_windows(self, schedule, latents.shape[1], model_padding)
+        schedule, model_padding = sample_windows(
+            self.transformer.config, schedule, latent_count=latents.shape[1], padding=model_padding
+        )
         model_kwargs = self._model_kwargs(latents)
 
         # 6. Prepare the reference rows (laid out after the sample rows) and the latent mask

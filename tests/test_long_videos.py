@@ -79,7 +79,7 @@ def frame_recorder(monkeypatch):
 def test_four_windows_invert_and_regenerate_as_exactly_as_one_window(frame_recorder, window_weighting, window_overlap,
                                                                      starts):
     pipe, denoiser = analytic_pipeline()
-    assert native_latent_frames(pipe) == 3 and TINY_FRAMES == 9
+    assert native_latent_frames(pipe.transformer.config, pipe.vae_scale_factor_temporal) == 3 and TINY_FRAMES == 9
     data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(0))
     windows_error, inv = round_trip(pipe, data, window_weighting=window_weighting, window_overlap=window_overlap)
     one_error, one = round_trip(pipe, data[:, :3], window_weighting=window_weighting)
