@@ -10,6 +10,7 @@ import os
 import warnings
 from collections.abc import Mapping
 
+from .cogvideox_ddim_errors import ParameterError
 from .cogvideox_ddim_video_io import aspect_preserving_size
 
 
@@ -49,9 +50,10 @@ def checkpoint_config(model: str | os.PathLike) -> dict:
         }
     except (OSError, ValueError) as error:
         if unreachable is not None:
-            raise ValueError(
+            raise ParameterError(
+                "model",
                 f"Could not reach the Hub ({unreachable}) and {os.fspath(model)!r} is not in the local cache: pass a "
-                "local folder with --model (a checkpoint downloaded with `hf download`), or connect and retry."
+                "local folder with {model} (a checkpoint downloaded with `hf download`), or connect and retry.",
             ) from None
         raise ValueError(
             f"Could not read the CogVideoX checkpoint {os.fspath(model)!r} ({error}). Pass a Hub id such as "
@@ -160,6 +162,12 @@ def check_size_for_positional_embeddings(
                 f"at most {max_width}x{max_height}: pass a smaller height/width, or leave them unset (the source is "
                 "fitted within the grid at its own aspect)."
             )
+
+
+def padding_frames(transformer: Mapping, latent_frames: int) -> int:
+    """Latent frames CogVideoX 1.5 (temporal patches of `patch_size_t`) needs in front of `latent_frames`."""
+    patch_size_t = transformer.get("patch_size_t")
+    return 0 if patch_size_t is None else (-latent_frames) % patch_size_t
 
 
 def latent_frame_count(num_frames: int, temporal_compression: int = 4) -> int:

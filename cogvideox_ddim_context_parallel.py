@@ -44,6 +44,7 @@ from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.models.attention_processor import Attention, CogVideoXAttnProcessor2_0
 from diffusers.models.embeddings import apply_rotary_emb
 
+from .cogvideox_ddim_errors import ParameterError
 from .processors.reference_attention import CogVideoXRefAttnProcessor, reference_attention
 from .processors.text_attention import CogVideoXTextAttentionRecorder
 
@@ -265,41 +266,46 @@ def launched_world_size() -> int:
 
 
 def check_context_parallel(degree: int | None, transformer_config: dict, device: str = "auto"):
-    """Refuse, before any weights load, a degree this checkpoint (`transformer_config`, from its config.json) or this
-    launch cannot run: heads that do not divide, a degree other than the number of processes launched, one device
-    named for every process."""
+    """Refuse, before any weights load, a degree (`context_parallel`) this checkpoint (`transformer_config`, from its
+    config.json) or this launch cannot run: heads that do not divide, a degree other than the number of processes
+    launched, one device named for every process. Messages are `ParameterError` templates naming `{context_parallel}`
+    and `{device}`, which each front end renders in its own words (the command line as its flags)."""
     processes = launched_world_size()
     if degree is None:
         if processes > 1:
-            raise ValueError(
+            raise ParameterError(
+                "context_parallel",
                 f"{processes} processes were launched, each of which would run the whole edit: pass "
-                f"--context-parallel {processes} to spread one edit over them (or `batch` for many videos)."
+                f"{{context_parallel}} {processes} to spread one edit over them (or `batch` for many videos).",
             )
         return
     if degree < 1:
-        raise ValueError(f"--context-parallel must be at least 1, got {degree}.")
+        raise ParameterError("context_parallel", f"{{context_parallel}} must be at least 1, got {degree}.")
     heads = transformer_config["num_attention_heads"]
     if heads % degree:
-        raise ValueError(
-            f"--context-parallel {degree} does not divide this checkpoint's {heads} attention heads, which the "
-            f"processes share evenly: pass one of {working_degrees(heads)}."
+        raise ParameterError(
+            "context_parallel",
+            f"{{context_parallel}} {degree} does not divide this checkpoint's {heads} attention heads, which the "
+            f"processes share evenly: pass one of {working_degrees(heads)}.",
         )
     if degree != processes:
-        raise ValueError(
-            f"--context-parallel {degree} but {processes} process(es) were launched: launch with `torchrun "
+        raise ParameterError(
+            "context_parallel",
+            f"{{context_parallel}} {degree} but {processes} process(es) were launched: launch with `torchrun "
             f"--nproc_per_node {degree} -m cogvideox_ddim_inversion.cli ...` (or `accelerate launch --num_processes "
-            f"{degree}`), or pass --context-parallel {processes}."
+            f"{degree}`), or pass {{context_parallel}} {processes}.",
         )
     if degree > 1 and device not in ("auto", "cpu", "cuda"):
-        raise ValueError(
-            f"--device {device} would put every process on one device: under --context-parallel each process takes "
-            "its own GPU (cuda:LOCAL_RANK), so pass --device cuda or leave --device out."
+        raise ParameterError(
+            "device",
+            f"{{device}} {device} would put every process on one device: under {{context_parallel}} each process "
+            "takes its own GPU (cuda:LOCAL_RANK), so pass {device} cuda or leave {device} out.",
         )
 
 
 @dataclass
 class ContextParallelLaunch:
-    """This process's part in a `--context-parallel` run (degree 1: a run on one process)."""
+    """This process's part in a context-parallel run (degree 1: a run on one process)."""
 
     degree: int = 1
     rank: int = 0
@@ -324,8 +330,8 @@ class ContextParallelLaunch:
 
 
 def start_context_parallel(degree: int | None, transformer_config: dict, device: str = "auto"):
-    """Check `--context-parallel` (`check_context_parallel`), then join the launch's process group: gloo on the CPU
-    (`--device cpu` or no GPU), nccl on GPUs, one GPU per process. Returns this process's `ContextParallelLaunch`."""
+    """Check the degree (`check_context_parallel`), then join the launch's process group: gloo on the CPU
+    (`device="cpu"` or no GPU), nccl on GPUs, one GPU per process. Returns this process's `ContextParallelLaunch`."""
     check_context_parallel(degree, transformer_config, device)
     if degree is None or degree == 1:
         return ContextParallelLaunch(device=device)

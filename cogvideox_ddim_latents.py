@@ -30,7 +30,7 @@ def source_size(video) -> tuple[int, int]:
     return tuple(frames_to_tensor(video).shape[-2:])
 
 
-def read_source_video(pipe, path, height=None, width=None, resize_mode="crop", num_frames=None, sampling="first",
+def read_source_video(pipe, path, *, height=None, width=None, resize_mode="crop", num_frames=None, sampling="first",
                       skip_frames_start=0, skip_frames_end=0, frame_stride=1) -> VideoFrames:
     """`CogVideoXDDIMInversionPipeline.read_source_video`: a file's frames at the size `invert()` uses."""
     check_resize_mode(resize_mode)
@@ -40,9 +40,9 @@ def read_source_video(pipe, path, height=None, width=None, resize_mode="crop", n
     pipe.check_size_for_positional_embeddings(height, width)
     return read_video_frames(
         path,
-        skip_frames_start,
-        skip_frames_end,
-        frame_stride,
+        skip_frames_start=skip_frames_start,
+        skip_frames_end=skip_frames_end,
+        frame_stride=frame_stride,
         max_num_frames=None if num_frames == "all" else num_frames or pipe.transformer.config.sample_frames,
         temporal_compression=pipe.vae_scale_factor_temporal,
         sampling=sampling,
@@ -52,11 +52,13 @@ def read_source_video(pipe, path, height=None, width=None, resize_mode="crop", n
     )
 
 
-def load_source_video(pipe, video, height: int, width: int, num_frames: int | None, resize_mode: str = "crop"):
+def load_source_video(pipe, video, *, height: int, width: int, num_frames: int | None, resize_mode: str = "crop"):
     """`CogVideoXDDIMInversionPipeline.load_source_video`: `[B, C, F, H, W]` in [-1, 1] (8k + 1 frames), the fps."""
     fps = None
     if isinstance(video, (str, os.PathLike)):
-        source = read_source_video(pipe, video, height, width, resize_mode, num_frames)
+        source = read_source_video(
+            pipe, video, height=height, width=width, resize_mode=resize_mode, num_frames=num_frames
+        )
         video, fps = source.frames, source.fps
     frames = resize_frames(frames_to_tensor(video), height, width, resize_mode)
     video = (frames * 2 - 1).permute(0, 2, 1, 3, 4)  # [B, F, C, H, W] in [0, 1] -> [B, C, F, H, W] in [-1, 1]
@@ -91,9 +93,9 @@ def source_video_size(pipe, video, latents, height, width, resize_mode):
     return video, height or default_height, width or default_width
 
 
-def encode_video(pipe, video: torch.Tensor, dtype, device) -> torch.Tensor:
-    """`CogVideoXDDIMInversionPipeline.prepare_video_latents`: scaled latents `[B, F, C, H, W]`, the posterior's mode,
-    one video at a time."""
+def encode_video(pipe, video: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """`CogVideoXDDIMInversionPipeline.prepare_video_latents`: encode a video `[B, C, F, H, W]` in [-1, 1] to scaled
+    latents `[B, F, C, H, W]` (the posterior's mode, one video at a time: inversion is deterministic)."""
     video = video.to(device=device, dtype=pipe.vae.dtype)
     posteriors = [pipe.vae.encode(video[index : index + 1]).latent_dist for index in range(len(video))]
     latents = torch.cat([posterior.mode() for posterior in posteriors])
@@ -111,8 +113,14 @@ def image_pixels(image, height: int, width: int, resize_mode: str = "crop") -> t
     return resize_frames(pixels, height, width, resize_mode) * 2 - 1
 
 
-def prepare_image_latents(pipe, image, latent_frames, dtype, device, generator=None, sample_posterior=False):
-    """`CogVideoXDDIMInversionPipeline.prepare_image_latents`: the encoded image, then zeros (diffusers' layout)."""
+def prepare_image_latents(
+    pipe, image: torch.Tensor, latent_frames: int, dtype: torch.dtype, device: torch.device,
+    generator: torch.Generator | list[torch.Generator] | None = None, sample_posterior: bool = False,
+) -> torch.Tensor:
+    """`CogVideoXDDIMInversionPipeline.prepare_image_latents`: image-to-video conditioning `[B, F, C, H, W]` of pixels
+    `[B, 3, H, W]` in [-1, 1] (`image_pixels`): the encoded image, then zeros, as `CogVideoXImageToVideoPipeline`
+    builds it (before the 1.5 padding). The posterior's mode; `sample_posterior` samples it as diffusers does (to
+    compare with diffusers)."""
     posterior = pipe.vae.encode(image.unsqueeze(2).to(device=device, dtype=pipe.vae.dtype)).latent_dist
     image_latents = posterior.sample(generator) if sample_posterior else posterior.mode()
     image_latents = image_latents.to(dtype).permute(0, 2, 1, 3, 4)  # [B, 1, C, H, W]
@@ -124,7 +132,7 @@ def prepare_image_latents(pipe, image, latent_frames, dtype, device, generator=N
     return torch.cat([image_latents, padding], dim=1)
 
 
-def conditioning_latents(pipe, image, image_latents, latents, height, width, resize_mode, dtype, device):
+def conditioning_latents(pipe, image, image_latents, latents, *, height, width, resize_mode, dtype, device):
     """Image-to-video conditioning for `latents` by the one path `invert()` and a referenced `__call__` share:
     `image_latents` as given, or `image` resized with `resize_mode` and encoded with the posterior's mode."""
     if not pipe.is_image_to_video:
@@ -142,14 +150,16 @@ def conditioning_latents(pipe, image, image_latents, latents, height, width, res
     return image_latents.to(device=device, dtype=dtype)
 
 
-def prepare_source_latents(pipe, video, latents, image, image_latents, height, width, num_frames, resize_mode,
+def prepare_source_latents(pipe, video, latents, *, image, image_latents, height, width, num_frames, resize_mode,
                            keep_source_frames: bool, dtype, device):
     """`invert()`'s clean latents and image-to-video conditioning: `latents` as given, or `video` read, resized and
     encoded (its first frame the default conditioning image). Returns the latents, the conditioning, the source fps
     and, with `keep_source_frames`, the source pixels (to snap a word mask to their edges)."""
     fps = source_frames = None
     if latents is None:
-        video, fps = load_source_video(pipe, video, height, width, num_frames, resize_mode)
+        video, fps = load_source_video(
+            pipe, video, height=height, width=width, num_frames=num_frames, resize_mode=resize_mode
+        )
         source_frames = video if keep_source_frames else None
         latents = encode_video(pipe, video, dtype, device)
         if image is None and image_latents is None and pipe.is_image_to_video:
@@ -162,7 +172,8 @@ def prepare_source_latents(pipe, video, latents, image, image_latents, height, w
             "`image_latents`."
         )
     image_latents = conditioning_latents(
-        pipe, image, image_latents, latents, height, width, resize_mode, dtype, device
+        pipe, image, image_latents, latents, height=height, width=width, resize_mode=resize_mode, dtype=dtype,
+        device=device,
     )
     if image_latents is not None and image_latents.shape != latents.shape:
         raise ValueError(
@@ -184,12 +195,12 @@ def call_size(pipe, height, width, num_frames, reference_latents) -> tuple[int, 
     return height, width, num_frames or config.sample_frames
 
 
-def prepare_call_latents(pipe, latents, image, image_latents, reference_latents, reference_image_latents,
-                         batch_size, num_frames, height, width, resize_mode, dtype, device, generator,
-                         windowed: bool = False):
+def prepare_call_latents(pipe, latents, *, image, image_latents, reference, batch_size, num_frames, height, width,
+                         resize_mode, dtype, device, generator, windowed: bool = False):
     """`__call__`'s start latents and image-to-video conditioning (the sample's and the reference rows', padded as
-    the model sees them). Returns them with the video's latent frame count and the padding made at every step.
-    `windowed`: a long clip in temporal windows, which pad themselves (none here)."""
+    the model sees them; `reference`: `ReferenceOptions`). Returns them with the video's latent frame count and the
+    padding made at every step. `windowed`: a long clip in temporal windows, which pad themselves (none here)."""
+    reference_latents, reference_image_latents = reference.latents, reference.image_latents
     latent_frames = latent_frame_count(num_frames, pipe.vae_scale_factor_temporal)
 
     # For CogVideoX 1.5, the latent frames should be padded to make it divisible by patch_size_t. Generating from
@@ -207,7 +218,8 @@ def prepare_call_latents(pipe, latents, image, image_latents, reference_latents,
     if reference_latents is not None:
         # Conditioned as `invert()` conditions (one preparation path): resized with `resize_mode`, the mode.
         image_latents = conditioning_latents(
-            pipe, image, image_latents, reference_latents[0], height, width, resize_mode, dtype, device
+            pipe, image, image_latents, reference_latents[0], height=height, width=width, resize_mode=resize_mode,
+            dtype=dtype, device=device,
         )
         if batch_size > 1:
             # One inverted video edited under several prompts: its start latents and conditioning serve them all.
@@ -227,13 +239,15 @@ def prepare_call_latents(pipe, latents, image, image_latents, reference_latents,
         # Without a reference: diffusers' own preparation (no crop, a posterior sample), for bit-for-bit parity
         image = pipe.video_processor.preprocess(image, height=height, width=width).to(device, dtype=dtype)
         latents, image_latents = CogVideoXImageToVideoPipeline.prepare_latents(
-            pipe, image, batch_size, latent_channels, num_frames, height, width, dtype, device, generator, latents
+            pipe, image, batch_size=batch_size, num_channels_latents=latent_channels, num_frames=num_frames,
+            height=height, width=width, dtype=dtype, device=device, generator=generator, latents=latents,
         )
         if stepwise_padding:  # diffusers pads by itself here; the padding is re-made at every step instead
             latents, image_latents = latents[:, -latent_frames:], image_latents[:, -latent_frames:]
     else:
         latents = pipe.prepare_latents(
-            batch_size, latent_channels, num_frames, height, width, dtype, device, generator, latents
+            batch_size, latent_channels, num_frames, height, width, dtype=dtype, device=device, generator=generator,
+            latents=latents,
         )
         if image_latents is not None:
             image_latents = image_latents.to(device=device, dtype=dtype)

@@ -120,6 +120,7 @@ def prepare_mask(
     height: int,
     width: int,
     batch_size: int = 1,
+    *,
     dilation: int = 0,
     feather: int = 0,
     resize_mode: str | None = None,
@@ -320,6 +321,7 @@ def word_attention_map(
 def mask_from_attention_map(
     attention_map: torch.Tensor,
     threshold: float,
+    *,
     num_frames: int,
     height: int,
     width: int,
@@ -355,23 +357,25 @@ def mask_from_attention_map(
 
 
 
-def word_mask_recorders(pipe, prompt, mask_words, mask_threshold, mask_blocks, mask_steps, mask_refine, video,
-                        num_steps: int, max_sequence_length: int) -> tuple[dict, range]:
-    """`invert()`'s attention recorders for `mask_words` (none without) and the steps they record, checked."""
-    if mask_words is None:
+def word_mask_recorders(transformer, tokenizer, word_masks, *, prompt, video, num_steps: int,
+                        max_sequence_length: int) -> tuple[dict, range]:
+    """`invert()`'s attention recorders for `word_masks.words` (none without) and the steps they record, checked
+    (`word_masks`: `WordMaskOptions`; `video`: the source, which `refine` needs)."""
+    if word_masks.words is None:
         return {}, range(0)
     if prompt is None:
         raise ValueError("`mask_words` are found in the prompt's text: pass `prompt`, not `prompt_embeds`.")
-    if not 0 < mask_threshold < 1:
-        raise ValueError(f"`mask_threshold` must be in (0, 1), got {mask_threshold}.")
-    if mask_refine and video is None:
+    if not 0 < word_masks.threshold < 1:
+        raise ValueError(f"`mask_threshold` must be in (0, 1), got {word_masks.threshold}.")
+    if word_masks.refine and video is None:
         raise ValueError(
             "`mask_refine=True` snaps the mask to the source frames' edges: pass `video`, not `latents` (or "
             "leave `mask_refine` unset)."
         )
-    mask_window = step_window(mask_steps, num_steps, "mask_steps")
-    weights = pipe.word_token_weights(prompt, mask_words, max_sequence_length)
-    return text_attention_recorders(list(pipe.transformer.attn_processors), mask_blocks, weights), mask_window
+    mask_window = step_window(word_masks.steps, num_steps, "mask_steps")
+    weights = word_token_weights(tokenizer, prompt, word_masks.words, max_sequence_length)
+    layer_names = list(transformer.attn_processors)
+    return text_attention_recorders(layer_names, word_masks.blocks, weights), mask_window
 
 
 def word_mask(pipe, recorders: dict, latents_shape, threshold: float, source_frames, device):
@@ -387,20 +391,21 @@ def word_mask(pipe, recorders: dict, latents_shape, threshold: float, source_fra
     mask = mask_from_attention_map(
         attention_map,
         threshold,
-        pixel_frame_count(latent_frames, pipe.vae_scale_factor_temporal),
-        height,
-        width,
-        pipe.vae_scale_factor_temporal,
-        pipe.vae_scale_factor_spatial * config.patch_size,  # one token
-        None if source_frames is None else source_frames.to(device),
+        num_frames=pixel_frame_count(latent_frames, pipe.vae_scale_factor_temporal),
+        height=height,
+        width=width,
+        temporal_compression=pipe.vae_scale_factor_temporal,
+        radius=pipe.vae_scale_factor_spatial * config.patch_size,  # one token
+        source_frames=None if source_frames is None else source_frames.to(device),
     )
     return attention_map, mask
 
 
-def check_local_edit(pipe, mask, reference_latents, source_latents, paste_back, source_video, output_type,
-                     num_frames, height, width, batch_size, mask_dilation, mask_feather, mask_latent_dilation,
-                     mask_resize_mode) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """A local edit's pixel mask and paste-back source pixels, read and checked before any model work."""
+def check_local_edit(pipe, masks, reference_latents, *, output_type, num_frames, height, width,
+                     batch_size) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A local edit's pixel mask and paste-back source pixels (`masks`: `__call__`'s `MaskOptions`), read and
+    checked before any model work."""
+    mask, source_latents, source_video = masks.mask, masks.source_latents, masks.source_video
     pixel_mask = source_pixels = None
     if mask is not None:
         if reference_latents is None:
@@ -409,10 +414,13 @@ def check_local_edit(pipe, mask, reference_latents, source_latents, paste_back, 
                 "`reference_latents=inv.trajectory` (and `source_latents=inv.latents`)."
             )
         pixel_mask = pipe.prepare_mask(
-            mask, num_frames, height, width, batch_size, mask_dilation, mask_feather, mask_resize_mode
+            mask, num_frames, height, width, batch_size, dilation=masks.dilation, feather=masks.feather,
+            resize_mode=masks.resize_mode,
         )
-        if mask_latent_dilation < 0:
-            raise ValueError(f"`mask_latent_dilation` is a number of latent cells >= 0, got {mask_latent_dilation}.")
+        if masks.latent_dilation < 0:
+            raise ValueError(
+                f"`mask_latent_dilation` is a number of latent cells >= 0, got {masks.latent_dilation}."
+            )
         if source_latents is None:
             raise ValueError(
                 "`mask` needs `source_latents=inv.latents`: the clean source latents that the last step blends to."
@@ -422,7 +430,7 @@ def check_local_edit(pipe, mask, reference_latents, source_latents, paste_back, 
                 f"`source_latents` has shape {tuple(source_latents.shape)} but each reference step is "
                 f"{tuple(reference_latents.shape[1:])}: pass the `latents` of the same inversion."
             )
-    if not paste_back:
+    if not masks.paste_back:
         if source_video is not None:
             raise ValueError("`source_video` is only used with `paste_back=True`.")
         return pixel_mask, None
@@ -433,8 +441,11 @@ def check_local_edit(pipe, mask, reference_latents, source_latents, paste_back, 
     if source_video is not None:
         if not isinstance(source_video, (str, os.PathLike)):
             source_video = frames_to_tensor(source_video)
-        check_aspect_or_resize_mode("source video", *source_size(source_video), height, width, mask_resize_mode)
-        source_pixels, _ = load_source_video(pipe, source_video, height, width, num_frames, mask_resize_mode or "crop")
+        check_aspect_or_resize_mode("source video", *source_size(source_video), height, width, masks.resize_mode)
+        source_pixels, _ = load_source_video(
+            pipe, source_video, height=height, width=width, num_frames=num_frames,
+            resize_mode=masks.resize_mode or "crop",
+        )
         if source_pixels.shape[2] != num_frames or source_pixels.shape[0] not in (1, batch_size):
             raise ValueError(
                 f"`source_video` gives {source_pixels.shape[0]} video(s) of {source_pixels.shape[2]} frames; "
@@ -443,7 +454,7 @@ def check_local_edit(pipe, mask, reference_latents, source_latents, paste_back, 
     return pixel_mask, source_pixels
 
 
-def latent_edit_mask(pixel_mask, spatial: int, temporal: int, latent_dilation: int, device, dtype) -> torch.Tensor:
+def latent_edit_mask(pixel_mask, *, spatial: int, temporal: int, latent_dilation: int, device, dtype) -> torch.Tensor:
     """The pixel mask on the latent grid (each cell takes the largest value of its pixels), grown by
     `latent_dilation` cells."""
     latent_mask = mask_to_latent_grid(pixel_mask, spatial, temporal)

@@ -12,21 +12,40 @@ Rungs, from the most to the least resident weights: `none` (all on the GPU), `mo
 `group-leaf` (leaf-level group offloading: one layer and the next), `sequential` (accelerate's one layer at a time,
 no prefetch). `counted_bytes` counts what each rung keeps on the GPU from the checkpoint's configs built on the meta
 device; `choose_offload` picks the first rung that fits beside the activations.
+
+The step caches around inversion (`without_step_cache`, ...) live in `cogvideox_ddim_step_cache`, the record of the
+weights' 8-bit storage (`weights_storage`, `check_weights_storage`) in `cogvideox_ddim_weights_storage`; both are
+re-exported here. Messages name `MemoryOptions` fields as `{field}` templates (`ParameterError`), which each front end
+renders in its own words (the command line as its flags).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import importlib.metadata
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Mapping
+
+from .cogvideox_ddim_errors import ParameterError
+from .cogvideox_ddim_step_cache import (  # noqa: F401  (re-exported: callers import them from here)
+    BlockEvaluationCounter,
+    cache_context,
+    cache_disabled,
+    calibrate_mag_ratios,
+    inversion_cache,
+    match_cache_to_steps,
+    without_step_cache,
+)
+from .cogvideox_ddim_weights_storage import (  # noqa: F401  (re-exported)
+    STORAGE_OPTIONS,
+    check_weights_storage,
+    expected_weights_storage,
+    weights_storage,
+)
 
 
 GiB = 1024**3
-# What `--offload auto` keeps free beside the weights on the GPU: the CogVideoX-5b model card reports a 20.7 GB peak
+# What `offload="auto"` keeps free beside the weights on the GPU: the CogVideoX-5b model card reports a 20.7 GB peak
 # with model offload and VAE tiling, of which the bf16 transformer is about 11 GB, so about 10 GB is activations and
 # the VAE's tiled decode (editing.ACTIVATION_HEADROOM_BYTES, the same reasoning).
 ACTIVATION_HEADROOM_BYTES = 10 * GiB
@@ -47,11 +66,11 @@ REFUSED_CACHES = {
     "faster": (
         "FasterCache splits the transformer's batch with chunk(2) assuming [unconditional, conditional] halves; this "
         "pipeline's batch is [sample rows, reference rows], so it would mix the source's rows into the guidance. "
-        "Use --cache first-block, mag or taylorseer."
+        "Use {cache} first-block, mag or taylorseer."
     ),
     "pab": (
         "PyramidAttentionBroadcast reads the pipeline's current timestep, which the ascending inversion pass and the "
-        "reference rows' own timesteps do not follow. Use --cache first-block, mag or taylorseer."
+        "reference rows' own timesteps do not follow. Use {cache} first-block, mag or taylorseer."
     ),
 }
 # Transformer modules torchao leaves unquantized: the patch embedding (small; 1.5's is a Linear whose weight the
@@ -125,62 +144,69 @@ def check_memory_options(options: MemoryOptions, device: str = "cuda", compute_c
     choices = {"weights": WEIGHTS, "quantize": (None, *QUANTIZE), "offload": OFFLOAD_MODES}
     for name, allowed in choices.items():
         if getattr(options, name) not in allowed:
-            raise ValueError(f"Unknown --{name} {getattr(options, name)!r}; choose one of "
-                             f"{', '.join(str(a) for a in allowed if a is not None)}.")
+            raise ParameterError(name, f"Unknown {{{name}}} {getattr(options, name)!r}; choose one of "
+                                 f"{', '.join(str(a) for a in allowed if a is not None)}.")
     if options.cache in REFUSED_CACHES:
-        raise ValueError(f"--cache {options.cache} is not supported: {REFUSED_CACHES[options.cache]}")
+        raise ParameterError("cache", f"{{cache}} {options.cache} is not supported: {REFUSED_CACHES[options.cache]}")
     if options.cache is not None and options.cache not in CACHES:
-        raise ValueError(f"Unknown --cache {options.cache!r}; choose one of {', '.join(CACHES)}.")
+        raise ParameterError("cache", f"Unknown {{cache}} {options.cache!r}; choose one of {', '.join(CACHES)}.")
     cuda = _device_type(device) == "cuda"
 
     if options.weights == "fp8" and options.quantize is not None:
-        raise ValueError(f"--weights fp8 and --quantize {options.quantize} both change how weights are stored; "
-                         "choose one of them.")
+        raise ParameterError("quantize", f"{{weights}} fp8 and {{quantize}} {options.quantize} both change how "
+                             "weights are stored; choose one of them.")
     if options.quantize is not None:
         version = torchao_version()
         if version is None:
-            raise ValueError(f"--quantize {options.quantize} needs torchao, which is not installed: {TORCHAO_INSTALL}")
+            raise ParameterError("quantize", f"{{quantize}} {options.quantize} needs torchao, which is not "
+                                 f"installed: {TORCHAO_INSTALL}")
         if _version_tuple(version) < _version_tuple(TORCHAO_MIN_VERSION):
-            raise ValueError(f"--quantize needs torchao >= {TORCHAO_MIN_VERSION} (found {version}): "
-                             f"{TORCHAO_INSTALL}")
+            raise ParameterError("quantize", f"{{quantize}} needs torchao >= {TORCHAO_MIN_VERSION} (found "
+                                 f"{version}): {TORCHAO_INSTALL}")
     if options.quantize == "fp8":
         if not cuda:
-            raise ValueError(f"--quantize fp8 computes in fp8 on a GPU; on {device} use --quantize int8 (or "
-                             "--weights fp8, which stores fp8 and computes in the load dtype).")
+            raise ParameterError("quantize", f"{{quantize}} fp8 computes in fp8 on a GPU; on {device} use "
+                                 "{quantize} int8 (or {weights} fp8, which stores fp8 and computes in the load dtype).")
         if compute_capability is None:
             import torch
 
             compute_capability = torch.cuda.get_device_capability(device) if torch.cuda.is_available() else None
         if compute_capability is not None and tuple(compute_capability) < FP8_COMPUTE_CAPABILITY:
-            raise ValueError(
-                f"--quantize fp8 needs a GPU with fp8 support (compute capability 8.9 or more: Ada, Hopper); this "
-                f"one has {'.'.join(map(str, compute_capability))}. Use --quantize int8 or --weights fp8.")
+            raise ParameterError(
+                "quantize", "{quantize} fp8 needs a GPU with fp8 support (compute capability 8.9 or more: Ada, "
+                f"Hopper); this one has {'.'.join(map(str, compute_capability))}. Use {{quantize}} int8 or "
+                "{weights} fp8.")
 
     # Group offloading onto the CPU runs (onload and offload device both the CPU: nothing saved, the plain output
     # bit for bit); model and sequential offload need an accelerator to move to.
     if options.offload in ("model", "sequential") and not cuda:
-        raise ValueError(f"--offload {options.offload} moves weights to a GPU; on {device} use --offload none "
-                         "(or auto).")
+        raise ParameterError("offload", f"{{offload}} {options.offload} moves weights to a GPU; on {device} use "
+                             "{offload} none (or auto).")
     if options.offload_streams and not cuda:
-        raise ValueError(f"CUDA streams prefetch offloaded weights onto a GPU; on {device} leave the streams off.")
+        raise ParameterError("offload_streams", f"CUDA streams prefetch offloaded weights onto a GPU; on {device} "
+                             "leave the streams off.")
     if options.offload_streams and options.offload not in ("group", "group-leaf", "auto"):
-        raise ValueError(f"Streams apply to group offloading only (--offload group or group-leaf), not --offload "
-                         f"{options.offload}.")
+        raise ParameterError("offload_streams", "Streams apply to group offloading only ({offload} group or "
+                             f"group-leaf), not {{offload}} {options.offload}.")
 
     if options.cache is None:
         if options.cache_inversion:
-            raise ValueError("Caching during inversion was asked for without a cache: add --cache.")
+            raise ParameterError("cache_inversion", "Caching during inversion was asked for without a cache: add "
+                                 "{cache}.")
         return
     if options.cache_threshold is not None:
         if options.cache == "taylorseer":
-            raise ValueError("--cache taylorseer has no threshold: it recomputes every --cache-interval steps.")
+            raise ParameterError("cache_threshold", "{cache} taylorseer has no threshold: it recomputes every "
+                                 "{cache_interval} steps.")
         if not options.cache_threshold > 0:
-            raise ValueError(f"--cache-threshold must be positive, got {options.cache_threshold}.")
+            raise ParameterError("cache_threshold", f"{{cache_threshold}} must be positive, got "
+                                 f"{options.cache_threshold}.")
     if options.cache == "taylorseer" and options.cache_interval < 1:
-        raise ValueError(f"--cache-interval must be at least 1, got {options.cache_interval}.")
+        raise ParameterError("cache_interval", f"{{cache_interval}} must be at least 1, got {options.cache_interval}.")
     if options.cache == "mag" and not options.mag_ratios:
-        raise ValueError("--cache mag needs magnitude ratios calibrated for this checkpoint (diffusers ships them "
-                         "for Flux only): run calibrate_mag_ratios(pipe, ...) once and pass them as mag_ratios.")
+        raise ParameterError("mag_ratios", "{cache} mag needs magnitude ratios calibrated for this checkpoint "
+                             "(diffusers ships them for Flux only): run calibrate_mag_ratios(pipe, ...) once and pass "
+                             "them as {mag_ratios}.")
 
 
 def quantization_config(options: MemoryOptions):
@@ -328,7 +354,7 @@ def counted_bytes(model_configs: Mapping[str, Mapping], options: MemoryOptions =
 
 def choose_offload(free_bytes: int | None, counted: CountedBytes | Mapping[str, int],
                    headroom_bytes: int = ACTIVATION_HEADROOM_BYTES) -> str:
-    """`--offload auto`: the first rung, from `none` to `group-leaf`, whose resident weights fit beside
+    """`offload="auto"`: the first rung, from `none` to `group-leaf`, whose resident weights fit beside
     `headroom_bytes` of activations in `free_bytes`; `sequential` when none does. `free_bytes=None` (the CPU) means no
     offload. `counted` is `counted_bytes(...)` or its `resident` mapping."""
     if free_bytes is None:
@@ -413,200 +439,3 @@ def apply_memory_options(pipe, options: MemoryOptions, device: str = "cuda", num
     pipe.cache_inversion = options.cache_inversion  # read by `invert()` (`without_step_cache`)
     return {**options.record(), "offload": offload, "offload_streams": streams and offload.startswith("group"),
             "free_gpu_memory_gib": None if free_bytes is None else round(free_bytes / GiB, 2)}
-
-
-# Caches around inversion ---------------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def cache_disabled(transformer) -> Iterator[None]:
-    """Run the block with the transformer's cache hooks removed; they come back afterwards with fresh state."""
-    config = getattr(transformer, "_cache_config", None)
-    if config is None:
-        yield
-        return
-    transformer.disable_cache()
-    try:
-        yield
-    finally:
-        transformer.enable_cache(config)
-
-
-@contextlib.contextmanager
-def cache_context(transformer, name: str) -> Iterator[None]:
-    """Run the block in the named cache context with fresh cache state (no-op without a cache), so inversion and
-    regeneration never compare against each other's steps."""
-    if getattr(transformer, "_cache_config", None) is None:
-        yield
-        return
-    transformer._reset_stateful_cache()
-    try:
-        with transformer.cache_context(name):
-            yield
-    finally:
-        transformer._reset_stateful_cache()
-
-
-def inversion_cache(transformer, allowed: bool = False):
-    """The context `invert()` runs in: the cache removed, or with `allowed` the named context "inversion"."""
-    return cache_context(transformer, "inversion") if allowed else cache_disabled(transformer)
-
-
-def without_step_cache(invert):
-    """`invert()`'s decorator: the inversion runs in `inversion_cache(pipe.transformer, pipe.cache_inversion)`, so
-    a step cache enabled for the edits (`apply_memory_options`, or diffusers' own `transformer.enable_cache`) never
-    touches the inversion unless `pipe.cache_inversion` is set (`MemoryOptions.cache_inversion`)."""
-
-    @functools.wraps(invert)
-    def wrapper(pipe, *args, **kwargs):
-        with inversion_cache(pipe.transformer, allowed=getattr(pipe, "cache_inversion", False)):
-            return invert(pipe, *args, **kwargs)
-
-    return wrapper
-
-
-def match_cache_to_steps(transformer, num_inference_steps: int, strength: float = 1.0):
-    """MagCache counts the transformer calls of one denoising run against its `num_inference_steps`: re-target it to
-    the calls an edit makes (`num_inference_steps` cut to `strength`). Other caches need nothing."""
-    from .cogvideox_ddim_sampling import cut_timesteps
-
-    num_steps = len(cut_timesteps(range(num_inference_steps), strength))
-    config = getattr(transformer, "_cache_config", None)
-    if type(config).__name__ != "MagCacheConfig" or config.num_inference_steps == num_steps:
-        return
-    transformer.disable_cache()
-    ratios = getattr(config, "source_mag_ratios", None) or [float(r) for r in config.mag_ratios]
-    retargeted = dataclasses.replace(config, num_inference_steps=num_steps, mag_ratios=list(ratios))
-    retargeted.source_mag_ratios = ratios  # interpolated from the calibrated ratios each time, not from the last
-    transformer.enable_cache(retargeted)
-
-
-# What an inversion's weights were stored in ------------------------------------------------------------------------
-
-def _storage(model) -> str | None:
-    """How the linear layers inside `model`'s blocks (the transformer's `transformer_blocks`, T5's `block`) store
-    their weights when not in the load dtype: "int8" / "fp8" (torchao's tensors) or "fp8-storage" (layerwise casting,
-    which keeps the blocks' norms in the load dtype); None in the load dtype."""
-    import torch
-
-    # Loaded with a TorchAoConfig: its quantization type names the storage, whatever torchao's tensor class is called.
-    quant_type = getattr(getattr(getattr(model, "hf_quantizer", None), "quantization_config", None), "quant_type", None)
-    if quant_type is not None:
-        kind = type(quant_type).__name__ if not isinstance(quant_type, str) else quant_type
-        if "int8" in kind.lower():
-            return "int8"
-        if "float8" in kind.lower():
-            return "fp8"
-    for name, module in model.named_modules():
-        if not (isinstance(module, torch.nn.Linear) and re.search(r"(^|\.)(transformer_blocks|block)\.\d+\.", name)):
-            continue
-        weight = module.weight
-        kind = type(weight.data if isinstance(weight, torch.nn.Parameter) else weight).__name__
-        if "Int8" in kind:
-            return "int8"
-        if "Float8" in kind:
-            return "fp8"
-        if weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
-            return "fp8-storage"
-    return None
-
-
-def weights_storage(pipe) -> dict | None:
-    """The transformer's and text encoder's 8-bit storage (`{"transformer": "int8", "text_encoder": None}`), or None
-    when both keep the load dtype. Recorded in the inversion fingerprint: an inversion stays exact only when a model
-    stored the same way regenerates it (`check_weights_storage`)."""
-    storage = {}
-    for name in ("transformer", "text_encoder"):
-        model = getattr(pipe, name, None)
-        storage[name] = None if model is None else _storage(model)
-    return storage if any(storage.values()) else None
-
-
-def expected_weights_storage(options: MemoryOptions) -> dict | None:
-    """The `weights_storage` a pipeline loaded with `options` will have, known before any weights load."""
-    kind = {"int8": "int8", "fp8": "fp8"}.get(options.quantize) or ("fp8-storage" if options.weights == "fp8" else None)
-    if kind is None:
-        return None
-    return {"transformer": kind, "text_encoder": kind if options.quantize_text_encoder else None}
-
-
-STORAGE_FLAGS = {"int8": "--quantize int8", "fp8": "--quantize fp8", "fp8-storage": "--weights fp8"}
-
-
-def _describe_storage(storage: dict | None) -> str:
-    if not storage or not any(storage.values()):
-        return "weights in the load dtype (no --weights fp8 or --quantize)"
-    parts = [f"{name} {kind} ({STORAGE_FLAGS.get(kind, kind)})" for name, kind in storage.items() if kind]
-    return ", ".join(parts)
-
-
-def check_weights_storage(recorded: Mapping | None, current: Mapping):
-    """Refuse an inversion (its fingerprint, `settings["model"]`) made with other 8-bit weight storage than this
-    pipeline's (`current`, `inversion_fingerprint()`): a quantized inversion is exact only when the same quantized
-    model regenerates it, and a bf16 one is not the quantized model's."""
-    before, now = (recorded or {}).get("weights_storage"), current.get("weights_storage")
-    if (before or None) != (now or None):
-        text_encoder = any((storage or {}).get("text_encoder") for storage in (before, now))
-        raise ValueError(
-            f"This inversion was made with {_describe_storage(before)}; this pipeline has {_describe_storage(now)}. "
-            "An inversion is exact only for the weights that made it: load the pipeline with the same --weights / "
-            f"--quantize{' / --quantize-text-encoder' if text_encoder else ''} options, or invert the video again."
-        )
-
-
-# Counting block evaluations (tests and benchmarks) ----------------------------------------------------------------
-
-class BlockEvaluationCounter:
-    """Counts the transformer blocks that really ran (`evaluations`, a forward hook on each block's first norm: a
-    block a cache skips never reaches it) and the attention layers that really ran (`attention_evaluations`, on each
-    attention's query projection: TaylorSeer predicts attention outputs inside blocks that run). Use as a context
-    manager around the calls to count."""
-
-    def __init__(self, transformer):
-        self.blocks = list(transformer.transformer_blocks)
-        self.evaluations = 0
-        self.attention_evaluations = 0
-        self._handles = []
-
-    def _count_block(self, *_):
-        self.evaluations += 1
-
-    def _count_attention(self, *_):
-        self.attention_evaluations += 1
-
-    def __enter__(self):
-        for block in self.blocks:
-            self._handles.append(block.norm1.register_forward_hook(self._count_block))
-            self._handles.append(block.attn1.to_q.register_forward_hook(self._count_attention))
-        return self
-
-    def __exit__(self, *exc):
-        for handle in self._handles:
-            handle.remove()
-        return False
-
-
-def calibrate_mag_ratios(pipe, num_inference_steps: int, **call_kwargs: Any) -> list[float]:
-    """MagCache's magnitude ratios for this checkpoint, from one calibration run of `pipe(...)` in which no block is
-    skipped (diffusers' calibration mode; it prints them, this returns them)."""
-    from diffusers import MagCacheConfig
-    from diffusers.hooks import HookRegistry
-    from diffusers.hooks.mag_cache import _MAG_CACHE_BLOCK_HOOK
-
-    pipe.transformer.enable_cache(MagCacheConfig(calibrate=True, num_inference_steps=num_inference_steps))
-    ratios = []
-    try:
-        for block in pipe.transformer.transformer_blocks:
-            hook = HookRegistry.check_if_exists_or_initialize(block).hooks.get(_MAG_CACHE_BLOCK_HOOK)
-            if hook is None or not hasattr(hook, "_perform_calibration_step"):
-                continue
-            step = hook._perform_calibration_step
-
-            def recording_step(state, residual, step=step):
-                step(state, residual)
-                ratios[:] = list(state.calibration_ratios)
-
-            hook._perform_calibration_step = recording_step
-        pipe(num_inference_steps=num_inference_steps, **call_kwargs)
-    finally:
-        pipe.transformer.disable_cache()
-    return ratios

@@ -5,6 +5,7 @@ also imports): the pipeline file imports it directly, so diffusers' `custom_pipe
 pipeline.
 """
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -163,6 +164,17 @@ FINGERPRINT_SCHEDULER_KEYS = (
     "steps_offset",
     "prediction_type",
 )
+
+
+def weights_digest(transformer) -> str | None:
+    """A digest of the transformer's first weight (CogVideoX's patch embedding), rounded to bfloat16 so that loading
+    in another dtype gives the same digest; None where the weights are not in memory (sequential offload keeps them
+    elsewhere) or there are none."""
+    weight = next(transformer.parameters(), None)
+    if weight is None or weight.device.type == "meta":
+        return None
+    values = weight.detach().to("cpu", torch.float32).to(torch.bfloat16).view(torch.int16).numpy()
+    return hashlib.sha256(values.tobytes()).hexdigest()[:16]
 
 
 def config_fingerprint(transformer_config: Mapping, vae_config: Mapping, scheduler_config: Mapping) -> dict:

@@ -65,13 +65,9 @@ def processors_swapped(transformer, processors: dict):
         transformer.set_attn_processor(installed)
 
 
-def check_reference_inputs(
-    reference_latents: torch.Tensor,
-    reference_timesteps: torch.Tensor | None,
-    reference_mode: str,
-    timesteps: torch.Tensor,
-    latents_shape: tuple[int, ...],
-):
+def check_reference_inputs(reference, timesteps: torch.Tensor, latents_shape: tuple[int, ...]):
+    """The reference trajectory (`ReferenceOptions`) against this call's timesteps and sample latents' shape."""
+    reference_latents, reference_timesteps, reference_mode = reference.latents, reference.timesteps, reference.mode
     if reference_mode not in ("shared", "paired"):
         raise ValueError(f"`reference_mode` must be 'shared' or 'paired', got {reference_mode!r}.")
     if not isinstance(reference_latents, torch.Tensor) or reference_latents.ndim != 6:
@@ -136,6 +132,7 @@ def guided_prediction(
     encoder_hidden_states: torch.Tensor,
     timestep: torch.Tensor,
     sample_rows: int,
+    *,
     padding: int = 0,
     guidance_scale: float | None = None,
     image_rotary_emb=None,
@@ -161,36 +158,36 @@ def guided_prediction(
     return prediction
 
 
-def check_reference_controls(transformer, reference_latents, reference_steps, reference_mode, reference_weight,
-                             reference_blocks, num_steps: int) -> tuple[range, dict]:
+def check_reference_controls(transformer, reference, num_steps: int) -> tuple[range, dict]:
     """The steps that run reference rows and the processors that read them (none without a reference), checked
-    before any model work."""
-    if reference_latents is None:
+    before any model work. `reference` is `__call__`'s `ReferenceOptions`."""
+    if reference.latents is None:
         return range(0), {}
-    reference_window = step_window(reference_steps, num_steps, "reference_steps")
-    if reference_mode not in REFERENCE_MODES:
-        raise ValueError(f"`reference_mode` must be 'shared' or 'paired', got {reference_mode!r}.")
-    if reference_weight < 0:
-        raise ValueError(f"`reference_weight` must be >= 0, got {reference_weight}.")
-    return reference_window, reference_processors(list(transformer.attn_processors), reference_blocks)
+    reference_window = step_window(reference.steps, num_steps, "reference_steps")
+    if reference.mode not in REFERENCE_MODES:
+        raise ValueError(f"`reference_mode` must be 'shared' or 'paired', got {reference.mode!r}.")
+    if reference.weight < 0:
+        raise ValueError(f"`reference_weight` must be >= 0, got {reference.weight}.")
+    return reference_window, reference_processors(list(transformer.attn_processors), reference.blocks)
 
 
-def reference_row_embeds(pipe, reference_mode, reference_prompt, reference_prompt_embeds, reference_latents,
-                         prompt_embeds, device) -> torch.Tensor:
-    """The text embeddings of the reference rows: in paired mode the sample's (one per guidance branch), in
-    shared mode the reference prompt's, one row per reference video."""
-    if reference_mode == "paired":
+def reference_row_embeds(encode_prompt, reference, prompt_embeds, device) -> torch.Tensor:
+    """The text embeddings of the reference rows (`reference`: `ReferenceOptions`): in paired mode the sample's (one
+    per guidance branch), in shared mode the reference prompt's (encoded with `encode_prompt`, the pipeline's), one
+    row per reference video."""
+    if reference.mode == "paired":
         return prompt_embeds
+    reference_prompt_embeds = reference.prompt_embeds
     if reference_prompt_embeds is None:
-        reference_prompt_embeds, _ = pipe.encode_prompt(
-            reference_prompt,
+        reference_prompt_embeds, _ = encode_prompt(
+            reference.prompt,
             do_classifier_free_guidance=False,
             max_sequence_length=prompt_embeds.shape[1],
             device=device,
             dtype=prompt_embeds.dtype,
         )
     # one shared row per reference video: several prompts editing one video share a single row
-    reference_videos = reference_latents.shape[1]
+    reference_videos = reference.latents.shape[1]
     reference_embeds = reference_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
     if reference_embeds.shape[0] == 1 and reference_videos > 1:
         reference_embeds = reference_embeds.expand(reference_videos, -1, -1)
@@ -253,29 +250,31 @@ def window_reference_rows(
 def windowed_step_prediction(
     pipe,
     schedule,
-    window_batch_size: int,
     scheduler,
+    *,
+    window_batch_size: int,
     padding: int,
     guidance: bool,
     sample_rows: int,
     image_rotary_emb,
     attention_kwargs: dict | None,
     model_kwargs: dict,
-    reference_latents: torch.Tensor | None = None,
+    reference=None,
     reference_steps: range = range(0),
     reference_embeds: torch.Tensor | None = None,
     reference_kwargs: dict | None = None,
-    reference_mode: str = "shared",
     image_latents: torch.Tensor | None = None,
     reference_image_latents: torch.Tensor | None = None,
     on_window_call=None,
 ):
     """`__call__`'s guided prediction at a step, `predict(latents, t, i, prompt_embeds)`, run on `schedule`'s windows
     of the latents (`windowed`) and combined; for a one-window schedule one call on the whole clip, as without
-    windows. Every window is padded (`padding`: 1.5's frames) and positioned (`image_rotary_emb`, for one window) as
-    a native clip; step `i` in `reference_steps` adds the reference rows of the same windows of `reference_latents[i]`
-    (`window_reference_rows`). `sample_rows` are one window's (`prompt_embeds` rows); `pipe.guidance_scale` is read at
-    every call (dynamic guidance); `on_window_call` runs after every model call (progress)."""
+    windows. Every window is padded (`padding`: 1.5's frames, `pipe.pad_frames`) and positioned (`image_rotary_emb`,
+    for one window) as a native clip; step `i` in `reference_steps` adds the reference rows of the same windows of
+    `reference.latents[i]` (`reference`: `ReferenceOptions`; `window_reference_rows`). `sample_rows` are one window's
+    (`prompt_embeds` rows); `pipe.guidance_scale` is read at every call (dynamic guidance); `on_window_call` runs
+    after every model call (progress). `image_latents`/`reference_image_latents` are the padded conditioning."""
+    reference_latents = None if reference is None else reference.latents
     branches = 2 if guidance else 1
 
     def predict_window(window_latents, windows, t, i, prompt_embeds):
@@ -284,12 +283,12 @@ def windowed_step_prediction(
         model_input = torch.cat([model_latents] * branches)
         encoder_hidden_states, step_attention_kwargs = window_rows(prompt_embeds, count, branches), attention_kwargs
         if reference_latents is not None and i in reference_steps:
-            reference = reference_latents[i].to(model_input.device, model_input.dtype, non_blocking=True)
-            text_branches = reference_embeds.shape[0] // (sample_rows // branches) if reference_mode == "paired" else 1
-            reference, embeds = window_reference_rows(
-                reference, reference_embeds, schedule, windows, sample_rows // branches, text_branches
+            step_reference = reference_latents[i].to(model_input.device, model_input.dtype, non_blocking=True)
+            text_branches = reference_embeds.shape[0] // (sample_rows // branches) if reference.mode == "paired" else 1
+            step_reference, embeds = window_reference_rows(
+                step_reference, reference_embeds, schedule, windows, sample_rows // branches, text_branches
             )
-            model_input = with_reference_rows(model_input, pipe.pad_frames(reference, padding), embeds.shape[0])
+            model_input = with_reference_rows(model_input, pipe.pad_frames(step_reference, padding), embeds.shape[0])
             encoder_hidden_states = torch.cat([encoder_hidden_states, embeds])
             step_attention_kwargs = {**reference_kwargs, "reference_rows": embeds.shape[0]}
         model_input = scheduler.scale_model_input(model_input, t)
@@ -299,8 +298,42 @@ def windowed_step_prediction(
                 reference_latents.shape[1] if reference_latents is not None else 1,
             )
         return guided_prediction(
-            pipe.transformer, model_input, encoder_hidden_states, t, count * sample_rows, padding,
-            pipe.guidance_scale if guidance else None, image_rotary_emb, step_attention_kwargs, model_kwargs,
+            pipe.transformer, model_input, encoder_hidden_states, t, count * sample_rows, padding=padding,
+            guidance_scale=pipe.guidance_scale if guidance else None, image_rotary_emb=image_rotary_emb,
+            attention_kwargs=step_attention_kwargs, model_kwargs=model_kwargs,
+        )
+
+    return windowed(predict_window, schedule, window_batch_size, on_window_call)
+
+
+def windowed_inversion_prediction(
+    pipe,
+    schedule,
+    prompt_embeds: torch.Tensor,
+    *,
+    window_batch_size: int,
+    padding: int,
+    guidance_scale: float | None,
+    image_latents: torch.Tensor | None,
+    image_rotary_emb,
+    attention_kwargs: dict | None,
+    model_kwargs: dict,
+    on_window_call=None,
+):
+    """`invert()`'s guided prediction `predict(latents, t)` on `schedule`'s windows of the latents (`windowed`),
+    combined: every window padded (`padding`, `pipe.pad_frames`) and positioned as a native clip, one row per video
+    (two with `guidance_scale`: `[uncond ; cond]` of `prompt_embeds`), each with its conditioning `image_latents`."""
+    rows = 1 if guidance_scale is None else 2
+    image_input = None if image_latents is None else torch.cat([pipe.pad_frames(image_latents, padding)] * rows)
+
+    def predict_window(sample: torch.Tensor, windows: tuple[int, ...], t: torch.Tensor) -> torch.Tensor:
+        model_input = torch.cat([pipe.pad_frames(sample, padding)] * rows)
+        if image_input is not None:
+            model_input = torch.cat([model_input, image_input], dim=2)
+        return guided_prediction(
+            pipe.transformer, model_input, window_rows(prompt_embeds, len(windows), rows), t, model_input.shape[0],
+            padding=padding, guidance_scale=guidance_scale, image_rotary_emb=image_rotary_emb,
+            attention_kwargs=attention_kwargs, model_kwargs=model_kwargs,
         )
 
     return windowed(predict_window, schedule, window_batch_size, on_window_call)

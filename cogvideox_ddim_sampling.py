@@ -4,14 +4,21 @@ No pipeline object: the model enters as `predict(sample, timestep) -> model outp
 `CogVideoXDDIMScheduler.step` / `DDIMScheduler.step` exactly (same `alphas_cumprod`, SNR shift and zero-terminal-SNR
 rescaling included, same previous-timestep rule), so that a forward step undoes it.
 
-A leaf module (no relative imports): the pipeline file imports it directly, so diffusers' `custom_pipeline` loader
-ships it beside the pipeline.
+Its only relative import is `cogvideox_ddim_errors` (a leaf): the pipeline file imports both directly, so diffusers'
+`custom_pipeline` loader ships them beside the pipeline.
 """
 
 import math
 from collections.abc import Callable
 
 import torch
+from diffusers.schedulers import CogVideoXDDIMScheduler, DDIMScheduler
+from diffusers.utils import logging
+
+from .cogvideox_ddim_errors import ParameterError
+
+
+logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 
 def ddim_alphas(scheduler, timestep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,17 +192,36 @@ def step_window(window: float | tuple[float, float], num_steps: int, name: str =
     `round(end * n)`, rounding halves up (0.25 of 10 steps: 3). A window that selects no step is refused."""
     start, end = (0.0, window) if isinstance(window, (int, float)) else window
     if not 0 <= start < end <= 1:
-        raise ValueError(
-            f"`{name}` must be a fraction in (0, 1] or a window (start, end) with 0 <= start < end <= 1, "
-            f"got {window!r}."
+        raise ParameterError(
+            name,
+            f"{{{name}}} must be a fraction in (0, 1] or a window (start, end) with 0 <= start < end <= 1, "
+            f"got {window!r}.",
         )
     steps = range(_round_half_up(start * num_steps), _round_half_up(end * num_steps))
     if len(steps) == 0:
-        raise ValueError(
-            f"`{name}={window!r}` selects no step of {num_steps} (windows are rounded to whole steps, halves up): "
-            f"widen it to at least 1/{num_steps} of the steps ({1 / num_steps:.3g}), or raise `num_inference_steps`."
+        raise ParameterError(
+            name,
+            f"{{{name}}} {window!r} selects no step of {num_steps} (windows are rounded to whole steps, halves up): "
+            f"widen it to at least 1/{num_steps} of the steps ({1 / num_steps:.3g}), or raise "
+            "{num_inference_steps}.",
         )
     return steps
+
+
+def ddim_substitute(scheduler, cached: tuple | None = None) -> tuple | None:
+    """None for a DDIM scheduler (it steps inversion itself); for a multistep scheduler, `(scheduler, substitute)`: a
+    `CogVideoXDDIMScheduler` of the same config (`cached` when it was made for this scheduler), with a warning when it
+    is made."""
+    if isinstance(scheduler, (CogVideoXDDIMScheduler, DDIMScheduler)):
+        return None
+    if cached is None or cached[0] is not scheduler:
+        logger.warning(
+            f"{scheduler.__class__.__name__} is a multistep scheduler and cannot be inverted step by step: "
+            "inversion and reference-guided regeneration use a deterministic CogVideoXDDIMScheduler with the same "
+            "noise schedule and timestep spacing instead."
+        )
+        cached = (scheduler, CogVideoXDDIMScheduler.from_config(scheduler.config))
+    return cached
 
 
 def stored_on(latents: torch.Tensor, device) -> torch.Tensor:

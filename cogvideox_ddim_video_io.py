@@ -19,7 +19,11 @@ keeping only the selected frames. The binary is run directly rather than through
 exactly one frame's bytes per selected frame and ffmpeg's own count of the frames it decoded (its verbose log), which
 tests and `benchmarks/read_video.py` check.
 
-Writing streams frames to the same ffmpeg with the encoding settings of `diffusers.utils.export_to_video`.
+Probing and indexing a file (`probe_video`, `index_frames`, `count_frames`) live in `cogvideox_ddim_video_probe`,
+writing (`write_video`, `write_mask_video`: the encoding settings of `diffusers.utils.export_to_video`) in
+`cogvideox_ddim_video_writer`; both are re-exported here, the names callers import from this module (or from
+`video_io`, its alias). The pipeline file imports all three directly (diffusers' `custom_pipeline` loader ships only
+its direct relative imports).
 """
 
 import itertools
@@ -28,7 +32,6 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import imageio_ffmpeg
@@ -37,6 +40,17 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 from diffusers.utils import logging
+
+from .cogvideox_ddim_video_probe import (  # noqa: F401  (re-exported: callers import them from here)
+    FrameIndex,
+    VideoInfo,
+    _decode_count,
+    _ffmpeg_error,
+    count_frames,
+    index_frames,
+    probe_video,
+)
+from .cogvideox_ddim_video_writer import write_mask_video, write_video  # noqa: F401  (re-exported)
 
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
@@ -301,182 +315,6 @@ def aspect_preserving_size(
     return snap(source_height * scale, max_height), snap(source_width * scale, max_width)
 
 
-# Probing and indexing -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What ffmpeg's header says about a file's first video stream.
-
-    `height` x `width` is the size of the decoded frames, after the rotation in the file's display matrix (ffmpeg
-    applies it while decoding: a portrait phone video is portrait here). `fps` is the average frame rate and
-    `duration` the container's, in seconds; either is `None` when the header has none.
-    """
-
-    path: str
-    height: int
-    width: int
-    fps: float | None
-    duration: float | None
-    rotation: int
-    pixel_aspect_ratio: float
-    codec: str
-
-    @property
-    def display_size(self) -> tuple[int, int]:
-        """`(height, width)` as the video is shown: the width scaled by the pixel aspect ratio (anamorphic video)."""
-        return self.height, round(self.width * self.pixel_aspect_ratio)
-
-
-def _run_ffmpeg(arguments: list[str], stdout=subprocess.DEVNULL) -> subprocess.CompletedProcess:
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", *arguments]
-    return subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, check=False)
-
-
-def _ffmpeg_error(log: str) -> str:
-    """The last meaningful line of an ffmpeg log, for error messages."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    useful = [line for line in lines if "At least one output file" not in line and not line.startswith("Exiting")]
-    return (useful or lines or ["no output"])[-1]
-
-
-def _check_file(path: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Video file not found: {path!r}. Check the path.")
-
-
-def _rate(text: str) -> float:
-    """A rate as ffmpeg prints it: "29.97", "30", "90k"."""
-    return float(text[:-1]) * 1000 if text.endswith("k") else float(text)
-
-
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read a video's size, frame rate, duration and rotation from ffmpeg's header output (no frame is decoded)."""
-    path = os.fspath(path)
-    _check_file(path)
-    log = _run_ffmpeg(["-i", path]).stderr.decode(errors="replace")  # no output given: ffmpeg prints the header
-    lines = log.splitlines()
-    stream = next((i for i, line in enumerate(lines) if re.match(r"\s*Stream #\d+:\d+.*: Video: ", line)), None)
-    if stream is None:
-        reason = "it has no video stream" if "Input #0" in log else _ffmpeg_error(log)
-        raise ValueError(
-            f"Could not decode {path!r} as a video ({reason}). Pass a video file that ffmpeg can read, e.g. an MP4."
-        )
-    line = lines[stream]
-    size = re.search(r" (\d+)x(\d+)[, \[]", line)
-    if size is None:
-        raise ValueError(f"Could not decode {path!r} as a video (no frame size in {line.strip()!r}).")
-    width, height = int(size.group(1)), int(size.group(2))
-    sar = re.search(r"\[SAR (\d+):(\d+) ", line)
-    pixel_aspect_ratio = (
-        int(sar.group(1)) / int(sar.group(2)) if sar and int(sar.group(2)) and int(sar.group(1)) else 1.0
-    )
-    fps = re.search(r" ([\d.]+k?) fps", line)
-    fps = _rate(fps.group(1)) if fps else None
-    rotation = 0
-    for side in lines[stream + 1 :]:
-        if re.match(r"\s*Stream #", side):
-            break
-        match = re.search(r"rotation of (-?[\d.]+) degrees", side)
-        if match:
-            rotation = round(float(match.group(1))) % 360
-    if rotation in (90, 270):  # ffmpeg transposes while decoding
-        width, height, pixel_aspect_ratio = height, width, 1 / pixel_aspect_ratio
-    duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", log)
-    duration = (
-        int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3)) if duration else None
-    )
-    codec = line.split(" Video: ", 1)[1].split()[0].rstrip(",")
-    return VideoInfo(path, height, width, fps or None, duration, rotation, pixel_aspect_ratio, codec)
-
-
-@dataclass(frozen=True)
-class FrameIndex:
-    """Presentation times (seconds from the file's start, ascending) of a video's frames, and which are keyframes."""
-
-    times: np.ndarray
-    keyframes: np.ndarray  # sorted frame numbers of the keyframes
-
-    def __len__(self) -> int:
-        return len(self.times)
-
-    def keyframe_before(self, frame: int) -> int:
-        """The last keyframe at or before `frame` (where a seek to `frame` starts decoding)."""
-        position = np.searchsorted(self.keyframes, frame, side="right") - 1
-        return int(self.keyframes[position]) if position >= 0 else 0
-
-    def seek_time(self, frame: int) -> float:
-        """A time that input seeking lands on exactly `frame`: halfway between it and the frame before."""
-        return float((self.times[frame - 1] + self.times[frame]) / 2) if frame > 0 else 0.0
-
-
-def index_frames(path: str | os.PathLike) -> FrameIndex | None:
-    """
-    List a video's frames from its packets (a stream copy into ffmpeg's `framecrc` muxer: nothing is decoded).
-
-    Returns `None` when the timestamps cannot place every frame (missing or repeated), where only decoding from the
-    start numbers frames reliably.
-    """
-    path = os.fspath(path)
-    result = _run_ffmpeg(
-        ["-v", "error", "-i", path, "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"], subprocess.PIPE
-    )
-    if result.returncode != 0:
-        raise ValueError(
-            f"Could not read the packets of {path!r} ({_ffmpeg_error(result.stderr.decode(errors='replace'))})."
-        )
-    time_base, times, keys = None, [], []
-    for line in result.stdout.decode(errors="replace").splitlines():
-        if line.startswith("#tb 0:"):
-            numerator, denominator = line.split(":", 1)[1].strip().split("/")
-            time_base = int(numerator) / int(denominator)
-        elif line and not line.startswith("#"):
-            fields = [field.strip() for field in line.split(",")]
-            flags = next((int(field.split("=")[1], 16) for field in fields[6:] if field.startswith("F=")), 1)
-            if flags & 4:  # AV_PKT_FLAG_DISCARD: decoded only to prime the decoder (edit lists), never shown
-                continue
-            times.append(int(fields[2]))
-            keys.append(bool(flags & 1))
-    if time_base is None or not times or min(times) <= -(2**62):  # no packets, or AV_NOPTS_VALUE
-        return None
-    order = np.argsort(np.asarray(times), kind="stable")
-    times = np.asarray(times, dtype=np.float64)[order] * time_base
-    if np.any(np.diff(times) <= 0):
-        return None
-    keyframes = np.flatnonzero(np.asarray(keys)[order])
-    return FrameIndex(times=times, keyframes=keyframes)
-
-
-def count_frames(path: str | os.PathLike) -> int:
-    """The exact number of frames of a video: from its packet list, or by decoding it when that is unusable."""
-    index = index_frames(path)
-    return len(index) if index is not None else _decode_count(os.fspath(path))
-
-
-def _decode_count(path: str) -> int:
-    """Count frames by decoding them all (bounded memory: nothing is kept), for files whose timestamps are unusable."""
-    logger.warning(f"{path!r} has no usable frame timestamps: counting its frames by decoding the whole file.")
-    arguments = [
-        "-v",
-        "verbose",
-        "-nostats",
-        "-i",
-        path,
-        "-map",
-        "0:v:0",
-        "-fps_mode",
-        "passthrough",
-        "-f",
-        "null",
-        "-",
-    ]
-    log = _run_ffmpeg(arguments).stderr.decode(errors="replace")
-    encoded = re.findall(r"Output stream #\d+:\d+ \(video\): (\d+) frames? encoded", log)
-    if not encoded:
-        raise ValueError(f"Could not decode {path!r} as a video ({_ffmpeg_error(log)}).")
-    return int(encoded[-1])
-
-
 @dataclass
 class VideoFrames:
     """
@@ -707,86 +545,6 @@ def read_video(
     return result.frames, result.fps
 
 
-def _frame_as_rgb24(frame, index: int, first_size: tuple[int, int] | None) -> np.ndarray:
-    """Frame `index` as a contiguous HxWx3 uint8 array, or an error naming the frame and what is wrong with it."""
-    if isinstance(frame, PIL.Image.Image):
-        array = np.asarray(frame.convert("RGB"))
-    elif isinstance(frame, np.ndarray):
-        array = frame
-    else:
-        raise TypeError(
-            f"Frame {index} is a {type(frame).__name__}; write_video takes PIL images or HxWx3 numpy arrays (uint8, "
-            "or float in [0, 1])."
-        )
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"Frame {index} has shape {array.shape}; expected an HxWx3 RGB array.")
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"Frame {index} has dtype {array.dtype}; expected uint8, or float in [0, 1].")
-        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise ValueError(
-                f"Frame {index} has float values outside [0, 1] (min {np.nanmin(array):.3g}, max "
-                f"{np.nanmax(array):.3g}, finite: {bool(np.isfinite(array).all())}); scale it to [0, 1] or pass uint8."
-            )
-        array = (array * 255).astype(np.uint8)  # as diffusers' export_to_video converts float frames
-    size = (array.shape[1], array.shape[0])
-    if first_size is not None and size != first_size:
-        raise ValueError(
-            f"Frame {index} is {size[0]}x{size[1]} (width x height) but frame 0 is {first_size[0]}x{first_size[1]}: "
-            "all frames of a video must have the same size."
-        )
-    return np.ascontiguousarray(array)
-
-
-def write_video(frames, path: str | os.PathLike, fps: float = 8.0) -> str:
-    """
-    Write frames (PIL images or HxWx3 arrays, uint8 or float in [0, 1]) to an MP4 with imageio-ffmpeg, encoded as
-    `diffusers.utils.export_to_video` encodes (libx264, quality 5, sizes rounded up to multiples of 16).
-
-    `frames` is a sequence, checked whole before anything is written, or any other iterable (e.g. a generator),
-    encoded as it comes. The file is written under a temporary name in the target's folder and moved into place at the
-    end, so a failure (a bad frame, an error in the iterable, Ctrl-C) leaves neither a partial file nor a changed
-    target; a bad frame's error names its index and what is wrong with it.
-    """
-    path = os.fspath(path)
-    if isinstance(frames, (Sequence, np.ndarray)):
-        if len(frames) == 0:
-            raise ValueError(f"No frames to write to {path!r}.")
-        first_size = None
-        for index, frame in enumerate(frames):  # every frame checked before ffmpeg starts
-            checked = _frame_as_rgb24(frame, index, first_size)
-            first_size = first_size or (checked.shape[1], checked.shape[0])
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, partial = tempfile.mkstemp(suffix=".mp4", prefix=".partial-", dir=directory)
-    os.close(handle)
-    writer = None
-    try:
-        first_size = None
-        for index, frame in enumerate(frames):
-            array = _frame_as_rgb24(frame, index, first_size)
-            if writer is None:
-                first_size = (array.shape[1], array.shape[0])
-                writer = imageio_ffmpeg.write_frames(partial, first_size, fps=fps, quality=5, macro_block_size=16)
-                writer.send(None)  # starts ffmpeg
-            writer.send(array)
-        if writer is None:
-            raise ValueError(f"No frames to write to {path!r}.")
-        # ffmpeg finishes the file when the writer closes: only then is it complete
-        writer.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(partial, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(partial, path)
-    finally:
-        # Stop ffmpeg before removing its output: a writer left open would finish (and recreate) the file later.
-        if writer is not None:
-            writer.close()
-        if os.path.exists(partial):
-            os.remove(partial)
-    return path
-
-
 def read_mask_video(path: str | os.PathLike, **selection) -> np.ndarray:
     """
     Read a mask video (white = may change) as a float32 array `[F, H, W]` of 0s and 1s.
@@ -799,17 +557,3 @@ def read_mask_video(path: str | os.PathLike, **selection) -> np.ndarray:
     frames, _ = read_video(path, **selection)
     gray = np.stack([np.asarray(frame.convert("L"), dtype=np.float32) for frame in frames])
     return (gray > 127.5).astype(np.float32)
-
-
-def write_mask_video(mask, path: str | os.PathLike, fps: float = 8.0) -> str:
-    """
-    Write a video mask (`[F, H, W]`, bool or floats in [0, 1], numpy or torch, e.g. `inv.mask[0]`) as a grayscale
-    MP4: white where the video may change. `read_mask_video` reads it back.
-    """
-    if hasattr(mask, "detach"):
-        mask = mask.detach().to("cpu").float().numpy()
-    mask = np.asarray(mask, dtype=np.float32)
-    if mask.ndim != 3:
-        raise ValueError(f"`mask` must be [F, H, W] (one video), got shape {mask.shape}: e.g. pass `inv.mask[0]`.")
-    gray = np.clip(mask * 255.0, 0, 255).round().astype(np.uint8)
-    return write_video([np.repeat(frame[..., None], 3, axis=-1) for frame in gray], path, fps=fps)

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .cogvideox_ddim_checkpoint import is_image_to_video, latent_frame_count, padding_frames, pixel_frame_count
+from .cogvideox_ddim_errors import ParameterError
+
 
 WEIGHTING_SCHEMES = ("flat", "pyramid", "hann")
 # The weighting `invert()` and `__call__` use when none is given (`window_weighting`): one constant, so that a measured
@@ -99,17 +102,19 @@ def overlap_latent_frames(window_overlap: int | None, window: int, temporal_comp
         raise TypeError(f"`window_overlap` must be an int (video frames), got {window_overlap!r}.")
     if window_overlap < 0 or window_overlap % temporal_compression:
         lower = max(window_overlap // temporal_compression, 0) * temporal_compression
-        raise ValueError(
-            f"`window_overlap={window_overlap}` video frames is not a non-negative multiple of the VAE's temporal "
-            f"compression {temporal_compression} (one latent frame): pass {lower} or {lower + temporal_compression}."
+        raise ParameterError(
+            "window_overlap",
+            f"{{window_overlap}} {window_overlap} video frames is not a non-negative multiple of the VAE's temporal "
+            f"compression {temporal_compression} (one latent frame): pass {lower} or {lower + temporal_compression}.",
         )
     overlap = window_overlap // temporal_compression
     if overlap >= window:
         window_video = (window - 1) * temporal_compression + 1
-        raise ValueError(
-            f"`window_overlap={window_overlap}` video frames leaves windows of {window_video} frames nothing new: "
+        raise ParameterError(
+            "window_overlap",
+            f"{{window_overlap}} {window_overlap} video frames leaves windows of {window_video} frames nothing new: "
             f"pass at most {(window - 1) * temporal_compression} (the default is "
-            f"{default_window_overlap(window, temporal_compression)})."
+            f"{default_window_overlap(window, temporal_compression)}).",
         )
     return overlap
 
@@ -281,21 +286,15 @@ def split_windows(
     return torch.cat([tensor.narrow(dim, schedule.starts[i], schedule.window) for i in indices])
 
 
-def check_window_options(
-    window_overlap: int | None,
-    window_batch_size: int,
-    native_latent_frames: int,
-    temporal_compression: int = 4,
-    window_weighting: str | None = None,
-):
-    """Refuse a bad `window_overlap` (video frames), `window_batch_size` or `window_weighting`, before any model
-    work."""
-    check_window_weighting(window_weighting)
-    overlap_latent_frames(window_overlap, native_latent_frames, temporal_compression)
-    if not isinstance(window_batch_size, int) or isinstance(window_batch_size, bool) or window_batch_size < 1:
+def check_window_options(windows, native_latent_frames: int, temporal_compression: int = 4):
+    """Refuse a bad `window_overlap` (video frames), `window_batch_size` or `window_weighting` (`windows`:
+    `WindowOptions`), before any model work."""
+    check_window_weighting(windows.weighting)
+    overlap_latent_frames(windows.overlap, native_latent_frames, temporal_compression)
+    if not isinstance(windows.batch_size, int) or isinstance(windows.batch_size, bool) or windows.batch_size < 1:
         raise ValueError(
             f"`window_batch_size` must be a positive int (windows per model call; 1 uses the least memory), got "
-            f"{window_batch_size!r}."
+            f"{windows.batch_size!r}."
         )
 
 
@@ -320,10 +319,12 @@ def clip_windows(
     if image_to_video and schedule.num_windows > 1:
         native = (native_latent_frames - 1) * temporal_compression + 1
         frames = (latent_frames - 1) * temporal_compression + 1
-        raise ValueError(
+        raise ParameterError(
+            "num_frames",
             f"A clip of {frames} frames is longer than this image-to-video checkpoint's {native}: long clips run in "
             "overlapping windows, which image-to-video checkpoints do not support (each window would need its own "
-            f"conditioning frame). Pass at most {native} frames, or use the text-to-video checkpoint of the family."
+            f"conditioning frame). Pass {{num_frames}} at most {native} frames, or use the text-to-video checkpoint "
+            "of the family.",
         )
     return schedule
 
@@ -337,100 +338,92 @@ def window_rows(tensor: torch.Tensor, count: int, branches: int = 1) -> torch.Te
     return torch.cat([chunk.repeat(count, *[1] * (tensor.ndim - 1)) for chunk in tensor.chunk(branches)])
 
 
-def native_latent_frames(pipe) -> int:
-    """The latent frames `pipe`'s transformer was trained on (`sample_frames`: 13 for 49 frames; 21 for 1.5's 81)."""
-    temporal_compression = pipe.vae_scale_factor_temporal
-    return (pipe.transformer.config.sample_frames - 1) // temporal_compression + 1
+def native_latent_frames(transformer_config, temporal_compression: int = 4) -> int:
+    """The latent frames the transformer (`transformer_config`) was trained on (`sample_frames`: 13 for 49 frames;
+    21 for 1.5's 81)."""
+    return latent_frame_count(transformer_config["sample_frames"], temporal_compression)
 
 
 def pipeline_windows(
-    pipe,
-    latent_frames: int | None,
-    window_overlap: int | None = None,
-    window_batch_size: int = 1,
-    mask_words=None,
-    window_weighting: str | None = None,
-) -> WindowSchedule | None:
-    """The windows `invert()`/`__call__` run a clip of `latent_frames` in on `pipe`'s checkpoint (`clip_windows`),
-    weighted by `window_weighting` (None: `DEFAULT_WINDOW_WEIGHTING`), after checking the options; with
-    `latent_frames=None` only the check (before any model work)."""
-    native, temporal_compression = native_latent_frames(pipe), pipe.vae_scale_factor_temporal
-    check_window_options(window_overlap, window_batch_size, native, temporal_compression, window_weighting)
-    if latent_frames is None:
-        return None
+    transformer_config, latent_frames: int, windows, *, temporal_compression: int, mask_words=None
+) -> WindowSchedule:
+    """The windows `invert()`/`__call__` run a clip of `latent_frames` in on the checkpoint of `transformer_config`
+    (`clip_windows`), with `windows` (`WindowOptions`, checked by `check_inputs`: `check_window_options`) weighted by
+    its `weighting` (None: `DEFAULT_WINDOW_WEIGHTING`). Built once per call."""
+    native = native_latent_frames(transformer_config, temporal_compression)
     schedule = clip_windows(
-        latent_frames, native, window_overlap, temporal_compression, pipe.is_image_to_video,
-        window_weighting or DEFAULT_WINDOW_WEIGHTING,
+        latent_frames, native, window_overlap=windows.overlap, temporal_compression=temporal_compression,
+        image_to_video=is_image_to_video(transformer_config), scheme=windows.weighting or DEFAULT_WINDOW_WEIGHTING,
     )
     if mask_words is not None and schedule.num_windows > 1:
-        raise ValueError(
-            "`mask_words` records the attention of one window: for a clip longer than the native "
-            f"{(native - 1) * temporal_compression + 1} frames, pass a `mask` (e.g. a mask video) to the edit instead."
+        raise ParameterError(
+            "mask_words",
+            "{mask_words} records the attention of one window: for a clip longer than the native "
+            f"{pixel_frame_count(native, temporal_compression)} frames, pass a {{mask}} (e.g. a mask video) to the "
+            "edit instead.",
         )
     return schedule
 
 
-def call_windows(
-    pipe,
-    num_frames: int,
-    window_overlap: int | None,
-    window_batch_size: int,
-    reference_windows=None,
-    window_weighting: str | None = None,
-) -> WindowSchedule:
-    """`__call__`'s windows for `num_frames` video frames, checked before any model work: the reference trajectory's
-    recorded ones (`inv.windows`, a `WindowSchedule` or its dict) when given, else those of `window_overlap` and
-    `window_weighting`. A `window_overlap` or `window_weighting` that gives other windows than the reference's is
-    refused: the edit must predict with the function the trajectory was inverted with, or the round trip is lost."""
-    latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
-    schedule = pipeline_windows(pipe, latent_frames, window_overlap, window_batch_size, None, window_weighting)
+def call_windows(transformer_config, num_frames: int, windows, *, temporal_compression: int) -> WindowSchedule:
+    """`__call__`'s windows for `num_frames` video frames, checked before any model work (`windows`: `WindowOptions`):
+    the reference trajectory's recorded ones (`inv.windows`, a `WindowSchedule` or its dict) when given, else those of
+    `window_overlap` and `window_weighting`. A `window_overlap` or `window_weighting` that gives other windows than
+    the reference's is refused: the edit must predict with the function the trajectory was inverted with, or the
+    round trip is lost."""
+    latent_frames = latent_frame_count(num_frames, temporal_compression)
+    schedule = pipeline_windows(transformer_config, latent_frames, windows, temporal_compression=temporal_compression)
+    reference_windows = windows.reference_windows
     if reference_windows is None:
         return schedule
     if isinstance(reference_windows, dict):
         reference_windows = WindowSchedule.from_dict(reference_windows)
     reference_windows.check_frames(latent_frames, "the video (`num_frames`)")
-    if window_overlap is not None and schedule.starts != reference_windows.starts:
-        raise ValueError(
-            f"`window_overlap={window_overlap}` gives windows starting at latent frames {list(schedule.starts)}, but "
-            f"the reference was inverted in windows starting at {list(reference_windows.starts)}: leave "
-            "`window_overlap` unset to use the reference's windows, or invert again with it."
+    if windows.overlap is not None and schedule.starts != reference_windows.starts:
+        raise ParameterError(
+            "window_overlap",
+            f"{{window_overlap}} {windows.overlap} gives windows starting at latent frames {list(schedule.starts)}, "
+            f"but the reference was inverted in windows starting at {list(reference_windows.starts)}: leave "
+            "{window_overlap} unset to use the reference's windows, or invert again with it.",
         )
-    if window_weighting is not None and window_weighting != reference_windows.scheme:
+    if windows.weighting is not None and windows.weighting != reference_windows.scheme:
         raise ValueError(
-            f"`window_weighting={window_weighting!r}`, but the reference was inverted with windows weighted "
+            f"`window_weighting={windows.weighting!r}`, but the reference was inverted with windows weighted "
             f"{reference_windows.scheme!r}: leave `window_weighting` unset to use the reference's, or invert again "
             "with it (the edit must combine the windows as the inversion did for the round trip to stay exact)."
         )
     return reference_windows
 
 
-def long_clip_frames(pipe, num_frames: int | None, latents=None, reference_windows=None) -> int | None:
+def long_clip_frames(
+    transformer_config, num_frames: int | None, *, temporal_compression: int, latents=None, reference_windows=None
+) -> int | None:
     """`__call__`'s `num_frames` when it is not given but a long clip's length is: that of `reference_windows` (a
     `WindowSchedule` or its dict), or of start `latents` `[B, F, C, H, W]` longer than one native window (with 1.5's
     padding frames, which diffusers' own start latents hold). Otherwise `num_frames` as given."""
     if num_frames is not None:
         return num_frames
-    temporal_compression = pipe.vae_scale_factor_temporal
     if reference_windows is not None:
         latent_frames = dict(reference_windows)["latent_frames"] if isinstance(reference_windows, dict) else (
             reference_windows.latent_frames
         )
-        return (latent_frames - 1) * temporal_compression + 1
-    native = native_latent_frames(pipe)
-    if isinstance(latents, torch.Tensor) and latents.ndim == 5 and latents.shape[1] > native + pipe.padding_frames(
-        native
-    ):
-        return (latents.shape[1] - 1) * temporal_compression + 1
+        return pixel_frame_count(latent_frames, temporal_compression)
+    native = native_latent_frames(transformer_config, temporal_compression)
+    longest = native + padding_frames(transformer_config, native)
+    if isinstance(latents, torch.Tensor) and latents.ndim == 5 and latents.shape[1] > longest:
+        return pixel_frame_count(latents.shape[1], temporal_compression)
     return None
 
 
-def sample_windows(pipe, schedule: WindowSchedule, latent_count: int, padding: int) -> tuple[WindowSchedule, int]:
+def sample_windows(
+    transformer_config, schedule: WindowSchedule, *, latent_count: int, padding: int
+) -> tuple[WindowSchedule, int]:
     """`__call__`'s windows and per-window padding once its start latents (`latent_count` frames) are made: one window
     is the whole clip as laid out (diffusers' fresh 1.5 noise holds its padding frames; `padding` as made), several
     windows are each padded as a native clip."""
     if schedule.num_windows == 1:
         return WindowSchedule.for_clip(latent_count, latent_count), padding
-    return schedule, pipe.padding_frames(schedule.window)
+    return schedule, padding_frames(transformer_config, schedule.window)
 
 
 class WindowProgress:

@@ -17,7 +17,6 @@ Every module this file uses is imported here directly (`from .module import name
 loader ships only a pipeline file's direct relative imports (see `publish.pipeline_modules`).
 """
 
-import hashlib
 import math
 import os
 from typing import Any, Callable
@@ -35,45 +34,37 @@ from transformers import T5EncoderModel, T5Tokenizer
 
 from .cogvideox_ddim_checkpoint import (
     check_cogvideox_config, check_size_for_positional_embeddings, default_video_size, is_image_to_video,
-    pixel_frame_count,
+    padding_frames, pixel_frame_count,
 )
 from .cogvideox_ddim_context_parallel import disable_context_parallel, enable_pipeline_context_parallel
 from .cogvideox_ddim_errors import ParameterError  # noqa: F401  (shipped: the other modules raise it)
 from .cogvideox_ddim_files import atomic_write  # noqa: F401  (shipped: cogvideox_ddim_output imports it)
 from .cogvideox_ddim_latents import (
-    call_size,
-    decode_with_paste_back,
-    encode_video,
-    image_pixels,
-    load_source_video,
-    prepare_call_latents,
-    prepare_image_latents,
-    prepare_source_latents,
-    read_source_video,
-    source_video_size,
+    call_size, decode_with_paste_back, encode_video, image_pixels, load_source_video, prepare_call_latents,
+    prepare_image_latents, prepare_source_latents, read_source_video, source_video_size,
 )
 from .cogvideox_ddim_masks import (  # attention_map_to_video, grow_mask: benchmarks and tests import them from here
-    attention_map_to_video,  # noqa: F401
-    check_local_edit,
-    grow_mask,  # noqa: F401
-    latent_edit_mask,
-    prepare_mask,
-    word_mask,
-    word_mask_recorders,
-    word_token_weights,
+    attention_map_to_video, check_local_edit, grow_mask, latent_edit_mask, prepare_mask, word_mask,  # noqa: F401
+    word_mask_recorders, word_token_weights,
 )
-from .cogvideox_ddim_memory import check_weights_storage, weights_storage, without_step_cache
-from .cogvideox_ddim_output import CogVideoXDDIMInversionOutput, check_fingerprint, config_fingerprint
+from .cogvideox_ddim_memory import MemoryOptions  # noqa: F401  (shipped; a public name)
+from .cogvideox_ddim_options import CheckedInputs, MaskOptions, ReferenceOptions, WindowOptions, WordMaskOptions
+from .cogvideox_ddim_output import CogVideoXDDIMInversionOutput, check_fingerprint, config_fingerprint, weights_digest
 from .cogvideox_ddim_reference import (
-    check_reference_controls, check_reference_inputs, embeds_per_video, guided_prediction, processors_swapped,
-    reference_attention_kwargs, reference_row_embeds, windowed_step_prediction,
+    check_reference_controls, check_reference_inputs, embeds_per_video, processors_swapped, reference_attention_kwargs,
+    reference_row_embeds, windowed_inversion_prediction, windowed_step_prediction,
 )
 from .cogvideox_ddim_sampling import (
-    check_finite_latents, check_invertible, cut_timesteps, invert_ddim, step_window, stored_on,
+    check_finite_latents, check_invertible, cut_timesteps, ddim_substitute, invert_ddim, step_window, stored_on,
 )
+from .cogvideox_ddim_step_cache import without_step_cache
 from .cogvideox_ddim_video_io import VideoFrames
+from .cogvideox_ddim_video_probe import probe_video  # noqa: F401  (shipped: cogvideox_ddim_video_io imports it)
+from .cogvideox_ddim_video_writer import write_video  # noqa: F401  (shipped: cogvideox_ddim_video_io imports it)
+from .cogvideox_ddim_weights_storage import check_weights_storage, weights_storage
 from .cogvideox_ddim_windows import (
-    WindowProgress, call_windows, long_clip_frames, pipeline_windows, sample_windows, window_rows, windowed,
+    WindowProgress, call_windows, check_window_options, long_clip_frames, native_latent_frames, pipeline_windows,
+    sample_windows,
 )
 from .processors.reference_attention import CogVideoXRefAttnProcessor  # noqa: F401  (shipped; a public name)
 from .processors.text_attention import CogVideoXTextAttentionRecorder  # noqa: F401  (shipped; a public name)
@@ -145,12 +136,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         transformer: CogVideoXTransformer3DModel,
         scheduler: CogVideoXDDIMScheduler | CogVideoXDPMScheduler,
     ):
-        check_cogvideox_config(
-            getattr(transformer, "config", None) or {},
-            getattr(vae, "config", None) or {},
-            type(transformer).__name__,
-            type(vae).__name__,
-        )
+        transformer_config, vae_config = getattr(transformer, "config", None) or {}, getattr(vae, "config", None) or {}
+        check_cogvideox_config(transformer_config, vae_config, type(transformer).__name__, type(vae).__name__)
         super().__init__(
             tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
         )
@@ -175,8 +162,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
     def padding_frames(self, latent_frames: int) -> int:
         """Latent frames CogVideoX 1.5 (temporal patches of `patch_size_t`) needs in front of `latent_frames`."""
-        patch_size_t = self.transformer.config.patch_size_t
-        return 0 if patch_size_t is None else (-latent_frames) % patch_size_t
+        return padding_frames(self.transformer.config, latent_frames)
 
     @staticmethod
     def pad_frames(latents: torch.Tensor, padding: int) -> torch.Tensor:
@@ -189,12 +175,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
     def _rotary_embeddings(self, latents: torch.Tensor, device: torch.device):
         if not self.transformer.config.use_rotary_positional_embeddings:
             return None
-        return self._prepare_rotary_positional_embeddings(
-            height=latents.size(3) * self.vae_scale_factor_spatial,
-            width=latents.size(4) * self.vae_scale_factor_spatial,
-            num_frames=latents.size(1),
-            device=device,
-        )
+        height, width = (size * self.vae_scale_factor_spatial for size in latents.shape[3:])
+        return self._prepare_rotary_positional_embeddings(height, width, num_frames=latents.size(1), device=device)
 
     def _model_kwargs(self, latents: torch.Tensor) -> dict:
         """Extra transformer inputs: `ofs` for checkpoints with an ofs embedding (1.5-I2V), as diffusers passes it."""
@@ -215,8 +197,8 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         `VideoFrames` (frames, fps, source frame numbers, the source's `VideoInfo`).
         """
         return read_source_video(
-            self, path, height, width, resize_mode, num_frames, sampling, skip_frames_start, skip_frames_end,
-            frame_stride,
+            self, path, height=height, width=width, resize_mode=resize_mode, num_frames=num_frames, sampling=sampling,
+            skip_frames_start=skip_frames_start, skip_frames_end=skip_frames_end, frame_stride=frame_stride,
         )
 
     def load_source_video(
@@ -226,25 +208,16 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         Decode (a file path) or convert (frames) the source video, resize it (`resize_frames`, `resize_mode`) and check
         that it has 8k + 1 frames; returns `[B, C, F, H, W]` in [-1, 1] and the source fps (`None` for frames).
         """
-        return load_source_video(self, video, height, width, num_frames, resize_mode)
+        return load_source_video(
+            self, video, height=height, width=width, num_frames=num_frames, resize_mode=resize_mode
+        )
 
     preprocess_source_video = load_source_video  # the former name (it also decodes and checks): kept for callers
 
-    def prepare_video_latents(self, video: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """Encode a video `[B, C, F, H, W]` in [-1, 1] to scaled latents `[B, F, C, H, W]` (the posterior's mode,
-        one video at a time: inversion is deterministic)."""
-        return encode_video(self, video, dtype, device)
-
+    # Encoding (cogvideox_ddim_latents): functions of the pipeline, as methods
+    prepare_video_latents = encode_video  # (video, dtype, device): `[B, C, F, H, W]` to scaled latents
     image_pixels = staticmethod(image_pixels)
-
-    def prepare_image_latents(
-        self, image: torch.Tensor, latent_frames: int, dtype: torch.dtype, device: torch.device,
-        generator: torch.Generator | list[torch.Generator] | None = None, sample_posterior: bool = False,
-    ) -> torch.Tensor:
-        """Image-to-video conditioning `[B, F, C, H, W]` of pixels `[B, 3, H, W]` in [-1, 1] (`image_pixels`): the
-        encoded image, then zeros, as `CogVideoXImageToVideoPipeline` builds it (before the 1.5 padding). The
-        posterior's mode; `sample_posterior` samples it as diffusers does (to compare with diffusers)."""
-        return prepare_image_latents(self, image, latent_frames, dtype, device, generator, sample_posterior)
+    prepare_image_latents = prepare_image_latents  # (image, latent_frames, dtype, device, generator, sample_posterior)
 
     def ddim_scheduler(self) -> CogVideoXDDIMScheduler | DDIMScheduler:
         """
@@ -254,36 +227,18 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         `CogVideoXDPMScheduler` cannot be inverted step by step, so it is replaced by a `CogVideoXDDIMScheduler` built
         from the same config: same `alphas_cumprod` (SNR shift, zero-terminal-SNR rescaling) and timestep spacing.
         """
-        if isinstance(self.scheduler, (CogVideoXDDIMScheduler, DDIMScheduler)):
-            return self.scheduler
-        cached = getattr(self, "_substitute_ddim_scheduler", None)
-        if cached is None or cached[0] is not self.scheduler:
-            logger.warning(
-                f"{self.scheduler.__class__.__name__} is a multistep scheduler and cannot be inverted step by step: "
-                "inversion and reference-guided regeneration use a deterministic CogVideoXDDIMScheduler with the same "
-                "noise schedule and timestep spacing instead."
-            )
-            cached = (self.scheduler, CogVideoXDDIMScheduler.from_config(self.scheduler.config))
-            self._substitute_ddim_scheduler = cached
-        return cached[1]
+        substitute = ddim_substitute(self.scheduler, getattr(self, "_substitute_ddim_scheduler", None))
+        if substitute is not None:
+            self._substitute_ddim_scheduler = substitute
+        return self.scheduler if substitute is None else substitute[1]
 
     def inversion_fingerprint(self) -> dict:
         """What a trajectory made by this pipeline depends on, recorded by `invert()` and compared by
         `check_inversion()`: the checkpoint's structure and noise schedule (`config_fingerprint`) and a digest of
         some of its weights."""
         fingerprint = config_fingerprint(self.transformer.config, self.vae.config, self.ddim_scheduler().config)
-        return {"name_or_path": self.name_or_path, **fingerprint, "weights": self._weights_digest(),
-                "weights_storage": weights_storage(self)}  # 8-bit storage (`--weights fp8`, `--quantize`) or None
-
-    def _weights_digest(self) -> str | None:
-        """A digest of the transformer's first weight (CogVideoX's patch embedding), rounded to bfloat16 so that
-        loading in another dtype gives the same digest; None where the weights are not in memory (sequential offload
-        keeps them elsewhere) or there are none."""
-        weight = next(self.transformer.parameters(), None)
-        if weight is None or weight.device.type == "meta":
-            return None
-        values = weight.detach().to("cpu", torch.float32).to(torch.bfloat16).view(torch.int16).numpy()
-        return hashlib.sha256(values.tobytes()).hexdigest()[:16]
+        return {"name_or_path": self.name_or_path, **fingerprint, "weights": weights_digest(self.transformer),
+                "weights_storage": weights_storage(self)}  # 8-bit storage (fp8 storage, torchao quantization) or None
 
     def check_inversion(self, inversion: CogVideoXDDIMInversionOutput):
         """Refuse, naming each difference, an inversion made by another checkpoint or noise schedule than this one."""
@@ -304,12 +259,65 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                      feather: int = 0, resize_mode: str | None = None) -> torch.Tensor:
         """`cogvideox_ddim_masks.prepare_mask` with this checkpoint's temporal compression."""
         return prepare_mask(
-            mask, num_frames, height, width, batch_size, dilation, feather, resize_mode, self.vae_scale_factor_temporal
+            mask, num_frames, height, width, batch_size, dilation=dilation, feather=feather, resize_mode=resize_mode,
+            temporal_compression=self.vae_scale_factor_temporal,
         )
 
     def word_token_weights(self, prompt, words, max_sequence_length: int) -> torch.Tensor:
         """`cogvideox_ddim_masks.word_token_weights` with this pipeline's tokenizer."""
         return word_token_weights(self.tokenizer, prompt, words, max_sequence_length)
+
+    def check_inputs(
+        self, prompt, height, width, negative_prompt, callback_on_step_end_tensor_inputs, prompt_embeds=None,
+        negative_prompt_embeds=None, *, num_frames: int | None = None, num_steps: int | None = None,
+        num_videos_per_prompt: int = 1, output_type: str = "pil", reference: ReferenceOptions | None = None,
+        masks: MaskOptions | None = None, windows: WindowOptions | None = None,
+        word_masks: WordMaskOptions | None = None, video=None, max_sequence_length: int = 226,
+        fixed_point_iterations: int = 0,
+    ) -> CheckedInputs:
+        """Every check before any model work: diffusers' (prompt, size, callback inputs), the size the positional
+        embeddings cover, then the option groups gathered in step 1 of `__call__` (`num_frames`, `num_steps`,
+        `reference`, `masks`, `windows`) or of `invert()` (`windows`, `word_masks` with the source `video`). Returns
+        what the checks derive (`CheckedInputs`), handed down so that nothing is checked or built twice. With
+        diffusers' arguments only, it checks those and the size."""
+        if num_videos_per_prompt != 1:
+            raise ValueError(
+                f"`num_videos_per_prompt={num_videos_per_prompt}` is not supported by "
+                "CogVideoXDDIMInversionPipeline.__call__: pass each prompt that many times (`prompt=[p] * n`)."
+            )
+        if fixed_point_iterations < 0:
+            raise ValueError(f"`fixed_point_iterations` must be >= 0, got {fixed_point_iterations}.")
+        super().check_inputs(
+            prompt, height, width, negative_prompt, callback_on_step_end_tensor_inputs, prompt_embeds,
+            negative_prompt_embeds,
+        )
+        self.check_size_for_positional_embeddings(height, width)
+        config, temporal_compression = self.transformer.config, self.vae_scale_factor_temporal
+        if windows is not None:
+            check_window_options(windows, native_latent_frames(config, temporal_compression), temporal_compression)
+        if word_masks is not None:  # invert(): the word-attention recorders (its windows follow the latents)
+            recorders, mask_window = word_mask_recorders(
+                self.transformer, self.tokenizer, word_masks, prompt=prompt, video=video, num_steps=num_steps,
+                max_sequence_length=max_sequence_length,
+            )
+            return CheckedInputs(mask_window=mask_window, recorders=recorders)
+        if num_frames is None:
+            return CheckedInputs()
+        reference, masks = reference or ReferenceOptions(), masks or MaskOptions()
+        reference_window, processors = check_reference_controls(self.transformer, reference, num_steps)
+        mask_window = step_window(masks.steps, num_steps, "mask_steps") if masks.mask is not None else range(0)
+        schedule = call_windows(
+            config, num_frames, windows or WindowOptions(), temporal_compression=temporal_compression
+        )
+        batch_size = prompt_embeds.shape[0] if prompt is None else 1 if isinstance(prompt, str) else len(prompt)
+        pixel_mask, source_pixels = check_local_edit(
+            self, masks, reference.latents, output_type=output_type, num_frames=num_frames, height=height,
+            width=width, batch_size=batch_size,
+        )
+        return CheckedInputs(
+            reference_window=reference_window, processors=processors, mask_window=mask_window, schedule=schedule,
+            pixel_mask=pixel_mask, source_pixels=source_pixels,
+        )
 
     @without_step_cache  # a step cache enabled for the edits would skip the inversion's (fixed-point) evaluations
     @torch.no_grad()
@@ -433,32 +441,25 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
         # 1. Check inputs, all before any model work
-        if fixed_point_iterations < 0:
-            raise ValueError(f"`fixed_point_iterations` must be >= 0, got {fixed_point_iterations}.")
-        pipeline_windows(self, None, window_overlap, window_batch_size, mask_words, window_weighting)
+        windowing = WindowOptions(overlap=window_overlap, batch_size=window_batch_size, weighting=window_weighting)
+        word_masks = WordMaskOptions(
+            words=mask_words, threshold=mask_threshold, blocks=mask_blocks, steps=mask_steps, refine=mask_refine
+        )
         video, height, width = source_video_size(self, video, latents, height, width, resize_mode)
         if prompt_embeds is not None:
             prompt = None
-        self.check_inputs(
-            prompt,
-            height,
-            width,
-            negative_prompt,
-            callback_on_step_end_tensor_inputs,
-            prompt_embeds,
-            negative_prompt_embeds,
-        )
-        self.check_size_for_positional_embeddings(height, width)
         device = self._execution_device
         # The forward sampler's timesteps (cut to `strength`); inversion walks them from the last to the first.
         scheduler = self.ddim_scheduler()
         timesteps, _ = retrieve_timesteps(scheduler, num_inference_steps, device)
         timesteps = cut_timesteps(timesteps, strength)
         check_invertible(scheduler, timesteps)
-        recorders, mask_window = word_mask_recorders(
-            self, prompt, mask_words, mask_threshold, mask_blocks, mask_steps, mask_refine, video, len(timesteps),
-            max_sequence_length,
+        checked = self.check_inputs(
+            prompt, height, width, negative_prompt, callback_on_step_end_tensor_inputs, prompt_embeds,
+            negative_prompt_embeds, num_steps=len(timesteps), windows=windowing, word_masks=word_masks,
+            video=video, max_sequence_length=max_sequence_length, fixed_point_iterations=fixed_point_iterations,
         )
+        recorders, mask_window = checked.recorders, checked.mask_window
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
         self._current_timestep = None
@@ -481,8 +482,9 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         # 3. Prepare the clean latents and the image-to-video conditioning
         latents, image_latents, fps, source_frames = prepare_source_latents(
-            self, video, latents, image, image_latents, height, width, num_frames, resize_mode,
-            bool(recorders) and mask_refine is not False, dtype, device,
+            self, video, latents, image=image, image_latents=image_latents, height=height, width=width,
+            num_frames=num_frames, resize_mode=resize_mode, dtype=dtype, device=device,
+            keep_source_frames=bool(recorders) and mask_refine is not False,
         )
         batch_size = latents.shape[0]
         prompt_embeds, negative_prompt_embeds = embeds_per_video(prompt_embeds, negative_prompt_embeds, batch_size)
@@ -492,26 +494,18 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         # 4. Prepare what every step's model call shares (1.5's padding frames are re-made from each step's latents);
         # a long clip runs in windows of the native length, each padded and positioned as a native clip
         schedule = pipeline_windows(
-            self, latents.shape[1], window_overlap, window_batch_size, mask_words, window_weighting
+            self.transformer.config, latents.shape[1], windowing, temporal_compression=self.vae_scale_factor_temporal,
+            mask_words=mask_words,
         )
         padding = self.padding_frames(schedule.window)
         image_rotary_emb = self._rotary_embeddings(self.pad_frames(latents[:, : schedule.window], padding), device)
-        model_kwargs = self._model_kwargs(latents)
-        rows = 2 if do_classifier_free_guidance else 1
-        image_input = None if image_latents is None else torch.cat([self.pad_frames(image_latents, padding)] * rows)
-
-        def predict_window(sample: torch.Tensor, windows: tuple[int, ...], t: torch.Tensor) -> torch.Tensor:
-            model_input = torch.cat([self.pad_frames(sample, padding)] * rows)
-            if image_input is not None:
-                model_input = torch.cat([model_input, image_input], dim=2)
-            guidance = guidance_scale if do_classifier_free_guidance else None
-            return guided_prediction(
-                self.transformer, model_input, window_rows(prompt_embeds, len(windows), rows), t,
-                model_input.shape[0], padding, guidance, image_rotary_emb, attention_kwargs, model_kwargs,
-            )
-
         progress = WindowProgress(schedule, window_batch_size)  # a long clip's bar counts window calls
-        predict = windowed(predict_window, schedule, window_batch_size, progress.window_call)
+        predict = windowed_inversion_prediction(  # the whole clip, or windows of it combined
+            self, schedule, prompt_embeds, window_batch_size=window_batch_size, padding=padding,
+            guidance_scale=guidance_scale if do_classifier_free_guidance else None, image_latents=image_latents,
+            image_rotary_emb=image_rotary_emb, attention_kwargs=attention_kwargs,
+            model_kwargs=self._model_kwargs(latents), on_window_call=progress.window_call,
+        )
 
         # 5. Inversion loop: trajectory[i] is the latent at the level of timesteps[i]
         for recorder in recorders.values():  # the chosen blocks record the words' attention on these same passes
@@ -721,29 +715,33 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
-        num_frames = long_clip_frames(self, num_frames, latents, reference_windows)
-        height, width, num_frames = call_size(self, height, width, num_frames, reference_latents)
-
         # 1. Check inputs. Raise error if not correct (windows, masks and source pixels too: before any model work)
-        if num_videos_per_prompt != 1:
-            raise ValueError(
-                f"`num_videos_per_prompt={num_videos_per_prompt}` is not supported by "
-                "CogVideoXDDIMInversionPipeline.__call__: pass each prompt that many times (`prompt=[p] * n`)."
-            )
-        self.check_inputs(
+        num_frames = long_clip_frames(
+            self.transformer.config, num_frames, temporal_compression=self.vae_scale_factor_temporal, latents=latents,
+            reference_windows=reference_windows,
+        )
+        height, width, num_frames = call_size(self, height, width, num_frames, reference_latents)
+        reference = ReferenceOptions(
+            latents=reference_latents, timesteps=reference_timesteps, prompt=reference_prompt,
+            prompt_embeds=reference_prompt_embeds, mode=reference_mode, steps=reference_steps, blocks=reference_blocks,
+            weight=reference_weight, image_latents=reference_image_latents,
+        )
+        masks = MaskOptions(
+            mask=mask, steps=mask_steps, dilation=mask_dilation, feather=mask_feather,
+            latent_dilation=mask_latent_dilation, resize_mode=mask_resize_mode, source_latents=source_latents,
+            paste_back=paste_back, source_video=source_video,
+        )
+        windowing = WindowOptions(
+            overlap=window_overlap, batch_size=window_batch_size, weighting=window_weighting,
+            reference_windows=reference_windows,
+        )
+        checked = self.check_inputs(
             prompt, height, width, negative_prompt, callback_on_step_end_tensor_inputs, prompt_embeds,
-            negative_prompt_embeds,
+            negative_prompt_embeds, num_frames=num_frames, num_videos_per_prompt=num_videos_per_prompt,
+            num_steps=len(cut_timesteps(range(len(timesteps) if timesteps else num_inference_steps), strength)),
+            output_type=output_type, reference=reference, masks=masks, windows=windowing,
         )
-        self.check_size_for_positional_embeddings(height, width)
-        num_steps = len(cut_timesteps(range(len(timesteps) if timesteps else num_inference_steps), strength))
-        reference_window, processors = check_reference_controls(
-            self.transformer, reference_latents, reference_steps, reference_mode, reference_weight, reference_blocks,
-            num_steps,
-        )
-        mask_window = step_window(mask_steps, num_steps, "mask_steps") if mask is not None else range(0)
-        schedule = call_windows(
-            self, num_frames, window_overlap, window_batch_size, reference_windows, window_weighting
-        )
+        schedule = checked.schedule
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
         self._current_timestep = None
@@ -751,10 +749,6 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
 
         # 2. Default call parameters
         batch_size = prompt_embeds.shape[0] if prompt is None else 1 if isinstance(prompt, str) else len(prompt)
-        pixel_mask, source_pixels = check_local_edit(
-            self, mask, reference_latents, source_latents, paste_back, source_video, output_type, num_frames, height,
-            width, batch_size, mask_dilation, mask_feather, mask_latent_dilation, mask_resize_mode,
-        )
         device = self._execution_device
 
         # `guidance_scale` is the guidance weight `w` of equation (2) of the Imagen paper; 1 means no guidance
@@ -790,27 +784,27 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         # 5. Prepare latents
         latents, model_image_latents, model_reference_image_latents, latent_frames, model_padding = (
             prepare_call_latents(
-                self, latents, image, image_latents, reference_latents, reference_image_latents, batch_size,
-                num_frames, height, width, resize_mode, prompt_embeds.dtype, device, generator,
-                windowed=schedule.num_windows > 1,
+                self, latents, image=image, image_latents=image_latents, reference=reference, batch_size=batch_size,
+                num_frames=num_frames, height=height, width=width, resize_mode=resize_mode, dtype=prompt_embeds.dtype,
+                device=device, generator=generator, windowed=schedule.num_windows > 1,
             )
         )
-        schedule, model_padding = sample_windows(self, schedule, latents.shape[1], model_padding)
+        schedule, model_padding = sample_windows(
+            self.transformer.config, schedule, latent_count=latents.shape[1], padding=model_padding
+        )
         model_kwargs = self._model_kwargs(latents)
 
         # 6. Prepare the reference rows (laid out after the sample rows) and the latent mask
         sample_rows, reference_embeds, reference_kwargs = prompt_embeds.shape[0], None, None
         if reference_latents is not None:
-            check_reference_inputs(reference_latents, reference_timesteps, reference_mode, timesteps, latents.shape)
-            reference_embeds = reference_row_embeds(
-                self, reference_mode, reference_prompt, reference_prompt_embeds, reference_latents, prompt_embeds,
-                device,
-            )
+            check_reference_inputs(reference, timesteps, latents.shape)
+            reference_embeds = reference_row_embeds(self.encode_prompt, reference, prompt_embeds, device)
             reference_rows = reference_embeds.shape[0]
             reference_kwargs = reference_attention_kwargs(attention_kwargs, reference_rows, reference_weight)
+        pixel_mask = checked.pixel_mask
         latent_mask = None if pixel_mask is None else latent_edit_mask(
-            pixel_mask, self.vae_scale_factor_spatial, self.vae_scale_factor_temporal, mask_latent_dilation, device,
-            latents.dtype,
+            pixel_mask, spatial=self.vae_scale_factor_spatial, temporal=self.vae_scale_factor_temporal,
+            latent_dilation=mask_latent_dilation, device=device, dtype=latents.dtype,
         )
 
         # 7. Prepare extra step kwargs. TODO: Logic should ideally just be moved out of the pipeline
@@ -824,15 +818,18 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         )
         progress = WindowProgress(schedule, window_batch_size)  # a long clip's bar counts window calls
         predict = windowed_step_prediction(  # the whole clip, or windows of it combined
-            self, schedule, window_batch_size, scheduler, model_padding, do_classifier_free_guidance, sample_rows,
-            image_rotary_emb, attention_kwargs, model_kwargs, reference_latents, reference_window,
-            reference_embeds, reference_kwargs, reference_mode, model_image_latents, model_reference_image_latents,
-            on_window_call=progress.window_call,
+            self, schedule, scheduler, window_batch_size=window_batch_size, padding=model_padding,
+            guidance=do_classifier_free_guidance, sample_rows=sample_rows, image_rotary_emb=image_rotary_emb,
+            attention_kwargs=attention_kwargs, model_kwargs=model_kwargs, reference=reference,
+            reference_steps=checked.reference_window, reference_embeds=reference_embeds,
+            reference_kwargs=reference_kwargs, image_latents=model_image_latents,
+            reference_image_latents=model_reference_image_latents, on_window_call=progress.window_call,
         )
 
         # 9. Denoising loop
         num_warmup_steps = max(len(timesteps) - num_inference_steps * scheduler.order, 0)
 
+        processors = checked.processors  # the reference attention processors, installed for the loop
         with progress.bar_of(self, num_inference_steps, "Editing"), processors_swapped(self.transformer, processors):
             # for DPM-solver++
             old_pred_original_sample = None
@@ -863,7 +860,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
                     )
                 latents = latents.to(prompt_embeds.dtype)
 
-                if latent_mask is not None and i in mask_window:
+                if latent_mask is not None and i in checked.mask_window:
                     # outside the mask, the source: its inverted latent at the next level, its clean latents last
                     source = reference_latents[i + 1] if i + 1 < len(timesteps) else source_latents
                     latents = torch.lerp(source.to(device=device, dtype=latents.dtype), latents, latent_mask)
@@ -889,7 +886,10 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         video = latents
         if not output_type == "latent":
             paste_mask = pixel_mask if paste_back else None
-            video = decode_with_paste_back(self, latents, output_type, paste_mask, source_pixels, source_latents)
+            video = decode_with_paste_back(
+                self, latents, output_type, paste_mask=paste_mask, source_pixels=checked.source_pixels,
+                source_latents=source_latents,
+            )
 
         # Offload all models
         self.maybe_free_model_hooks()

@@ -559,7 +559,10 @@ def apply_memory_config(pipe, memory: dict, device: torch.device, steps: int):
     )
 
     options = MemoryOptions(**{"offload": "none", **memory})
-    check_memory_options(options, str(device))
+    try:
+        check_memory_options(options, str(device))
+    except ValueError as error:  # a row's error names the options as this script's flags
+        raise ValueError(flag_message(error)) from None
     if options.weights == "fp8":
         enable_fp8_storage(pipe)
     if options.quantize is not None:
@@ -707,9 +710,20 @@ def run_one(size: str, key: str, compiled: bool, args):
         torch.distributed.destroy_process_group()
 
 
+def flag_message(error: Exception) -> str:
+    """The error's message; a `ParameterError` (a memory option's) names the options as the command line's flags
+    (`--quantize`), as the edit command does."""
+    from cogvideox_ddim_inversion.cogvideox_ddim_errors import ParameterError, render
+
+    if isinstance(error, ParameterError):
+        return render(error.template, lambda name: "--" + name.replace("_", "-"))
+    return str(error)
+
+
 def describe(error: Exception) -> str:
-    """The error's type and first line, for a table cell."""
-    return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"[:200]
+    """The error's type and first line, for a table cell (options named as flags: `flag_message`)."""
+    message = flag_message(error)
+    return f"{type(error).__name__}: {message.strip().splitlines()[0] if message.strip() else ''}"[:200]
 
 
 def run_end_to_end(size: str, offload: str, args):

@@ -129,7 +129,7 @@ MUTATIONS = [
     Mutation(
         "write-video-straight-to-target",
         "write_video writes straight to the target (no temporary file), so a failure part-way destroys it",
-        "cogvideox_ddim_video_io.py",
+        "cogvideox_ddim_video_writer.py",
         (
             (
                 '    handle, partial = tempfile.mkstemp(suffix=".mp4", prefix=".partial-", dir=directory)\n'
@@ -144,7 +144,7 @@ MUTATIONS = [
         "write-video-removes-partial-before-ffmpeg-stops",
         "on a failure, write_video removes its partial file while ffmpeg's writer is still open (it finishes, and "
         "recreates the file, when garbage collected): the orphaned .partial-*.mp4 bug",
-        "cogvideox_ddim_video_io.py",
+        "cogvideox_ddim_video_writer.py",
         (
             (
                 "        if writer is not None:\n            writer.close()\n        if os.path.exists(partial):",
@@ -226,8 +226,8 @@ MUTATIONS = [
         "mask-blending-skipped",
         "__call__ never sets the latents outside the mask to the source's: the mask does nothing in latent space",
         "pipeline_cogvideox_ddim_inversion.py",
-        (("                if latent_mask is not None and i in mask_window:",
-          "                if False and latent_mask is not None and i in mask_window:"),),
+        (("                if latent_mask is not None and i in checked.mask_window:",
+          "                if False and latent_mask is not None and i in checked.mask_window:"),),
         ("tests/test_masks.py",),
     ),
     Mutation(

@@ -79,7 +79,7 @@ def frame_recorder(monkeypatch):
 def test_four_windows_invert_and_regenerate_as_exactly_as_one_window(frame_recorder, window_weighting, window_overlap,
                                                                      starts):
     pipe, denoiser = analytic_pipeline()
-    assert native_latent_frames(pipe) == 3 and TINY_FRAMES == 9
+    assert native_latent_frames(pipe.transformer.config, pipe.vae_scale_factor_temporal) == 3 and TINY_FRAMES == 9
     data = denoiser.sample_data((1, FOUR_WINDOWS, 16, 4, 6), torch.Generator().manual_seed(0))
     windows_error, inv = round_trip(pipe, data, window_weighting=window_weighting, window_overlap=window_overlap)
     one_error, one = round_trip(pipe, data[:, :3], window_weighting=window_weighting)
@@ -235,7 +235,8 @@ def test_image_to_video_refuses_long_clips_naming_the_limit():
     pipe = CogVideoXDDIMInversionPipeline(**build_components("cogvideox-5b-i2v"))
     config = pipe.transformer.config
     latents = torch.randn(1, FOUR_WINDOWS, 16, config.sample_height, config.sample_width)
-    with pytest.raises(ValueError, match="longer than this image-to-video checkpoint's 9: .* Pass at most 9 frames"):
+    with pytest.raises(ValueError,
+                       match="longer than this image-to-video checkpoint's 9: .* Pass `num_frames` at most 9 frames"):
         pipe.invert(latents=latents, image_latents=torch.zeros_like(latents), num_inference_steps=2,
                     max_sequence_length=TEXT_LENGTH)
     with pytest.raises(ValueError, match="image-to-video checkpoints do not support"):

@@ -4,6 +4,7 @@
 import dataclasses
 import importlib.util
 import json
+import re
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from cogvideox_ddim_inversion.cogvideox_ddim_memory import (
     inversion_cache,
     quantization_config,
 )
+from cogvideox_ddim_inversion.cogvideox_ddim_errors import ParameterError, render
 from cogvideox_ddim_inversion.testing.sample_clip import sample_clip_frames
 
 
@@ -340,8 +342,12 @@ def test_auto_fits_a_5b_edit_to_the_card(configs_5b, free_gib, expected):
     (dict(offload="disk"), "cpu", "Unknown --offload 'disk'"),
 ])
 def test_impossible_options_are_refused_with_the_fix(options, device, message):
-    with pytest.raises(ValueError, match=message):
+    """Each refusal is a `ParameterError` whose template names the options; rendered with the command line's flags
+    it reads as `message`, and Python's rendering names the `MemoryOptions` fields."""
+    with pytest.raises(ParameterError) as refused:
         check_memory_options(MemoryOptions(**options), device)
+    assert re.search(message, render(refused.value.template, lambda name: "--" + name.replace("_", "-")))
+    assert "--" not in str(refused.value)  # Python's rendering: `quantize`, never a flag
 
 
 def test_fp8_compute_is_refused_on_a_gpu_without_fp8():

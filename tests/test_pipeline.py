@@ -316,15 +316,15 @@ def test_empty_step_windows_are_refused_before_any_model_work(load_pipe):
     pipe.text_encoder.register_forward_pre_hook(lambda *args: seen.append("text encoder"))
     trajectory = torch.zeros(4, 1, 3, 16, 8, 12)
     steps = dict(num_inference_steps=4, max_sequence_length=TEXT_LENGTH)
-    with pytest.raises(ValueError, match=r"`reference_steps=0.1` selects no step of 4.*at least 1/4"):
+    with pytest.raises(ValueError, match=r"`reference_steps` 0.1 selects no step of 4.*at least 1/4"):
         pipe(prompt="a red circle", reference_latents=trajectory, reference_steps=0.1, **steps)
-    with pytest.raises(ValueError, match=r"`mask_steps=0.1` selects no step of 4"):
+    with pytest.raises(ValueError, match=r"`mask_steps` 0.1 selects no step of 4"):
         pipe(prompt="a red circle", reference_latents=trajectory, mask=torch.ones(9, 64, 96),
              source_latents=trajectory[0], mask_steps=0.1, **steps)
     frames = np.stack(sample_clip_frames(num_frames=9))
-    with pytest.raises(ValueError, match=r"`mask_steps=0.1` selects no step of 4"):
+    with pytest.raises(ValueError, match=r"`mask_steps` 0.1 selects no step of 4"):
         pipe.invert(video=frames, prompt="a red circle", mask_words=["red"], mask_steps=0.1, **steps)
-    with pytest.raises(ValueError, match=r"`reference_steps=\(0.5, 0.6\)` selects no step of 4"):
+    with pytest.raises(ValueError, match=r"`reference_steps` \(0.5, 0.6\) selects no step of 4"):
         pipe(prompt="a red circle", reference_latents=trajectory, reference_steps=(0.5, 0.6), **steps)
     assert seen == []
 

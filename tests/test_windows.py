@@ -88,7 +88,7 @@ def test_overlap_in_video_frames():
     assert default_window_overlap(13) == 12 and default_window_overlap(21) == 20  # a quarter of 49 / 81 frames
     assert overlap_latent_frames(None, 13) == 3 and overlap_latent_frames(None, 21) == 5
     assert overlap_latent_frames(16, 13) == 4 and overlap_latent_frames(0, 13) == 0
-    with pytest.raises(ValueError, match="`window_overlap=10` video frames is not .* multiple of .* 4 .*: pass 8 or"):
+    with pytest.raises(ValueError, match="`window_overlap` 10 video frames is not .* multiple of .* 4 .*: pass 8 or"):
         overlap_latent_frames(10, 13)
     with pytest.raises(ValueError, match="pass 0 or 4"):
         overlap_latent_frames(-4, 13)
