@@ -10,11 +10,10 @@ import os
 import warnings
 from collections.abc import Mapping
 
+from .cogvideox_ddim_choices import DEFAULT_MODEL  # noqa: F401  (the default --model, torch-free)
 from .cogvideox_ddim_errors import ParameterError
-from .cogvideox_ddim_video_io import aspect_preserving_size
 
 
-DEFAULT_MODEL = "THUDM/CogVideoX-5b"
 # (height, width) CogVideoX 1.5 was trained at (model card). Its config's sample_height/width (300 latents) bound the
 # RoPE grid instead: they are not a size to generate at.
 COGVIDEOX_1_5_NATIVE_SIZE = (768, 1360)
@@ -178,3 +177,33 @@ def latent_frame_count(num_frames: int, temporal_compression: int = 4) -> int:
 def pixel_frame_count(latent_frames: int, temporal_compression: int = 4) -> int:
     """Video frames that `latent_frames` latent frames decode to (the inverse of `latent_frame_count`)."""
     return (latent_frames - 1) * temporal_compression + 1
+
+
+def aspect_preserving_size(
+    source_height: int,
+    source_width: int,
+    pixel_count: int,
+    multiple: int = 16,
+    max_height: int | None = None,
+    max_width: int | None = None,
+) -> tuple[int, int]:
+    """
+    `(height, width)` with the source's aspect and orientation, about `pixel_count` pixels, both multiples of
+    `multiple`, within `max_height` x `max_width`.
+
+    For example a 1920x1080 (w x h) source at CogVideoX 1.5's 1360x768 pixel count gives 1360x768, a 1080x1920
+    portrait source 768x1360.
+    """
+    if min(source_height, source_width, pixel_count, multiple) < 1:
+        raise ValueError(f"Sizes must be positive, got a {source_width}x{source_height} source (w x h).")
+    scale = math.sqrt(pixel_count / (source_height * source_width))
+    if max_height is not None:
+        scale = min(scale, max_height / source_height)
+    if max_width is not None:
+        scale = min(scale, max_width / source_width)
+
+    def snap(size: float, largest: int | None) -> int:
+        snapped = max(multiple, round(size / multiple) * multiple)
+        return snapped if largest is None or snapped <= largest else max(multiple, largest // multiple * multiple)
+
+    return snap(source_height * scale, max_height), snap(source_width * scale, max_width)

@@ -30,10 +30,8 @@ Inference only: the collectives are not differentiable.
 """
 
 import dataclasses
-import functools
 import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -242,23 +240,7 @@ class SameInputsHook(ModelHook):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Command line: `--context-parallel N` under torchrun / accelerate launch
-
-# A launched process other than its node's first exits this long after an error that the first one reports (every
-# process reads the same arguments, so they fail alike); as batch editing does.
-QUIET_EXIT_DELAY_S = 10
-
-
-def add_context_parallel_arguments(parser):
-    """`--context-parallel N`, in its own group."""
-    group = parser.add_argument_group("context parallelism")
-    group.add_argument(
-        "--context-parallel", type=int, default=None, metavar="N",
-        help="spread the video's tokens over N processes, one per GPU, launched with `torchrun --nproc_per_node N "
-        "-m cogvideox_ddim_inversion.cli ...` (or accelerate launch); N must divide the attention heads (2B: 30, "
-        "5B: 48); process 0 writes the outputs (default: one process)",
-    )
-
+# Starting a launched run: `--context-parallel N` under torchrun / accelerate launch (the flag: `cli.py`)
 
 def launched_world_size() -> int:
     """Processes the launcher started (torchrun's and accelerate's WORLD_SIZE), 1 without a launcher."""
@@ -343,28 +325,6 @@ def start_context_parallel(degree: int | None, transformer_config: dict, device:
         diffusers_logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
     return ContextParallelLaunch(degree, rank, "cpu" if device == "cpu" else str(own_device))
-
-
-def context_parallel_command(run):
-    """A command's wrapper for launched runs: every process reads the same arguments, so a mistake fails on each of
-    them; only the node's first process reports it (cli.main prints it, status 2), the others exit 2 silently. The
-    process group, once joined, is left at the end."""
-
-    @functools.wraps(run)
-    def wrapper(args):
-        try:
-            return run(args)
-        except (FileNotFoundError, ValueError, TypeError, OSError, ImportError):  # what `cli.main` reports
-            if launched_world_size() > 1 and int(os.environ.get("LOCAL_RANK", 0)) != 0:
-                # torchrun stops every process when one exits: leave the first one time to print the message.
-                time.sleep(QUIET_EXIT_DELAY_S)
-                return 2
-            raise
-        finally:
-            if dist.is_available() and dist.is_initialized():
-                dist.destroy_process_group()
-
-    return wrapper
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import importlib.metadata
 import re
 from collections.abc import Mapping
 
+from .cogvideox_ddim_choices import CACHES, OFFLOAD_MODES, OFFLOAD_RUNGS, QUANTIZE, WEIGHTS  # noqa: F401
 from .cogvideox_ddim_errors import ParameterError
 from .cogvideox_ddim_step_cache import (  # noqa: F401  (re-exported: callers import them from here)
     BlockEvaluationCounter,
@@ -54,11 +55,6 @@ ACTIVATION_HEADROOM_BYTES = 10 * GiB
 # token ratio (an estimate: no peak for it is documented).
 NATIVE_TOKENS = {"cogvideox-5b": 13 * 30 * 45, "cogvideox1.5-5b": 11 * 48 * 85}
 
-WEIGHTS = ("bf16", "fp8")
-QUANTIZE = ("int8", "fp8")
-OFFLOAD_RUNGS = ("none", "model", "group", "group-leaf", "sequential")
-OFFLOAD_MODES = (*OFFLOAD_RUNGS, "auto")
-CACHES = ("first-block", "mag", "taylorseer")
 TAYLORSEER_BLOCKS = r"transformer_blocks\.\d+"  # the modules TaylorSeer predicts between full steps
 DEFAULT_CACHE_THRESHOLDS = {"first-block": 0.05, "mag": 0.06}  # diffusers' defaults
 # Caches diffusers has that cannot serve this pipeline, and why.

@@ -17,7 +17,7 @@ from .processors.reference_attention import CogVideoXRefAttnProcessor
 from .processors.text_attention import CogVideoXTextAttentionRecorder
 
 
-REFERENCE_MODES = ("shared", "paired")
+from .cogvideox_ddim_choices import REFERENCE_MODES  # noqa: E402  (torch-free, shared with the front ends)
 
 
 def check_blocks(blocks, num_blocks: int, name: str, allow_empty: bool = False) -> list[int]:

@@ -60,8 +60,8 @@ logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 # no longer line up with the source. So videos here have 8k + 1 frames (an odd latent count), as the public
 # checkpoints' 49 and 81 do.
 MIN_NUM_FRAMES = 9
-RESIZE_MODES = ("crop", "pad", "stretch")
-SAMPLING_MODES = ("first", "spread")
+from .cogvideox_ddim_checkpoint import aspect_preserving_size  # noqa: E402,F401  (re-exported)
+from .cogvideox_ddim_choices import RESIZE_MODES, SAMPLING_MODES  # noqa: E402  (torch-free, shared with the front ends)
 # A seek starts a new ffmpeg process: about 0.1 s of CPU, the time to decode some 20 1080p H.264 frames. A gap between
 # selected frames is crossed by seeking when decoding it would cost more than that plus decoding from the keyframe.
 SEEK_OVERHEAD_FRAMES = 24
@@ -283,36 +283,6 @@ def resize_filter(geometry: ResizeGeometry) -> str:
     elif geometry.mode == "pad":
         chain.append(f"pad=w={geometry.width}:h={geometry.height}:x={geometry.left}:y={geometry.top}:color=black")
     return ",".join(chain + ["setsar=1"])
-
-
-def aspect_preserving_size(
-    source_height: int,
-    source_width: int,
-    pixel_count: int,
-    multiple: int = 16,
-    max_height: int | None = None,
-    max_width: int | None = None,
-) -> tuple[int, int]:
-    """
-    `(height, width)` with the source's aspect and orientation, about `pixel_count` pixels, both multiples of
-    `multiple`, within `max_height` x `max_width`.
-
-    For example a 1920x1080 (w x h) source at CogVideoX 1.5's 1360x768 pixel count gives 1360x768, a 1080x1920
-    portrait source 768x1360.
-    """
-    if min(source_height, source_width, pixel_count, multiple) < 1:
-        raise ValueError(f"Sizes must be positive, got a {source_width}x{source_height} source (w x h).")
-    scale = math.sqrt(pixel_count / (source_height * source_width))
-    if max_height is not None:
-        scale = min(scale, max_height / source_height)
-    if max_width is not None:
-        scale = min(scale, max_width / source_width)
-
-    def snap(size: float, largest: int | None) -> int:
-        snapped = max(multiple, round(size / multiple) * multiple)
-        return snapped if largest is None or snapped <= largest else max(multiple, largest // multiple * multiple)
-
-    return snap(source_height * scale, max_height), snap(source_width * scale, max_width)
 
 
 @dataclass

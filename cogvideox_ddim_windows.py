@@ -24,13 +24,12 @@ from dataclasses import dataclass
 import torch
 
 from .cogvideox_ddim_checkpoint import is_image_to_video, latent_frame_count, padding_frames, pixel_frame_count
+# The weightings, and the one `invert()` and `__call__` use when none is given (`window_weighting`): one constant in
+# the torch-free choices module, so that a measured choice (docs/long_videos.md, seams) is a one-line change. Saved
+# inversions record theirs, so changing it keeps them.
+from .cogvideox_ddim_choices import DEFAULT_WINDOW_WEIGHTING
+from .cogvideox_ddim_choices import WINDOW_WEIGHTINGS as WEIGHTING_SCHEMES
 from .cogvideox_ddim_errors import ParameterError
-
-
-WEIGHTING_SCHEMES = ("flat", "pyramid", "hann")
-# The weighting `invert()` and `__call__` use when none is given (`window_weighting`): one constant, so that a measured
-# choice (docs/long_videos.md, seams) is a one-line change. Saved inversions record theirs, so changing it keeps them.
-DEFAULT_WINDOW_WEIGHTING = "pyramid"
 
 
 def window_starts(latent_frames: int, window: int, overlap: int) -> list[int]:

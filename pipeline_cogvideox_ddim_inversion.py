@@ -36,6 +36,7 @@ from .cogvideox_ddim_checkpoint import (
     check_cogvideox_config, check_size_for_positional_embeddings, default_video_size, is_image_to_video,
     padding_frames, pixel_frame_count,
 )
+from .cogvideox_ddim_choices import REFERENCE_MODES  # noqa: F401  (shipped: the named choices, torch-free)
 from .cogvideox_ddim_context_parallel import disable_context_parallel, enable_pipeline_context_parallel
 from .cogvideox_ddim_errors import ParameterError  # noqa: F401  (shipped: the other modules raise it)
 from .cogvideox_ddim_files import atomic_write  # noqa: F401  (shipped: cogvideox_ddim_output imports it)
@@ -84,7 +85,7 @@ EXAMPLE_DOC_STRING = """
         ...     "THUDM/CogVideoX-5b",
         ...     custom_pipeline="pipeline_cogvideox_ddim_inversion.py",
         ...     trust_remote_code=True,
-        ...     torch_dtype=torch.bfloat16,
+        ...     dtype=torch.bfloat16,
         ... ).to("cuda")
 
         >>> # 1. Invert the source video (49 frames at 720x480); the trajectory is kept as latents.
@@ -208,9 +209,7 @@ class CogVideoXDDIMInversionPipeline(CogVideoXPipeline):
         Decode (a file path) or convert (frames) the source video, resize it (`resize_frames`, `resize_mode`) and check
         that it has 8k + 1 frames; returns `[B, C, F, H, W]` in [-1, 1] and the source fps (`None` for frames).
         """
-        return load_source_video(
-            self, video, height=height, width=width, num_frames=num_frames, resize_mode=resize_mode
-        )
+        return load_source_video(self, video, height=height, width=width, num_frames=num_frames, resize_mode=resize_mode)
 
     preprocess_source_video = load_source_video  # the former name (it also decodes and checks): kept for callers
 

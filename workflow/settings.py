@@ -21,16 +21,19 @@ import json
 from collections.abc import Callable, Iterable
 
 from ..cogvideox_ddim_choices import (
+    CACHES,
     DEFAULT_MODEL,
     DEFAULT_WINDOW_WEIGHTING,
+    OFFLOAD_MODES,
+    QUANTIZE,
     REFERENCE_MODES,
     RESIZE_MODES,
     SAMPLING_MODES,
     START_MODES,
+    WEIGHTS,
     WINDOW_WEIGHTINGS,
 )
 from ..cogvideox_ddim_errors import ParameterError, literal, parameters_of, rename, render
-from ..cogvideox_ddim_memory import CACHES, OFFLOAD_MODES, QUANTIZE, WEIGHTS
 from .option_types import (  # noqa: F401  (the kinds and parsers are the table's vocabulary: importable from here)
     AUTO,
     BLOCKS,
