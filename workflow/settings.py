@@ -74,10 +74,12 @@ DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # torch loa
 # cannot be inverted; the pipeline refuses it too, but only once the weights are loaded.
 MIN_STEPS = 2
 STYLES = ("cli", "page", "batch", "python")  # the front ends that name options in messages
-# Names of a run's destinations, which are arguments of the entry points rather than options of an edit.
+# Names of the entry points' own arguments (where a run writes, how it is launched), not options of an edit.
 DESTINATIONS = {
     "output_dir": {"cli": "--output-dir", "page": "the output folder", "batch": "--output-dir",
                    "python": "`output_dir`"},
+    "context_parallel": {"cli": "--context-parallel", "page": "context parallelism", "batch": "--context-parallel",
+                         "python": "`degree`"},
 }
 
 
