@@ -184,7 +184,7 @@ def test_every_manifest_line_has_every_documented_field(tiny_checkpoint, tmp_pat
         if name != "good":
             assert row["status"] == "failed" and row["outputs"] == {} and row["error"] and row["error_type"], name
     assert rows["good"]["settings_hash"] is not None and rows["missing-video"]["settings_hash"] is None  # unhashable
-    assert rows["missing-video"]["error_type"] == "FileNotFoundError"
+    assert rows["missing-video"]["error_type"] == "SettingsError"  # naming its field, the job's `video`
     assert rows["bad-value"]["error"] == "steps: type a whole number (got 'two')."
 
 
@@ -231,11 +231,11 @@ def test_bad_long_clip_jobs_are_refused_before_any_weights_load(tiny_checkpoint,
     assert main(args) == 0
     assert "3 jobs: 0 done, 0 skipped (already done with the same settings), 3 failed" in capsys.readouterr().out
     errors = {row["id"]: row["error"] for row in read_manifest(out)}
-    assert errors["overlap-6"] == ("--window-overlap 6 video frames is not a non-negative multiple of the VAE's "
+    assert errors["overlap-6"] == ("window_overlap 6 video frames is not a non-negative multiple of the VAE's "
                                    "temporal compression 4 (one latent frame): pass 4 or 8.")
-    assert "--window-overlap 12 video frames leaves windows of 9 frames nothing new: pass at most 8" in (
+    assert "window_overlap 12 video frames leaves windows of 9 frames nothing new: pass at most 8" in (
         errors["overlap-12"])
-    assert errors["batch-0"] == "--window-batch-size must be at least 1, got 0."
+    assert errors["batch-0"] == "window_batch_size must be at least 1, got 0."
     assert no_weights == [] and sorted(path.name for path in out.iterdir()) == ["manifest.jsonl"]
 
 

@@ -138,7 +138,7 @@ def test_bad_input_gives_an_error_and_no_output(tiny_checkpoint, tmp_path, capsy
         "no prompt": "give at least one --prompt",
         "missing image": "Image file not found",
         "not an image": "Could not read the image",
-        "bad reference steps": "`reference_steps` must be",
+        "bad reference steps": "--reference-steps must be",
         "bad strength": "--strength must be in (0, 1]",
         "ramp without guidance": "--guidance-ramp 8.0 needs --guidance > 1",
         "output is a file": "is a file: give a folder",
@@ -404,7 +404,7 @@ def test_mask_and_trajectory_options_reach_the_pipeline_and_the_saved_inversion(
     (["--mask-refine"], "--mask-refine sets the mask --mask-words records"),
     (["--mask-steps", "0.5"], "--mask-steps sets the steps a mask applies on: give --mask or --mask-words too"),
     (["--mask-words", "circle", "--mask-blocks", "99"], "--mask-blocks [99]: this checkpoint has blocks 0 to"),
-    (["--mask-words", "circle", "--mask-steps", "0.8,0.2"], "`mask_steps` must be"),
+    (["--mask-words", "circle", "--mask-steps", "0.8,0.2"], "--mask-steps must be"),
     (["--trajectory-device", "gpu7"], "--trajectory-device 'gpu7' is not a device"),
 ])
 def test_bad_mask_and_trajectory_options_are_refused_before_the_model_loads(tiny_checkpoint, no_weights, tmp_path,

@@ -150,6 +150,9 @@ def test_degrees_the_checkpoint_or_launch_cannot_run_are_refused_before_loading(
         monkeypatch.delenv(name, raising=False)
     if world_size is not None:
         monkeypatch.setenv("WORLD_SIZE", world_size)
+    if "cuda:1" in flags:  # a machine with two GPUs, where the device exists and only the launch is wrong
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     out = tmp_path / "out"
     code = main(["edit", str(clip), "--prompt", "x", "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir",
                  str(out), *flags])

@@ -271,7 +271,7 @@ def test_cli_edits_a_whole_long_clip_in_windows(tiny_checkpoint, tmp_path, capsy
                  tiny_checkpoint("cogvideox-5b"), "--output-dir", str(tmp_path / "out2"), "--steps", "2",
                  "--device", "cpu", "--window-weighting", "pyramid"])
     error = capsys.readouterr().err
-    assert code == 2 and "weighted 'flat', not 'pyramid': pass --window-weighting flat" in error
+    assert code == 2 and "weighted 'flat', not 'pyramid': set --window-weighting to flat" in error
     assert not (tmp_path / "out2").exists()
     # reused with other windows: refused, naming the fix, before any weights load
     code = main(["edit", "--inversion", str(tmp_path / "long.safetensors"), "--prompt", "x", "--model",

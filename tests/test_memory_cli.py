@@ -115,7 +115,7 @@ def test_an_inversion_is_refused_by_weights_stored_otherwise(tiny_checkpoint, cl
     from cogvideox_ddim_inversion.cogvideox_ddim_output import CogVideoXDDIMInversionOutput
 
     pipe = CogVideoXDDIMInversionPipeline.from_pretrained(model)
-    with pytest.raises(ValueError, match=r"made with transformer int8 \(--quantize int8\)"):
+    with pytest.raises(ValueError, match=r"made with transformer int8 \(`quantize` int8\)"):  # Python's names
         CogVideoXDDIMInversionOutput.load(str(saved), pipeline=pipe)
 
 

@@ -105,6 +105,8 @@ def read_checkpoint_config(model: str) -> dict:
                             "namespace/name). Check the path.")
     try:
         return checkpoint_config(os.path.expanduser(text) if looks_local else text)
+    except ParameterError as error:
+        raise SettingsError.from_parameter_error(error) from None
     except ValueError as error:
         raise SettingsError("model", literal(error)) from None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from ..cogvideox_ddim_errors import literal
+from ..cogvideox_ddim_errors import ParameterError, literal
 from ..cogvideox_ddim_files import file_digest
 from .settings import EditSettings, SettingsError
 from .sources import SourceShape
@@ -154,5 +154,7 @@ def check_saved_inversion(settings: EditSettings, config: dict, source: SourceSh
     if memory is not None:  # the loaded pipeline checks it again (`check_inversion`)
         try:
             check_weights_storage(recorded.get("model"), {"weights_storage": expected_weights_storage(memory)})
+        except ParameterError as error:
+            raise SettingsError.from_parameter_error(error) from None
         except ValueError as error:
             raise SettingsError("inversion", literal(error)) from None
