@@ -387,6 +387,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+    except Exception:  # a bug, not a mistake of the user's: keep its traceback, with one line of advice on top
+        print("error: an unexpected failure (a bug in cogvideox-ddim-inversion, or in a library it uses); please "
+              "report it with the traceback below.", file=sys.stderr)
+        raise
     return outcome if type(outcome) is int else 0  # commands that decide their exit status return it
 
 
