@@ -363,3 +363,83 @@ def test_every_writer_reports_a_full_disk_naming_the_path(tiny_checkpoint, clip,
     assert sorted(os.listdir(disk)) == [".filler"]
     assert not (tmp_path / "out").exists()
 
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 8. Batch jobs files: ids that cannot shadow batch's own files; parser errors with the file and line
+
+
+@pytest.mark.parametrize("video, expected", [("manifest.jsonl.mp4", "manifest.jsonl-job"),
+                                             ("MANIFEST.JSONL.mp4", "MANIFEST.JSONL-job"),
+                                             ("clips/manifest.jsonl.mp4", "clips-manifest.jsonl")])
+def test_a_default_job_id_never_names_the_manifest(video, expected):
+    from cogvideox_ddim_inversion.workflow.jobs import default_job_id
+
+    assert default_job_id(video) == expected
+
+
+def test_an_id_naming_the_manifest_is_refused_whatever_its_case(tmp_path):
+    from cogvideox_ddim_inversion.workflow.jobs import read_jobs
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"video": "a.mp4"}\n{"id": "Manifest.jsonl", "video": "b.mp4"}\n')
+    with pytest.raises(ValueError, match=f"{jobs}:2: id 'Manifest.jsonl' is the name of batch's manifest.jsonl"):
+        read_jobs(str(jobs))
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("jobs.jsonl", b'{"video": "a.mp4"}\n{"video": "b.mp4", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+     ":2: JSON nested more than 100 levels deep"),
+    ("jobs.jsonl", b'{"video": "a.mp4"}\n{"video": "b.mp4", "steps": 2, "steps": 3}\n',
+     ":2: the key 'steps' is given twice: keep one."),
+    ("jobs.jsonl", b'{"video": "a.mp4"}\n{"video": "b\xff.mp4"}\n',
+     ":2: not UTF-8 text (byte 0xff at column 13): save the jobs file as UTF-8."),
+    ("jobs.csv", b"video,prompts\na.mp4,x\nb.mp4," + b"y" * 200_000 + b"\n",
+     ":3: not readable as CSV: field larger than field limit (131072)."),
+    ("jobs.csv", b"video,prompts\na.mp4,x\n\xe9.mp4,y\n", ":3: not UTF-8 text (byte 0xe9 at column 1)"),
+])
+def test_jobs_file_parser_errors_name_the_file_and_line(tmp_path, name, content, expected):
+    from cogvideox_ddim_inversion.workflow.jobs import read_jobs
+
+    jobs = tmp_path / name
+    jobs.write_bytes(content)
+    with pytest.raises(ValueError) as raised:
+        read_jobs(str(jobs))
+    assert str(raised.value).startswith(f"{jobs}{expected}"), str(raised.value)
+
+
+@pytest.mark.parametrize("name, content, line", [("jobs.jsonl", '{"video": "a.mp4", "prompts": ["x"]}\n', 1),
+                                                 ("jobs.csv", "video,prompts\na.mp4,x\n", 2)])
+def test_a_byte_order_mark_is_read_alike_in_jsonl_and_csv(tmp_path, name, content, line):
+    from cogvideox_ddim_inversion.workflow.jobs import read_jobs
+
+    jobs = tmp_path / name
+    jobs.write_bytes(b"\xef\xbb\xbf" + content.encode())
+    [job] = read_jobs(str(jobs))
+    assert job.id == "a" and job.values["video"] == "a.mp4" and job.values["prompts"] == ["x"] and job.line == line
+
+
+def test_resuming_skips_a_finished_job_without_reading_its_video(tiny_checkpoint, clip, tmp_path, capsys,
+                                                                 monkeypatch, no_weights):
+    """Issue 33.8: a finished job is recognised from its hash and job.json alone (no probe of its video), in well
+    under 10 ms; `benchmarks/batch_resume.py` times 10,000 of them."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from cogvideox_ddim_inversion.workflow import checks
+
+    path = Path(__file__).parents[1] / "benchmarks" / "batch_resume.py"
+    spec = importlib.util.spec_from_file_location("batch_resume", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    jobs, flags = benchmark.make_finished_batch(str(tmp_path), 20, tiny_checkpoint(), clip)
+
+    def probe(*args, **kwargs):
+        raise AssertionError("a finished job's video was read")
+
+    monkeypatch.setattr(checks, "prepare_edit", probe)
+    assert main(["batch", jobs, *flags]) == 0
+    assert "20 jobs: 0 done, 20 skipped" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert [row["status"] for row in rows] == ["skipped"] * 20
+    assert sum(row["seconds"] for row in rows) / 20 < 0.01
