@@ -443,3 +443,38 @@ def test_resuming_skips_a_finished_job_without_reading_its_video(tiny_checkpoint
     rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
     assert [row["status"] for row in rows] == ["skipped"] * 20
     assert sum(row["seconds"] for row in rows) / 20 < 0.01
+
+
+def test_an_output_folder_that_cannot_be_swapped_is_replaced_file_by_file(tmp_path):
+    """A mount point (a container's volume) or a folder in an unwritable parent cannot be swapped: the run is moved in
+    file by file, run.json last, keeping what is not the previous run's."""
+    import os
+
+    from cogvideox_ddim_inversion.workflow import run
+
+    out = tmp_path / "out"
+    _write_run(out, {"edit-1.mp4": b"old 1", "edit-2.mp4": b"old 2"}, {"notes.txt": b"mine"})
+    assert run.can_swap(str(out)) and not run.can_swap("/proc")
+    (out / ".partial-run-out-killed123").mkdir()  # left by a run killed in this mode
+    assert run.remove_killed_run(str(out)) == [str(out / ".partial-run-out-killed123")]
+    new = out / ".partial-run-out-abcdefgh"
+    _write_run(new, {"edit-1.mp4": b"new 1"})
+    run.replace_in_place(str(new), str(out))
+    assert sorted(os.listdir(out)) == ["edit-1.mp4", "notes.txt", "run.json"]
+    assert (out / "edit-1.mp4").read_bytes() == b"new 1" and (out / "notes.txt").read_bytes() == b"mine"
+
+
+def test_an_edit_into_a_folder_that_cannot_be_swapped_replaces_the_run(tiny_checkpoint, clip, earlier_run, tmp_path,
+                                                                        monkeypatch):
+    import shutil
+
+    from cogvideox_ddim_inversion.workflow import run
+
+    monkeypatch.setattr(run, "can_swap", lambda folder: False)
+    out = tmp_path / "out"
+    shutil.copytree(earlier_run, out)
+    before = _snapshot(out)
+    assert main(["edit", clip, "--prompt", "a red square", "--prompt", "a yellow square", "--steps", "2", "--device",
+                 "cpu", "--model", tiny_checkpoint(), "--output-dir", str(out)]) == 0
+    assert _is_complete_new_run(_snapshot(out), before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

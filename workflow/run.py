@@ -311,6 +311,10 @@ def remove_killed_run(output_dir: str, log=None) -> list[str]:
     except OSError:
         return []
     removed = []
+    for name in _listdir(folder):  # the in-place mode's temporary folder (`replace_in_place`)
+        if name.startswith(RUN_TEMPORARY) and os.path.isdir(os.path.join(folder, name)):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+            removed.append(os.path.join(folder, name))
     for name in names:
         path = os.path.join(parent, name)
         if name.startswith(RUN_REPLACED) and not os.path.lexists(folder):
@@ -415,6 +419,37 @@ def replace_run(new: str, output_dir: str, log=None) -> None:
     (log or (lambda message: None))(f"Replaced the previous run in {output_dir}.")
 
 
+def can_swap(folder: str) -> bool:
+    """Whether a run can be written beside `folder` and swapped in (`replace_run`): its parent is writable and it is
+    not a mount point (a container's volume, `-v host:/out`: a mount point cannot be renamed)."""
+    parent = os.path.dirname(folder)
+    if os.path.isdir(folder) and os.path.ismount(folder):
+        return False
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    return os.access(parent, os.W_OK | os.X_OK)
+
+
+def replace_in_place(new: str, output_dir: str, log=None) -> None:
+    """`replace_run` where the output folder cannot be swapped (`can_swap`): `new` is a folder inside it, whose files
+    are moved in one by one (each whole: a rename), after the previous run's run.json and outputs are removed and
+    with run.json last; then `new` is removed. Not one atomic step: a kill in the middle leaves the output folder
+    without run.json (no run) and the next run clears `new` (`remove_killed_run`)."""
+    folder = os.path.realpath(output_dir)
+    with _signals_held():
+        previous = previous_outputs(folder) - {os.path.basename(new)}
+        if "run.json" in previous:
+            os.remove(os.path.join(folder, "run.json"))
+        for name in sorted(previous - {"run.json"}):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
+        names = sorted(os.listdir(new), key=lambda name: name == "run.json")  # run.json last
+        for name in names:
+            os.replace(os.path.join(new, name), os.path.join(folder, name))
+    shutil.rmtree(new, ignore_errors=True)
+    (log or (lambda message: None))(f"Replaced the previous run in {output_dir}.")
+
+
 def _interrupted_note(error: BaseException, output_dir: str, had_run: bool, inversion: str | None):
     """Tell the command line what an interrupted run kept (`cli.main` prints it)."""
     if isinstance(error, KeyboardInterrupt):
@@ -435,7 +470,10 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | 
     complete does `output_dir` become exactly the new run, in one atomic step (`replace_run`), keeping its files that
     are not outputs of the previous run (a saved inversion, the user's files). A run that fails, is interrupted or is
     killed leaves the previous run as it was (a killed run's temporary folder is removed by the next run:
-    `remove_killed_run`); a saved inversion, complete, is kept. `write_outputs=False` computes everything and writes
+    `remove_killed_run`); a saved inversion, complete, is kept. Where `output_dir` cannot be swapped (a mount point,
+    an unwritable parent: `can_swap`) the temporary folder is inside it and the files are moved in one by one
+    (`replace_in_place`): a failure or a signal still keeps the previous run; only a SIGKILL during those renames
+    can leave a mix (without run.json). `write_outputs=False` computes everything and writes
     nothing (context parallelism: every process computes the edit, process 0 writes it); its record lists no
     outputs."""
     log = log or (lambda message: None)
@@ -452,12 +490,15 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | 
     os.makedirs(parent, exist_ok=True)  # checked by `prepare_edit`; made only now that there is work to write
     remove_killed_run(output_dir, log)
     had_run = "run.json" in previous_outputs(folder)
-    temporary = tempfile.mkdtemp(prefix=f"{RUN_TEMPORARY}{os.path.basename(folder)}-", dir=parent)
+    swap = can_swap(folder)
+    if not swap:
+        os.makedirs(folder, exist_ok=True)
+    temporary = tempfile.mkdtemp(prefix=f"{RUN_TEMPORARY}{os.path.basename(folder)}-", dir=parent if swap else folder)
     os.chmod(temporary, 0o777 & ~user_umask())  # mkdtemp makes it private; the output folder is the user's
     outputs = {}
     try:
         record = _edit_into(pipe, settings, temporary, output_dir, outputs, load_info, log, stop)
-        replace_run(temporary, output_dir, log if had_run else None)
+        (replace_run if swap else replace_in_place)(temporary, output_dir, log if had_run else None)
         return record
     except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
