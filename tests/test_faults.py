@@ -207,7 +207,7 @@ def _rerun(tiny_checkpoint, clip, out, point, signal_name):
     command = [sys.executable, "-c", KILLER, point, signal_name, "edit", clip, "--prompt", "a red square", "--prompt",
                "a yellow square", "--steps", "2", "--device", "cpu", "--model", tiny_checkpoint(),
                "--output-dir", str(out)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ})
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ}, check=False)
 
 
 def _is_complete_new_run(files: dict, before: dict) -> bool:
@@ -280,7 +280,8 @@ def full_disk(tmp_path):
 
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True,
+                             check=False)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
 
@@ -306,9 +307,9 @@ def test_atomic_write_on_a_full_disk_names_the_file_and_keeps_the_old_one(full_d
     target = disk / "scores.json"
     target.write_text("old")
     fill()
-    with pytest.raises(NoSpaceError) as raised:
-        with atomic_write(target, suffix=".json") as partial, open(partial, "w") as file:
-            file.write("x" * 100_000)
+    with pytest.raises(NoSpaceError) as raised, atomic_write(target, suffix=".json") as partial, \
+            open(partial, "w") as file:
+        file.write("x" * 100_000)
     assert str(raised.value).startswith(f"No space left on device: could not write {str(target)!r}.")
     assert target.read_text() == "old" and sorted(os.listdir(disk)) == [".filler", "scores.json"]
 
