@@ -331,15 +331,24 @@ class BatchWorker:
             from .workflow.checks import prepare_edit
 
             settings = job_settings(job, self.defaults, self.jobs_dir)
-            # a bad video fails here, before the pipeline loads
-            prepared = prepare_edit(settings, config=self.config, memory=self.model_settings.memory_options())
-            digest = settings_hash(settings, self.model_settings.model, self.dtype,
-                                   self.model_settings.output_options())
-            result["settings_hash"] = digest
-            record = finished_record(final, digest)
+            # A finished job is recognised first, from its hash and its job.json alone: resuming skips it without
+            # reading its video (`prepare_edit` probes it), so that 10,000 finished jobs resume in seconds.
+            digest = record = None
+            try:
+                digest = settings_hash(settings, self.model_settings.model, self.dtype,
+                                       self.model_settings.output_options())
+            except OSError:  # a missing or unreadable file: `prepare_edit` names it
+                pass
+            if digest is not None:
+                record = finished_record(final, digest)
             if record is not None:
-                result.update(status="skipped", outputs=self._outputs(job, record))
+                result.update(settings_hash=digest, status="skipped", outputs=self._outputs(job, record))
             else:
+                # a bad video fails here, before the pipeline loads
+                prepared = prepare_edit(settings, config=self.config, memory=self.model_settings.memory_options())
+                digest = digest or settings_hash(settings, self.model_settings.model, self.dtype,
+                                                 self.model_settings.output_options())
+                result["settings_hash"] = digest
                 if os.path.lexists(final) and read_job_record(final) is None:
                     raise JobFailed(
                         f"{final} exists but holds no job.json written by batch: move it away or choose another "

@@ -7,8 +7,11 @@ import neither torch nor diffusers: each command imports what it needs when it r
 """
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 from .workflow.flags import add_model_options, add_options, model_and_edit_settings, option_group
 from .workflow.launcher import USER_ERRORS, launched_command
@@ -57,7 +60,7 @@ def run_invert(args) -> dict:
     from .cogvideox_ddim_video_io import write_mask_video
     from .workflow.checks import check_devices, prepare_edit
     from .workflow.loading import load_pipeline
-    from .workflow.run import invert_source, print_log
+    from .workflow.run import invert_source, print_log, write_video_whole
     from .workflow.settings import SettingsError
     from .workflow.sources import read_source
     from .workflow.window_plan import log_plan
@@ -81,7 +84,7 @@ def run_invert(args) -> dict:
         return {}
     written = {"inversion": args.output}
     if inv.mask is not None:
-        written["mask"] = write_mask_video(inv.mask[0], mask_video_path(args.output), source.fps)
+        written["mask"] = write_video_whole(write_mask_video, inv.mask[0], mask_video_path(args.output), source.fps)
     for name, path in written.items():
         print(f"{name}: {path}")
     return written
@@ -373,20 +376,45 @@ def run_batch(args) -> int:
 FLAG_OVERRIDES = {"invert": {"save_inversion": "--output"}}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is (as Ctrl+C raises KeyboardInterrupt) so that it unwinds the same way:
+    temporary files and folders removed, the previous run kept; `main` exits 143."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """Handle SIGTERM like SIGINT while the block runs (main thread only: elsewhere signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     from .workflow.quiet import quiet_known_warnings
 
     quiet_known_warnings()
     args = build_parser().parse_args(argv)
     try:
-        outcome = args.func(args)
+        with terminate_as_interrupt():
+            outcome = args.func(args)
     except USER_ERRORS as error:  # a user's mistake: the message names the flag; anything else is a bug (traceback)
         overrides = FLAG_OVERRIDES.get(getattr(args, "command_name", None))
         print(f"error: {render_error(error, 'cli', overrides)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:  # Ctrl+C (SIGINT) or SIGTERM: no traceback; what was kept, when known
+        stopped = "Terminated" if isinstance(error, Terminated) else "Interrupted"
+        kept = getattr(error, "kept", None)  # set by `edit_video`
+        print(f"{stopped}: {kept}." if kept else f"{stopped}.", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT)
     except Exception:  # a bug, not a mistake of the user's: keep its traceback, with one line of advice on top
         print("error: an unexpected failure (a bug in cogvideox-ddim-inversion, or in a library it uses); please "
               "report it with the traceback below.", file=sys.stderr)

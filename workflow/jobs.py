@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import re
@@ -22,6 +23,10 @@ MANIFEST = "manifest.jsonl"
 PATH_FIELDS = ("video", "image", "inversion", "mask")  # relative to the JOBS file's folder; hashed by content
 KEY_ALIASES = {"prompt": "prompts"}
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+# Names in the output folder that are batch's own, never a job's (compared ignoring case: macOS and Windows file
+# systems do). The lock and temporary folders start with '.', which no id does.
+RESERVED_IDS = (MANIFEST,)
+MAX_JSON_DEPTH = 100  # deeper than any jobs file needs; json's recursion would raise RecursionError far deeper
 
 
 @dataclass
@@ -70,11 +75,14 @@ def read_jobs(path: str, table=EDIT_OPTIONS) -> list[Job]:
             raise ValueError(f"{path}:{line}: no video. Every job needs a 'video' (a path relative to the jobs file).")
         if "id" in values:
             job_id = values.pop("id")
-            if not isinstance(job_id, str) or not ID_PATTERN.fullmatch(job_id) or job_id == MANIFEST:
+            if not isinstance(job_id, str) or not ID_PATTERN.fullmatch(job_id):
                 raise ValueError(
                     f"{path}:{line}: id {job_id!r} cannot name a folder: use up to 200 letters, digits, '.', '_' and "
                     "'-', starting with a letter or digit."
                 )
+            if is_reserved_id(job_id):
+                raise ValueError(f"{path}:{line}: id {job_id!r} is the name of batch's {MANIFEST} in the output "
+                                 "folder: give this job another 'id'.")
         else:
             job_id = default_job_id(values.get("video") or values["inversion"])
         if job_id in first_line_of:
@@ -87,33 +95,82 @@ def read_jobs(path: str, table=EDIT_OPTIONS) -> list[Job]:
     return jobs
 
 
+def is_reserved_id(job_id: str) -> bool:
+    return job_id.lower() in RESERVED_IDS
+
+
 def _normalise_key(key) -> str:
     return str(key).strip().removeprefix("--").replace("-", "_")
 
 
+def _read_text(path: str) -> str:
+    """The jobs file as text: UTF-8, a byte-order mark (which Windows editors and spreadsheets write) skipped;
+    bytes that are not UTF-8 are refused naming the line."""
+    with open(path, "rb") as file:
+        data = file.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at column {column}): "
+                         "save the jobs file as UTF-8.") from None
+
+
+def _unique_keys(pairs):
+    """A JSON object's pairs as a dict, refusing a key given twice (json keeps the last silently)."""
+    values = {}
+    for key, value in pairs:
+        if key in values:
+            raise _DuplicateKey(key)
+        values[key] = value
+    return values
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _json_depth(text: str) -> int:
+    """How deeply brackets nest in a JSON text (strings skipped): checked before parsing, which recurses."""
+    depth = deepest = 0
+    for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
 def _read_jsonl(path: str) -> list[tuple[int, dict]]:
     rows = []
-    with open(path, encoding="utf-8") as file:
-        for line, text in enumerate(file, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as error:
-                row = error
-            if not isinstance(row, dict):
-                raise ValueError(
-                    f"{path}:{line}: not a JSON object ({row}). Each line holds one job, e.g. "
-                    '{"video": "clip.mp4", "source_prompt": "a horse", "prompts": ["a zebra"], "steps": 30}'
-                )
-            rows.append((line, row))
+    for line, text in enumerate(_read_text(path).splitlines(), start=1):
+        if not text.strip():
+            continue
+        if _json_depth(text) > MAX_JSON_DEPTH:
+            raise ValueError(f"{path}:{line}: JSON nested more than {MAX_JSON_DEPTH} levels deep; a job is one "
+                             "object of options.")
+        try:
+            row = json.loads(text, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as error:
+            raise ValueError(f"{path}:{line}: the key {error.args[0]!r} is given twice: keep one.") from None
+        except (json.JSONDecodeError, RecursionError) as error:
+            row = error
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"{path}:{line}: not a JSON object ({row}). Each line holds one job, e.g. "
+                '{"video": "clip.mp4", "source_prompt": "a horse", "prompts": ["a zebra"], "steps": 30}'
+            )
+        rows.append((line, row))
     return rows
 
 
 def _read_csv(path: str) -> list[tuple[int, dict]]:
     rows = []
-    with open(path, encoding="utf-8-sig", newline="") as file:  # utf-8-sig: spreadsheets write a byte-order mark
-        reader = csv.DictReader(file)
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    try:
         columns = [_normalise_key(name) for name in reader.fieldnames or []]
         if "video" not in columns and "inversion" not in columns:
             raise ValueError(
@@ -130,6 +187,8 @@ def _read_csv(path: str) -> list[tuple[int, dict]]:
                     values[key] = [prompt.strip() for prompt in values[key].split(PROMPT_SEPARATOR)]
             if values:
                 rows.append((reader.line_num, values))
+    except csv.Error as error:  # a cell over csv's size limit (128 KiB), a NUL byte, ...
+        raise ValueError(f"{path}:{reader.line_num + 1}: not readable as CSV: {error}.") from None
     return rows
 
 
@@ -137,7 +196,9 @@ def default_job_id(path: str) -> str:
     """A job's id when its line gives none: the video's path as written, without extension, folders joined by '-'
     (`clips/horse.mp4` -> `clips-horse`)."""
     parts = [part for part in re.split(r"[\\/]+", os.path.splitext(path)[0]) if part not in ("", ".", "..")]
-    job_id = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts)).lstrip("._-")[-200:]
+    job_id = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts)).lstrip("._-")[-200:].lstrip("._-")
+    if is_reserved_id(job_id):  # `manifest.jsonl.mp4`: its folder would shadow the manifest
+        job_id = f"{job_id}-job"
     return job_id or "job"
 
 

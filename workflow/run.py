@@ -5,13 +5,20 @@ pipeline parameter reaches it with no code here."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
+import shutil
+import signal
+import stat
 import sys
+import tempfile
 import time
 
-from ..cogvideox_ddim_files import atomic_write
+from ..cogvideox_ddim_files import (LOW_SPACE_BYTES, PARTIAL_PREFIX, NoSpaceError, atomic_write, exchange_paths,
+                                   free_bytes, is_disk_full, user_umask)
 from .checks import OUTPUT_FILE
 from .inversions import inversion_dependencies
 from ..cogvideox_ddim_errors import literal
@@ -227,31 +234,230 @@ def _versions() -> dict:
     return versions
 
 
+def mp4_is_whole(path: str) -> bool:
+    """Whether the MP4 at `path` is complete: its top-level boxes fill the file exactly and include the index
+    ('moov', written last by ffmpeg). ffmpeg that runs out of disk space leaves a truncated file and exits with an
+    error that imageio-ffmpeg does not check, so a video is checked by this after it is written."""
+    seen = set()
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as file:
+            offset = 0
+            while offset < size:
+                file.seek(offset)
+                header = file.read(16)
+                if len(header) < 8:
+                    return False
+                length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+                if length == 1:
+                    length = int.from_bytes(header[8:16], "big") if len(header) == 16 else 0
+                elif length == 0:
+                    length = size - offset
+                if length < 8 or offset + length > size:
+                    return False
+                seen.add(kind)
+                offset += length
+    except OSError:
+        return False
+    return {b"moov", b"mdat"} <= seen
+
+
+def write_video_whole(writer, video, path: str, fps: float, final: str | None = None) -> str:
+    """`writer(video, path, fps)` (write_video, write_mask_video) whole or not at all (`atomic_write`), checked whole
+    (`mp4_is_whole`); a full disk is reported as "No space left on device" naming `final` (the path the user will
+    see, when the file is written in a run's temporary folder), not as ffmpeg's "Broken pipe"."""
+    final = final or path
+    with atomic_write(path, suffix=".mp4") as partial:
+        try:
+            writer(video, partial, fps)
+        except Exception as error:
+            if is_disk_full(error, partial):
+                raise NoSpaceError(final) from None
+            raise
+        if not mp4_is_whole(partial):
+            free = free_bytes(partial)
+            if free is not None and free < LOW_SPACE_BYTES:
+                raise NoSpaceError(final)
+            raise OSError(f"ffmpeg wrote an incomplete video for {final!r} (see its messages above); nothing was "
+                          "kept.")
+    return path
+
+
 def write_json(data: dict, path: str):
     """Write JSON whole or not at all (`atomic_write`), with the user's usual permissions."""
     with atomic_write(path, suffix=".json") as partial, open(partial, "w") as file:
         json.dump(data, file, indent=2, default=str)
 
 
-def remove_previous_run(output_dir: str, log=None):
-    """Remove the outputs of the run whose run.json is in `output_dir`, run.json first: a rerun's outputs are then
-    exactly what its own run.json lists. Only the video files that run.json lists, by their names in `output_dir`, are
-    removed; nothing else (not a saved inversion, nor files the tool did not write)."""
-    path = os.path.join(output_dir, "run.json")
+RUN_TEMPORARY = ".partial-run-"  # beside the output folder: the run being written (removed if it never finishes)
+RUN_REPLACED = ".replaced-run-"  # beside the output folder: the previous run, between the fallback's two renames
+
+
+def _leftover_pattern(folder: str):
+    return re.compile(rf"({re.escape(RUN_TEMPORARY)}|{re.escape(RUN_REPLACED)}){re.escape(os.path.basename(folder))}"
+                      r"-[a-z0-9_]{8}")
+
+
+def remove_killed_run(output_dir: str, log=None) -> list[str]:
+    """Clear what a killed run left beside `output_dir` (a run that ends, even by an error or a signal, leaves
+    nothing): its temporary folder, removed; and the previous run's folder if the kill came between the fallback's
+    two renames (`replace_run`), put back where the output folder is missing, else removed. Returns the paths
+    removed. Two runs into one output folder at once are not supported: each would remove the other's folder."""
+    folder = os.path.realpath(output_dir)
+    parent = os.path.dirname(folder)
+    pattern = _leftover_pattern(folder)
     try:
-        with open(path) as file:
+        names = sorted(name for name in os.listdir(parent) if pattern.fullmatch(name))
+    except OSError:
+        return []
+    removed = []
+    for name in _listdir(folder):  # the in-place mode's temporary folder (`replace_in_place`)
+        if name.startswith(RUN_TEMPORARY) and os.path.isdir(os.path.join(folder, name)):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+            removed.append(os.path.join(folder, name))
+    for name in names:
+        path = os.path.join(parent, name)
+        if name.startswith(RUN_REPLACED) and not os.path.lexists(folder):
+            os.rename(path, folder)
+            (log or (lambda message: None))(f"Restored the previous run in {output_dir} (a run was killed while "
+                                            "replacing it).")
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def previous_outputs(folder: str) -> set[str]:
+    """The names in `folder` that are outputs of the run whose run.json is there (run.json and the videos it lists),
+    plus atomic_write's temporary files; everything else in it (a saved inversion, the user's files) is not a run's
+    and is kept when a new run replaces it."""
+    names = {name for name in _listdir(folder) if name.startswith(PARTIAL_PREFIX)}
+    try:
+        with open(os.path.join(folder, "run.json")) as file:
             listed = json.load(file).get("outputs") or {}
+        items = listed.items()
     except (OSError, ValueError, AttributeError):  # none, or not one this tool wrote
-        return
-    os.remove(path)
-    for name, output in listed.items():
+        return names
+    names.add("run.json")
+    for name, output in items:
         filename = os.path.basename(str(output))
         if name not in ("run", "inversion") and OUTPUT_FILE.fullmatch(filename):
+            names.add(filename)
+    return names
+
+
+def _listdir(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _link_tree(source: str, target: str, skip=frozenset()):
+    """Mirror `source` into `target` (names in `skip` and names `target` has left out) with hard links: the files
+    are the same files, not copies. Symbolic links are recreated; a file that cannot be linked (another file system
+    mounted inside) is copied."""
+    for entry in os.scandir(source):
+        destination = os.path.join(target, entry.name)
+        if entry.name in skip or os.path.lexists(destination):
+            continue
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.path), destination)
+        elif entry.is_dir():
+            os.mkdir(destination)
+            shutil.copystat(entry.path, destination)
+            _link_tree(entry.path, destination)
+        else:
             try:
-                os.remove(os.path.join(output_dir, filename))
-            except FileNotFoundError:
-                pass
-    (log or (lambda message: None))(f"Replacing the previous run in {output_dir}.")
+                os.link(entry.path, destination)
+            except OSError:
+                shutil.copy2(entry.path, destination)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM wait (delivered when the block ends) so that a swap is never cut in half by a handler."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def replace_run(new: str, output_dir: str, log=None) -> None:
+    """Make `output_dir` hold exactly the run written in `new` (a complete folder beside it) in one atomic step,
+    keeping the files of `output_dir` that are not outputs of its previous run (`previous_outputs`): they are
+    hard-linked into `new` first, then the two folders are swapped (`exchange_paths`: renameat2 RENAME_EXCHANGE) and
+    the previous run, now at `new`'s name, is deleted. A reader (or a kill) sees the old run or the new one, never a
+    mix.
+
+    Fallback where the swap is unavailable (not Linux, a file system without RENAME_EXCHANGE): two renames, the
+    output folder to `.replaced-run-<name>-*` and `new` onto it; between them the output folder is briefly absent, and
+    a run killed there is put back by the next run (`remove_killed_run`)."""
+    folder = os.path.realpath(output_dir)
+    if not os.path.isdir(folder):
+        os.rename(new, folder)
+        return
+    os.chmod(new, stat.S_IMODE(os.stat(folder).st_mode))
+    _link_tree(folder, new, skip=previous_outputs(folder))
+    with _signals_held():
+        if exchange_paths(new, folder):
+            old = new
+        else:
+            old = tempfile.mkdtemp(prefix=f"{RUN_REPLACED}{os.path.basename(folder)}-", dir=os.path.dirname(folder))
+            os.rename(folder, old)  # onto the empty folder just made
+            try:
+                os.rename(new, folder)
+            except BaseException:
+                os.rename(old, folder)
+                raise
+    shutil.rmtree(old, ignore_errors=True)
+    (log or (lambda message: None))(f"Replaced the previous run in {output_dir}.")
+
+
+def can_swap(folder: str) -> bool:
+    """Whether a run can be written beside `folder` and swapped in (`replace_run`): its parent is writable and it is
+    not a mount point (a container's volume, `-v host:/out`: a mount point cannot be renamed)."""
+    parent = os.path.dirname(folder)
+    if os.path.isdir(folder) and os.path.ismount(folder):
+        return False
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    return os.access(parent, os.W_OK | os.X_OK)
+
+
+def replace_in_place(new: str, output_dir: str, log=None) -> None:
+    """`replace_run` where the output folder cannot be swapped (`can_swap`): `new` is a folder inside it, whose files
+    are moved in one by one (each whole: a rename), after the previous run's run.json and outputs are removed and
+    with run.json last; then `new` is removed. Not one atomic step: a kill in the middle leaves the output folder
+    without run.json (no run) and the next run clears `new` (`remove_killed_run`)."""
+    folder = os.path.realpath(output_dir)
+    with _signals_held():
+        previous = previous_outputs(folder) - {os.path.basename(new)}
+        if "run.json" in previous:
+            os.remove(os.path.join(folder, "run.json"))
+        for name in sorted(previous - {"run.json"}):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
+        names = sorted(os.listdir(new), key=lambda name: name == "run.json")  # run.json last
+        for name in names:
+            os.replace(os.path.join(new, name), os.path.join(folder, name))
+    shutil.rmtree(new, ignore_errors=True)
+    (log or (lambda message: None))(f"Replaced the previous run in {output_dir}.")
+
+
+def _interrupted_note(error: BaseException, output_dir: str, had_run: bool, inversion: str | None):
+    """Tell the command line what an interrupted run kept (`cli.main` prints it)."""
+    if isinstance(error, KeyboardInterrupt):
+        kept = (f"the previous run in {output_dir} is kept as it was" if had_run
+                else f"nothing of this run was written to {output_dir}")
+        if inversion:
+            kept += f"; the inversion saved to {inversion} is kept"
+        error.kept = kept
 
 
 def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | None = None, log=None,
@@ -260,35 +466,55 @@ def edit_video(pipe, settings: EditSettings, output_dir: str, load_info: dict | 
     `side_by_side.mp4` (source | edits), `reconstruction.mp4` on request, and `run.json` (settings, versions, timings,
     outputs), written last. Returns the run record.
 
-    A previous run in `output_dir` is replaced (`remove_previous_run`). A run that fails removes the videos it wrote
-    and the folder if it made it (a saved inversion, complete, is kept): outputs are those of one whole run or none.
-    `write_outputs=False` computes everything and writes nothing (context parallelism: every process computes the
-    edit, process 0 writes it); its record lists no outputs."""
+    The outputs are written into a temporary folder beside `output_dir` (`.partial-run-<name>-*`); only once they are
+    complete does `output_dir` become exactly the new run, in one atomic step (`replace_run`), keeping its files that
+    are not outputs of the previous run (a saved inversion, the user's files). A run that fails, is interrupted or is
+    killed leaves the previous run as it was (a killed run's temporary folder is removed by the next run:
+    `remove_killed_run`); a saved inversion, complete, is kept. Where `output_dir` cannot be swapped (a mount point,
+    an unwritable parent: `can_swap`) the temporary folder is inside it and the files are moved in one by one
+    (`replace_in_place`): a failure or a signal still keeps the previous run; only a SIGKILL during those renames
+    can leave a mix (without run.json). `write_outputs=False` computes everything and writes
+    nothing (context parallelism: every process computes the edit, process 0 writes it); its record lists no
+    outputs."""
     log = log or (lambda message: None)
     if not write_outputs:
-        return _edit_into(pipe, dataclasses.replace(settings, save_inversion=None), None, {}, load_info, log, stop)
-    created = not os.path.isdir(output_dir)
-    os.makedirs(output_dir, exist_ok=True)  # checked by `prepare_edit`; made only now that there is work to write
-    remove_previous_run(output_dir, log)
+        return _edit_into(pipe, dataclasses.replace(settings, save_inversion=None), None, None, {}, load_info, log,
+                          stop)
+    folder = os.path.realpath(output_dir)
+    parent = os.path.dirname(folder)
+    made = []  # folders above the output folder made for it, removed again if the run fails
+    ancestor = parent
+    while not os.path.exists(ancestor):
+        made.append(ancestor)
+        ancestor = os.path.dirname(ancestor)
+    os.makedirs(parent, exist_ok=True)  # checked by `prepare_edit`; made only now that there is work to write
+    remove_killed_run(output_dir, log)
+    had_run = "run.json" in previous_outputs(folder)
+    swap = can_swap(folder)
+    if not swap:
+        os.makedirs(folder, exist_ok=True)
+    temporary = tempfile.mkdtemp(prefix=f"{RUN_TEMPORARY}{os.path.basename(folder)}-", dir=parent if swap else folder)
+    os.chmod(temporary, 0o777 & ~user_umask())  # mkdtemp makes it private; the output folder is the user's
     outputs = {}
     try:
-        return _edit_into(pipe, settings, output_dir, outputs, load_info, log, stop)
-    except BaseException:
-        for name, path in outputs.items():
-            if name != "inversion" and os.path.isfile(path):
-                os.remove(path)
-        if created:
+        record = _edit_into(pipe, settings, temporary, output_dir, outputs, load_info, log, stop)
+        (replace_run if swap else replace_in_place)(temporary, output_dir, log if had_run else None)
+        return record
+    except BaseException as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        for path in made:
             try:
-                os.rmdir(output_dir)  # only if empty: a saved inversion inside keeps it
+                os.rmdir(path)  # only if empty
             except OSError:
                 pass
+        _interrupted_note(error, output_dir, had_run, outputs.get("inversion"))
         raise
 
 
-def _edit_into(pipe, settings: EditSettings, output_dir: str, outputs: dict, load_info: dict | None, log,
-               stop=None) -> dict:
-    """`edit_video`'s work; each file written is added to `outputs` as soon as it exists (none without
-    `output_dir`)."""
+def _edit_into(pipe, settings: EditSettings, write_dir: str | None, output_dir: str | None, outputs: dict,
+               load_info: dict | None, log, stop=None) -> dict:
+    """`edit_video`'s work, written into `write_dir` and recorded by the paths the files will have in `output_dir`;
+    each file written is added to `outputs` as soon as it exists (none without `write_dir`)."""
     import numpy as np
 
     from ..callbacks import GuidanceScaleCallback
@@ -316,8 +542,10 @@ def _edit_into(pipe, settings: EditSettings, output_dir: str, outputs: dict, loa
         fps, fps_from = 8.0, "8 fps: the saved inversion records no frame rate"
 
     def write(name: str, video, writer=write_video):
-        if output_dir is not None:
-            outputs[name] = writer(video, os.path.join(output_dir, f"{name}.mp4"), fps)
+        if write_dir is not None:
+            write_video_whole(writer, video, os.path.join(write_dir, f"{name}.mp4"), fps,
+                              final=os.path.join(output_dir, f"{name}.mp4"))
+            outputs[name] = os.path.join(output_dir, f"{name}.mp4")
 
     edits = None
     mask = read_mask(pipe, settings, inv)
@@ -358,8 +586,8 @@ def _edit_into(pipe, settings: EditSettings, output_dir: str, outputs: dict, loa
         "outputs": dict(outputs),
         "versions": _versions(),
     }
-    if output_dir is not None:
-        write_json(record, os.path.join(output_dir, "run.json"))
+    if write_dir is not None:
+        write_json(record, os.path.join(write_dir, "run.json"))
         record["outputs"]["run"] = outputs["run"] = os.path.join(output_dir, "run.json")
     return record
 
