@@ -202,6 +202,7 @@ def read_jobs_from_values(values: dict):
 # Runs
 
 
+@pytest.mark.slow
 def test_two_processes_do_every_good_job_once_and_record_the_bad_ones(tiny_checkpoint, tmp_path, capsys):
     """A real two-process run (accelerate launch, gloo on the CPU): 6 jobs, one with an unreadable video, one with a
     bad option. Every good job is done once, by one of the two processes; both processes work; the failures are in
@@ -266,6 +267,7 @@ def test_two_processes_do_every_good_job_once_and_record_the_bad_ones(tiny_check
                                                              "skipped"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_without_redoing_finished_jobs(tiny_checkpoint, tmp_path):
     """SIGTERM a run while it writes its second job; the rerun keeps the first job's files (same inodes and
     mtimes), deletes the interrupted job's temporary folder and finishes the rest; changing one job's option redoes

@@ -243,6 +243,7 @@ def run_script(*args, tmp_path=None):
     )
 
 
+@pytest.mark.slow
 def test_the_gpu_code_path_runs_on_a_cpu_at_tiny_size(tmp_path):
     """As a user runs it: CUDA events, peak GPU memory, torch.compile, the end-to-end edit and model offload fall
     back to perf_counter and peak RSS on a CPU, and the JSON carries every measurement."""

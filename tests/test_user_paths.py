@@ -279,6 +279,7 @@ def test_a_folder_given_as_the_video_is_called_a_folder(tiny_checkpoint, no_weig
 
 
 @pytest.mark.parametrize("environment", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}])
+@pytest.mark.slow
 def test_an_unreachable_hub_fails_at_once_saying_so(clip, tmp_path, environment):
     """Issue 24.13: the default model (a Hub id) offline, or with the Hub's endpoint not answering, failed after
     28 s of retries with "does not appear to have a file named config.json"; it fails at once, saying why."""
