@@ -91,6 +91,33 @@ def rerun_after_the_kill(jobs_dir: Path, out: Path, model: str, capsys) -> None:
 # One run per output folder
 
 
+def test_a_run_on_a_folder_another_run_holds_is_refused_and_changes_nothing(tiny_checkpoint, tmp_path, capsys):
+    """In process, the slow test below without its subprocess: the folder held as a live run holds it (its lock,
+    one unfinished job folder) refuses a new run, which names the holder and changes nothing; once the holder is
+    gone a run cleans up after it."""
+    from cogvideox_ddim_inversion.batch import OutputDirLock
+
+    write_sample_clip(tmp_path / "a.mp4", num_frames=9)
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"id": "slow", "video": "a.mp4", "prompts": ["a dog"]}])
+    out = tmp_path / "out"
+    (out / ".partial-slow-live").mkdir(parents=True)
+    (out / ".partial-slow-live" / "edit-1.mp4").write_bytes(b"being written")
+    model = tiny_checkpoint("cogvideox-5b")
+    lock, _ = OutputDirLock.claim(str(out))
+    try:
+        assert not lock_is_free(out) and holders(out) == [os.getpid()]
+        before = sorted(path.name for path in out.iterdir())
+        assert main(["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2"]) == 2
+        error = capsys.readouterr().err
+        assert f"Another batch run is writing {out}: the run started at " in error
+        assert f"(processes: pid {os.getpid()} on " in error and "'Stopping a run'" in error
+        assert sorted(path.name for path in out.iterdir()) == before  # the live job's folder kept, no manifest
+        assert (out / ".partial-slow-live" / "edit-1.mp4").read_bytes() == b"being written"
+    finally:
+        lock.release()
+    rerun_after_the_kill(tmp_path, out, model, capsys)
+
+
 @pytest.mark.slow
 def test_a_second_run_on_a_busy_output_folder_is_refused_and_changes_nothing(tiny_checkpoint, tmp_path, capsys):
     write_sample_clip(tmp_path / "a.mp4", num_frames=9)

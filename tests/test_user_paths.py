@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import PIL.Image
@@ -276,6 +277,26 @@ def test_a_folder_given_as_the_video_is_called_a_folder(tiny_checkpoint, no_weig
                 tmp_path / "out") == 2
     assert f"The video {str(tmp_path)!r} is a folder: pass a video file" in capsys.readouterr().err
     assert no_weights == []
+
+
+@pytest.mark.parametrize("offline, endpoint", [(True, None), (False, "http://127.0.0.1:9")])
+def test_an_unreachable_hub_fails_at_once_saying_so_in_process(clip, tmp_path, capsys, monkeypatch, offline, endpoint):
+    """The slow test below without its fresh process: huggingface_hub reads HF_HUB_OFFLINE and HF_ENDPOINT when it is
+    imported, so here its constants are set as those variables would set them (the session's HF_HOME holds no
+    copy of the default model)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    if endpoint is not None:
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    started = time.perf_counter()
+    code = main(["edit", str(clip), "--prompt", "x", "--output-dir", str(tmp_path / "out")])
+    seconds = time.perf_counter() - started
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert "Could not reach the Hub" in error and "pass a local folder with --model" in error
+    assert seconds < 15, seconds  # the Hub client's retries took 28 s
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("environment", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}])
