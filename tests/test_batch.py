@@ -267,6 +267,45 @@ def test_two_processes_do_every_good_job_once_and_record_the_bad_ones(tiny_check
                                                              "skipped"]
 
 
+def test_a_rerun_resumes_an_interrupted_run_without_redoing_finished_jobs(tiny_checkpoint, tmp_path, capsys):
+    """The resume logic of the slow test below, in process: after a run that finished one job and was interrupted
+    while writing the next (its `.partial-` folder left behind), the rerun keeps the first job's files (same inodes
+    and mtimes), deletes the unfinished folder and does the rest; changing one job's seed redoes that job only."""
+    write_sample_clip(tmp_path / "a.mp4", num_frames=9)
+    write_sample_clip(tmp_path / "b.mp4", num_frames=9)
+    jobs = tmp_path / "jobs.csv"
+    lines = ["id,video,prompts,seed", "first,a.mp4,a blue circle,", "second,b.mp4,a cat,"]
+    jobs.write_text("\n".join(lines[:2]) + "\n")
+    out = tmp_path / "out"
+    args = ["batch", str(jobs), "--output-dir", str(out), "--model", tiny_checkpoint("cogvideox-5b"), "--steps", "2"]
+    assert main(args) == 0  # the interrupted run: "first" finished ...
+    (out / ".partial-second-interrupted").mkdir()  # ... "second" was being written
+    (out / ".partial-second-interrupted" / "edit-1.mp4").write_bytes(b"half a video")
+    jobs.write_text("\n".join(lines) + "\n")
+    first_files = file_stats(out / "first")
+    capsys.readouterr()
+
+    assert main(args) == 0
+    assert "unfinished output(s) of an interrupted run: .partial-second-interrupted" in capsys.readouterr().err
+    statuses = {row["id"]: row["status"] for row in read_manifest(out)}
+    assert statuses == {"first": "skipped", "second": "done"}
+    assert file_stats(out / "first") == first_files  # not recomputed: the very same files
+    assert leftovers(out) == []
+    assert len(read_video(out / "second" / "edit-1.mp4")[0]) == 9
+
+    lines[2] = "second,b.mp4,a cat,5"  # another seed for one job
+    jobs.write_text("\n".join(lines) + "\n")
+    kept = file_stats(out / "first")
+    second_hash = json.loads((out / "second" / "job.json").read_text())["settings_hash"]
+    assert main(args) == 0
+    statuses = {row["id"]: row["status"] for row in read_manifest(out)}
+    assert statuses == {"first": "skipped", "second": "done"}
+    assert file_stats(out / "first") == kept
+    record = json.loads((out / "second" / "job.json").read_text())
+    assert record["settings_hash"] != second_hash and record["settings"]["edit"]["seed"] == 5
+    assert leftovers(out) == []
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_without_redoing_finished_jobs(tiny_checkpoint, tmp_path):
     """SIGTERM a run while it writes its second job; the rerun keeps the first job's files (same inodes and

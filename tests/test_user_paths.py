@@ -95,25 +95,8 @@ def test_frames_that_are_not_finite_are_never_written(tiny_checkpoint, clip, tmp
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# 4. The reconstruction of an image-to-video edit
-
-
-def test_the_reconstruction_is_conditioned_on_the_inversions_image_not_on_image(tiny_checkpoint, clip, tmp_path):
-    """Issue 24.4: --image conditions the edits; the reconstruction regenerates the source as it was inverted, so it
-    is the same with or without --image."""
-    model = tiny_checkpoint("cogvideox-5b-i2v")
-    common = ["--source-prompt", "a red circle", "--model", model, "--steps", "2", "--resize-mode", "stretch",
-              "--reconstruction", "--prompt", "a blue circle"]
-    assert edit(clip, *common, "--output-dir", tmp_path / "plain", "--save-inversion", tmp_path / "inv.st") == 0
-    image = tmp_path / "edited_first_frame.png"
-    PIL.Image.new("RGB", (96, 64), (0, 0, 255)).save(image)
-    assert edit("--inversion", tmp_path / "inv.st", *common, "--output-dir", tmp_path / "image", "--image", image) == 0
-
-    def frames(name):
-        return np.stack(read_video(tmp_path / name)[0]).astype(int)
-
-    np.testing.assert_array_equal(frames("image/reconstruction.mp4"), frames("plain/reconstruction.mp4"))
-    assert np.abs(frames("image/edit-1.mp4") - frames("plain/edit-1.mp4")).mean() > 1  # --image did condition
+# 4. The reconstruction of an image-to-video edit: test_cli.py::test_edit_every_family_from_a_saved_inversion (its
+# image-to-video runs edit with and without --image, each with a reconstruction)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
