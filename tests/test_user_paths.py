@@ -9,7 +9,6 @@ import sys
 import time
 
 import numpy as np
-import PIL.Image
 import pytest
 
 from cogvideox_ddim_inversion.cli import main
@@ -139,41 +138,45 @@ def test_spread_frames_of_a_long_clip_play_as_a_time_lapse(tiny_checkpoint, tmp_
 # 7, 8. The outputs of a run: exactly those of run.json, with a source panel
 
 
-def test_a_rerun_replaces_the_previous_runs_outputs_only(tiny_checkpoint, inversion, tmp_path):
-    """Issue 24.7: a rerun with one prompt into the folder of a run with two removes that run's edit-2.mp4 (and
-    reconstruction.mp4); files the tool did not write, and a saved inversion, stay."""
-    out_dir = tmp_path / "out"
+@pytest.fixture(scope="module")
+def rerun(tiny_checkpoint, inversion, tmp_path_factory):
+    """Two edits from the saved inversion into one folder: two prompts and a reconstruction, then (after the user
+    put two files of their own there) one prompt. Returns the folder."""
+    out_dir = tmp_path_factory.mktemp("rerun") / "out"
     common = ["--inversion", inversion, "--source-prompt", "a red circle", "--steps", "2", "--model",
               tiny_checkpoint("cogvideox-5b"), "--output-dir", out_dir]
     assert edit(*common, "--prompt", "a blue circle", "--prompt", "a green circle", "--reconstruction") == 0
     (out_dir / "notes.txt").write_text("mine")
     (out_dir / "edit-7.mp4").write_text("not listed in run.json")
-    assert edit(*common, "--prompt", "a yellow circle") == 0
-    record = json.loads((out_dir / "run.json").read_text())
+    assert edit(*common, "--prompt", "a blue circle") == 0
+    return out_dir
+
+
+def test_a_rerun_replaces_the_previous_runs_outputs_only(rerun, inversion):
+    """Issue 24.7: a rerun with one prompt into the folder of a run with two removes that run's edit-2.mp4 (and
+    reconstruction.mp4); files the tool did not write, and a saved inversion, stay."""
+    record = json.loads((rerun / "run.json").read_text())
     listed = {os.path.basename(path) for path in record["outputs"].values()} | {"run.json"}
     assert listed == {"edit-1.mp4", "side_by_side.mp4", "run.json"}
-    assert set(os.listdir(out_dir)) == listed | {"notes.txt", "edit-7.mp4"}
+    assert set(os.listdir(rerun)) == listed | {"notes.txt", "edit-7.mp4"}
     assert os.path.isfile(inversion)
 
 
-def test_side_by_side_from_a_saved_inversion_shows_the_decoded_source(tiny_checkpoint, inversion, load_pipe,
-                                                                      tmp_path):
-    """Issue 24.8: with --inversion and no video the source panel is the inversion's clean latents, decoded."""
+def test_side_by_side_from_a_saved_inversion_shows_the_decoded_source(rerun, inversion, load_pipe):
+    """Issue 24.8: with --inversion and no video the source panel is the inversion's clean latents, decoded (the
+    rerun above: an edit from the saved inversion, without the video)."""
     import torch
 
     from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
 
-    out_dir = tmp_path / "out"
-    assert edit("--inversion", inversion, "--source-prompt", "a red circle", "--steps", "2", "--prompt",
-                "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir", out_dir) == 0
-    panels = np.stack(read_video(out_dir / "side_by_side.mp4")[0]).astype(float)
+    panels = np.stack(read_video(rerun / "side_by_side.mp4")[0]).astype(float)
     assert panels.shape[1:3] == (64, 192)  # source | edit
     pipe = load_pipe("cogvideox-5b")
     latents = CogVideoXDDIMInversionOutput.load(inversion).latents
     with torch.no_grad():
         decoded = pipe.video_processor.postprocess_video(video=pipe.decode_latents(latents), output_type="np")[0]
     expected = decoded * 255
-    edit_panel = np.stack(read_video(out_dir / "edit-1.mp4")[0]).astype(float)
+    edit_panel = np.stack(read_video(rerun / "edit-1.mp4")[0]).astype(float)
     assert np.abs(panels[:, :, :96] - expected).mean() < 8  # up to video compression
     assert np.abs(panels[:, :, 96:] - edit_panel).mean() < 8
 
