@@ -29,6 +29,8 @@ MANIFEST_FIELDS = {"id", "line", "status", "error", "error_type", "outputs", "se
 # tiny-checkpoint jobs still running when the test looks (at least a minute each on an idle machine; the test kills
 # them): 1000 inversion steps of 11 transformer calls each
 SLOW = ["--steps", "1000", "--fixed-point-iterations", "10"]
+# how a 36-frame clip read whole (33 frames, 9 latent) is edited by the tiny model, whose windows are 9 frames
+LONG_CLIP_WINDOWS = "in 4 windows of 9 frames overlapping by 4 (pyramid weighting): 4 windows x 2 steps"
 
 
 def wait_for(condition, what: str, process: subprocess.Popen | None, log: Path, timeout: float = 300):
@@ -227,20 +229,23 @@ def test_every_manifest_line_has_every_documented_field(tiny_checkpoint, tmp_pat
 def test_long_clip_jobs_run_end_to_end_in_windows(tiny_checkpoint, tmp_path, capsys):
     """Clips longer than the tiny model's native 9 frames (3 latent frames): the whole clip (`num_frames: all`, 33
     frames read of 36: 4 windows) and a count beyond native (17: 2 windows) come out with every frame, and the
-    windows are recorded with the saved inversion."""
+    windows are recorded with the saved inversion. Each long job says its windows before any model work, with the
+    app's words; a job of one window (the default count) runs as it always did, saying no windows."""
     write_sample_clip(tmp_path / "long.mp4", num_frames=36, fps=8)
     jobs = write_jsonl(tmp_path / "jobs.jsonl", [
         {"id": "whole", "video": "long.mp4", "prompts": ["a blue circle"], "num_frames": "all",
          "save_inversion": True},
         {"id": "seventeen", "video": "long.mp4", "prompts": ["a blue circle"], "num_frames": 17,
          "window_batch_size": 2},
+        {"id": "window", "video": "long.mp4", "prompts": ["a blue circle"]},
     ])
     out = tmp_path / "out"
     model = tiny_checkpoint("cogvideox-5b")
     args = ["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2", "--device", "cpu"]
     assert main(args) == 0
-    assert "2 jobs: 2 done, 0 skipped" in capsys.readouterr().out
-    assert [row["status"] for row in read_manifest(out)] == ["done", "done"]
+    printed = capsys.readouterr()
+    assert "3 jobs: 3 done, 0 skipped" in printed.out
+    assert [row["status"] for row in read_manifest(out)] == ["done", "done", "done"]
     for name, frames, starts in [("whole", 33, [0, 2, 4, 6]), ("seventeen", 17, [0, 2])]:
         assert len(read_video(out / name / "edit-1.mp4")[0]) == frames, name
         inversion = json.loads((out / name / "run.json").read_text())["inversion"]
@@ -248,6 +253,18 @@ def test_long_clip_jobs_run_end_to_end_in_windows(tiny_checkpoint, tmp_path, cap
     saved = CogVideoXDDIMInversionOutput.read_settings(out / "whole" / "inversion.safetensors")
     assert saved["windows"]["starts"] == [0, 2, 4, 6] and saved["num_frames"] == 33
     assert leftovers(out) == []
+
+    # what each job said (tests/test_cli_window_plan.py: the same for `edit` and `invert`)
+    lines = printed.err.splitlines()
+
+    def index_of(start: str) -> int:
+        return next(i for i, line in enumerate(lines) if line.startswith(start))
+
+    assert f"[process 0] whole: Editing 33 frames {LONG_CLIP_WINDOWS}." in lines, lines
+    assert index_of("[process 0] whole: Editing 33 frames") < index_of("[process 0] Loading ")  # before the weights
+    assert not [line for line in lines if "window:" in line and "windows" in line], lines
+    assert index_of("[process 0] window: Inverting 9 frames")  # the one-window job ran, and said no windows
+    assert len(read_video(out / "window" / "edit-1.mp4")[0]) == 9
 
 
 def test_bad_long_clip_jobs_are_refused_before_any_weights_load(tiny_checkpoint, tmp_path, capsys, no_weights):
