@@ -201,14 +201,14 @@ MUTATIONS = [
         "batch never finds a finished job with the same settings, so a rerun redoes everything",
         "batch.py",
         (("            record = finished_record(final, digest)", "            record = None"),),
-        ("tests/test_batch.py::test_a_killed_run_resumes_without_redoing_finished_jobs",),
+        ("tests/test_batch.py::test_a_rerun_resumes_an_interrupted_run_without_redoing_finished_jobs",),
     ),
     Mutation(
         "batch-keeps-partial-folders",
         "batch does not delete the temporary folders an interrupted run left",
         "batch.py",
         (("        removed = remove_partial_outputs(output_dir)", "        removed = []"),),
-        ("tests/test_batch.py::test_a_killed_run_resumes_without_redoing_finished_jobs",),
+        ("tests/test_batch.py::test_a_rerun_resumes_an_interrupted_run_without_redoing_finished_jobs",),
     ),
     Mutation(
         "batch-hash-ignores-seed",
@@ -220,7 +220,7 @@ MUTATIONS = [
                 'skipped = {"extra", "video", "seed", *type(settings).table.names(memory_only=True)}',
             ),
         ),
-        ("tests/test_batch.py::test_a_killed_run_resumes_without_redoing_finished_jobs",),
+        ("tests/test_batch.py::test_a_rerun_resumes_an_interrupted_run_without_redoing_finished_jobs",),
     ),
     Mutation(
         "mask-blending-skipped",

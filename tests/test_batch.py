@@ -202,6 +202,56 @@ def read_jobs_from_values(values: dict):
 # Runs
 
 
+def test_two_workers_each_do_their_share_and_record_the_bad_jobs(tiny_checkpoint, tmp_path):
+    """In process, the workers of the slow two-process run below without its launch: process i of 2 gets the jobs
+    i, i + 2, ... (the split `run_batch` makes), does each good one once into its own folder, records which process
+    wrote it, and records the bad ones (an unreadable video, a bad option) without a folder."""
+    from cogvideox_ddim_inversion.batch import BatchWorker
+    from cogvideox_ddim_inversion.cli import build_parser
+    from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import checkpoint_config
+    from cogvideox_ddim_inversion.workflow.flags import model_and_edit_settings
+
+    clips = tmp_path / "clips"
+    write_sample_clip(clips / "a.mp4", num_frames=9)
+    (clips / "broken.mp4").write_text("not a video")
+    jobs_path = write_jsonl(tmp_path / "jobs.jsonl", [
+        {"id": "a-1", "video": "clips/a.mp4", "prompts": ["a blue circle"]},
+        {"id": "a-2", "video": "clips/a.mp4", "prompts": ["a dog"], "seed": 3},
+        {"id": "broken", "video": "clips/broken.mp4", "prompts": ["a dog"]},
+        {"id": "bad-strength", "video": "clips/a.mp4", "prompts": ["a dog"], "strength": 1.5},
+    ])
+    out = tmp_path / "out"
+    out.mkdir()
+    model = tiny_checkpoint("cogvideox-5b")
+    args = build_parser().parse_args(["batch", str(jobs_path), "--output-dir", str(out), "--model", model,
+                                      "--steps", "2", "--device", "cpu"])
+    model_settings, defaults = model_and_edit_settings(args)
+    jobs = read_jobs(str(jobs_path))
+    config = checkpoint_config(model)
+    results = []
+    for index in (0, 1):
+        worker = BatchWorker(model_settings, defaults, str(tmp_path), str(out), config, "float32", index, 2)
+        results += worker.run(jobs[index::2])
+    rows = {row["id"]: row for row in sorted(results, key=lambda row: row["line"])}
+    assert list(rows) == ["a-1", "a-2", "broken", "bad-strength"]  # every job once
+    assert {name: (row["status"], row["process_index"]) for name, row in rows.items()} == {
+        "a-1": ("done", 0), "a-2": ("done", 1), "broken": ("failed", 0), "bad-strength": ("failed", 1)}
+    assert rows["broken"]["error_type"] == "SettingsError" and "Could not decode" in rows["broken"]["error"]
+    assert "Traceback" not in rows["broken"]["error"]
+    assert rows["bad-strength"]["error"] == "strength must be in (0, 1], got 1.5."  # the job's own key
+    assert sorted(path.name for path in out.iterdir()) == ["a-1", "a-2"]  # no failed-job folders
+    assert leftovers(out) == []
+    for name in ("a-1", "a-2"):
+        record = json.loads((out / name / "job.json").read_text())
+        assert record["status"] == "done" and record["settings_hash"] == rows[name]["settings_hash"]
+        assert record["process"]["index"] == rows[name]["process_index"]  # the folder's writer is the one reported
+        assert record["process"]["num_processes"] == 2 and record["process"]["pid"] == os.getpid()
+        for output, path in rows[name]["outputs"].items():
+            assert (out / path).is_file() and path == f"{name}/{record['outputs'][output]}"
+    assert json.loads((out / "a-2" / "job.json").read_text())["settings"]["edit"]["seed"] == 3
+
+
+@pytest.mark.slow
 def test_two_processes_do_every_good_job_once_and_record_the_bad_ones(tiny_checkpoint, tmp_path, capsys):
     """A real two-process run (accelerate launch, gloo on the CPU): 6 jobs, one with an unreadable video, one with a
     bad option. Every good job is done once, by one of the two processes; both processes work; the failures are in
@@ -266,6 +316,46 @@ def test_two_processes_do_every_good_job_once_and_record_the_bad_ones(tiny_check
                                                              "skipped"]
 
 
+def test_a_rerun_resumes_an_interrupted_run_without_redoing_finished_jobs(tiny_checkpoint, tmp_path, capsys):
+    """The resume logic of the slow test below, in process: after a run that finished one job and was interrupted
+    while writing the next (its `.partial-` folder left behind), the rerun keeps the first job's files (same inodes
+    and mtimes), deletes the unfinished folder and does the rest; changing one job's seed redoes that job only."""
+    write_sample_clip(tmp_path / "a.mp4", num_frames=9)
+    write_sample_clip(tmp_path / "b.mp4", num_frames=9)
+    jobs = tmp_path / "jobs.csv"
+    lines = ["id,video,prompts,seed", "first,a.mp4,a blue circle,", "second,b.mp4,a cat,"]
+    jobs.write_text("\n".join(lines[:2]) + "\n")
+    out = tmp_path / "out"
+    args = ["batch", str(jobs), "--output-dir", str(out), "--model", tiny_checkpoint("cogvideox-5b"), "--steps", "2"]
+    assert main(args) == 0  # the interrupted run: "first" finished ...
+    (out / ".partial-second-interrupted").mkdir()  # ... "second" was being written
+    (out / ".partial-second-interrupted" / "edit-1.mp4").write_bytes(b"half a video")
+    jobs.write_text("\n".join(lines) + "\n")
+    first_files = file_stats(out / "first")
+    capsys.readouterr()
+
+    assert main(args) == 0
+    assert "unfinished output(s) of an interrupted run: .partial-second-interrupted" in capsys.readouterr().err
+    statuses = {row["id"]: row["status"] for row in read_manifest(out)}
+    assert statuses == {"first": "skipped", "second": "done"}
+    assert file_stats(out / "first") == first_files  # not recomputed: the very same files
+    assert leftovers(out) == []
+    assert len(read_video(out / "second" / "edit-1.mp4")[0]) == 9
+
+    lines[2] = "second,b.mp4,a cat,5"  # another seed for one job
+    jobs.write_text("\n".join(lines) + "\n")
+    kept = file_stats(out / "first")
+    second_hash = json.loads((out / "second" / "job.json").read_text())["settings_hash"]
+    assert main(args) == 0
+    statuses = {row["id"]: row["status"] for row in read_manifest(out)}
+    assert statuses == {"first": "skipped", "second": "done"}
+    assert file_stats(out / "first") == kept
+    record = json.loads((out / "second" / "job.json").read_text())
+    assert record["settings_hash"] != second_hash and record["settings"]["edit"]["seed"] == 5
+    assert leftovers(out) == []
+
+
+@pytest.mark.slow
 def test_a_killed_run_resumes_without_redoing_finished_jobs(tiny_checkpoint, tmp_path):
     """SIGKILL a run while it writes its second job (SIGTERM unwinds like Ctrl+C since issue 33.6: exit 143); the
     rerun keeps the first job's files (same inodes and mtimes), deletes the interrupted job's temporary folder and

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_batch import accelerate_launch, free_port, leftovers, read_manifest, write_jsonl
 
 from cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
@@ -28,12 +29,14 @@ MANIFEST_FIELDS = {"id", "line", "status", "error", "error_type", "outputs", "se
 # tiny-checkpoint jobs still running when the test looks (at least a minute each on an idle machine; the test kills
 # them): 1000 inversion steps of 11 transformer calls each
 SLOW = ["--steps", "1000", "--fixed-point-iterations", "10"]
+# how a 36-frame clip read whole (33 frames, 9 latent) is edited by the tiny model, whose windows are 9 frames
+LONG_CLIP_WINDOWS = "in 4 windows of 9 frames overlapping by 4 (pyramid weighting): 4 windows x 2 steps"
 
 
-def wait_for(condition, what: str, process: subprocess.Popen, log: Path, timeout: float = 300):
+def wait_for(condition, what: str, process: subprocess.Popen | None, log: Path, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while not condition():
-        assert process.poll() is None, f"the run ended before {what}: {log.read_text()[-3000:]}"
+        assert process is None or process.poll() is None, f"the run ended before {what}: {log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, f"no {what} after {timeout} s: {log.read_text()[-3000:]}"
         time.sleep(0.05)
 
@@ -90,6 +93,34 @@ def rerun_after_the_kill(jobs_dir: Path, out: Path, model: str, capsys) -> None:
 # One run per output folder
 
 
+def test_a_run_on_a_folder_another_run_holds_is_refused_and_changes_nothing(tiny_checkpoint, tmp_path, capsys):
+    """In process, the slow test below without its subprocess: the folder held as a live run holds it (its lock,
+    one unfinished job folder) refuses a new run, which names the holder and changes nothing; once the holder is
+    gone a run cleans up after it."""
+    from cogvideox_ddim_inversion.batch import OutputDirLock
+
+    write_sample_clip(tmp_path / "a.mp4", num_frames=9)
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"id": "slow", "video": "a.mp4", "prompts": ["a dog"]}])
+    out = tmp_path / "out"
+    (out / ".partial-slow-live").mkdir(parents=True)
+    (out / ".partial-slow-live" / "edit-1.mp4").write_bytes(b"being written")
+    model = tiny_checkpoint("cogvideox-5b")
+    lock, _ = OutputDirLock.claim(str(out))
+    try:
+        assert not lock_is_free(out) and holders(out) == [os.getpid()]
+        before = sorted(path.name for path in out.iterdir())
+        assert main(["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2"]) == 2
+        error = capsys.readouterr().err
+        assert f"Another batch run is writing {out}: the run started at " in error
+        assert f"(processes: pid {os.getpid()} on " in error and "'Stopping a run'" in error
+        assert sorted(path.name for path in out.iterdir()) == before  # the live job's folder kept, no manifest
+        assert (out / ".partial-slow-live" / "edit-1.mp4").read_bytes() == b"being written"
+    finally:
+        lock.release()
+    rerun_after_the_kill(tmp_path, out, model, capsys)
+
+
+@pytest.mark.slow
 def test_a_second_run_on_a_busy_output_folder_is_refused_and_changes_nothing(tiny_checkpoint, tmp_path, capsys):
     write_sample_clip(tmp_path / "a.mp4", num_frames=9)
     jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"id": "slow", "video": "a.mp4", "prompts": ["a dog"]}])
@@ -117,6 +148,7 @@ def test_a_second_run_on_a_busy_output_folder_is_refused_and_changes_nothing(tin
     rerun_after_the_kill(tmp_path, out, model, capsys)
 
 
+@pytest.mark.slow
 def test_killing_the_launcher_leaves_its_workers_holding_the_folder(tiny_checkpoint, tmp_path, capsys):
     """kill -9 of `accelerate launch`: its workers go on (torchrun starts them in their own sessions), and so does
     their hold on the output folder; a new run is refused until they are killed too."""
@@ -139,7 +171,9 @@ def test_killing_the_launcher_leaves_its_workers_holding_the_folder(tiny_checkpo
         assert len(workers) == 2 and launcher.pid not in workers
         launcher.kill()
         launcher.wait()
-        time.sleep(1)
+        # the workers still run after their launcher's death: their progress goes on reaching the log
+        size = log.stat().st_size
+        wait_for(lambda: log.stat().st_size > size, "worker output after the launcher's death", None, log)
         assert sorted(processes_naming(out)) == sorted(workers)  # the workers still run, and the lock names them
         before = sorted(path.name for path in out.iterdir())
 
@@ -195,20 +229,23 @@ def test_every_manifest_line_has_every_documented_field(tiny_checkpoint, tmp_pat
 def test_long_clip_jobs_run_end_to_end_in_windows(tiny_checkpoint, tmp_path, capsys):
     """Clips longer than the tiny model's native 9 frames (3 latent frames): the whole clip (`num_frames: all`, 33
     frames read of 36: 4 windows) and a count beyond native (17: 2 windows) come out with every frame, and the
-    windows are recorded with the saved inversion."""
+    windows are recorded with the saved inversion. Each long job says its windows before any model work, with the
+    app's words; a job of one window (the default count) runs as it always did, saying no windows."""
     write_sample_clip(tmp_path / "long.mp4", num_frames=36, fps=8)
     jobs = write_jsonl(tmp_path / "jobs.jsonl", [
         {"id": "whole", "video": "long.mp4", "prompts": ["a blue circle"], "num_frames": "all",
          "save_inversion": True},
         {"id": "seventeen", "video": "long.mp4", "prompts": ["a blue circle"], "num_frames": 17,
          "window_batch_size": 2},
+        {"id": "window", "video": "long.mp4", "prompts": ["a blue circle"]},
     ])
     out = tmp_path / "out"
     model = tiny_checkpoint("cogvideox-5b")
     args = ["batch", str(jobs), "--output-dir", str(out), "--model", model, "--steps", "2", "--device", "cpu"]
     assert main(args) == 0
-    assert "2 jobs: 2 done, 0 skipped" in capsys.readouterr().out
-    assert [row["status"] for row in read_manifest(out)] == ["done", "done"]
+    printed = capsys.readouterr()
+    assert "3 jobs: 3 done, 0 skipped" in printed.out
+    assert [row["status"] for row in read_manifest(out)] == ["done", "done", "done"]
     for name, frames, starts in [("whole", 33, [0, 2, 4, 6]), ("seventeen", 17, [0, 2])]:
         assert len(read_video(out / name / "edit-1.mp4")[0]) == frames, name
         inversion = json.loads((out / name / "run.json").read_text())["inversion"]
@@ -216,6 +253,18 @@ def test_long_clip_jobs_run_end_to_end_in_windows(tiny_checkpoint, tmp_path, cap
     saved = CogVideoXDDIMInversionOutput.read_settings(out / "whole" / "inversion.safetensors")
     assert saved["windows"]["starts"] == [0, 2, 4, 6] and saved["num_frames"] == 33
     assert leftovers(out) == []
+
+    # what each job said (tests/test_cli_window_plan.py: the same for `edit` and `invert`)
+    lines = printed.err.splitlines()
+
+    def index_of(start: str) -> int:
+        return next(i for i, line in enumerate(lines) if line.startswith(start))
+
+    assert f"[process 0] whole: Editing 33 frames {LONG_CLIP_WINDOWS}." in lines, lines
+    assert index_of("[process 0] whole: Editing 33 frames") < index_of("[process 0] Loading ")  # before the weights
+    assert not [line for line in lines if "window:" in line and "windows" in line], lines
+    assert index_of("[process 0] window: Inverting 9 frames")  # the one-window job ran, and said no windows
+    assert len(read_video(out / "window" / "edit-1.mp4")[0]) == 9
 
 
 def test_bad_long_clip_jobs_are_refused_before_any_weights_load(tiny_checkpoint, tmp_path, capsys, no_weights):
@@ -243,6 +292,7 @@ def test_bad_long_clip_jobs_are_refused_before_any_weights_load(tiny_checkpoint,
 # Under accelerate launch
 
 
+@pytest.mark.slow
 def test_a_bad_jobs_file_is_reported_once_under_accelerate_launch(tmp_path):
     """Every launched process reads the jobs file; only the first one reports the mistake, each exits with 2 (the
     plain run's status). What follows is torchrun's summary of the failed processes, which accelerate prints and

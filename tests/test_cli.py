@@ -69,7 +69,9 @@ def test_fresh_noise_follows_the_seed_and_the_output_follows_fps(tiny_checkpoint
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_edit_every_family_from_a_saved_inversion(tiny_checkpoint, tmp_path, variant):
     """Each family: invert and save, then edit from the saved inversion (the same edit as inverting again), with a
-    reconstruction; image-to-video checkpoints condition on the first source frame, or on --image."""
+    reconstruction; image-to-video checkpoints condition on the first source frame, or on --image. Issue 24.4: --image
+    conditions the edits only; the reconstruction regenerates the source as it was inverted, the same with or without
+    --image."""
     clip = write_sample_clip(tmp_path / "clip.mp4", num_frames=9, fps=8)
     model = tiny_checkpoint(variant)
     common = ["--prompt", "a blue circle", "--source-prompt", "a red circle", "--model", model, "--seed", 1]
@@ -88,10 +90,14 @@ def test_edit_every_family_from_a_saved_inversion(tiny_checkpoint, tmp_path, var
         image = tmp_path / "edited_first_frame.png"
         PIL.Image.new("RGB", (96, 64), (0, 0, 255)).save(image)
         assert edit("--inversion", tmp_path / "inv.st", *common, "--output-dir", tmp_path / "image",
-                    "--image", image, "--prompt", "a green circle") == 0  # two prompts: one shared reference row
+                    "--image", image, "--prompt", "a green circle",  # two prompts: one shared reference row
+                    "--reconstruction") == 0
         assert len(read_video(tmp_path / "image" / "edit-2.mp4")[0]) == 9
         conditioned, _ = read_video(tmp_path / "image" / "edit-1.mp4")
         assert np.abs(np.asarray(conditioned[0], float) - np.asarray(reused[0], float)).mean() > 1
+        assert np.abs(np.stack(conditioned).astype(int) - np.stack(reused).astype(int)).mean() > 1  # --image did
+        np.testing.assert_array_equal(np.stack(read_video(tmp_path / "image" / "reconstruction.mp4")[0]),
+                                      np.stack(read_video(tmp_path / "reused" / "reconstruction.mp4")[0]))
 
 
 def test_invert_command_and_reuse_with_other_settings(tiny_checkpoint, tmp_path, capsys):

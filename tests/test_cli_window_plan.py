@@ -1,5 +1,6 @@
 """The command line and batch say a long clip's windows before any model work, with the app's words
-(`window_plan.plan_line`); a clip of one window runs with the output it always had."""
+(`window_plan.plan_line`); a clip of one window runs with the output it always had. Batch: in
+tests/test_batch_runs.py, whose long-clip run is checked for what it says too."""
 
 import json
 
@@ -57,17 +58,5 @@ def test_a_clip_of_one_window_says_no_windows(tiny_checkpoint, tmp_path, capsys)
     assert index_of(lines, "Inverting 9 frames with 2 steps") < index_of(lines, "Editing under 1 prompt(s)")
 
 
-def test_batch_says_each_long_jobs_windows(tiny_checkpoint, tmp_path, capsys):
-    write_sample_clip(tmp_path / "long.mp4", num_frames=36, fps=8)
-    jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text("".join(json.dumps(job) + "\n" for job in [
-        {"id": "whole", "video": "long.mp4", "prompts": ["a blue circle"], "num_frames": "all"},
-        {"id": "window", "video": "long.mp4", "prompts": ["a blue circle"]},
-    ]))
-    assert main(["batch", str(jobs), "--output-dir", str(tmp_path / "out"), "--model",
-                 tiny_checkpoint("cogvideox-5b"), "--steps", "2", "--device", "cpu"]) == 0
-    lines = stderr_lines(capsys)
-    assert f"[process 0] whole: Editing 33 frames {WINDOWS}." in lines, lines
-    assert index_of(lines, "[process 0] whole: Editing 33 frames") < index_of(lines, "[process 0] Loading ")
-    assert not [line for line in lines if "window:" in line and "windows" in line], lines
-    assert index_of(lines, "[process 0] window: Inverting 9 frames")  # the one-window job ran, and said no windows
+# batch says each long job's windows: tests/test_batch_runs.py::test_long_clip_jobs_run_end_to_end_in_windows (one
+# batch run of long and one-window jobs)

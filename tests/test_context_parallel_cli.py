@@ -78,6 +78,7 @@ def edit_on_one_and_two_processes(edit, tmp_path):
 
 
 @pytest.mark.parametrize("variant", sorted(EDITS))
+@pytest.mark.slow
 def test_edit_on_two_processes_equals_one_process_and_only_process_0_writes(tiny_checkpoint, clip, tmp_path,
                                                                              variant):
     edit = ["edit", clip, "--prompt", "a blue circle", "--prompt", "a green circle", "--source-prompt",
@@ -103,6 +104,7 @@ def test_edit_on_two_processes_equals_one_process_and_only_process_0_writes(tiny
         assert relative_error(frames_two, frames_one) <= TOLERANCE, name
 
 
+@pytest.mark.slow
 def test_invert_on_two_processes_saves_the_same_inversion_once(tiny_checkpoint, clip, tmp_path):
     invert = ["invert", clip, "--source-prompt", "a red circle", "--model", tiny_checkpoint("cogvideox-2b"),
               "--device", "cpu", "--steps", "2"]
@@ -162,6 +164,7 @@ def test_degrees_the_checkpoint_or_launch_cannot_run_are_refused_before_loading(
     assert not torch.distributed.is_initialized()
 
 
+@pytest.mark.slow
 def test_a_launch_of_another_size_is_refused_once_before_loading(tiny_checkpoint, clip, tmp_path):
     out = tmp_path / "out"
     run = torchrun(2, "edit", clip, "--prompt", "x", "--model", tiny_checkpoint("cogvideox-5b"), "--device", "cpu",
@@ -172,6 +175,7 @@ def test_a_launch_of_another_size_is_refused_once_before_loading(tiny_checkpoint
     assert "Loading" not in run.stderr and not out.exists()
 
 
+@pytest.mark.slow
 def test_speed_benchmark_measures_on_n_processes(tmp_path):
     """benchmarks/speed.py --context-parallel 2: each configuration runs under torchrun, process 0 reports."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
@@ -187,6 +191,7 @@ def test_speed_benchmark_measures_on_n_processes(tmp_path):
     assert "the transformer on 2 processes (context parallelism)" in run.stdout
 
 
+@pytest.mark.slow
 def test_a_long_clip_in_windows_on_two_processes_equals_one_process(tiny_checkpoint, tmp_path):
     """Long clips (temporal windows, issue 26) under context parallelism: every window's transformer call is sharded,
     and the windowed inversion and edit equal one process's."""

@@ -376,9 +376,11 @@ def test_options_are_recorded_for_run_json(load_pipe):
 
 # The speed benchmark's memory configurations -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_speed_benchmark_measures_rungs_and_caches(tmp_path):
     """`benchmarks/speed.py --configs` takes the memory rungs and caches; on a CPU the tiny rows run (group offload
-    onto the CPU) and fp8 compute is refused in its row with the memory module's message."""
+    onto the CPU) and fp8 compute is refused in its row with the memory module's message. (Each child's run, in
+    process: test_speed_benchmark.py::test_memory_rungs_and_caches_of_each_child_run_on_a_cpu.)"""
     import subprocess
     import sys
     from pathlib import Path

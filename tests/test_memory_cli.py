@@ -181,20 +181,9 @@ def test_the_flags_are_the_model_settings_of_every_entry_point(tmp_path):
     assert parser.parse_args(["edit", "--mag-ratios", "1,0.5"]).mag_ratios == (1.0, 0.5)
 
 
-def test_batch_records_the_runs_memory_options_in_each_job(tiny_checkpoint, clip, tmp_path):
-    jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text(json.dumps({"id": "one", "video": str(clip), "source_prompt": "a red circle",
-                                "prompts": ["a blue circle"]}) + "\n")
-    out_dir = tmp_path / "out"
-    assert main(["batch", str(jobs), "--output-dir", str(out_dir), "--model", tiny_checkpoint("cogvideox-5b"),
-                 "--device", "cpu", "--steps", "2", "--cache", "first-block", "--offload", "group"]) == 0
-    record = json.loads((out_dir / "one" / "job.json").read_text())
-    assert record["load"]["cache"] == "first-block" and record["load"]["offload"] == "group"
-    assert record["settings"]["model"]["cache"] == "first-block"
-
-
 def test_batch_redoes_finished_jobs_when_the_weights_or_cache_change(tiny_checkpoint, clip, tmp_path):
-    """Offloading changes no output: a finished job is skipped. 8-bit weights or a cache change the edit: redone."""
+    """Offloading changes no output: a finished job is skipped. 8-bit weights or a cache change the edit: redone. Each
+    job's job.json records the run's memory options."""
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(json.dumps({"id": "one", "video": str(clip), "prompts": ["a blue circle"]}) + "\n")
     out_dir = tmp_path / "out"
@@ -206,7 +195,10 @@ def test_batch_redoes_finished_jobs_when_the_weights_or_cache_change(tiny_checkp
 
     assert status() == "done"
     assert status("--offload", "group") == "skipped"
-    assert status("--cache", "first-block") == "done"
+    assert status("--cache", "first-block", "--offload", "group") == "done"  # for the cache
+    record = json.loads((out_dir / "one" / "job.json").read_text())
+    assert record["load"]["cache"] == "first-block" and record["load"]["offload"] == "group"
+    assert record["settings"]["model"]["cache"] == "first-block"
     assert status("--cache", "first-block", "--cache-interval", "3") == "skipped"  # taylorseer's setting only
     assert status("--weights", "fp8") == "done"
     assert ModelSettings(device="cpu", offload="group", cache_threshold=0.1).output_options() == {}

@@ -243,6 +243,55 @@ def run_script(*args, tmp_path=None):
     )
 
 
+@pytest.fixture
+def run_child_here(monkeypatch, capsys):
+    """`run(*argv)` -> the JSON line benchmarks/speed.py prints for one of the runs it starts in a child process
+    (`--one SIZE CONFIG COMPILE`, `--e2e-one SIZE OFFLOAD`), run in this process instead (its thread count restored)."""
+    threads = torch.get_num_threads()
+
+    def run(*argv, steps=2):
+        monkeypatch.setattr(sys, "argv", [str(SCRIPT), *map(str, argv), "--device", "cpu", "--steps", str(steps),
+                                          "--compile-backend", "eager"])
+        capsys.readouterr()
+        speed.main()
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    yield run
+    torch.set_num_threads(threads)
+
+
+def test_the_gpu_code_path_of_each_child_run_runs_on_a_cpu(run_child_here):
+    """In process, what each child of the slow run below measures: CUDA events, peak GPU memory, torch.compile, the
+    end-to-end edit and model offload fall back to perf_counter and peak RSS on a CPU."""
+    for key, rows, compiled in [("shared", 3, True), ("batch", 9, False)]:
+        result = run_child_here("--one", "tiny", key, "on" if compiled else "off")
+        assert result["compiled"] == compiled, key
+        assert not compiled or result["graphs_compiled_in_measured_call"] == 0  # no recompilation while measured
+        assert result["timer"] == "perf_counter" and result["memory_kind"] == "peak RSS of the process"
+        assert result["rows_per_step"] == rows and result["seconds_per_step"] > 0 and result["peak_memory_mib"] > 100
+    result = run_child_here("--e2e-one", "tiny", "model")
+    assert "error" not in result, result
+    assert result["steps"] == 2  # --offload-steps
+    assert list(result["seconds"]) == ["text encoding", "VAE encoding", "inversion", "edit", "tiled VAE decoding"]
+    assert all(seconds > 0 for seconds in result["seconds"].values()) and result["frames"] == TINY_FRAMES
+
+
+def test_memory_rungs_and_caches_of_each_child_run_on_a_cpu(run_child_here):
+    """In process, the children of test_memory.py's slow run of `--configs group-offload taylorseer-cache
+    fp8-quantized`: the tiny rows run (group offload onto the CPU), and fp8 compute is refused with the memory
+    module's message (which the parent writes into that row)."""
+    measured = {key: run_child_here("--one", "tiny", key, "off", steps=4)
+                for key in ("group-offload", "taylorseer-cache")}
+    for key in ("group-offload", "taylorseer-cache"):
+        assert "error" not in measured[key] and measured[key]["rows_per_step"] == 3
+    assert measured["group-offload"]["blocks_run_fraction"] == 1
+    assert measured["taylorseer-cache"]["blocks_run_fraction"] < 1  # predicted between full steps
+    assert "% of block evaluations run)" in measured["taylorseer-cache"]["label"]
+    with pytest.raises(ValueError, match="--quantize fp8 computes in fp8 on a GPU"):
+        run_child_here("--one", "tiny", "fp8-quantized", "off", steps=4)
+
+
+@pytest.mark.slow
 def test_the_gpu_code_path_runs_on_a_cpu_at_tiny_size(tmp_path):
     """As a user runs it: CUDA events, peak GPU memory, torch.compile, the end-to-end edit and model offload fall
     back to perf_counter and peak RSS on a CPU, and the JSON carries every measurement."""

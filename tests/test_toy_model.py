@@ -65,6 +65,7 @@ def test_vae_reconstructs_the_colour_and_position(toy_pipe):
     assert np.mean([toy_world.psnr(video, clip.frames) for video, clip in zip(decoded, clips)]) > 19.0
 
 
+@pytest.mark.slow
 def test_short_colour_edits_change_colour_and_keep_motion(toy_pipe):
     # The first 8 held-out clips (not hand-picked), batched: invert, then edit the colour with shared reference
     # attention and the source caption as negative prompt (the settings of the demo and the benchmark).

@@ -10,6 +10,8 @@ from cogvideox_ddim_inversion.toy import train as train_toy_model
 from cogvideox_ddim_inversion.toy.demo import TOY_CHECKPOINT
 
 
+pytestmark = pytest.mark.slow  # trains twice: every test here shares those runs
+
 # A few steps of each stage on a handful of clips: enough to run every line of the training, not to learn anything.
 TINY_RUN = dict(vae_steps=2, vae_batch=2, num_clips=6, transformer_steps=3, transformer_batch=4, max_minutes=5.0)
 

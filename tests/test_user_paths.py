@@ -6,9 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
-import PIL.Image
 import pytest
 
 from cogvideox_ddim_inversion.cli import main
@@ -94,25 +94,8 @@ def test_frames_that_are_not_finite_are_never_written(tiny_checkpoint, clip, tmp
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# 4. The reconstruction of an image-to-video edit
-
-
-def test_the_reconstruction_is_conditioned_on_the_inversions_image_not_on_image(tiny_checkpoint, clip, tmp_path):
-    """Issue 24.4: --image conditions the edits; the reconstruction regenerates the source as it was inverted, so it
-    is the same with or without --image."""
-    model = tiny_checkpoint("cogvideox-5b-i2v")
-    common = ["--source-prompt", "a red circle", "--model", model, "--steps", "2", "--resize-mode", "stretch",
-              "--reconstruction", "--prompt", "a blue circle"]
-    assert edit(clip, *common, "--output-dir", tmp_path / "plain", "--save-inversion", tmp_path / "inv.st") == 0
-    image = tmp_path / "edited_first_frame.png"
-    PIL.Image.new("RGB", (96, 64), (0, 0, 255)).save(image)
-    assert edit("--inversion", tmp_path / "inv.st", *common, "--output-dir", tmp_path / "image", "--image", image) == 0
-
-    def frames(name):
-        return np.stack(read_video(tmp_path / name)[0]).astype(int)
-
-    np.testing.assert_array_equal(frames("image/reconstruction.mp4"), frames("plain/reconstruction.mp4"))
-    assert np.abs(frames("image/edit-1.mp4") - frames("plain/edit-1.mp4")).mean() > 1  # --image did condition
+# 4. The reconstruction of an image-to-video edit: test_cli.py::test_edit_every_family_from_a_saved_inversion (its
+# image-to-video runs edit with and without --image, each with a reconstruction)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -155,41 +138,45 @@ def test_spread_frames_of_a_long_clip_play_as_a_time_lapse(tiny_checkpoint, tmp_
 # 7, 8. The outputs of a run: exactly those of run.json, with a source panel
 
 
-def test_a_rerun_replaces_the_previous_runs_outputs_only(tiny_checkpoint, inversion, tmp_path):
-    """Issue 24.7: a rerun with one prompt into the folder of a run with two removes that run's edit-2.mp4 (and
-    reconstruction.mp4); files the tool did not write, and a saved inversion, stay."""
-    out_dir = tmp_path / "out"
+@pytest.fixture(scope="module")
+def rerun(tiny_checkpoint, inversion, tmp_path_factory):
+    """Two edits from the saved inversion into one folder: two prompts and a reconstruction, then (after the user
+    put two files of their own there) one prompt. Returns the folder."""
+    out_dir = tmp_path_factory.mktemp("rerun") / "out"
     common = ["--inversion", inversion, "--source-prompt", "a red circle", "--steps", "2", "--model",
               tiny_checkpoint("cogvideox-5b"), "--output-dir", out_dir]
     assert edit(*common, "--prompt", "a blue circle", "--prompt", "a green circle", "--reconstruction") == 0
     (out_dir / "notes.txt").write_text("mine")
     (out_dir / "edit-7.mp4").write_text("not listed in run.json")
-    assert edit(*common, "--prompt", "a yellow circle") == 0
-    record = json.loads((out_dir / "run.json").read_text())
+    assert edit(*common, "--prompt", "a blue circle") == 0
+    return out_dir
+
+
+def test_a_rerun_replaces_the_previous_runs_outputs_only(rerun, inversion):
+    """Issue 24.7: a rerun with one prompt into the folder of a run with two removes that run's edit-2.mp4 (and
+    reconstruction.mp4); files the tool did not write, and a saved inversion, stay."""
+    record = json.loads((rerun / "run.json").read_text())
     listed = {os.path.basename(path) for path in record["outputs"].values()} | {"run.json"}
     assert listed == {"edit-1.mp4", "side_by_side.mp4", "run.json"}
-    assert set(os.listdir(out_dir)) == listed | {"notes.txt", "edit-7.mp4"}
+    assert set(os.listdir(rerun)) == listed | {"notes.txt", "edit-7.mp4"}
     assert os.path.isfile(inversion)
 
 
-def test_side_by_side_from_a_saved_inversion_shows_the_decoded_source(tiny_checkpoint, inversion, load_pipe,
-                                                                      tmp_path):
-    """Issue 24.8: with --inversion and no video the source panel is the inversion's clean latents, decoded."""
+def test_side_by_side_from_a_saved_inversion_shows_the_decoded_source(rerun, inversion, load_pipe):
+    """Issue 24.8: with --inversion and no video the source panel is the inversion's clean latents, decoded (the
+    rerun above: an edit from the saved inversion, without the video)."""
     import torch
 
     from cogvideox_ddim_inversion.pipeline_cogvideox_ddim_inversion import CogVideoXDDIMInversionOutput
 
-    out_dir = tmp_path / "out"
-    assert edit("--inversion", inversion, "--source-prompt", "a red circle", "--steps", "2", "--prompt",
-                "a blue circle", "--model", tiny_checkpoint("cogvideox-5b"), "--output-dir", out_dir) == 0
-    panels = np.stack(read_video(out_dir / "side_by_side.mp4")[0]).astype(float)
+    panels = np.stack(read_video(rerun / "side_by_side.mp4")[0]).astype(float)
     assert panels.shape[1:3] == (64, 192)  # source | edit
     pipe = load_pipe("cogvideox-5b")
     latents = CogVideoXDDIMInversionOutput.load(inversion).latents
     with torch.no_grad():
         decoded = pipe.video_processor.postprocess_video(video=pipe.decode_latents(latents), output_type="np")[0]
     expected = decoded * 255
-    edit_panel = np.stack(read_video(out_dir / "edit-1.mp4")[0]).astype(float)
+    edit_panel = np.stack(read_video(rerun / "edit-1.mp4")[0]).astype(float)
     assert np.abs(panels[:, :, :96] - expected).mean() < 8  # up to video compression
     assert np.abs(panels[:, :, 96:] - edit_panel).mean() < 8
 
@@ -278,7 +265,28 @@ def test_a_folder_given_as_the_video_is_called_a_folder(tiny_checkpoint, no_weig
     assert no_weights == []
 
 
+@pytest.mark.parametrize("offline, endpoint", [(True, None), (False, "http://127.0.0.1:9")])
+def test_an_unreachable_hub_fails_at_once_saying_so_in_process(clip, tmp_path, capsys, monkeypatch, offline, endpoint):
+    """The slow test below without its fresh process: huggingface_hub reads HF_HUB_OFFLINE and HF_ENDPOINT when it is
+    imported, so here its constants are set as those variables would set them (the session's HF_HOME holds no
+    copy of the default model)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    if endpoint is not None:
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    started = time.perf_counter()
+    code = main(["edit", str(clip), "--prompt", "x", "--output-dir", str(tmp_path / "out")])
+    seconds = time.perf_counter() - started
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert "Could not reach the Hub" in error and "pass a local folder with --model" in error
+    assert seconds < 15, seconds  # the Hub client's retries took 28 s
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("environment", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}])
+@pytest.mark.slow
 def test_an_unreachable_hub_fails_at_once_saying_so(clip, tmp_path, environment):
     """Issue 24.13: the default model (a Hub id) offline, or with the Hub's endpoint not answering, failed after
     28 s of retries with "does not appear to have a file named config.json"; it fails at once, saying why."""
