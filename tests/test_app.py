@@ -38,10 +38,6 @@ BROWSER_STEPS = 10  # the browser's edit is the README's screenshot: enough step
 SOURCE_PROMPT = "a red circle moving right on a white background"
 MAX_DURATION_S = 4.0
 MAX_UPLOAD_MB = 1.0
-# Messages whose text comes from a shipped module's plain ValueError (the module names its parameter in backticks)
-# rather than a ParameterError the page can name by its label; the i32-pipeline branch converts them.
-SHIPPED_PLAIN_MESSAGE = pytest.mark.xfail(
-    strict=True, reason="the shipped module raises a plain ValueError naming its parameter, not a ParameterError")
 
 
 @pytest.fixture(scope="module")
@@ -238,9 +234,9 @@ PAGE_MESSAGES = [
     ("mask_steps", "0.5,x", '"Mask steps": type a fraction such as 0.5 or a range such as 0,0.6'),
     ("reference_blocks", "one", '"Reference blocks": type block numbers separated by commas, such as 0,1,2'),
     ("num_frames", "everything", '"Frames": type a frame count, or all for the whole clip (got \'everything\').'),
-    pytest.param("num_frames", 2, '"Frames" must be at least 9, got 2.', marks=SHIPPED_PLAIN_MESSAGE),
-    pytest.param("reference_steps", "2", '"Reference steps" must be a fraction in (0, 1]',
-                 marks=SHIPPED_PLAIN_MESSAGE),
+    pytest.param("num_frames", 2, '"Frames" must be at least 9, got 2.', marks=pytest.mark.xfail(
+        strict=True, reason="the shipped module raises a plain ValueError naming `max_num_frames`")),
+    ("reference_steps", "2", '"Reference steps" must be a fraction in (0, 1]'),
     ("height", 20, '"Height"/"Width" must be positive multiples of 16'),
     ("mask_dilation", 3, '"Grow the mask" shapes a mask: give "Mask video" or "Mask words" too.'),
 ]
@@ -290,7 +286,6 @@ def assert_page_refusal(change: dict):
         assert f'"{find_option(name).page_label}"' in message, (change, message)
 
 
-@SHIPPED_PLAIN_MESSAGE
 def test_a_step_window_refusal_rendered_for_the_page_names_labels_only():
     assert_page_refusal({"reference_steps": (0.5, 0.2)})
 
@@ -305,8 +300,7 @@ def test_values_that_do_not_read_name_the_field_and_what_to_type():
                                    ("seed", 1.5, '"Seed": type a whole number (got 1.5).'),
                                    ("guidance", None, '"Guidance": type a number (got null).'),
                                    ("fps", "fast", "\"Output fps\": type a number, or leave it empty (got 'fast')."),
-                                   ("mask_refine", "maybe", ('"Refine the mask": expected true or false, got '
-                                                             "'maybe' (got 'maybe')."))):
+                                   ("mask_refine", "maybe", "\"Refine the mask\": give true or false (got 'maybe').")):
         with pytest.raises(SettingsError) as raised:
             settings_from_page({**values, field: value})
         assert raised.value.field == field and error_text(raised.value) == expected
@@ -357,7 +351,6 @@ def test_the_whole_clip_in_windows_says_its_windows_before_during_and_after_the_
     assert status.startswith(f"Reused the inversion of this clip and settings (17 frames in {WINDOWS}; no "), status
 
 
-@SHIPPED_PLAIN_MESSAGE
 @pytest.mark.parametrize(("overlap", "expected"), [
     (12, '"Window overlap" 12 video frames leaves windows of 9 frames nothing new: pass at most 8'),
     (6, ('"Window overlap" 6 video frames is not a non-negative multiple of the VAE\'s temporal compression 4 (one '
@@ -404,7 +397,6 @@ def test_the_length_note_says_what_a_run_would_edit_or_why_it_cannot(tmp_path):
         assert str(tmp_path) not in note
 
 
-@SHIPPED_PLAIN_MESSAGE
 def test_the_length_note_names_a_window_overlap_that_does_not_fit_by_its_label(tmp_path):
     from cogvideox_ddim_inversion.app.session import length_note
     from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import checkpoint_config
