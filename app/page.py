@@ -27,13 +27,32 @@ from .fields import (
     page_option,
     page_value,
 )
-from .session import Editor, PageError, RunResult, example_clips, last_run, length_note
+from .session import STOPPED, Editor, PageError, RunResult, example_clips, last_run, length_note
 
 
 MiB = 1024**2
 VIDEO_HEIGHT = 256  # pixels each video takes on the page
 FIRST_SCREEN = ("video", "source_prompt", "prompts", "num_frames")  # placed by hand, beside the clip
 PRIVATE = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+PIPELINE = "pipeline"  # the concurrency group of every event that runs the pipeline: one run at a time
+# Element ids of the fields whose control is not named after the field (the rest: the name with dashes); a refusal
+# highlights the controls of the fields it names. "Frames" is set from "Length", which the visitor sees.
+ELEM_IDS = {"video": "source-video", "prompts": "edit-prompt", "image": "first-frame", "mask": "mask-file",
+            "num_frames": "length"}
+FIELD_ERROR_STYLE = ("outline: 3px solid #b91c1c; outline-offset: 2px; border-radius: 6px; "
+                     "background: #fef2f2")
+
+
+def elem_id(name: str) -> str:
+    return ELEM_IDS.get(name, name.replace("_", "-"))
+
+
+def field_error_html(fields=()) -> str:
+    """A style block outlining the controls of `fields` (a refusal's), or nothing: the page's highlight."""
+    if not fields:
+        return ""
+    selectors = ", ".join(f"#{elem_id(name)}" for name in fields)
+    return f'<style data-field-error="{" ".join(fields)}">{selectors} {{ {FIELD_ERROR_STYLE} }}</style>'
 
 # Keeps the reason for a refused upload where the clip was (Gradio's toast goes away; the upload box keeps only a red
 # "Error"): the browser checks the file's size as it is picked, before uploading.
@@ -58,7 +77,7 @@ document.addEventListener("change", (event) => {
 def make(name: str, component: str | None = None, **overrides):
     """The Gradio control of the page field `name` (`fields.control`; `component` another class, e.g. an image for a
     file), its element id the field's name with dashes. A control that shows no help (a file) has it written under."""
-    spec = control(name, **{"elem_id": name.replace("_", "-"), **overrides})
+    spec = control(name, **{"elem_id": elem_id(name), **overrides})
     made = getattr(gr, component or spec.component)
     accepted = inspect.signature(made).parameters
     made = made(**{key: value for key, value in spec.arguments.items() if key in accepted})
@@ -150,6 +169,8 @@ def results_column():
         "**Results show here**: source | edit side by side, the edit, and the files to download.\n\n"
         "New here? Pick an example clip under the source video, then press Edit.", elem_id="results-hint")
     with gr.Column(visible=False, elem_id="results") as results:
+        previous = gr.Markdown("**Shown: your previous run.** The last Edit did not make a new one (see Status).",
+                               visible=False, elem_id="previous-run")
         videos = [
             gr.Video(label="Source | edit", interactive=False, autoplay=True, loop=True, height=VIDEO_HEIGHT - 16,
                      elem_id="side-by-side"),
@@ -161,7 +182,7 @@ def results_column():
         ]
         downloads = gr.File(label="Downloads (MP4s and run.json)", file_count="multiple", interactive=False,
                             elem_id="downloads")
-    return hint, results, videos, downloads
+    return hint, results, videos, downloads, previous
 
 
 def result_updates(result: RunResult):
@@ -178,36 +199,70 @@ def result_updates(result: RunResult):
     )
 
 
-def edit_function(editor: Editor):
-    """The function the Edit button calls (the API's /edit), with one parameter per page field (API names:
-    `fields.API_NAMES`), each defaulting to the page's default so that API callers may leave it out."""
-
-    def edit(*values):
-        # Gradio passes the fields, then the progress tracker and the browser session's request (by position).
-        request = next((value for value in values[len(PAGE_FIELDS):] if isinstance(value, gr.Request)), None)
-        try:
-            result = editor.run(dict(zip(PAGE_FIELDS, values)), getattr(request, "session_hash", None))
-        except PageError as error:
-            raise gr.Error(str(error), print_exception=False) from None
-        return result_updates(result)
-
+def with_signature(function):
+    """`function(*values)` with one parameter per page field (API names: `fields.API_NAMES`), each defaulting to the
+    page's default so that API callers may leave it out, then Gradio's progress tracker and the browser request."""
     parameter = inspect.Parameter.POSITIONAL_OR_KEYWORD
     names_and_defaults = api_parameters()
-    edit.__signature__ = inspect.Signature(
+    function.__signature__ = inspect.Signature(
         [inspect.Parameter(names_and_defaults[0][0], parameter)]  # the video: required
         + [inspect.Parameter(name, parameter, default=default) for name, default in names_and_defaults[1:]]
         # how Gradio passes its progress tracker and the browser session
         + [inspect.Parameter("progress", parameter, default=gr.Progress(track_tqdm=True)),
            inspect.Parameter("request", parameter, default=None, annotation=gr.Request)]
     )
-    edit.__annotations__ = {"request": gr.Request}
-    return edit
+    function.__annotations__ = {"request": gr.Request}
+    return function
+
+
+def _request(values):
+    # Gradio passes the fields, then the progress tracker and the browser session's request (by position).
+    return next((value for value in values[len(PAGE_FIELDS):] if isinstance(value, gr.Request)), None)
+
+
+def edit_function(editor: Editor):
+    """The API's /edit: a refusal or failure is an error (`gr.Error`, in the page's words)."""
+
+    def edit(*values):
+        request = _request(values)
+        try:
+            result = editor.run(dict(zip(PAGE_FIELDS, values)), getattr(request, "session_hash", None))
+        except PageError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return result_updates(result)
+
+    return with_signature(edit)
+
+
+def page_edit_function(editor: Editor):
+    """What the Edit button runs: the run's results, or, for a refusal or failure, the page back in a usable state at
+    once: the reason in Status, the fields it names outlined (their folded section opened), the previous results
+    kept and labelled as such, Edit on and Stop off. Returns the result outputs, then the results column, the hint,
+    the previous-run note, the browser's last run, the highlight, Advanced, Local edit, Edit and Stop."""
+
+    def edit(*values):
+        request = _request(values)
+        session = getattr(request, "session_hash", None)
+        try:
+            result = editor.run(dict(zip(PAGE_FIELDS, values)), session)
+        except PageError as error:
+            fields = error.fields
+            folded = {where: any(name in fields_in(where, FIRST_SCREEN) for name in fields)
+                      for where in ("advanced", "mask")}
+            return (*[gr.skip()] * 5, str(error), gr.skip(), gr.skip(), gr.Markdown(visible=True), gr.skip(),
+                    field_error_html(fields), gr.Accordion(open=True) if folded["advanced"] else gr.skip(),
+                    gr.Accordion(open=True) if folded["mask"] else gr.skip(), *buttons_idle())
+        finished = editor.runs.last.pop(session, None) if session is not None else None
+        return (*result_updates(result), gr.Column(visible=True), gr.Markdown(visible=False),
+                gr.Markdown(visible=False), finished, "", gr.skip(), gr.skip(), *buttons_idle())
+
+    return with_signature(edit)
 
 
 def buttons_running(length_choice, frames):
-    """Edit pressed: Edit off and relabelled, Stop on, and "Frames" as Length says (what the run reads)."""
+    """Edit pressed: Edit off and relabelled, Stop on, "Frames" as Length says (what the run reads), no highlight."""
     return gr.Button("Editing...", interactive=False), gr.Button(interactive=True), num_frames_for_length(
-        length_choice, frames)
+        length_choice, frames), ""
 
 
 def buttons_idle():
@@ -220,6 +275,8 @@ def model_note(model: str, config: dict) -> str:
 
     transformer = config["transformer"]
     if os.path.abspath(model) != os.path.abspath(TOY_CHECKPOINT):
+        if os.path.exists(model):  # a local folder: its name only, never where it is on the server
+            return f"`{os.path.basename(os.path.normpath(model))}` (a local checkpoint)"
         return f"`{model}`"
     height, width = default_video_size(transformer)
     return (f"the committed **toy checkpoint** ({width}x{height}, {transformer['sample_frames']} frames; it knows "
@@ -251,12 +308,12 @@ def form(editor: Editor, max_upload_bytes: int):
                                 placeholder="Progress and what each run did show here.")
             folded_inputs(inputs, config)
         with gr.Column(scale=1, min_width=300):
-            hint, results, videos, downloads = results_column()
+            hint, results, videos, downloads, previous = results_column()
     with clip_column:  # under the clip, on the first screen: a newcomer's quickest start
         gr.Examples(example_clips(os.path.join(editor.work_dir, "examples")),
                     inputs=[inputs["video"], inputs["source_prompt"], inputs["prompts"]],
                     label="Example clips: a click fills in the clip and both prompts", cache_examples=False)
-    return inputs, length, frame_count, note, run, stop, status, hint, results, videos, downloads
+    return inputs, length, frame_count, note, run, stop, status, hint, results, videos, downloads, previous
 
 
 def build_app(editor: Editor, load_info: dict, max_upload_bytes: int):
@@ -270,27 +327,34 @@ def build_app(editor: Editor, load_info: dict, max_upload_bytes: int):
             "in the queue."
         )
         last = gr.BrowserState(None, storage_key="cogvideox-ddim-inversion-last-run")
-        inputs, length, frame_count, note, run, stop, status, hint, results, videos, downloads = form(
+        inputs, length, frame_count, note, run, stop, status, hint, results, videos, downloads, previous = form(
             editor, max_upload_bytes)
+        highlight = gr.HTML("", elem_id="field-error", padding=False)
+        api_button = gr.Button(visible=False, elem_id="api-edit")  # the API's /edit (errors raised, not shown)
         wire_events(blocks, editor, inputs, (length, frame_count, note), (run, stop, status),
-                    (hint, results, videos, downloads), last)
+                    (hint, results, videos, downloads, previous), last, (highlight, api_button))
     return blocks
 
 
-def wire_events(blocks, editor: Editor, inputs: dict, length_parts, buttons, result_parts, last):
-    """Edit, Stop, the note under Length, and the page's load (its last run) and unload (its run stops)."""
+def wire_events(blocks, editor: Editor, inputs: dict, length_parts, buttons, result_parts, last, extra):
+    """Edit, Stop, the note under Length, the API's /edit, and the page's load (its last run) and unload (its run
+    stops)."""
     length, frame_count, note = length_parts
     run, stop, status = buttons
-    hint, results, videos, downloads = result_parts
+    hint, results, videos, downloads, previous = result_parts
+    highlight, api_button = extra
     result_outputs = [*videos, downloads, status]
+    accordions = {block.elem_id: block for block in blocks.blocks.values()
+                  if isinstance(block, gr.Accordion) and block.elem_id in ("advanced", "local-edit")}
 
-    def show_results(request: gr.Request = None):
-        finished = editor.runs.last.pop(request.session_hash, None) if request is not None else None
-        return gr.Column(visible=True), gr.Markdown(visible=False), finished
-
-    def stop_run(request: gr.Request = None):
+    def stop_run(last_run_name, request: gr.Request = None):
+        """Stop this browser's run; says what was stopped and what is kept."""
+        running = request is not None and request.session_hash in editor.runs.stops
         if request is not None:  # Gradio passes the browser session's request
             editor.runs.stop(request.session_hash)
+        said = STOPPED if running else "Stopped before it started (it was waiting in the queue). Nothing was kept."
+        kept = " The results shown are your previous run's." if last_run_name else ""
+        return (*buttons_idle(), said + kept, gr.Markdown(visible=bool(last_run_name)))
 
     def restore(name):
         """A reload shows the browser's last finished run while its files are kept."""
@@ -300,20 +364,30 @@ def wire_events(blocks, editor: Editor, inputs: dict, length_parts, buttons, res
         return (*result_updates(result), gr.Column(visible=True), gr.Markdown(visible=False))
 
     describe_length_on_change(editor, length, frame_count, note, inputs)
-    started = run.click(buttons_running, inputs=[length, frame_count], outputs=[run, stop, inputs["num_frames"]],
-                        **PRIVATE)
+    started = run.click(buttons_running, inputs=[length, frame_count],
+                        outputs=[run, stop, inputs["num_frames"], highlight], **PRIVATE)
+    field_inputs = [inputs[name] for name in PAGE_FIELDS]
     edited = started.then(
-        edit_function(editor),
-        inputs=[inputs[name] for name in PAGE_FIELDS],
-        outputs=result_outputs,
-        api_name="edit",
+        page_edit_function(editor),
+        inputs=field_inputs,
+        outputs=[*result_outputs, results, hint, previous, last, highlight, accordions["advanced"],
+                 accordions["local-edit"], run, stop],
         show_progress_on=[status],  # the progress bar shows beside the Edit button, not over hidden results
         concurrency_limit=1,  # one pipeline, one GPU: runs wait in the queue
+        concurrency_id=PIPELINE,
+        api_name="page_edit",  # the API's name "edit" is the API's own event's (below)
+        api_visibility="private",
     )
-    edited.success(show_results, outputs=[results, hint, last], **PRIVATE)
-    edited.then(buttons_idle, outputs=[run, stop], **PRIVATE)
-    # Stop: a queued run leaves the queue (cancels); a running one ends at its next step (its flag).
-    stop.click(stop_run, cancels=[edited], **PRIVATE)
-    stop.click(buttons_idle, outputs=[run, stop], **PRIVATE)  # Edit back at once (not only after the run's end)
-    blocks.unload(stop_run)  # a closed or reloaded page stops its run: nobody waits for a result nobody sees
+    edited.then(buttons_idle, outputs=[run, stop], **PRIVATE)  # also after an unexpected end
+    # The API: the same run, its refusals raised as errors; it queues with the page's runs.
+    api_button.click(edit_function(editor), inputs=field_inputs, outputs=result_outputs, api_name="edit",
+                     concurrency_limit=1, concurrency_id=PIPELINE)
+    # Stop: a queued run leaves the queue (cancels); a running one ends at its next step (its flag). Edit is back at
+    # once (not only after the run's end) and Status says what was stopped and kept.
+    stop.click(stop_run, inputs=[last], outputs=[run, stop, status, previous], cancels=[edited], **PRIVATE)
+    def stop_on_unload(request: gr.Request = None):
+        if request is not None:
+            editor.runs.stop(request.session_hash)
+
+    blocks.unload(stop_on_unload)  # a closed or reloaded page stops its run: nobody waits for a result nobody sees
     blocks.load(restore, inputs=[last], outputs=[*result_outputs, results, hint], **PRIVATE)

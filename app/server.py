@@ -44,6 +44,15 @@ def add_app_arguments(parser):
                         help="longest video accepted, read from the file's header before decoding; it bounds what "
                         "the whole clip costs: windows grow with it, memory stays that of one window (default: "
                         "%(default)s)")
+    server.add_argument("--max-prompts", type=int, default=4, metavar="N",
+                        help="most edit prompts a visitor may give per run (default: %(default)s)")
+    server.add_argument("--max-steps", type=int, default=100, metavar="N",
+                        help="most steps a visitor may ask for (default: %(default)s)")
+    server.add_argument("--max-windows-per-call", type=int, default=4, metavar="N",
+                        help="most windows per transformer call a visitor may ask for: memory (default: %(default)s)")
+    server.add_argument("--trajectory-device", default=None, metavar="DEVICE",
+                        help="where runs keep the inverted trajectory, e.g. cpu (default: the model's device); "
+                        "a server setting, never the page's")
     server.add_argument("--temp-dir", default=None,
                         help="folder in which the app makes its temporary folder (default: the system's)")
 
@@ -98,7 +107,7 @@ def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
     from ..workflow.checks import check_devices, read_checkpoint_config
     from ..workflow.loading import load_pipeline
     from ..workflow.run import print_log
-    from .session import Editor
+    from .session import Editor, Limits
 
     model = args.model
     if model is None:
@@ -106,16 +115,24 @@ def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
 
         model = TOY_CHECKPOINT
     model_settings = settings_from_args(argparse.Namespace(**{**vars(args), "model": model}), MODEL_OPTIONS)
-    if args.max_upload_mb <= 0 or args.max_duration <= 0:
-        raise ValueError("--max-upload-mb and --max-duration must be positive.")
+    if min(args.max_upload_mb, args.max_duration, args.max_prompts, args.max_steps, args.max_windows_per_call) <= 0:
+        raise ValueError("--max-upload-mb, --max-duration, --max-prompts, --max-steps and --max-windows-per-call must "
+                         "be positive.")
     check_devices(model_settings)
+    from ..workflow.checks import check_device, check_device_available
+
+    check_device(args.trajectory_device, "trajectory_device")
+    check_device_available(args.trajectory_device, "trajectory_device")
     config = read_checkpoint_config(model)  # before any weights load, and what the page offers
     work_dir = _work_dir(args.temp_dir)
     pipe, load_info = load_pipeline(model_settings, log=print_log)
     max_upload_bytes = int(args.max_upload_mb * MiB)
-    limits = f"videos up to {max_upload_bytes / MiB:g} MB and {args.max_duration:g} s"
+    limits = Limits.for_checkpoint(config, max_duration=args.max_duration, max_prompts=args.max_prompts,
+                                   max_steps=args.max_steps, max_windows_per_call=args.max_windows_per_call,
+                                   trajectory_device=args.trajectory_device)
     editor = Editor(pipe, load_info, model, config, work_dir, args.max_duration,
-                    no_video=f"Upload a video ({limits}), or pick an example clip under it, first.")
+                    no_video=f"Upload a video (videos up to {max_upload_bytes / MiB:g} MB and {args.max_duration:g} "
+                    "s), or pick an example clip under it, first.", limits=limits)
     from .page import UPLOAD_CHECK_JS, build_app
 
     blocks = build_app(editor, load_info, max_upload_bytes)

@@ -13,6 +13,7 @@ same hash passes that file back as `inversion` (checked against the loaded check
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -42,11 +43,52 @@ from .fields import error_text, settings_from_page, stride_control
 
 KEEP_RUNS = 8  # result folders kept on disk (older ones are deleted; Gradio has copied what the page shows)
 KEEP_INVERSIONS = 4  # saved inversions kept (the least recently used is deleted first)
+MAX_FIXED_POINT_ITERATIONS = 10  # extra evaluations per inversion step; 2-4 is what helps
 STOPPED = "Stopped. Nothing was kept of this run; press Edit to run again."
 
 
 class PageError(Exception):
-    """A refusal or failure to show in the page, in its words."""
+    """A refusal or failure to show in the page, in its words; `fields`: the page fields it names (its own first),
+    which the page highlights."""
+
+    def __init__(self, message: str, fields=()):
+        super().__init__(message)
+        self.fields = tuple(fields)
+
+
+def error_fields(error: BaseException) -> tuple[str, ...]:
+    """The page fields an error names (`SettingsError.fields`, a shipped `ParameterError`'s option), its own first."""
+    from ..cogvideox_ddim_errors import ParameterError
+    from .fields import PAGE_FIELDS
+
+    if isinstance(error, ParameterError) and not isinstance(error, SettingsError):
+        error = SettingsError.from_parameter_error(error)
+    return tuple(name for name in getattr(error, "fields", ()) if name in PAGE_FIELDS)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What bounds a visitor's run, from the launch flags and the checkpoint: every number a visitor sends that costs
+    work has a maximum here, checked before any model work (`Editor.check_limits`)."""
+
+    max_duration: float = 60.0  # seconds of video (--max-duration): frames and windows
+    max_prompts: int = 4  # edit prompts per run (--max-prompts)
+    max_steps: int = 100  # steps (--max-steps); fixed-point iterations are bounded by the option table
+    max_windows_per_call: int = 4  # "Windows per call" (--max-windows-per-call): memory
+    max_side: int = 720  # height and width: the checkpoint's largest supported size
+    trajectory_device: str | None = None  # the server's choice (--trajectory-device), never a visitor's
+
+    @classmethod
+    def for_checkpoint(cls, config: dict, **flags) -> "Limits":
+        from ..cogvideox_ddim_checkpoint import native_size
+
+        return cls(max_side=max(native_size(config["transformer"])), **flags)
+
+    def bounds(self) -> dict[str, int]:
+        """The upper bound of each bounded page field."""
+        return {"steps": self.max_steps, "window_batch_size": self.max_windows_per_call, "height": self.max_side,
+                "width": self.max_side, "mask_dilation": self.max_side, "mask_feather": self.max_side,
+                "fixed_point_iterations": MAX_FIXED_POINT_ITERATIONS}
 
 
 def label(name: str) -> str:
@@ -278,9 +320,10 @@ class Editor:
     inversions/, examples/)."""
 
     def __init__(self, pipe, load_info: dict, model: str, config: dict, work_dir: str, max_duration: float,
-                 no_video: str):
+                 no_video: str, limits: Limits | None = None):
         self.pipe, self.load_info, self.model, self.config = pipe, load_info, model, config
         self.work_dir, self.max_duration, self.no_video = work_dir, max_duration, no_video
+        self.limits = limits or Limits.for_checkpoint(config, max_duration=max_duration)
         self.runs = Runs()
         for name in ("runs", "inversions", "examples"):
             os.makedirs(os.path.join(work_dir, name), exist_ok=True)
@@ -301,12 +344,26 @@ class Editor:
         uploads = [path for path in (values["video"], values.get("mask"), values.get("image")) if path]
         try:
             settings = settings_from_page(values)
+            if not settings.prompts and not settings.reconstruction:
+                raise SettingsError("prompts", "Type an {prompts} (one per line for several edits), or tick "
+                                    "{reconstruction}.")
+            self.check_limits(settings)
         except SettingsError as error:
-            raise PageError(error_text(error, uploads)) from None
-        if not settings.prompts and not settings.reconstruction:
-            raise PageError(error_text(SettingsError(
-                "prompts", "Type an {prompts} (one per line for several edits), or tick {reconstruction}."), uploads))
-        return settings, uploads
+            raise PageError(error_text(error, uploads), error_fields(error)) from None
+        return dataclasses.replace(settings, trajectory_device=self.limits.trajectory_device), uploads
+
+    def check_limits(self, settings: EditSettings):
+        """Refuse, before any model work, a number over what this server takes (`Limits`)."""
+        limits = self.limits
+        if len(settings.prompts) > limits.max_prompts:
+            raise SettingsError("prompts", f"{{prompts}}: this server edits at most {limits.max_prompts} prompts "
+                                f"per run (one per line); got {len(settings.prompts)}.")
+        for name, bound in limits.bounds().items():
+            value = getattr(settings, name)
+            if value is not None and value > bound:
+                unit = " pixels" if name in ("height", "width", "mask_dilation", "mask_feather") else ""
+                raise SettingsError(name, f"{{{name}}} {value} is more than this server takes: at most "
+                                    f"{bound}{unit}.")
 
     def prepare(self, settings: EditSettings) -> dict:
         """The command line's checks (`prepare_edit`), with the app's duration limit before the video is read."""
@@ -330,7 +387,14 @@ class Editor:
                 raise PageError(STOPPED) from None
             except (ValueError, FileNotFoundError, TypeError, OSError) as error:
                 shutil.rmtree(run_dir, ignore_errors=True)
-                raise PageError(error_text(error, uploads)) from None
+                raise PageError(error_text(error, uploads), error_fields(error)) from None
+            except Exception as error:  # a failure of the run itself: said in the page, logged in full here
+                shutil.rmtree(run_dir, ignore_errors=True)
+                import traceback
+
+                traceback.print_exc()
+                raise PageError(f"The run failed on the server ({type(error).__name__}); nothing of it was kept. "
+                                "Change a setting or press Edit to try again.") from None
             finally:
                 prune(self.runs_dir, KEEP_RUNS)
                 prune(self.inversions_dir, KEEP_INVERSIONS)

@@ -226,6 +226,37 @@ def test_local_edits_with_mask_words_or_a_mask_video(app, client, clip, tmp_path
     assert "The mask video 'short-mask.mp4' gives 5 frames" in message and str(tmp_path) not in message
 
 
+def test_server_settings_and_bounds_refused_before_any_model_work(app, client, clip, monkeypatch):
+    """Server settings are launch flags, not API parameters; every number that costs work has a bound from the launch
+    flags and the checkpoint (the toy's 64x64), refused through the API before any model work, naming the field."""
+    from cogvideox_ddim_inversion.app import session
+
+    def no_model_work(*args, **kwargs):
+        raise AssertionError("model work started for a refused request")
+
+    monkeypatch.setattr(session, "edit_video", no_model_work)
+    monkeypatch.setattr(session, "prepare_edit", no_model_work)
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/edit"]["parameters"]
+    assert "trajectory_device" not in [p["parameter_name"] for p in parameters]
+    with pytest.raises(TypeError):  # not a parameter: the client refuses it itself
+        client.submit(video=gradio_client.handle_file(str(clip)), edit_prompts="x", trajectory_device="meta",
+                      api_name="/edit")
+    for fields, expected in (
+            ({"height": 100000}, '"Height" 100000 is more than this server takes: at most 64 pixels.'),
+            ({"width": 128}, '"Width" 128 is more than this server takes: at most 64 pixels.'),
+            ({"edit_prompts": "\n".join(["a blue circle"] * 10000)},
+             '"Edit prompt": this server edits at most 4 prompts per run (one per line); got 10000.'),
+            ({"window_batch_size": 1000}, '"Windows per call" 1000 is more than this server takes: at most 4.'),
+            ({"steps": 10**6}, '"Steps" 1000000 is more than this server takes: at most 100.'),
+            ({"fixed_point_iterations": 500}, '"Fixed-point iterations" 500 is more than this server takes')):
+        with pytest.raises(gradio_client.exceptions.AppError) as raised:
+            job = client.submit(video=gradio_client.handle_file(str(clip)), **{"edit_prompts": "a blue circle",
+                                "source_prompt": SOURCE_PROMPT, "steps": STEPS, **fields}, api_name="/edit")
+            job.result(timeout=120)
+        assert expected in str(raised.value) and "--" not in str(raised.value), str(raised.value)
+    assert app.editor.limits.trajectory_device is None  # the server's choice (--trajectory-device), passed by the app
+
+
 # A bad value in a field, and every check of the shared settings, say the page's field labels and what to type: never
 # a command-line flag, a parameter name or Python's own message.
 PAGE_MESSAGES = [
@@ -751,8 +782,9 @@ def test_the_page_fields_are_the_tables_page_options_and_read_back_to_their_defa
     from cogvideox_ddim_inversion.workflow.settings import EDIT_OPTIONS
 
     assert list(PAGE_FIELDS) == [option.name for option in EDIT_OPTIONS if option.page]
-    assert {"mask_steps", "mask_blocks", "mask_refine", "trajectory_device"} <= set(PAGE_FIELDS)
+    assert {"mask_steps", "mask_blocks", "mask_refine"} <= set(PAGE_FIELDS)
     assert not {"save_inversion", "inversion", "extra"} & set(PAGE_FIELDS)  # set by the app itself
+    assert "trajectory_device" not in PAGE_FIELDS  # a server setting: the launch flag only
     parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/edit"]["parameters"]
     assert [p["parameter_name"] for p in parameters] == [API_NAMES.get(name, name) for name in PAGE_FIELDS]
     assert settings_from_page({name: page_value(name) for name in PAGE_FIELDS}) == EditSettings(video=None,
@@ -786,7 +818,7 @@ def test_each_fields_control_comes_from_its_option():
     advanced, mask = fields_in("advanced", FIRST_SCREEN), fields_in("mask", FIRST_SCREEN)
     assert sorted([*FIRST_SCREEN, *advanced, *mask]) == sorted(PAGE_FIELDS)
     assert {"mask_words", "mask", "paste_back", "mask_threshold", "mask_dilation"} <= set(mask)
-    assert {"steps", "guidance", "window_overlap", "reference_steps", "trajectory_device"} <= set(advanced)
+    assert {"steps", "guidance", "window_overlap", "reference_steps"} <= set(advanced)
 
 
 def test_page_conventions_read_by_kind():
@@ -801,7 +833,7 @@ def test_page_conventions_read_by_kind():
     assert read_field("window_overlap", "") is None
     assert read_field("num_frames", "all") == "all" and read_field("num_frames", 0) is None
     assert read_field("num_frames", "") is None and read_field("num_frames", 17.0) == 17
-    assert read_field("trajectory_device", "") is None and read_field("mask_blocks", "") is None
+    assert read_field("mask_blocks", "") is None
     assert read_field("mask_words", "horse, brown dog") == ["horse", "brown dog"]
     assert read_field("mask_words", "") is None
     assert read_field("prompts", "a\n\nb\n") == ["a", "b"] and read_field("prompts", None) == []
