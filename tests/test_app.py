@@ -663,6 +663,8 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
     find("#stop").click()
     WebDriverWait(browser, 120).until(lambda driver: find("#run").is_enabled() and find("#run").text == "Edit")
     assert not find("#stop").is_enabled()
+    WebDriverWait(browser, 60).until(lambda driver: find("#status textarea").get_attribute("value").startswith(
+        "Stopped. Nothing was kept of this run"), "Status does not say what Stop did")
     WebDriverWait(browser, 120).until(lambda driver: not app.runs.lock.locked(), "the run goes on after Stop")
     runs = Path(app.work_dir, "runs").glob("*/run.json")
     assert [json.loads(path.read_text())["settings"]["steps"] for path in runs].count(100) == 0  # stopped, removed
@@ -754,6 +756,91 @@ def test_a_long_clip_in_a_headless_browser(app, browser, clip, tmp_path):
     downloaded = tmp_path / "edit.mp4"
     downloaded.write_bytes(httpx.get(edit.get_attribute("src")).content)
     assert frame_count(downloaded) == 17  # the whole clip, not the model's 9
+
+
+# (selector of the field's input, value typed, the field's label the refusal names, the field named by the highlight)
+REFUSED_IN_A_ROW = [
+    ("#edit-prompt textarea", "", '"Edit prompt"', "prompts"),
+    ("#height input[type=number]", "100", '"Height" 100 is more than this server takes', "height"),
+    ("#reference-steps textarea", "abc", '"Reference steps": type a fraction', "reference_steps"),
+    ("#reference-blocks textarea", "one", '"Reference blocks": type block numbers', "reference_blocks"),
+    ("#steps input[type=number]", "1000", '"Steps" 1000 is more than this server takes: at most 100', "steps"),
+    ("#window-batch-size input[type=number]", "50", '"Windows per call" 50 is more than', "window_batch_size"),
+    ("#fixed-point-iterations input[type=number]", "500", '"Fixed-point iterations" 500', "fixed_point_iterations"),
+    ("#width input[type=number]", "128", '"Width" 128 is more than this server takes', "width"),
+    ("#mask-words textarea", "zebra", "'zebra' is not a word of \"Source prompt\"", "mask_words"),
+    ("#mask-steps textarea", "0.5,x", '"Mask steps": type a fraction', "mask_steps"),
+    ("#mask-dilation input[type=number]", "3", '"Grow the mask" shapes a mask', "mask_dilation"),
+]
+
+
+@pytest.mark.slow
+def test_refused_settings_in_a_row_leave_the_page_usable(app, browser, clip):
+    """One page load, no reload: each refused setting gives Edit back at once (Stop off), says why in Status with the
+    field's label and no flag, outlines the field; then a valid edit runs."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    def find(selector):
+        return browser.find_element(By.CSS_SELECTOR, selector)
+
+    def status():
+        return find("#status textarea").get_attribute("value")
+
+    def type_into(selector, text):
+        field = WebDriverWait(browser, 60).until(expected_conditions.visibility_of_element_located(
+            (By.CSS_SELECTOR, selector)))
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(Keys.BACKSPACE)
+        if text:
+            field.send_keys(text)
+        field.send_keys(Keys.TAB)
+
+    def press_edit_and_wait(expected):
+        find("#run").click()
+        return WebDriverWait(browser, 120).until(
+            lambda driver: find("#run").is_enabled() and find("#run").text == "Edit" and expected in status()
+            and status(), f"the page is not usable again with {expected!r} in Status: {status()!r}")
+
+    set_viewport(browser, 1280, 800)
+    browser.get(app.url)
+    WebDriverWait(browser, 180).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#run")))
+    # No video yet: refused, and Edit is back.
+    find("#edit-prompt textarea").send_keys("a blue circle moving right on a white background")
+    press_edit_and_wait("Upload a video")
+    find("#source-video input[type=file]").send_keys(str(clip))
+    WebDriverWait(browser, 120).until(lambda driver: "sample.mp4" in (driver.find_element(
+        By.CSS_SELECTOR, "#source-video video").get_attribute("src") or ""))
+    find("#source-prompt textarea").send_keys(SOURCE_PROMPT)
+    for accordion in ("advanced", "local-edit"):
+        find(f"#{accordion} .label-wrap").click()
+    type_into("#steps input[type=number]", str(STEPS))
+    for selector, bad, expected, field in REFUSED_IN_A_ROW:
+        good = find(selector).get_attribute("value")
+        type_into(selector, bad)
+        text = press_edit_and_wait(expected)
+        assert "--" not in text and field not in text and not find("#stop").is_enabled(), text
+        assert text != "Error" and not toast_texts(browser) or all("Error" != t for t in toast_texts(browser))
+        highlighted = browser.execute_script(
+            "const style = document.querySelector('#field-error style'); return style && style.dataset.fieldError")
+        assert highlighted and highlighted.split()[0] == field, (field, highlighted)
+        outline = browser.execute_script("return getComputedStyle(arguments[0]).outlineStyle",
+                                         find(f"#{field.replace('_', '-') if field != 'prompts' else 'edit-prompt'}"))
+        assert outline == "solid", (field, outline)
+        type_into(selector, good)
+    # A valid edit then runs, and the highlight goes.
+    text = press_edit_and_wait("frames")
+    assert text.startswith(("Inverted", "Reused")), text
+    assert not browser.execute_script("return document.querySelector('#field-error style')")
+    assert "side_by_side.mp4" in find("#side-by-side video").get_attribute("src")
+    assert not find("#previous-run").is_displayed() if browser.find_elements(By.CSS_SELECTOR, "#previous-run") else 1
+    # A refusal after it keeps that result, labelled as the previous run.
+    type_into("#height input[type=number]", "100")
+    press_edit_and_wait('"Height" 100')
+    assert "Shown: your previous run" in find("#previous-run").text
+    assert "side_by_side.mp4" in find("#side-by-side video").get_attribute("src")
 
 
 def save_screenshot(browser, path):
