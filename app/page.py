@@ -12,7 +12,7 @@ import os
 
 import gradio as gr
 
-from ..cogvideox_ddim_checkpoint import default_video_size, latent_frame_count
+from ..cogvideox_ddim_checkpoint import default_video_size, is_image_to_video, latent_frame_count
 from ..cogvideox_ddim_choices import DEFAULT_WINDOW_WEIGHTING
 from ..workflow.settings import EditSettings
 from .fields import (
@@ -103,7 +103,8 @@ def checkpoint_overrides(config: dict) -> dict:
         "window_weighting": {"value": DEFAULT_WINDOW_WEIGHTING},
         "height": {"info": size_note},
         "width": {"info": size_note},
-        "image": {"component": "Image", "sources": ["upload"], "height": 160, "elem_id": "first-frame"},
+        "image": {"component": "Image", "sources": ["upload"], "height": 160, "elem_id": "first-frame",
+                  "info": None},
         "mask": {"file_types": ["video"], "elem_id": "mask-file"},
     }
 
@@ -134,9 +135,13 @@ def length_controls(inputs: dict, config: dict, max_duration: float):
     the API takes 0, a count or "all"), and the note saying what a run would edit. Returns Length, the frame count
     and the note."""
     native_frames = config["transformer"]["sample_frames"]
-    length = gr.Radio(length_choices(native_frames), value="window", label=LENGTH_LABEL, elem_id="length",
-                      info=f"the whole clip: up to {max_duration:g} s, edited in overlapping windows of "
-                      f"{native_frames} frames (Advanced: their overlap)")
+    choices = length_choices(native_frames)
+    info = (f"the whole clip: up to {max_duration:g} s, edited in overlapping windows of {native_frames} frames "
+            "(Advanced: their overlap)")
+    if is_image_to_video(config["transformer"]):  # one window only: offer only what the model can do
+        choices = choices[:1]
+        info = f"this image-to-video model edits the first {native_frames} frames of the clip"
+    length = gr.Radio(choices, value="window", label=LENGTH_LABEL, elem_id="length", info=info)
     frame_count = gr.Number(native_frames, label=page_option("num_frames").page_label, precision=0, minimum=0,
                             visible=False, elem_id="frame-count",
                             info="trimmed to 8k + 1; more than the window: edited in windows")
@@ -284,6 +289,20 @@ def model_note(model: str, config: dict) -> str:
             "videos)")
 
 
+FIRST_FRAME_NOTE = ("*First frame*: the edit starts from the source's first frame; to steer it, edit that frame in "
+                    "an image editor and upload it here.")
+
+
+def first_frame(inputs: dict, config: dict):
+    """Image-to-video checkpoints: "First frame" on the first screen, under the clip, with what it does in one line.
+    Text-to-video checkpoints take no image: the field is there (the API's parameter) but never shown."""
+    if is_image_to_video(config["transformer"]):
+        inputs["image"] = make("image", **checkpoint_overrides(config)["image"])
+        gr.Markdown(FIRST_FRAME_NOTE, elem_id="first-frame-note")
+    else:
+        inputs["image"] = gr.Image(type="filepath", visible=False, elem_id="first-frame")
+
+
 def form(editor: Editor, max_upload_bytes: int):
     """The page's three columns. Returns the inputs by field name, Length, the frame count, the note under Length,
     Edit, Stop, the status line, the hint, the results column, its videos and the downloads."""
@@ -297,6 +316,7 @@ def form(editor: Editor, max_upload_bytes: int):
                     f'font-weight: 600"></span> <span>{limits[0].upper() + limits[1:]}.</span></div>',
                     elem_id="source-note")
             length, frame_count, note = length_controls(inputs, config, editor.max_duration)
+            first_frame(inputs, config)
         with gr.Column(scale=1, min_width=300):
             inputs["source_prompt"] = make("source_prompt", info=None, placeholder="what the video shows")
             inputs["prompts"] = make("prompts", info=None, lines=2, elem_id="edit-prompt",

@@ -43,6 +43,7 @@ from .fields import error_text, settings_from_page, stride_control
 
 KEEP_RUNS = 8  # result folders kept on disk (older ones are deleted; Gradio has copied what the page shows)
 KEEP_INVERSIONS = 4  # saved inversions kept (the least recently used is deleted first)
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the server's checkout (or install)
 MAX_FIXED_POINT_ITERATIONS = 10  # extra evaluations per inversion step; 2-4 is what helps
 STOPPED = "Stopped. Nothing was kept of this run; press Edit to run again."
 
@@ -217,27 +218,46 @@ def _within(path: str, folder: str) -> bool:
     return os.path.commonpath([os.path.abspath(path), folder]) == folder
 
 
-def _portable(value, run_dir: str, work_dir: str, uploads: dict):
-    """`value` (run.json's content) with each path in the app's temporary folder made portable: files of the run
-    relative to it, uploads by their own file names, saved inversions by theirs."""
+def _portable(value, run_dir: str, work_dir: str, uploads: dict, model: str | None = None):
+    """`value` (run.json's content) with each server path made portable: files of the run relative to it, uploads by
+    their own file names, saved inversions by theirs, the local checkpoint `model` (and anything in it, or in this
+    package's own folder) by its folder's name."""
     if isinstance(value, dict):
-        return {key: _portable(item, run_dir, work_dir, uploads) for key, item in value.items()}
+        return {key: _portable(item, run_dir, work_dir, uploads, model) for key, item in value.items()}
     if isinstance(value, list):
-        return [_portable(item, run_dir, work_dir, uploads) for item in value]
-    if isinstance(value, str) and os.path.isabs(value) and _within(value, work_dir):
-        if _within(value, run_dir):
-            return os.path.relpath(value, run_dir)
-        return uploads.get(os.path.abspath(value), os.path.basename(value))
+        return [_portable(item, run_dir, work_dir, uploads, model) for item in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        if _within(value, work_dir):
+            if _within(value, run_dir):
+                return os.path.relpath(value, run_dir)
+            return uploads.get(os.path.abspath(value), os.path.basename(value))
+        for folder in (model, PACKAGE_DIR):
+            if folder and os.path.isabs(folder) and _within(value, os.path.abspath(folder)):
+                name = os.path.basename(os.path.normpath(folder))
+                inside = os.path.relpath(value, os.path.abspath(folder))
+                return name if inside == "." else f"{name}/{inside}"
     return value
 
 
-def write_portable_run_json(run_dir: str, work_dir: str, uploads: dict):
-    """Rewrite `run_dir`/run.json, which the page serves for download, without paths in the app's temporary folder
-    `work_dir`. `uploads`: absolute path -> the name to show (the upload's own file name)."""
+def server_path_free(text: str, model: str | None = None, work_dir: str | None = None) -> str:
+    """`text` (a message for the page) with the local checkpoint `model`, this package's folder and the app's
+    temporary folder `work_dir` named without where they are on the server."""
+    folders = [os.path.abspath(folder) for folder in (model, PACKAGE_DIR) if folder and os.path.isabs(folder)]
+    for folder in sorted(folders, key=len, reverse=True):
+        text = text.replace(folder, os.path.basename(folder))
+    if work_dir:
+        text = text.replace(os.path.abspath(work_dir) + os.sep, "")
+    return text
+
+
+def write_portable_run_json(run_dir: str, work_dir: str, uploads: dict, model: str | None = None):
+    """Rewrite `run_dir`/run.json, which the page serves for download, without server paths: in the app's temporary
+    folder `work_dir`, the local checkpoint `model`, this package's folder. `uploads`: absolute path -> the name to
+    show (the upload's own file name)."""
     path = os.path.join(run_dir, "run.json")
     with open(path) as file:
         record = json.load(file)
-    write_json(_portable(record, os.path.abspath(run_dir), os.path.abspath(work_dir), uploads), path)
+    write_json(_portable(record, os.path.abspath(run_dir), os.path.abspath(work_dir), uploads, model), path)
 
 
 @dataclass
@@ -387,7 +407,8 @@ class Editor:
                 raise PageError(STOPPED) from None
             except (ValueError, FileNotFoundError, TypeError, OSError) as error:
                 shutil.rmtree(run_dir, ignore_errors=True)
-                raise PageError(error_text(error, uploads), error_fields(error)) from None
+                raise PageError(server_path_free(error_text(error, uploads), self.model, self.work_dir),
+                                error_fields(error)) from None
             except Exception as error:  # a failure of the run itself: said in the page, logged in full here
                 shutil.rmtree(run_dir, ignore_errors=True)
                 import traceback
@@ -421,7 +442,7 @@ class Editor:
             raise RunStopped()
         record = edit_video(self.pipe, settings, run_dir, self.load_info, log=log, stop=stop)
         write_portable_run_json(run_dir, self.work_dir, {os.path.abspath(path): os.path.basename(path)
-                                                         for path in uploads})
+                                                         for path in uploads}, self.model)
         status = status_text(record, settings, reused, notes, temporal_compression(self.config))
         with open(os.path.join(run_dir, "status.txt"), "w") as file:  # what a reload of the page shows
             file.write(status)

@@ -6,6 +6,7 @@ function calls."""
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -188,6 +189,10 @@ def test_reconstruction_and_every_file_in_the_apps_temporary_folder(app, clip):
     assert run_json["outputs"]["reconstruction"] == "reconstruction.mp4" and run_json["outputs"]["inversion"].endswith(
         ".safetensors") and os.sep not in run_json["outputs"]["inversion"]
     assert app.work_dir not in text and str(Path(app.work_dir).parent) not in text
+    from cogvideox_ddim_inversion.app.session import PACKAGE_DIR  # the server's checkout: the toy checkpoint's home
+
+    assert os.path.dirname(PACKAGE_DIR) not in text, text
+    assert run_json["inversion"]["model"]["name_or_path"] == "checkpoint", run_json["inversion"]["model"]
 
 
 def test_local_edits_with_mask_words_or_a_mask_video(app, client, clip, tmp_path):
@@ -255,6 +260,54 @@ def test_server_settings_and_bounds_refused_before_any_model_work(app, client, c
             job.result(timeout=120)
         assert expected in str(raised.value) and "--" not in str(raised.value), str(raised.value)
     assert app.editor.limits.trajectory_device is None  # the server's choice (--trajectory-device), passed by the app
+
+
+def layout_path(layout: dict, component_id: int) -> list[int] | None:
+    """The ids from the page's root to the component (the page config's layout tree)."""
+    if layout.get("id") == component_id:
+        return [component_id]
+    for child in layout.get("children", []):
+        found = layout_path(child, component_id)
+        if found:
+            return [layout["id"], *found] if "id" in layout else found
+    return None
+
+
+def page_config(url: str) -> tuple[dict, dict]:
+    """The page's config (what the browser gets) and its components by element id."""
+    config = httpx.get(url + "config").json()
+    return config, {c["props"].get("elem_id"): c for c in config["components"] if c["props"].get("elem_id")}
+
+
+def test_the_first_screen_follows_the_checkpoints_family_and_shows_no_server_path(app, tiny_checkpoint, tmp_path,
+                                                                                  monkeypatch):
+    """An image-to-video checkpoint shows "First frame" on the first screen (not under Advanced), with one line on
+    what it does, and offers only the model's window; a text-to-video one (the toy) hides it and offers the whole
+    clip. Neither page names a server path: the local checkpoint by its folder's name only."""
+    model = tiny_checkpoint("cogvideox-5b-i2v")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", os.environ["GRADIO_TEMP_DIR"])  # the toy app's, back after this test
+    args = build_parser().parse_args(["--device", "cpu", "--host", "127.0.0.1", "--model", str(model),
+                                      "--temp-dir", str(tmp_path)])
+    server = launch_app(args, prevent_thread_lock=True)
+    try:
+        i2v_config, i2v = page_config(server.url)
+        page = httpx.get(server.url).text + json.dumps(i2v_config)
+        assert str(model) not in page and os.path.dirname(str(model)) not in page
+        header = next(c for c in i2v_config["components"] if str(c["props"].get("value", "")).startswith("## "))
+        assert f"`{os.path.basename(str(model))}` (a local checkpoint)" in header["props"]["value"]
+    finally:
+        server.close()
+    t2v_config, t2v = page_config(app.url)
+    # No temporary folder either, beyond Gradio's own file paths and URLs (the example clips it serves).
+    served = re.sub(r'("path": ?"|file=)' + re.escape(app.work_dir), "", httpx.get(app.url).text + json.dumps(
+        t2v_config))
+    assert app.work_dir not in served
+    assert i2v["first-frame"]["props"]["visible"] is True and t2v["first-frame"]["props"]["visible"] is False
+    assert "first-frame-note" in i2v and "first-frame-note" not in t2v
+    advanced = i2v["advanced"]["id"]
+    assert advanced not in layout_path(i2v_config["layout"], i2v["first-frame"]["id"])  # the first screen
+    assert [value for _, value in i2v["length"]["props"]["choices"]] == ["window"]
+    assert [value for _, value in t2v["length"]["props"]["choices"]] == ["window", "frames", "all"]
 
 
 # A bad value in a field, and every check of the shared settings, say the page's field labels and what to type: never
@@ -546,10 +599,13 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
             toasts and "error: " + toasts[0])
 
     def page_error(*expected):
-        """The page's error toast with these parts (beside the browser's own "Video not playable" notice)."""
-        return WebDriverWait(browser, 180).until(lambda driver: next((
-            text for text in toast_texts(driver) if all(part in text for part in expected)), None),
-            f"no error with {expected} in the page: {toast_texts(browser)}")
+        """The page's refusal with these parts, in Status, with Edit usable again."""
+        def said(driver):
+            text = driver.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value")
+            usable = find("#run").is_enabled() and find("#run").text == "Edit"
+            return usable and all(part in text for part in expected) and text
+
+        return WebDriverWait(browser, 180).until(said, f"no refusal with {expected} in Status")
 
     set_viewport(browser, 1280, 800)
     # 1. An edit of the toy clip the page offers as an example, uploaded from disk as a user would. At 1280x800 the
@@ -634,8 +690,8 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
     not_a_video.write_text("not a video")
     open_page_and_fill(not_a_video, "", "a blue circle")
     find("#run").click()
-    page_error("Could not decode 'notes.mp4' as a video")
-    assert find("#status textarea").get_attribute("value") == ""
+    text = page_error("Could not decode 'notes.mp4' as a video")
+    assert app.work_dir not in text
     too_big = tmp_path / "big.mp4"
     too_big.write_bytes(os.urandom(int(1.5 * MAX_UPLOAD_MB * 1024**2)))
     browser.get(app.url)
