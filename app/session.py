@@ -344,6 +344,7 @@ class Editor:
         self.pipe, self.load_info, self.model, self.config = pipe, load_info, model, config
         self.work_dir, self.max_duration, self.no_video = work_dir, max_duration, no_video
         self.limits = limits or Limits.for_checkpoint(config, max_duration=max_duration)
+        self.in_use: tuple[str, ...] = ()  # the uploads the run in progress reads (kept by the upload cache)
         self.runs = Runs()
         for name in ("runs", "inversions", "examples"):
             os.makedirs(os.path.join(work_dir, name), exist_ok=True)
@@ -397,6 +398,7 @@ class Editor:
         session = session or uuid.uuid4().hex
         run_dir = os.path.join(self.runs_dir, time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8])
         with self.runs.running(session) as stop:
+            self.in_use = tuple(uploads)
             try:
                 result = self._run(settings, uploads, run_dir, stop)
                 self.runs.last[session] = os.path.basename(run_dir)
@@ -417,6 +419,7 @@ class Editor:
                 raise PageError(f"The run failed on the server ({type(error).__name__}); nothing of it was kept. "
                                 "Change a setting or press Edit to try again.") from None
             finally:
+                self.in_use = ()
                 prune(self.runs_dir, KEEP_RUNS)
                 prune(self.inversions_dir, KEEP_INVERSIONS)
 

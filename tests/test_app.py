@@ -262,6 +262,31 @@ def test_server_settings_and_bounds_refused_before_any_model_work(app, client, c
     assert app.editor.limits.trajectory_device is None  # the server's choice (--trajectory-device), passed by the app
 
 
+def test_anonymous_uploads_beyond_the_cap_evict_the_oldest_and_disk_use_stays_under_it(app, tmp_path):
+    """50 uploads posted to Gradio's upload route (as anyone on the network can): at most --max-uploads (20) are
+    kept, their total stays under the cache's size (5 times --max-upload-mb), the oldest go first."""
+    cache = app.uploads
+    assert (cache.max_count, cache.max_bytes) == (20, int(5 * MAX_UPLOAD_MB * 1024**2))
+    kept = []
+    for index in range(50):
+        upload = tmp_path / f"upload-{index}.bin"
+        upload.write_bytes(os.urandom(300 * 1024))
+        with open(upload, "rb") as file:
+            response = httpx.post(app.url + "gradio_api/upload", files={"files": file})
+        assert response.status_code == 200, response.text
+        kept.append(response.json()[0])
+        deadline = time.monotonic() + 10  # Gradio moves the file into place after answering
+        while not os.path.exists(kept[-1]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(cache.folders) <= cache.max_count
+        assert sum(cache.size(folder) for folder in cache.folders) <= cache.max_bytes
+    assert not any(os.path.exists(path) for path in kept[:30]) and all(os.path.exists(path) for path in kept[-5:])
+    gradio_dir = os.path.join(app.work_dir, "gradio")
+    on_disk = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(gradio_dir)
+                  for name in names if name.startswith("upload-"))
+    assert on_disk <= cache.max_bytes
+
+
 def layout_path(layout: dict, component_id: int) -> list[int] | None:
     """The ids from the page's root to the component (the page config's layout tree)."""
     if layout.get("id") == component_id:
