@@ -39,8 +39,7 @@ PIPELINE = "pipeline"  # the concurrency group of every event that runs the pipe
 # highlights the controls of the fields it names. "Frames" is set from "Length", which the visitor sees.
 ELEM_IDS = {"video": "source-video", "prompts": "edit-prompt", "image": "first-frame", "mask": "mask-file",
             "num_frames": "length"}
-FIELD_ERROR_STYLE = ("outline: 3px solid #b91c1c; outline-offset: 2px; border-radius: 6px; "
-                     "background: #fef2f2")
+FIELD_ERROR_STYLE = "outline: 3px solid #b91c1c; outline-offset: 2px; border-radius: 6px"
 
 
 def elem_id(name: str) -> str:
@@ -71,6 +70,16 @@ document.addEventListener("change", (event) => {
     : "";
 }, true);
 </script>
+"""
+
+
+# Hint text (Gradio's "info" under each control, placeholders, notes) at WCAG AA contrast: at least 4.5:1 on the
+# page's backgrounds (#4b5563 on white: 7.6:1; #d1d5db on Gradio's dark grey: about 10:1).
+PAGE_CSS = """
+.gradio-container { --block-info-text-color: #4b5563; --body-text-color-subdued: #4b5563;
+                    --input-placeholder-color: #6b7280; }
+.dark .gradio-container, .gradio-container.dark {
+  --block-info-text-color: #d1d5db; --body-text-color-subdued: #d1d5db; --input-placeholder-color: #9ca3af; }
 """
 
 
@@ -167,7 +176,7 @@ def describe_length_on_change(editor: Editor, length, frame_count, note, inputs:
           trigger_mode="always_last", **PRIVATE)  # a change while the note is made is said after it, not dropped
 
 
-def results_column():
+def results_column(max_prompts: int = 1):
     """The right-hand column: a hint before the first run, then source | edit, the edit, the reconstruction and mask
     (when made) and the downloads. Returns the hint, the results column, its four videos and the downloads."""
     hint = gr.Markdown(
@@ -185,9 +194,20 @@ def results_column():
             gr.Video(label="Mask (white: may change)", interactive=False, loop=True, visible=False,
                      height=VIDEO_HEIGHT - 16, elem_id="mask-video"),
         ]
+        # one player per further edit prompt (edit-2, ...), shown when the run made it
+        more_edits = [gr.Video(label=f"Edit {index}", interactive=False, loop=True, visible=False,
+                               height=VIDEO_HEIGHT - 16, elem_id=f"edit-video-{index}")
+                      for index in range(2, max_prompts + 1)]
         downloads = gr.File(label="Downloads (MP4s and run.json)", file_count="multiple", interactive=False,
                             elem_id="downloads")
-    return hint, results, videos, downloads, previous
+    return hint, results, videos, downloads, previous, more_edits
+
+
+def more_edit_updates(result: RunResult | None, count: int):
+    """The players of edit-2, ...: each shown with its video when the run made it, hidden otherwise."""
+    outputs = result.outputs if result is not None else {}
+    return [gr.Video(value=outputs.get(f"edit-{index}"), visible=f"edit-{index}" in outputs)
+            for index in range(2, count + 2)]
 
 
 def result_updates(result: RunResult):
@@ -239,7 +259,7 @@ def edit_function(editor: Editor):
     return with_signature(edit)
 
 
-def page_edit_function(editor: Editor):
+def page_edit_function(editor: Editor, more_edits: int = 0):
     """What the Edit button runs: the run's results, or, for a refusal or failure, the page back in a usable state at
     once: the reason in Status, the fields it names outlined (their folded section opened), the previous results
     kept and labelled as such, Edit on and Stop off. Returns the result outputs, then the results column, the hint,
@@ -256,10 +276,12 @@ def page_edit_function(editor: Editor):
                       for where in ("advanced", "mask")}
             return (*[gr.skip()] * 5, str(error), gr.skip(), gr.skip(), gr.Markdown(visible=True), gr.skip(),
                     field_error_html(fields), gr.Accordion(open=True) if folded["advanced"] else gr.skip(),
-                    gr.Accordion(open=True) if folded["mask"] else gr.skip(), *buttons_idle())
+                    gr.Accordion(open=True) if folded["mask"] else gr.skip(), *buttons_idle(),
+                    *[gr.skip()] * more_edits)
         finished = editor.runs.last.pop(session, None) if session is not None else None
         return (*result_updates(result), gr.Column(visible=True), gr.Markdown(visible=False),
-                gr.Markdown(visible=False), finished, "", gr.skip(), gr.skip(), *buttons_idle())
+                gr.Markdown(visible=False), finished, "", gr.skip(), gr.skip(), *buttons_idle(),
+                *more_edit_updates(result, more_edits))
 
     return with_signature(edit)
 
@@ -285,8 +307,8 @@ def model_note(model: str, config: dict) -> str:
         return f"`{model}`"
     height, width = default_video_size(transformer)
     return (f"the committed **toy checkpoint** ({width}x{height}, {transformer['sample_frames']} frames; it knows "
-            "prompts like *a red circle moving left on a black background*; `--model THUDM/CogVideoX-5b` edits real "
-            "videos)")
+            "prompts like *a red circle moving left on a black background*; real videos need a real model such as "
+            "THUDM/CogVideoX-5b, loaded by whoever runs this server)")
 
 
 FIRST_FRAME_NOTE = ("*First frame*: the edit starts from the source's first frame; to steer it, edit that frame in "
@@ -328,12 +350,12 @@ def form(editor: Editor, max_upload_bytes: int):
                                 placeholder="Progress and what each run did show here.")
             folded_inputs(inputs, config)
         with gr.Column(scale=1, min_width=300):
-            hint, results, videos, downloads, previous = results_column()
+            hint, results, videos, downloads, previous, more_edits = results_column(editor.limits.max_prompts)
     with clip_column:  # under the clip, on the first screen: a newcomer's quickest start
         gr.Examples(example_clips(os.path.join(editor.work_dir, "examples")),
                     inputs=[inputs["video"], inputs["source_prompt"], inputs["prompts"]],
                     label="Example clips: a click fills in the clip and both prompts", cache_examples=False)
-    return inputs, length, frame_count, note, run, stop, status, hint, results, videos, downloads, previous
+    return inputs, length, frame_count, note, run, stop, status, hint, results, videos, downloads, previous, more_edits
 
 
 def build_app(editor: Editor, load_info: dict, max_upload_bytes: int):
@@ -347,12 +369,12 @@ def build_app(editor: Editor, load_info: dict, max_upload_bytes: int):
             "in the queue."
         )
         last = gr.BrowserState(None, storage_key="cogvideox-ddim-inversion-last-run")
-        inputs, length, frame_count, note, run, stop, status, hint, results, videos, downloads, previous = form(
-            editor, max_upload_bytes)
+        (inputs, length, frame_count, note, run, stop, status, hint, results, videos, downloads, previous,
+         more_edits) = form(editor, max_upload_bytes)
         highlight = gr.HTML("", elem_id="field-error", padding=False)
         api_button = gr.Button(visible=False, elem_id="api-edit")  # the API's /edit (errors raised, not shown)
         wire_events(blocks, editor, inputs, (length, frame_count, note), (run, stop, status),
-                    (hint, results, videos, downloads, previous), last, (highlight, api_button))
+                    (hint, results, videos, downloads, previous, more_edits), last, (highlight, api_button))
     return blocks
 
 
@@ -361,7 +383,7 @@ def wire_events(blocks, editor: Editor, inputs: dict, length_parts, buttons, res
     stops)."""
     length, frame_count, note = length_parts
     run, stop, status = buttons
-    hint, results, videos, downloads, previous = result_parts
+    hint, results, videos, downloads, previous, more_edits = result_parts
     highlight, api_button = extra
     result_outputs = [*videos, downloads, status]
     accordions = {block.elem_id: block for block in blocks.blocks.values()
@@ -380,18 +402,19 @@ def wire_events(blocks, editor: Editor, inputs: dict, length_parts, buttons, res
         """A reload shows the browser's last finished run while its files are kept."""
         result = last_run(editor.work_dir, name)
         if result is None:
-            return [gr.skip()] * (len(result_outputs) + 2)
-        return (*result_updates(result), gr.Column(visible=True), gr.Markdown(visible=False))
+            return [gr.skip()] * (len(result_outputs) + 2 + len(more_edits))
+        return (*result_updates(result), gr.Column(visible=True), gr.Markdown(visible=False),
+                *more_edit_updates(result, len(more_edits)))
 
     describe_length_on_change(editor, length, frame_count, note, inputs)
     started = run.click(buttons_running, inputs=[length, frame_count],
                         outputs=[run, stop, inputs["num_frames"], highlight], **PRIVATE)
     field_inputs = [inputs[name] for name in PAGE_FIELDS]
     edited = started.then(
-        page_edit_function(editor),
+        page_edit_function(editor, len(more_edits)),
         inputs=field_inputs,
         outputs=[*result_outputs, results, hint, previous, last, highlight, accordions["advanced"],
-                 accordions["local-edit"], run, stop],
+                 accordions["local-edit"], run, stop, *more_edits],
         show_progress_on=[status],  # the progress bar shows beside the Edit button, not over hidden results
         concurrency_limit=1,  # one pipeline, one GPU: runs wait in the queue
         concurrency_id=PIPELINE,
@@ -410,4 +433,4 @@ def wire_events(blocks, editor: Editor, inputs: dict, length_parts, buttons, res
             editor.runs.stop(request.session_hash)
 
     blocks.unload(stop_on_unload)  # a closed or reloaded page stops its run: nobody waits for a result nobody sees
-    blocks.load(restore, inputs=[last], outputs=[*result_outputs, results, hint], **PRIVATE)
+    blocks.load(restore, inputs=[last], outputs=[*result_outputs, results, hint, *more_edits], **PRIVATE)

@@ -212,7 +212,7 @@ def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
     editor = Editor(pipe, load_info, model, config, work_dir, args.max_duration,
                     no_video=f"Upload a video (videos up to {max_upload_bytes / MiB:g} MB and {args.max_duration:g} "
                     "s), or pick an example clip under it, first.", limits=limits)
-    from .page import UPLOAD_CHECK_JS, build_app
+    from .page import PAGE_CSS, UPLOAD_CHECK_JS, build_app
 
     blocks = build_app(editor, load_info, max_upload_bytes)
     blocks.queue(default_concurrency_limit=1, max_size=32)
@@ -226,6 +226,7 @@ def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
         prevent_thread_lock=True,
         quiet=prevent_thread_lock,
         head=UPLOAD_CHECK_JS,
+        css=PAGE_CSS,
     )
     cache_mb = args.max_upload_cache_mb or 5 * args.max_upload_mb
     uploads = UploadCache(args.max_uploads, int(cache_mb * MiB), in_use=lambda: editor.in_use)

@@ -80,7 +80,7 @@ class Limits:
     trajectory_device: str | None = None  # the server's choice (--trajectory-device), never a visitor's
 
     @classmethod
-    def for_checkpoint(cls, config: dict, **flags) -> "Limits":
+    def for_checkpoint(cls, config: dict, **flags) -> Limits:
         from ..cogvideox_ddim_checkpoint import native_size
 
         return cls(max_side=max(native_size(config["transformer"])), **flags)
@@ -411,7 +411,8 @@ class Editor:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 raise PageError(server_path_free(error_text(error, uploads), self.model, self.work_dir),
                                 error_fields(error)) from None
-            except Exception as error:  # a failure of the run itself: said in the page, logged in full here
+            # a failure of the run itself: said in the page, logged in full here
+            except Exception as error:  # noqa: BLE001
                 shutil.rmtree(run_dir, ignore_errors=True)
                 import traceback
 

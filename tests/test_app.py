@@ -839,6 +839,36 @@ def test_a_long_clip_in_a_headless_browser(app, browser, clip, tmp_path):
     assert frame_count(downloaded) == 17  # the whole clip, not the model's 9
 
 
+def contrast(foreground, background) -> float:
+    """WCAG's contrast ratio of two sRGB colours (0-255 channels)."""
+    def luminance(rgb):
+        linear = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def hint_contrasts(browser) -> list[tuple[str, float]]:
+    """(text, contrast) of each visible hint on the page: the help under controls and the notes."""
+    pairs = browser.execute_script("""
+        const colour = (text) => text.match(/[\\d.]+/g).slice(0, 4).map(Number);
+        const background = (element) => {
+          for (let e = element; e; e = e.parentElement) {
+            const c = colour(getComputedStyle(e).backgroundColor);
+            if (c.length < 4 || c[3] > 0) return c.slice(0, 3);
+          }
+          return [255, 255, 255];
+        };
+        const hints = document.querySelectorAll(
+          '[data-testid="block-info"], .info-text, #source-note span, #length-note span');
+        return [...hints].filter(e => e.offsetParent && e.textContent.trim())
+          .map(e => [e.textContent.trim().slice(0, 40), colour(getComputedStyle(e).color).slice(0, 3), background(e)]);
+    """)
+    assert pairs, "no hint text found"
+    return [(text, contrast(fg, bg)) for text, fg, bg in pairs]
+
+
 # (selector of the field's input, value typed, the field's label the refusal names, the field named by the highlight)
 REFUSED_IN_A_ROW = [
     ("#edit-prompt textarea", "", '"Edit prompt"', "prompts"),
@@ -911,9 +941,16 @@ def test_refused_settings_in_a_row_leave_the_page_usable(app, browser, clip):
                                          find(f"#{field.replace('_', '-') if field != 'prompts' else 'edit-prompt'}"))
         assert outline == "solid", (field, outline)
         type_into(selector, good)
-    # A valid edit then runs, and the highlight goes.
+    # Hint text (help under each control, notes) reads at WCAG AA contrast, 4.5:1 at least.
+    low = [(text, ratio) for text, ratio in hint_contrasts(browser) if ratio < 4.5]
+    assert not low, low
+    # A valid edit of two prompts then runs, each edit with its player, and the highlight goes.
+    type_into("#edit-prompt textarea", "a blue circle moving right on a white background\n"
+              "a green circle moving right on a white background")
     text = press_edit_and_wait("frames")
     assert text.startswith(("Inverted", "Reused")), text
+    WebDriverWait(browser, 60).until(lambda driver: "edit-2.mp4" in (driver.find_element(
+        By.CSS_SELECTOR, "#edit-video-2 video").get_attribute("src") or ""))
     assert not browser.execute_script("return document.querySelector('#field-error style')")
     assert "side_by_side.mp4" in find("#side-by-side video").get_attribute("src")
     assert not find("#previous-run").is_displayed() if browser.find_elements(By.CSS_SELECTOR, "#previous-run") else 1
