@@ -333,6 +333,14 @@ def test_the_first_screen_follows_the_checkpoints_family_and_shows_no_server_pat
     assert advanced not in layout_path(i2v_config["layout"], i2v["first-frame"]["id"])  # the first screen
     assert [value for _, value in i2v["length"]["props"]["choices"]] == ["window"]
     assert [value for _, value in t2v["length"]["props"]["choices"]] == ["window", "frames", "all"]
+    # Help in the page's words: no command-line flag and no "see docs/..." in anything the page shows.
+    for config in (i2v_config, t2v_config):
+        for component in config["components"]:
+            for key in ("value", "info", "label", "placeholder"):
+                text = component["props"].get(key)
+                if isinstance(text, str):
+                    text = re.sub(r"var\(--[\w-]+", "", text)  # CSS variables in the notes' HTML
+                    assert not re.search(r"--[a-z]", text) and "docs/" not in text, (key, text)
 
 
 # A bad value in a field, and every check of the shared settings, say the page's field labels and what to type: never
