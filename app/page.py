@@ -358,10 +358,11 @@ def form(editor: Editor, max_upload_bytes: int):
     return inputs, length, frame_count, note, run, stop, status, hint, results, videos, downloads, previous, more_edits
 
 
-def build_app(editor: Editor, load_info: dict, max_upload_bytes: int):
-    """The page, running its edits with `editor`."""
+def build_app(editor: Editor, load_info: dict, max_upload_bytes: int, keep_files_s: int = 3600):
+    """The page, running its edits with `editor`; Gradio's cache (uploads, served results) is cleaned every
+    `keep_files_s` / 4 seconds (at most every 10 minutes) of files older than `keep_files_s`."""
     # No analytics: the app makes no request of its own to the internet (fonts and scripts are served by Gradio).
-    with gr.Blocks(title="CogVideoX DDIM inversion", delete_cache=(3600, 86400), analytics_enabled=False) as blocks:
+    with gr.Blocks(title="CogVideoX DDIM inversion", delete_cache=(min(600, max(60, keep_files_s // 4)), keep_files_s), analytics_enabled=False) as blocks:
         gr.Markdown(
             "## CogVideoX DDIM inversion: edit a video with a prompt\n"
             f"Upload a clip, say what it shows and what should change, and press **Edit**. Model: "

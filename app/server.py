@@ -55,6 +55,8 @@ def add_app_arguments(parser):
     server.add_argument("--max-upload-cache-mb", type=float, default=None, metavar="MB",
                         help="total size of the uploads kept; the oldest are removed to make room (default: 5 times "
                         "--max-upload-mb)")
+    server.add_argument("--keep-files-minutes", type=float, default=60.0, metavar="MINUTES",
+                        help="uploads and results older than this are removed (default: %(default)s)")
     server.add_argument("--trajectory-device", default=None, metavar="DEVICE",
                         help="where runs keep the inverted trajectory, e.g. cpu (default: the model's device); "
                         "a server setting, never the page's")
@@ -214,7 +216,7 @@ def launch_app(args, prevent_thread_lock: bool = False) -> AppServer:
                     "s), or pick an example clip under it, first.", limits=limits)
     from .page import PAGE_CSS, UPLOAD_CHECK_JS, build_app
 
-    blocks = build_app(editor, load_info, max_upload_bytes)
+    blocks = build_app(editor, load_info, max_upload_bytes, keep_files_s=max(60, int(args.keep_files_minutes * 60)))
     blocks.queue(default_concurrency_limit=1, max_size=32)
     print_log(f"Temporary folder (removed on exit): {work_dir}")
     blocks.launch(

@@ -267,6 +267,7 @@ def test_anonymous_uploads_beyond_the_cap_evict_the_oldest_and_disk_use_stays_un
     kept, their total stays under the cache's size (5 times --max-upload-mb), the oldest go first."""
     cache = app.uploads
     assert (cache.max_count, cache.max_bytes) == (20, int(5 * MAX_UPLOAD_MB * 1024**2))
+    assert app.blocks.delete_cache == (600, 3600)  # --keep-files-minutes 60: older uploads and results go
     kept = []
     for index in range(50):
         upload = tmp_path / f"upload-{index}.bin"
