@@ -129,6 +129,9 @@ def test_edit_reuses_the_inversion_and_refuses_bad_uploads(app, client, clip, tm
     run_json = json.loads(Path(next(path for path in downloads if path.endswith("run.json"))).read_text())
     assert run_json["settings"]["steps"] == STEPS and run_json["settings"]["inversion"] is None
     assert status.startswith(f"Inverted 9 frames with {STEPS} steps")
+    from cogvideox_ddim_inversion.app.session import PACKAGE_DIR
+
+    assert app.work_dir not in status and os.path.dirname(PACKAGE_DIR) not in status  # no server path answered
     bars = progress_bars(job)
     assert [desc.split()[0] for desc, _ in bars] == ["Inverting", "Editing"] and {n for _, n in bars} == {STEPS}
 
@@ -968,6 +971,11 @@ def test_refused_settings_in_a_row_leave_the_page_usable(app, browser, clip):
     press_edit_and_wait('"Height" 100')
     assert "Shown: your previous run" in find("#previous-run").text
     assert "side_by_side.mp4" in find("#side-by-side video").get_attribute("src")
+    target = os.environ.get("APP_SCREENSHOT")  # the page after a refused setting, beside docs/app.png
+    if target:
+        folder = target if os.path.isdir(target) else os.path.dirname(target)
+        browser.execute_script("window.scrollTo(0, 0)")
+        save_screenshot(browser, os.path.join(folder, "app_refused.png"))
 
 
 def save_screenshot(browser, path):
