@@ -1025,6 +1025,8 @@ def test_each_fields_control_comes_from_its_option():
         assert made.arguments["label"] == option.page_label
         info = made.arguments["info"] or ""
         assert "--" not in info and "%(" not in info and "{" not in info, (name, info)
+        assert not (option.metavar and re.search(rf"\b{option.metavar}\b", info)), (name, info)  # no SCALE
+        assert not re.search(r"\b(invert|batch) (saves|writes)", info), (name, info)  # not other commands' files
     assert control("sampling").component == "Radio" and control("sampling").arguments["choices"] == ["first",
                                                                                                      "spread"]
     assert control("mask_refine").arguments["choices"] == ["auto", "on", "off"]
