@@ -11,6 +11,7 @@ Nothing here imports Gradio: a control is described (`Control`) and `app.page` m
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from ..workflow.flags import help_text
@@ -113,7 +114,16 @@ def page_help(name: str) -> str | None:
         return None
     shown = page_value(name)
     default = "none" if shown in (None, "") else shown
-    return help_text(option, EDIT_OPTIONS, "page").replace("%(default)s", str(default))
+    text = help_text(option, EDIT_OPTIONS, "page").replace("%(default)s", str(default))
+    return in_page_words(text, option)
+
+
+def in_page_words(text: str, option: Option) -> str:
+    """Help written for the command line in the page's words: its placeholder (SCALE) as "this value", asides on what
+    other commands write (invert, batch) left out."""
+    if option.metavar and option.metavar.isupper():
+        text = re.sub(rf"\b{re.escape(option.metavar)}\b", "this value", text)
+    return re.sub(r" \([^()]*\b(?:invert|batch)\b[^()]*\)", "", text)
 
 
 def error_text(error: BaseException, uploads=()) -> str:

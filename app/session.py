@@ -13,6 +13,7 @@ same hash passes that file back as `inversion` (checked against the loaded check
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -42,11 +43,53 @@ from .fields import error_text, settings_from_page, stride_control
 
 KEEP_RUNS = 8  # result folders kept on disk (older ones are deleted; Gradio has copied what the page shows)
 KEEP_INVERSIONS = 4  # saved inversions kept (the least recently used is deleted first)
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the server's checkout (or install)
+MAX_FIXED_POINT_ITERATIONS = 10  # extra evaluations per inversion step; 2-4 is what helps
 STOPPED = "Stopped. Nothing was kept of this run; press Edit to run again."
 
 
 class PageError(Exception):
-    """A refusal or failure to show in the page, in its words."""
+    """A refusal or failure to show in the page, in its words; `fields`: the page fields it names (its own first),
+    which the page highlights."""
+
+    def __init__(self, message: str, fields=()):
+        super().__init__(message)
+        self.fields = tuple(fields)
+
+
+def error_fields(error: BaseException) -> tuple[str, ...]:
+    """The page fields an error names (`SettingsError.fields`, a shipped `ParameterError`'s option), its own first."""
+    from ..cogvideox_ddim_errors import ParameterError
+    from .fields import PAGE_FIELDS
+
+    if isinstance(error, ParameterError) and not isinstance(error, SettingsError):
+        error = SettingsError.from_parameter_error(error)
+    return tuple(name for name in getattr(error, "fields", ()) if name in PAGE_FIELDS)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What bounds a visitor's run, from the launch flags and the checkpoint: every number a visitor sends that costs
+    work has a maximum here, checked before any model work (`Editor.check_limits`)."""
+
+    max_duration: float = 60.0  # seconds of video (--max-duration): frames and windows
+    max_prompts: int = 4  # edit prompts per run (--max-prompts)
+    max_steps: int = 100  # steps (--max-steps); fixed-point iterations are bounded by the option table
+    max_windows_per_call: int = 4  # "Windows per call" (--max-windows-per-call): memory
+    max_side: int = 720  # height and width: the checkpoint's largest supported size
+    trajectory_device: str | None = None  # the server's choice (--trajectory-device), never a visitor's
+
+    @classmethod
+    def for_checkpoint(cls, config: dict, **flags) -> Limits:
+        from ..cogvideox_ddim_checkpoint import native_size
+
+        return cls(max_side=max(native_size(config["transformer"])), **flags)
+
+    def bounds(self) -> dict[str, int]:
+        """The upper bound of each bounded page field."""
+        return {"steps": self.max_steps, "window_batch_size": self.max_windows_per_call, "height": self.max_side,
+                "width": self.max_side, "mask_dilation": self.max_side, "mask_feather": self.max_side,
+                "fixed_point_iterations": MAX_FIXED_POINT_ITERATIONS}
 
 
 def label(name: str) -> str:
@@ -175,27 +218,46 @@ def _within(path: str, folder: str) -> bool:
     return os.path.commonpath([os.path.abspath(path), folder]) == folder
 
 
-def _portable(value, run_dir: str, work_dir: str, uploads: dict):
-    """`value` (run.json's content) with each path in the app's temporary folder made portable: files of the run
-    relative to it, uploads by their own file names, saved inversions by theirs."""
+def _portable(value, run_dir: str, work_dir: str, uploads: dict, model: str | None = None):
+    """`value` (run.json's content) with each server path made portable: files of the run relative to it, uploads by
+    their own file names, saved inversions by theirs, the local checkpoint `model` (and anything in it, or in this
+    package's own folder) by its folder's name."""
     if isinstance(value, dict):
-        return {key: _portable(item, run_dir, work_dir, uploads) for key, item in value.items()}
+        return {key: _portable(item, run_dir, work_dir, uploads, model) for key, item in value.items()}
     if isinstance(value, list):
-        return [_portable(item, run_dir, work_dir, uploads) for item in value]
-    if isinstance(value, str) and os.path.isabs(value) and _within(value, work_dir):
-        if _within(value, run_dir):
-            return os.path.relpath(value, run_dir)
-        return uploads.get(os.path.abspath(value), os.path.basename(value))
+        return [_portable(item, run_dir, work_dir, uploads, model) for item in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        if _within(value, work_dir):
+            if _within(value, run_dir):
+                return os.path.relpath(value, run_dir)
+            return uploads.get(os.path.abspath(value), os.path.basename(value))
+        for folder in (model, PACKAGE_DIR):
+            if folder and os.path.isabs(folder) and _within(value, os.path.abspath(folder)):
+                name = os.path.basename(os.path.normpath(folder))
+                inside = os.path.relpath(value, os.path.abspath(folder))
+                return name if inside == "." else f"{name}/{inside}"
     return value
 
 
-def write_portable_run_json(run_dir: str, work_dir: str, uploads: dict):
-    """Rewrite `run_dir`/run.json, which the page serves for download, without paths in the app's temporary folder
-    `work_dir`. `uploads`: absolute path -> the name to show (the upload's own file name)."""
+def server_path_free(text: str, model: str | None = None, work_dir: str | None = None) -> str:
+    """`text` (a message for the page) with the local checkpoint `model`, this package's folder and the app's
+    temporary folder `work_dir` named without where they are on the server."""
+    folders = [os.path.abspath(folder) for folder in (model, PACKAGE_DIR) if folder and os.path.isabs(folder)]
+    for folder in sorted(folders, key=len, reverse=True):
+        text = text.replace(folder, os.path.basename(folder))
+    if work_dir:
+        text = text.replace(os.path.abspath(work_dir) + os.sep, "")
+    return text
+
+
+def write_portable_run_json(run_dir: str, work_dir: str, uploads: dict, model: str | None = None):
+    """Rewrite `run_dir`/run.json, which the page serves for download, without server paths: in the app's temporary
+    folder `work_dir`, the local checkpoint `model`, this package's folder. `uploads`: absolute path -> the name to
+    show (the upload's own file name)."""
     path = os.path.join(run_dir, "run.json")
     with open(path) as file:
         record = json.load(file)
-    write_json(_portable(record, os.path.abspath(run_dir), os.path.abspath(work_dir), uploads), path)
+    write_json(_portable(record, os.path.abspath(run_dir), os.path.abspath(work_dir), uploads, model), path)
 
 
 @dataclass
@@ -278,9 +340,11 @@ class Editor:
     inversions/, examples/)."""
 
     def __init__(self, pipe, load_info: dict, model: str, config: dict, work_dir: str, max_duration: float,
-                 no_video: str):
+                 no_video: str, limits: Limits | None = None):
         self.pipe, self.load_info, self.model, self.config = pipe, load_info, model, config
         self.work_dir, self.max_duration, self.no_video = work_dir, max_duration, no_video
+        self.limits = limits or Limits.for_checkpoint(config, max_duration=max_duration)
+        self.in_use: tuple[str, ...] = ()  # the uploads the run in progress reads (kept by the upload cache)
         self.runs = Runs()
         for name in ("runs", "inversions", "examples"):
             os.makedirs(os.path.join(work_dir, name), exist_ok=True)
@@ -301,12 +365,26 @@ class Editor:
         uploads = [path for path in (values["video"], values.get("mask"), values.get("image")) if path]
         try:
             settings = settings_from_page(values)
+            if not settings.prompts and not settings.reconstruction:
+                raise SettingsError("prompts", "Type an {prompts} (one per line for several edits), or tick "
+                                    "{reconstruction}.")
+            self.check_limits(settings)
         except SettingsError as error:
-            raise PageError(error_text(error, uploads)) from None
-        if not settings.prompts and not settings.reconstruction:
-            raise PageError(error_text(SettingsError(
-                "prompts", "Type an {prompts} (one per line for several edits), or tick {reconstruction}."), uploads))
-        return settings, uploads
+            raise PageError(error_text(error, uploads), error_fields(error)) from None
+        return dataclasses.replace(settings, trajectory_device=self.limits.trajectory_device), uploads
+
+    def check_limits(self, settings: EditSettings):
+        """Refuse, before any model work, a number over what this server takes (`Limits`)."""
+        limits = self.limits
+        if len(settings.prompts) > limits.max_prompts:
+            raise SettingsError("prompts", f"{{prompts}}: this server edits at most {limits.max_prompts} prompts "
+                                f"per run (one per line); got {len(settings.prompts)}.")
+        for name, bound in limits.bounds().items():
+            value = getattr(settings, name)
+            if value is not None and value > bound:
+                unit = " pixels" if name in ("height", "width", "mask_dilation", "mask_feather") else ""
+                raise SettingsError(name, f"{{{name}}} {value} is more than this server takes: at most "
+                                    f"{bound}{unit}.")
 
     def prepare(self, settings: EditSettings) -> dict:
         """The command line's checks (`prepare_edit`), with the app's duration limit before the video is read."""
@@ -320,6 +398,7 @@ class Editor:
         session = session or uuid.uuid4().hex
         run_dir = os.path.join(self.runs_dir, time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8])
         with self.runs.running(session) as stop:
+            self.in_use = tuple(uploads)
             try:
                 result = self._run(settings, uploads, run_dir, stop)
                 self.runs.last[session] = os.path.basename(run_dir)
@@ -330,8 +409,18 @@ class Editor:
                 raise PageError(STOPPED) from None
             except (ValueError, FileNotFoundError, TypeError, OSError) as error:
                 shutil.rmtree(run_dir, ignore_errors=True)
-                raise PageError(error_text(error, uploads)) from None
+                raise PageError(server_path_free(error_text(error, uploads), self.model, self.work_dir),
+                                error_fields(error)) from None
+            # a failure of the run itself: said in the page, logged in full here
+            except Exception as error:  # noqa: BLE001
+                shutil.rmtree(run_dir, ignore_errors=True)
+                import traceback
+
+                traceback.print_exc()
+                raise PageError(f"The run failed on the server ({type(error).__name__}); nothing of it was kept. "
+                                "Change a setting or press Edit to try again.") from None
             finally:
+                self.in_use = ()
                 prune(self.runs_dir, KEEP_RUNS)
                 prune(self.inversions_dir, KEEP_INVERSIONS)
 
@@ -357,7 +446,7 @@ class Editor:
             raise RunStopped()
         record = edit_video(self.pipe, settings, run_dir, self.load_info, log=log, stop=stop)
         write_portable_run_json(run_dir, self.work_dir, {os.path.abspath(path): os.path.basename(path)
-                                                         for path in uploads})
+                                                         for path in uploads}, self.model)
         status = status_text(record, settings, reused, notes, temporal_compression(self.config))
         with open(os.path.join(run_dir, "status.txt"), "w") as file:  # what a reload of the page shows
             file.write(status)

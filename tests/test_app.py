@@ -6,6 +6,7 @@ function calls."""
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -38,10 +39,6 @@ BROWSER_STEPS = 10  # the browser's edit is the README's screenshot: enough step
 SOURCE_PROMPT = "a red circle moving right on a white background"
 MAX_DURATION_S = 4.0
 MAX_UPLOAD_MB = 1.0
-# Messages whose text comes from a shipped module's plain ValueError (the module names its parameter in backticks)
-# rather than a ParameterError the page can name by its label; the i32-pipeline branch converts them.
-SHIPPED_PLAIN_MESSAGE = pytest.mark.xfail(
-    strict=True, reason="the shipped module raises a plain ValueError naming its parameter, not a ParameterError")
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +129,9 @@ def test_edit_reuses_the_inversion_and_refuses_bad_uploads(app, client, clip, tm
     run_json = json.loads(Path(next(path for path in downloads if path.endswith("run.json"))).read_text())
     assert run_json["settings"]["steps"] == STEPS and run_json["settings"]["inversion"] is None
     assert status.startswith(f"Inverted 9 frames with {STEPS} steps")
+    from cogvideox_ddim_inversion.app.session import PACKAGE_DIR
+
+    assert app.work_dir not in status and os.path.dirname(PACKAGE_DIR) not in status  # no server path answered
     bars = progress_bars(job)
     assert [desc.split()[0] for desc, _ in bars] == ["Inverting", "Editing"] and {n for _, n in bars} == {STEPS}
 
@@ -192,6 +192,10 @@ def test_reconstruction_and_every_file_in_the_apps_temporary_folder(app, clip):
     assert run_json["outputs"]["reconstruction"] == "reconstruction.mp4" and run_json["outputs"]["inversion"].endswith(
         ".safetensors") and os.sep not in run_json["outputs"]["inversion"]
     assert app.work_dir not in text and str(Path(app.work_dir).parent) not in text
+    from cogvideox_ddim_inversion.app.session import PACKAGE_DIR  # the server's checkout: the toy checkpoint's home
+
+    assert os.path.dirname(PACKAGE_DIR) not in text, text
+    assert run_json["inversion"]["model"]["name_or_path"] == "checkpoint", run_json["inversion"]["model"]
 
 
 def test_local_edits_with_mask_words_or_a_mask_video(app, client, clip, tmp_path):
@@ -230,6 +234,119 @@ def test_local_edits_with_mask_words_or_a_mask_video(app, client, clip, tmp_path
     assert "The mask video 'short-mask.mp4' gives 5 frames" in message and str(tmp_path) not in message
 
 
+def test_server_settings_and_bounds_refused_before_any_model_work(app, client, clip, monkeypatch):
+    """Server settings are launch flags, not API parameters; every number that costs work has a bound from the launch
+    flags and the checkpoint (the toy's 64x64), refused through the API before any model work, naming the field."""
+    from cogvideox_ddim_inversion.app import session
+
+    def no_model_work(*args, **kwargs):
+        raise AssertionError("model work started for a refused request")
+
+    monkeypatch.setattr(session, "edit_video", no_model_work)
+    monkeypatch.setattr(session, "prepare_edit", no_model_work)
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/edit"]["parameters"]
+    assert "trajectory_device" not in [p["parameter_name"] for p in parameters]
+    with pytest.raises(TypeError):  # not a parameter: the client refuses it itself
+        client.submit(video=gradio_client.handle_file(str(clip)), edit_prompts="x", trajectory_device="meta",
+                      api_name="/edit")
+    for fields, expected in (
+            ({"height": 100000}, '"Height" 100000 is more than this server takes: at most 64 pixels.'),
+            ({"width": 128}, '"Width" 128 is more than this server takes: at most 64 pixels.'),
+            ({"edit_prompts": "\n".join(["a blue circle"] * 10000)},
+             '"Edit prompt": this server edits at most 4 prompts per run (one per line); got 10000.'),
+            ({"window_batch_size": 1000}, '"Windows per call" 1000 is more than this server takes: at most 4.'),
+            ({"steps": 10**6}, '"Steps" 1000000 is more than this server takes: at most 100.'),
+            ({"fixed_point_iterations": 500}, '"Fixed-point iterations" 500 is more than this server takes')):
+        with pytest.raises(gradio_client.exceptions.AppError) as raised:
+            job = client.submit(video=gradio_client.handle_file(str(clip)), **{"edit_prompts": "a blue circle",
+                                "source_prompt": SOURCE_PROMPT, "steps": STEPS, **fields}, api_name="/edit")
+            job.result(timeout=120)
+        assert expected in str(raised.value) and "--" not in str(raised.value), str(raised.value)
+    assert app.editor.limits.trajectory_device is None  # the server's choice (--trajectory-device), passed by the app
+
+
+def test_anonymous_uploads_beyond_the_cap_evict_the_oldest_and_disk_use_stays_under_it(app, tmp_path):
+    """50 uploads posted to Gradio's upload route (as anyone on the network can): at most --max-uploads (20) are
+    kept, their total stays under the cache's size (5 times --max-upload-mb), the oldest go first."""
+    cache = app.uploads
+    assert (cache.max_count, cache.max_bytes) == (20, int(5 * MAX_UPLOAD_MB * 1024**2))
+    assert app.blocks.delete_cache == (600, 3600)  # --keep-files-minutes 60: older uploads and results go
+    kept = []
+    for index in range(50):
+        upload = tmp_path / f"upload-{index}.bin"
+        upload.write_bytes(os.urandom(300 * 1024))
+        with open(upload, "rb") as file:
+            response = httpx.post(app.url + "gradio_api/upload", files={"files": file})
+        assert response.status_code == 200, response.text
+        kept.append(response.json()[0])
+        deadline = time.monotonic() + 10  # Gradio moves the file into place after answering
+        while not os.path.exists(kept[-1]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(cache.folders) <= cache.max_count
+        assert sum(cache.size(folder) for folder in cache.folders) <= cache.max_bytes
+    assert not any(os.path.exists(path) for path in kept[:30]) and all(os.path.exists(path) for path in kept[-5:])
+    gradio_dir = os.path.join(app.work_dir, "gradio")
+    on_disk = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(gradio_dir)
+                  for name in names if name.startswith("upload-"))
+    assert on_disk <= cache.max_bytes
+
+
+def layout_path(layout: dict, component_id: int) -> list[int] | None:
+    """The ids from the page's root to the component (the page config's layout tree)."""
+    if layout.get("id") == component_id:
+        return [component_id]
+    for child in layout.get("children", []):
+        found = layout_path(child, component_id)
+        if found:
+            return [layout["id"], *found] if "id" in layout else found
+    return None
+
+
+def page_config(url: str) -> tuple[dict, dict]:
+    """The page's config (what the browser gets) and its components by element id."""
+    config = httpx.get(url + "config").json()
+    return config, {c["props"].get("elem_id"): c for c in config["components"] if c["props"].get("elem_id")}
+
+
+def test_the_first_screen_follows_the_checkpoints_family_and_shows_no_server_path(app, tiny_checkpoint, tmp_path,
+                                                                                  monkeypatch):
+    """An image-to-video checkpoint shows "First frame" on the first screen (not under Advanced), with one line on
+    what it does, and offers only the model's window; a text-to-video one (the toy) hides it and offers the whole
+    clip. Neither page names a server path: the local checkpoint by its folder's name only."""
+    model = tiny_checkpoint("cogvideox-5b-i2v")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", os.environ["GRADIO_TEMP_DIR"])  # the toy app's, back after this test
+    args = build_parser().parse_args(["--device", "cpu", "--host", "127.0.0.1", "--model", str(model),
+                                      "--temp-dir", str(tmp_path)])
+    server = launch_app(args, prevent_thread_lock=True)
+    try:
+        i2v_config, i2v = page_config(server.url)
+        page = httpx.get(server.url).text + json.dumps(i2v_config)
+        assert str(model) not in page and os.path.dirname(str(model)) not in page
+        header = next(c for c in i2v_config["components"] if str(c["props"].get("value", "")).startswith("## "))
+        assert f"`{os.path.basename(str(model))}` (a local checkpoint)" in header["props"]["value"]
+    finally:
+        server.close()
+    t2v_config, t2v = page_config(app.url)
+    # No temporary folder either, beyond Gradio's own file paths and URLs (the example clips it serves).
+    served = re.sub(r'("path": ?"|file=)' + re.escape(app.work_dir), "", httpx.get(app.url).text + json.dumps(
+        t2v_config))
+    assert app.work_dir not in served
+    assert i2v["first-frame"]["props"]["visible"] is True and t2v["first-frame"]["props"]["visible"] is False
+    assert "first-frame-note" in i2v and "first-frame-note" not in t2v
+    advanced = i2v["advanced"]["id"]
+    assert advanced not in layout_path(i2v_config["layout"], i2v["first-frame"]["id"])  # the first screen
+    assert [value for _, value in i2v["length"]["props"]["choices"]] == ["window"]
+    assert [value for _, value in t2v["length"]["props"]["choices"]] == ["window", "frames", "all"]
+    # Help in the page's words: no command-line flag and no "see docs/..." in anything the page shows.
+    for config in (i2v_config, t2v_config):
+        for component in config["components"]:
+            for key in ("value", "info", "label", "placeholder"):
+                text = component["props"].get(key)
+                if isinstance(text, str):
+                    text = re.sub(r"var\(--[\w-]+", "", text)  # CSS variables in the notes' HTML
+                    assert not re.search(r"--[a-z]", text) and "docs/" not in text, (key, text)
+
+
 # A bad value in a field, and every check of the shared settings, say the page's field labels and what to type: never
 # a command-line flag, a parameter name or Python's own message.
 PAGE_MESSAGES = [
@@ -238,9 +355,9 @@ PAGE_MESSAGES = [
     ("mask_steps", "0.5,x", '"Mask steps": type a fraction such as 0.5 or a range such as 0,0.6'),
     ("reference_blocks", "one", '"Reference blocks": type block numbers separated by commas, such as 0,1,2'),
     ("num_frames", "everything", '"Frames": type a frame count, or all for the whole clip (got \'everything\').'),
-    pytest.param("num_frames", 2, '"Frames" must be at least 9, got 2.', marks=SHIPPED_PLAIN_MESSAGE),
-    pytest.param("reference_steps", "2", '"Reference steps" must be a fraction in (0, 1]',
-                 marks=SHIPPED_PLAIN_MESSAGE),
+    pytest.param("num_frames", 2, '"Frames" must be at least 9, got 2.', marks=pytest.mark.xfail(
+        strict=True, reason="the shipped module raises a plain ValueError naming `max_num_frames`")),
+    ("reference_steps", "2", '"Reference steps" must be a fraction in (0, 1]'),
     ("height", 20, '"Height"/"Width" must be positive multiples of 16'),
     ("mask_dilation", 3, '"Grow the mask" shapes a mask: give "Mask video" or "Mask words" too.'),
 ]
@@ -290,7 +407,6 @@ def assert_page_refusal(change: dict):
         assert f'"{find_option(name).page_label}"' in message, (change, message)
 
 
-@SHIPPED_PLAIN_MESSAGE
 def test_a_step_window_refusal_rendered_for_the_page_names_labels_only():
     assert_page_refusal({"reference_steps": (0.5, 0.2)})
 
@@ -305,8 +421,7 @@ def test_values_that_do_not_read_name_the_field_and_what_to_type():
                                    ("seed", 1.5, '"Seed": type a whole number (got 1.5).'),
                                    ("guidance", None, '"Guidance": type a number (got null).'),
                                    ("fps", "fast", "\"Output fps\": type a number, or leave it empty (got 'fast')."),
-                                   ("mask_refine", "maybe", ('"Refine the mask": expected true or false, got '
-                                                             "'maybe' (got 'maybe')."))):
+                                   ("mask_refine", "maybe", "\"Refine the mask\": give true or false (got 'maybe').")):
         with pytest.raises(SettingsError) as raised:
             settings_from_page({**values, field: value})
         assert raised.value.field == field and error_text(raised.value) == expected
@@ -357,7 +472,6 @@ def test_the_whole_clip_in_windows_says_its_windows_before_during_and_after_the_
     assert status.startswith(f"Reused the inversion of this clip and settings (17 frames in {WINDOWS}; no "), status
 
 
-@SHIPPED_PLAIN_MESSAGE
 @pytest.mark.parametrize(("overlap", "expected"), [
     (12, '"Window overlap" 12 video frames leaves windows of 9 frames nothing new: pass at most 8'),
     (6, ('"Window overlap" 6 video frames is not a non-negative multiple of the VAE\'s temporal compression 4 (one '
@@ -404,7 +518,6 @@ def test_the_length_note_says_what_a_run_would_edit_or_why_it_cannot(tmp_path):
         assert str(tmp_path) not in note
 
 
-@SHIPPED_PLAIN_MESSAGE
 def test_the_length_note_names_a_window_overlap_that_does_not_fit_by_its_label(tmp_path):
     from cogvideox_ddim_inversion.app.session import length_note
     from cogvideox_ddim_inversion.cogvideox_ddim_checkpoint import checkpoint_config
@@ -523,10 +636,13 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
             toasts and "error: " + toasts[0])
 
     def page_error(*expected):
-        """The page's error toast with these parts (beside the browser's own "Video not playable" notice)."""
-        return WebDriverWait(browser, 180).until(lambda driver: next((
-            text for text in toast_texts(driver) if all(part in text for part in expected)), None),
-            f"no error with {expected} in the page: {toast_texts(browser)}")
+        """The page's refusal with these parts, in Status, with Edit usable again."""
+        def said(driver):
+            text = driver.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value")
+            usable = find("#run").is_enabled() and find("#run").text == "Edit"
+            return usable and all(part in text for part in expected) and text
+
+        return WebDriverWait(browser, 180).until(said, f"no refusal with {expected} in Status")
 
     set_viewport(browser, 1280, 800)
     # 1. An edit of the toy clip the page offers as an example, uploaded from disk as a user would. At 1280x800 the
@@ -611,8 +727,8 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
     not_a_video.write_text("not a video")
     open_page_and_fill(not_a_video, "", "a blue circle")
     find("#run").click()
-    page_error("Could not decode 'notes.mp4' as a video")
-    assert find("#status textarea").get_attribute("value") == ""
+    text = page_error("Could not decode 'notes.mp4' as a video")
+    assert app.work_dir not in text
     too_big = tmp_path / "big.mp4"
     too_big.write_bytes(os.urandom(int(1.5 * MAX_UPLOAD_MB * 1024**2)))
     browser.get(app.url)
@@ -640,6 +756,8 @@ def test_page_in_a_headless_browser(app, browser, clip, tmp_path):
     find("#stop").click()
     WebDriverWait(browser, 120).until(lambda driver: find("#run").is_enabled() and find("#run").text == "Edit")
     assert not find("#stop").is_enabled()
+    WebDriverWait(browser, 60).until(lambda driver: find("#status textarea").get_attribute("value").startswith(
+        "Stopped. Nothing was kept of this run"), "Status does not say what Stop did")
     WebDriverWait(browser, 120).until(lambda driver: not app.runs.lock.locked(), "the run goes on after Stop")
     runs = Path(app.work_dir, "runs").glob("*/run.json")
     assert [json.loads(path.read_text())["settings"]["steps"] for path in runs].count(100) == 0  # stopped, removed
@@ -733,6 +851,133 @@ def test_a_long_clip_in_a_headless_browser(app, browser, clip, tmp_path):
     assert frame_count(downloaded) == 17  # the whole clip, not the model's 9
 
 
+def contrast(foreground, background) -> float:
+    """WCAG's contrast ratio of two sRGB colours (0-255 channels)."""
+    def luminance(rgb):
+        linear = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def hint_contrasts(browser) -> list[tuple[str, float]]:
+    """(text, contrast) of each visible hint on the page: the help under controls and the notes."""
+    pairs = browser.execute_script("""
+        const colour = (text) => text.match(/[\\d.]+/g).slice(0, 4).map(Number);
+        const background = (element) => {
+          for (let e = element; e; e = e.parentElement) {
+            const c = colour(getComputedStyle(e).backgroundColor);
+            if (c.length < 4 || c[3] > 0) return c.slice(0, 3);
+          }
+          return [255, 255, 255];
+        };
+        const hints = document.querySelectorAll(
+          '[data-testid="block-info"], .info-text, #source-note span, #length-note span');
+        return [...hints].filter(e => e.offsetParent && e.textContent.trim())
+          .map(e => [e.textContent.trim().slice(0, 40), colour(getComputedStyle(e).color).slice(0, 3), background(e)]);
+    """)
+    assert pairs, "no hint text found"
+    return [(text, contrast(fg, bg)) for text, fg, bg in pairs]
+
+
+# (selector of the field's input, value typed, the field's label the refusal names, the field named by the highlight)
+REFUSED_IN_A_ROW = [
+    ("#edit-prompt textarea", "", '"Edit prompt"', "prompts"),
+    ("#height input[type=number]", "100", '"Height" 100 is more than this server takes', "height"),
+    ("#reference-steps textarea", "abc", '"Reference steps": type a fraction', "reference_steps"),
+    ("#reference-blocks textarea", "one", '"Reference blocks": type block numbers', "reference_blocks"),
+    ("#steps input[type=number]", "1000", '"Steps" 1000 is more than this server takes: at most 100', "steps"),
+    ("#window-batch-size input[type=number]", "50", '"Windows per call" 50 is more than', "window_batch_size"),
+    ("#fixed-point-iterations input[type=number]", "500", '"Fixed-point iterations" 500', "fixed_point_iterations"),
+    ("#width input[type=number]", "128", '"Width" 128 is more than this server takes', "width"),
+    ("#mask-words textarea", "zebra", "'zebra' is not a word of \"Source prompt\"", "mask_words"),
+    ("#mask-steps textarea", "0.5,x", '"Mask steps": type a fraction', "mask_steps"),
+    ("#mask-dilation input[type=number]", "3", '"Grow the mask" shapes a mask', "mask_dilation"),
+]
+
+
+@pytest.mark.slow
+def test_refused_settings_in_a_row_leave_the_page_usable(app, browser, clip):
+    """One page load, no reload: each refused setting gives Edit back at once (Stop off), says why in Status with the
+    field's label and no flag, outlines the field; then a valid edit runs."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    def find(selector):
+        return browser.find_element(By.CSS_SELECTOR, selector)
+
+    def status():
+        return find("#status textarea").get_attribute("value")
+
+    def type_into(selector, text):
+        field = WebDriverWait(browser, 60).until(expected_conditions.visibility_of_element_located(
+            (By.CSS_SELECTOR, selector)))
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(Keys.BACKSPACE)
+        if text:
+            field.send_keys(text)
+        field.send_keys(Keys.TAB)
+
+    def press_edit_and_wait(expected):
+        find("#run").click()
+        return WebDriverWait(browser, 120).until(
+            lambda driver: find("#run").is_enabled() and find("#run").text == "Edit" and expected in status()
+            and status(), f"the page is not usable again with {expected!r} in Status: {status()!r}")
+
+    set_viewport(browser, 1280, 800)
+    browser.get(app.url)
+    WebDriverWait(browser, 180).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#run")))
+    # No video yet: refused, and Edit is back.
+    find("#edit-prompt textarea").send_keys("a blue circle moving right on a white background")
+    press_edit_and_wait("Upload a video")
+    find("#source-video input[type=file]").send_keys(str(clip))
+    WebDriverWait(browser, 120).until(lambda driver: "sample.mp4" in (driver.find_element(
+        By.CSS_SELECTOR, "#source-video video").get_attribute("src") or ""))
+    find("#source-prompt textarea").send_keys(SOURCE_PROMPT)
+    for accordion in ("advanced", "local-edit"):
+        find(f"#{accordion} .label-wrap").click()
+    type_into("#steps input[type=number]", str(STEPS))
+    for selector, bad, expected, field in REFUSED_IN_A_ROW:
+        good = find(selector).get_attribute("value")
+        type_into(selector, bad)
+        text = press_edit_and_wait(expected)
+        assert "--" not in text and field not in text and not find("#stop").is_enabled(), text
+        assert text != "Error" and not toast_texts(browser) or all("Error" != t for t in toast_texts(browser))
+        highlighted = browser.execute_script(
+            "const style = document.querySelector('#field-error style'); return style && style.dataset.fieldError")
+        assert highlighted and highlighted.split()[0] == field, (field, highlighted)
+        outline = browser.execute_script("return getComputedStyle(arguments[0]).outlineStyle",
+                                         find(f"#{field.replace('_', '-') if field != 'prompts' else 'edit-prompt'}"))
+        assert outline == "solid", (field, outline)
+        type_into(selector, good)
+    # Hint text (help under each control, notes) reads at WCAG AA contrast, 4.5:1 at least.
+    low = [(text, ratio) for text, ratio in hint_contrasts(browser) if ratio < 4.5]
+    assert not low, low
+    # A valid edit of two prompts then runs, each edit with its player, and the highlight goes.
+    type_into("#edit-prompt textarea", "a blue circle moving right on a white background\n"
+              "a green circle moving right on a white background")
+    text = press_edit_and_wait("frames")
+    assert text.startswith(("Inverted", "Reused")), text
+    WebDriverWait(browser, 60).until(lambda driver: "edit-2.mp4" in (driver.find_element(
+        By.CSS_SELECTOR, "#edit-video-2 video").get_attribute("src") or ""))
+    assert not browser.execute_script("return document.querySelector('#field-error style')")
+    assert "side_by_side.mp4" in find("#side-by-side video").get_attribute("src")
+    assert not find("#previous-run").is_displayed() if browser.find_elements(By.CSS_SELECTOR, "#previous-run") else 1
+    # A refusal after it keeps that result, labelled as the previous run.
+    type_into("#height input[type=number]", "100")
+    press_edit_and_wait('"Height" 100')
+    assert "Shown: your previous run" in find("#previous-run").text
+    assert "side_by_side.mp4" in find("#side-by-side video").get_attribute("src")
+    target = os.environ.get("APP_SCREENSHOT")  # the page after a refused setting, beside docs/app.png
+    if target:
+        folder = target if os.path.isdir(target) else os.path.dirname(target)
+        browser.execute_script("window.scrollTo(0, 0)")
+        save_screenshot(browser, os.path.join(folder, "app_refused.png"))
+
+
 def save_screenshot(browser, path):
     """The window as a small PNG (a 64-colour palette: the page is mostly flat colour)."""
     import io
@@ -759,8 +1004,9 @@ def test_the_page_fields_are_the_tables_page_options_and_read_back_to_their_defa
     from cogvideox_ddim_inversion.workflow.settings import EDIT_OPTIONS
 
     assert list(PAGE_FIELDS) == [option.name for option in EDIT_OPTIONS if option.page]
-    assert {"mask_steps", "mask_blocks", "mask_refine", "trajectory_device"} <= set(PAGE_FIELDS)
+    assert {"mask_steps", "mask_blocks", "mask_refine"} <= set(PAGE_FIELDS)
     assert not {"save_inversion", "inversion", "extra"} & set(PAGE_FIELDS)  # set by the app itself
+    assert "trajectory_device" not in PAGE_FIELDS  # a server setting: the launch flag only
     parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/edit"]["parameters"]
     assert [p["parameter_name"] for p in parameters] == [API_NAMES.get(name, name) for name in PAGE_FIELDS]
     assert settings_from_page({name: page_value(name) for name in PAGE_FIELDS}) == EditSettings(video=None,
@@ -779,6 +1025,8 @@ def test_each_fields_control_comes_from_its_option():
         assert made.arguments["label"] == option.page_label
         info = made.arguments["info"] or ""
         assert "--" not in info and "%(" not in info and "{" not in info, (name, info)
+        assert not (option.metavar and re.search(rf"\b{option.metavar}\b", info)), (name, info)  # no SCALE
+        assert not re.search(r"\b(invert|batch) (saves|writes)", info), (name, info)  # not other commands' files
     assert control("sampling").component == "Radio" and control("sampling").arguments["choices"] == ["first",
                                                                                                      "spread"]
     assert control("mask_refine").arguments["choices"] == ["auto", "on", "off"]
@@ -794,7 +1042,7 @@ def test_each_fields_control_comes_from_its_option():
     advanced, mask = fields_in("advanced", FIRST_SCREEN), fields_in("mask", FIRST_SCREEN)
     assert sorted([*FIRST_SCREEN, *advanced, *mask]) == sorted(PAGE_FIELDS)
     assert {"mask_words", "mask", "paste_back", "mask_threshold", "mask_dilation"} <= set(mask)
-    assert {"steps", "guidance", "window_overlap", "reference_steps", "trajectory_device"} <= set(advanced)
+    assert {"steps", "guidance", "window_overlap", "reference_steps"} <= set(advanced)
 
 
 def test_page_conventions_read_by_kind():
@@ -809,7 +1057,7 @@ def test_page_conventions_read_by_kind():
     assert read_field("window_overlap", "") is None
     assert read_field("num_frames", "all") == "all" and read_field("num_frames", 0) is None
     assert read_field("num_frames", "") is None and read_field("num_frames", 17.0) == 17
-    assert read_field("trajectory_device", "") is None and read_field("mask_blocks", "") is None
+    assert read_field("mask_blocks", "") is None
     assert read_field("mask_words", "horse, brown dog") == ["horse", "brown dog"]
     assert read_field("mask_words", "") is None
     assert read_field("prompts", "a\n\nb\n") == ["a", "b"] and read_field("prompts", None) == []

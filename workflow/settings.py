@@ -236,7 +236,7 @@ EDIT_OPTION_LIST = (
            inversion="always"),
     Option("trajectory_device", OPTIONAL_TEXT, None, "where to keep the inverted trajectory: 'cpu' keeps it in "
            "host memory and copies one step at a time to the GPU (default: the model's device)", INVERSION,
-           feeds=("invert",), metavar="DEVICE", memory_only=True),
+           feeds=("invert",), metavar="DEVICE", memory_only=True, page=False),
     Option("mask_words", WORDS, None, "words of {source_prompt} (comma or space separated): the inversion records "
            "the model's attention to them as the edit mask (edit writes it as mask.mp4; invert saves it in the "
            "inversion and beside it as NAME.mask.mp4); edits change only inside it (default: none)", MASK_WORDS, feeds=("invert",), metavar="WORD", inversion="mask"),
