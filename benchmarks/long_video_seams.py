@@ -195,7 +195,7 @@ def per_window_scores(video: np.ndarray, schedule: WindowSchedule, clip: world.C
 
 def measure_clip(pipe, frames, prompts, steps, conditions, clip=None, target=None) -> dict:
     """Every condition's seam ratio (and for toy clips whole-clip and per-window scores) on one clip."""
-    window = windows_module.native_latent_frames(pipe)
+    window = windows_module.native_latent_frames(pipe.transformer.config, pipe.vae_scale_factor_temporal)
     latents = encode(pipe, frames)
     representative = same_function_as(conditions, latents.shape[1], window)
     results, cache = {}, {}
@@ -313,7 +313,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     pipe = CogVideoXDDIMInversionPipeline.from_pretrained(TOY_CHECKPOINT)
     pipe.set_progress_bar_config(disable=True)
-    if args.window != windows_module.native_latent_frames(pipe):
+    if args.window != windows_module.native_latent_frames(pipe.transformer.config, pipe.vae_scale_factor_temporal):
         # the pipeline's windows are the transformer's `sample_frames` (the toy's RoPE takes any length)
         pipe.transformer.register_to_config(sample_frames=(args.window - 1) * TEMPORAL_COMPRESSION + 1)
     # three windows' worth of latent frames (odd, as the toy VAE decodes them): (a) cuts into three whole windows

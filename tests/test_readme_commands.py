@@ -98,7 +98,7 @@ def test_the_readmes_python_example_runs(tiny_checkpoint, tmp_path, monkeypatch)
 
     block = re.search(r"```python\n(.*?)```", README.read_text(), re.DOTALL).group(1)
     assert "dtype=torch.bfloat16" in block and "torch_dtype" not in block  # diffusers 0.42 deprecates torch_dtype
-    clip = write_sample_clip(tmp_path / "horse.mp4")
+    write_sample_clip(tmp_path / "horse.mp4")  # the example reads "horse.mp4" from the working folder
     code = (HUB_IDS.sub(tiny_checkpoint("cogvideox-5b"), block)
             .replace('.to("cuda")', "")
             .replace("torch.bfloat16", "torch.float32")
