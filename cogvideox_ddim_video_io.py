@@ -102,6 +102,12 @@ def check_frame_selection(
         raise ValueError("sampling='spread' needs `max_num_frames`: the number of frames to spread over the clip.")
 
 
+def ordinal(number: int) -> str:
+    """2 -> "2nd", 3 -> "3rd", 11 -> "11th": how a stride reads in a message."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
 def select_frame_indices(
     total_frames: int,
     skip_frames_start: int = 0,
@@ -128,10 +134,11 @@ def select_frame_indices(
     elif max_num_frames is not None:
         indices = indices[:max_num_frames]
     if len(indices) < MIN_NUM_FRAMES:
+        taking = "every frame" if frame_stride == 1 else f"every {ordinal(frame_stride)} frame"
         raise ValueError(
             f"Only {len(indices)} frame(s) remain of {total_frames} after skipping {skip_frames_start} at the start, "
-            f"{skip_frames_end} at the end and taking every {frame_stride}-th; CogVideoX needs at least "
-            f"{MIN_NUM_FRAMES}. Lower the skips or the stride, or use a longer video."
+            f"{skip_frames_end} at the end and taking {taking}; CogVideoX needs at least {MIN_NUM_FRAMES}. Lower the "
+            "skips or the stride, or use a longer video."
         )
     return indices[: frame_count_for_vae(len(indices), temporal_compression)]
 

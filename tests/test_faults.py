@@ -479,3 +479,29 @@ def test_an_edit_into_a_folder_that_cannot_be_swapped_replaces_the_run(tiny_chec
                  "cpu", "--model", tiny_checkpoint(), "--output-dir", str(out)]) == 0
     assert _is_complete_new_run(_snapshot(out), before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_short_selection_says_which_frames_it_took():
+    from cogvideox_ddim_inversion.cogvideox_ddim_video_io import ordinal, select_frame_indices
+
+    with pytest.raises(ValueError, match="taking every frame; CogVideoX needs at least"):
+        select_frame_indices(4, 0, 0, 1, None, 4, "first")
+    with pytest.raises(ValueError, match="taking every 3rd frame;"):
+        select_frame_indices(12, 0, 0, 3, None, 4, "first")
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st"]
+
+
+@pytest.mark.parametrize("environment, threads", [
+    ({}, None),  # one process: torch's default
+    ({"LOCAL_WORLD_SIZE": "2"}, 1),  # several processes on the node: one thread each
+    ({"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "3"}, None),  # told otherwise: left to OMP_NUM_THREADS
+])
+def test_launched_processes_take_one_thread_each_unless_told_otherwise(monkeypatch, environment, threads):
+    from cogvideox_ddim_inversion.workflow import launcher
+
+    for name in ("LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert launcher.threads_per_process() == threads
