@@ -142,6 +142,8 @@ import os, signal, sys
 
 point, name = sys.argv[1], sys.argv[2]
 signum = getattr(signal, "SIG" + name)
+# as in a terminal: a process started in the background (CI, `cmd &`) inherits SIGINT ignored, and Python keeps it so
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def die():
