@@ -821,10 +821,19 @@ def test_a_long_clip_in_a_headless_browser(app, browser, clip, tmp_path):
     assert note_says("Edits 9 frames") == "Edits 9 frames (the model's window)."
     assert not shown("#frame-count")  # until "A number of frames" is picked
     pick("A number of frames")
-    frames = WebDriverWait(browser, 120).until(expected_conditions.visibility_of_element_located(
+    WebDriverWait(browser, 120).until(expected_conditions.visibility_of_element_located(
         (By.CSS_SELECTOR, "#frame-count input[type=number]")))
-    frames.send_keys(Keys.CONTROL, "a")
-    frames.send_keys("17", Keys.TAB)
+
+    def typed_17(driver):
+        # Gradio may re-render the field as it is shown: type again into the current one until it holds the count
+        field = find("#frame-count input[type=number]")
+        if field.get_attribute("value") == "17":
+            return True
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys("17", Keys.TAB)
+        return False
+
+    WebDriverWait(browser, 120, poll_frequency=1).until(typed_17, "the frame count did not take 17")
     note_says(f"Edits 17 frames in {WINDOWS}.")
     pick("The whole clip")
     note_says(f"Edits 17 frames (the whole clip) in {WINDOWS}.")
