@@ -413,12 +413,6 @@ def settings_record(settings) -> dict:
     return {**values, "extra": None, **extra}
 
 
-def settings_from_values(values: dict, table: OptionTable = EDIT_OPTIONS, **changes):
-    """`table`'s settings from parsed values by option name (missing ones take their defaults)."""
-    known = {name: value for name, value in values.items() if name in table}
-    return table.settings_class(**{**known, **changes})
-
-
 def options_for(command: str, table: OptionTable = EDIT_OPTIONS) -> Iterable[Option]:
     return (option for option in table if command in option.commands)
 
